@@ -1,0 +1,1 @@
+//! The reconcile engine (being written).

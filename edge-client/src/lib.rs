@@ -1,0 +1,1 @@
+//! Edge clients (being written).

@@ -1,0 +1,143 @@
+//! Customers (quota and standing) and API tokens.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Standing {
+    Active,
+    Overdue,
+    Suspended,
+}
+
+impl Standing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Active => "active",
+            Standing::Overdue => "overdue",
+            Standing::Suspended => "suspended",
+        }
+    }
+}
+
+impl std::str::FromStr for Standing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(Standing::Active),
+            "overdue" => Ok(Standing::Overdue),
+            "suspended" => Ok(Standing::Suspended),
+            o => Err(format!("unknown standing '{o}'")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quota {
+    pub max_servers: u32,
+    pub max_memory_mib: u64,
+}
+
+impl Default for Quota {
+    /// A new customer may run 5 servers with 32 GiB in all, until an operator says otherwise.
+    fn default() -> Self {
+        Quota {
+            max_servers: 5,
+            max_memory_mib: 32 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub id: String,
+    pub quota: Quota,
+    pub standing: Standing,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Acts for any customer, naming the customer in each request.
+    Portal,
+    /// Everything, including customers' quota and standing.
+    Operator,
+    /// Read-only, all customers.
+    Viewer,
+    /// One customer's own servers (the token carries the customer id).
+    Customer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Portal => "portal",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+            Role::Customer => "customer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "portal" => Ok(Role::Portal),
+            "operator" => Ok(Role::Operator),
+            "viewer" => Ok(Role::Viewer),
+            "customer" => Ok(Role::Customer),
+            o => Err(format!(
+                "unknown role '{o}' (expected portal, operator, viewer or customer)"
+            )),
+        }
+    }
+}
+
+/// A stored API token: only the SHA-256 of the secret is kept.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub hash: String,
+    pub role: Role,
+    pub customer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("hash", &"<redacted>")
+            .field("role", &self.role)
+            .field("customer_id", &self.customer_id)
+            .finish()
+    }
+}
+
+/// The stored form of a token secret.
+pub fn token_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// A fresh token secret: `zlh_` + 32 random bytes in hex.
+pub fn new_token_secret() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    format!("zlh_{}", hex::encode(b))
+}

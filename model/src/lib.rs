@@ -1,0 +1,23 @@
+//! zlh's domain: what a customer wants (`ServerSpec`), what the controller has seen
+//! (`ServerStatus`), and the `Store` that keeps both, on SQLite or PostgreSQL.
+
+pub mod class;
+pub mod clock;
+pub mod customer;
+pub mod event;
+pub mod ids;
+pub mod operation;
+pub mod server;
+pub mod spec;
+pub mod status;
+pub mod store;
+
+pub use class::ErrorClass;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use customer::{ApiToken, Customer, Quota, Role, Standing};
+pub use event::{Event, EventType};
+pub use ids::{OperationId, ServerId};
+pub use operation::{Operation, OperationKind};
+pub use server::Server;
+pub use spec::{FieldError, Kind, Power, Resources, ServerSpec, Variant};
+pub use status::{Condition, ConditionStatus, ConditionType, LastError, Phase, ServerStatus, Step};

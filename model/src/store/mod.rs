@@ -1,0 +1,359 @@
+//! The `Store`: one trait, a SQLite and a PostgreSQL implementation, chosen at run time from
+//! the database URL (`sqlite:` / `postgres:`). Every method is one atomic transaction.
+//!
+//! Times come from the store's injected `Clock`. Every write of a server row appends to the
+//! change feed; the feed sequence of that write becomes the row's `resource_version`, so a
+//! watcher resumes from a number and optimistic concurrency compares the same number.
+
+use crate::{
+    ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, OperationKind, Phase,
+    Quota, Role, Server, ServerId, ServerSpec, ServerStatus, Standing,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::time::Duration;
+
+mod any;
+mod pg;
+mod sqlite;
+
+pub use any::AnyStore;
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+pub static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Error strings, kept greppable and stable.
+pub mod msg {
+    pub const NOT_FOUND: &str = "server not found";
+    pub const STALE: &str = "the server was modified concurrently (stale resourceVersion)";
+    pub const FENCED: &str = "a newer lease holder owns this server (stale fencing token)";
+    pub const IDEMPOTENCY_CONFLICT: &str =
+        "this Idempotency-Key was already used with a different request";
+    pub const IN_PROGRESS: &str =
+        "a different server for this customer is still being provisioned";
+    pub const RANGE_EXHAUSTED: &str = "no free VMID left in the configured range";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}", msg::NOT_FOUND)]
+    NotFound,
+    #[error("{}", msg::STALE)]
+    Stale,
+    #[error("{}", msg::FENCED)]
+    Fenced,
+    #[error("{}", msg::IDEMPOTENCY_CONFLICT)]
+    IdempotencyConflict,
+    /// No-key launch guard: a different payload while one is in progress.
+    #[error("{}", msg::IN_PROGRESS)]
+    InProgress { operation: OperationId },
+    #[error("{} ({kind}: {min}..={max})", msg::RANGE_EXHAUSTED)]
+    RangeExhausted { kind: Kind, min: u32, max: u32 },
+    #[error("customer {customer} is {standing:?}")]
+    CustomerNotActive { customer: String, standing: Standing },
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// Unreachable database, broken pool, or an unexpected SQL error.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What `create_server` needs. The API fills it after validation.
+#[derive(Debug, Clone)]
+pub struct NewServer {
+    pub customer_id: String,
+    pub spec: ServerSpec,
+    /// `Idempotency-Key` with the SHA-256 of the canonical request body.
+    pub idempotency: Option<Idempotency>,
+    /// Apply standing and quota atomically with the insert.
+    pub enforce_quota: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub server: Server,
+    pub operation: Operation,
+    /// False when an existing server/operation was returned (idempotent replay).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerFilter {
+    pub customer_id: Option<String>,
+    pub kind: Option<Kind>,
+    /// Derived phase: filtered in Rust after the keyset query (phase is not a column).
+    pub phase: Option<Phase>,
+    pub hostname: Option<String>,
+    pub vmid: Option<u32>,
+}
+
+/// Keyset pagination by id (uuid v7 sorts by creation).
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub after: Option<ServerId>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; `None` at the end.
+    pub next: Option<ServerId>,
+}
+
+/// Proof of a held lease; status writes carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub token: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub server_id: ServerId,
+    pub holder: String,
+    pub token: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Upsert,
+    Delete,
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub seq: i64,
+    pub server_id: ServerId,
+    pub kind: ChangeKind,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmidRange {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// A replica's heartbeat, for the controller status endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaInfo {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub queue_depth: i64,
+    pub workers_busy: i64,
+    /// Filled from the lease table when read.
+    #[serde(default)]
+    pub leases_held: i64,
+}
+
+/// A container carrying our marker that no server owns (reported, never destroyed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Orphan {
+    pub vmid: u32,
+    pub node: String,
+    /// The server id found in the marker.
+    pub marker: String,
+    pub name: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+}
+
+/// An archived (deleted) server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Archived {
+    pub server: Server,
+    pub deleted_at: DateTime<Utc>,
+}
+
+/// Every operation the API and the controller need. Generic (native async fn), wrapped in
+/// `AnyStore` to stay non-generic at the edges.
+pub trait Store: Send + Sync + 'static {
+    // --- servers ---------------------------------------------------------------------
+    /// Create a server with its `create` operation and idempotency record, atomically.
+    /// Same key + same hash → the existing server/operation (`created: false`); same key +
+    /// different hash → `IdempotencyConflict`. Without a key: an identical spec for the same
+    /// customer still in progress → that one; a different one in progress → `InProgress`.
+    fn create_server(&self, new: NewServer) -> impl Future<Output = Result<Created>> + Send;
+    fn get_server(&self, id: ServerId) -> impl Future<Output = Result<Option<Server>>> + Send;
+    fn list_servers(
+        &self,
+        filter: &ServerFilter,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Server>>> + Send;
+    /// Ids of every live server (periodic resync).
+    fn all_server_ids(&self) -> impl Future<Output = Result<Vec<ServerId>>> + Send;
+    /// Replace the spec; generation + 1; records an `update` operation. `expected_rv` guards
+    /// against lost updates when given.
+    fn update_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+    ) -> impl Future<Output = Result<(Server, Operation)>> + Send;
+    /// Write status if `resource_version` still equals `expected_rv` (else `Stale`) and, with
+    /// a fence, if the fence is the server's newest lease token (else `Fenced`).
+    fn write_status(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+    ) -> impl Future<Output = Result<Server>> + Send;
+    fn set_paused(&self, id: ServerId, paused: bool) -> impl Future<Output = Result<Server>> + Send;
+    /// Touch the row (change feed + notify); with `retry`, set `retry_requested_at`.
+    fn request_reconcile(
+        &self,
+        id: ServerId,
+        retry: bool,
+    ) -> impl Future<Output = Result<Server>> + Send;
+    /// Idempotent; records a `delete` operation (the existing one on repeats).
+    fn request_deletion(
+        &self,
+        id: ServerId,
+    ) -> impl Future<Output = Result<(Server, Operation)>> + Send;
+    /// Move the row to the archive and delete it with its reservation, lease and
+    /// idempotency rows (operations stay, pointing at the archive). Fenced like a status write.
+    fn archive_and_delete(
+        &self,
+        id: ServerId,
+        fence: Option<Fence>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn get_archived(&self, id: ServerId) -> impl Future<Output = Result<Option<Archived>>> + Send;
+
+    // --- operations ------------------------------------------------------------------
+    fn get_operation(
+        &self,
+        id: OperationId,
+    ) -> impl Future<Output = Result<Option<Operation>>> + Send;
+
+    // --- VMIDs -----------------------------------------------------------------------
+    /// Reserve a VMID for the server in `range`, skipping `taken`, and record it on the server
+    /// row in the same transaction. Idempotent: an existing reservation is returned unless
+    /// `replace` is set (the reserved VMID turned out to be occupied by an intruder), in which
+    /// case the old one is released and a new one reserved, atomically.
+    fn reserve_vmid(
+        &self,
+        id: ServerId,
+        range: VmidRange,
+        taken: &[u32],
+        replace: bool,
+    ) -> impl Future<Output = Result<u32>> + Send;
+    fn release_vmid(&self, id: ServerId) -> impl Future<Output = Result<()>> + Send;
+    /// (vmid, server) for every reservation (invariant checks).
+    fn list_reservations(&self) -> impl Future<Output = Result<Vec<(u32, ServerId)>>> + Send;
+
+    // --- events ----------------------------------------------------------------------
+    fn append_event(
+        &self,
+        id: ServerId,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Newest first.
+    fn list_events(&self, id: ServerId, limit: u32)
+    -> impl Future<Output = Result<Vec<Event>>> + Send;
+
+    // --- leases ----------------------------------------------------------------------
+    /// Claim the server's lease for `holder` if free or expired (or already ours: renew).
+    /// A new holder gets a larger fencing token than any before. `None`: held by another.
+    fn claim_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Lease>>> + Send;
+    /// Extend a lease we hold; `Fenced` if it was taken over.
+    fn renew_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        fence: Fence,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Lease>> + Send;
+    /// Release (expire now) if still ours; a no-op otherwise.
+    fn release_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        fence: Fence,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn release_all_leases(&self, holder: &str) -> impl Future<Output = Result<u64>> + Send;
+
+    /// A named fleet-wide singleton (batched resync, orphan scan), held by one replica at a
+    /// time with expiry; `true` if `holder` has it now.
+    fn try_singleton(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    // --- change feed -----------------------------------------------------------------
+    /// Changes with `seq > after`, oldest first. Sequence numbers become visible in order
+    /// (a watcher that saw N never later finds an unseen number below N).
+    fn changes_since(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Change>>> + Send;
+    fn latest_seq(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    // --- customers and tokens --------------------------------------------------------
+    /// The customer, or the defaults (active, default quota) if never set.
+    fn get_customer(&self, id: &str) -> impl Future<Output = Result<Customer>> + Send;
+    fn upsert_customer(
+        &self,
+        id: &str,
+        quota: Option<Quota>,
+        standing: Option<Standing>,
+    ) -> impl Future<Output = Result<Customer>> + Send;
+    fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+    ) -> impl Future<Output = Result<ApiToken>> + Send;
+    fn find_token(&self, hash: &str) -> impl Future<Output = Result<Option<ApiToken>>> + Send;
+
+    // --- controller bookkeeping ------------------------------------------------------
+    fn heartbeat(&self, info: &ReplicaInfo) -> impl Future<Output = Result<()>> + Send;
+    /// Replicas seen within `alive_within`, with `leases_held` counted from unexpired leases.
+    fn list_replicas(
+        &self,
+        alive_within: Duration,
+    ) -> impl Future<Output = Result<Vec<ReplicaInfo>>> + Send;
+    /// Replace the orphan report with this scan's findings (keeping `first_seen`).
+    fn replace_orphans(&self, found: &[Orphan]) -> impl Future<Output = Result<()>> + Send;
+    fn list_orphans(&self) -> impl Future<Output = Result<Vec<Orphan>>> + Send;
+
+    /// Cheap connectivity check for `/readyz`.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,1 @@
+//! Proxmox VE client (being written).
