@@ -1,6 +1,7 @@
 //! zlh's domain: what a customer wants (`ServerSpec`), what the controller has seen
 //! (`ServerStatus`), and the `Store` that keeps both, on SQLite or PostgreSQL.
 
+pub mod catalog;
 pub mod class;
 pub mod clock;
 pub mod customer;
@@ -12,6 +13,7 @@ pub mod spec;
 pub mod status;
 pub mod store;
 
+pub use catalog::{Catalog, Template};
 pub use class::ErrorClass;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer::{ApiToken, Customer, Quota, Role, Standing};

@@ -6,7 +6,7 @@
 //! watcher resumes from a number and optimistic concurrency compares the same number.
 
 use crate::{
-    ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, OperationKind, Phase,
+    ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, Phase,
     Quota, Role, Server, ServerId, ServerSpec, ServerStatus, Standing,
 };
 use chrono::{DateTime, Utc};
