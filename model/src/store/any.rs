@@ -1,5 +1,13 @@
 //! The store chosen at run time from the URL.
 use super::*;
+use crate::Clock;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Why a URL was refused (never echoes the URL: it may hold a password).
+const UNSUPPORTED_URL: &str =
+    "unsupported database URL scheme (expected sqlite:, postgres: or postgresql:)";
 
 #[derive(Clone)]
 pub enum AnyStore {
@@ -14,6 +22,39 @@ macro_rules! dispatch {
             AnyStore::Pg($s) => $e,
         }
     };
+}
+
+impl AnyStore {
+    /// Connect by scheme: `sqlite:` or `postgres:`/`postgresql:`. Does not migrate.
+    pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Ok(AnyStore::Sqlite(SqliteStore::connect(url, clock).await?)),
+            Some("postgres" | "postgresql") => Ok(AnyStore::Pg(PgStore::connect(url, clock).await?)),
+            _ => Err(StoreError::Database(UNSUPPORTED_URL.into())),
+        }
+    }
+
+    /// Apply the backend's embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    /// Notices of server writes (see [`notify`](super::notify)).
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        dispatch!(self, s => s.subscribe())
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        dispatch!(self, s => s.backend())
+    }
+
+    /// The SQLite database file (for the single-controller lock); `None` on Postgres or
+    /// in memory.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        dispatch!(self, s => s.sqlite_path())
+    }
 }
 
 impl Store for AnyStore {

@@ -15,10 +15,13 @@ use std::future::Future;
 use std::time::Duration;
 
 mod any;
+pub mod notify;
 mod pg;
+mod sql;
 mod sqlite;
 
 pub use any::AnyStore;
+pub use notify::{Notice, Origin};
 pub use pg::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -1,108 +1,834 @@
-//! Placeholder: being implemented.
-#![allow(unused_variables)]
+//! PostgreSQL: the backend for several controller replicas.
+//!
+//! Server writes lock their row (`SELECT ... FOR UPDATE`) and share-lock the lease row they
+//! check the fence against, so a lease claim cannot slip between the check and the write.
+//! Change-feed sequence numbers are allocated under a transaction-level advisory lock, held
+//! to commit, so they become visible in order. Creates serialise per customer (another
+//! advisory lock) for the launch guard and quota. Every server write `NOTIFY`s
+//! [`PG_CHANNEL`]; a `LISTEN` task feeds the notices of other processes into
+//! [`subscribe`](PgStore::subscribe).
+
+use super::notify::{CAPACITY, Notice, Origin, PG_CHANNEL};
+use super::sql::*;
 use super::*;
+use crate::{Clock, OperationKind};
+use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Connection, Postgres, Transaction};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{broadcast, oneshot};
+use uuid::Uuid;
+
+const MAX_CONNECTIONS: u32 = 10;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between `LISTEN` reconnection attempts.
+const LISTEN_RETRY: Duration = Duration::from_secs(1);
+/// How long a constructor waits for `LISTEN` to be in place before returning anyway.
+const LISTEN_READY_WAIT: Duration = Duration::from_secs(5);
+
+/// Advisory lock (single bigint key space) serialising change-feed seq allocation.
+const SEQ_LOCK: i64 = 0x7a6c_6873_6571; // "zlhseq"
+/// Advisory lock namespace (two-int key space, disjoint from the bigint one) for customers.
+const CUSTOMER_LOCK_NS: i32 = 0x7a6c_6863; // "zlhc"
+
+const LOCK_SEQ: &str = "SELECT pg_advisory_xact_lock($1)";
+const LOCK_CUSTOMER: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2))";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+const SELECT_LEASE_FOR_SHARE: &str = "SELECT holder, token, expires_at, released \
+     FROM leases WHERE server_id = $1 FOR SHARE";
 
 #[derive(Clone)]
-pub struct PgStore {}
+pub struct PgStore {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+    notices: broadcast::Sender<Notice>,
+    /// Dropped with the last clone of the store, which stops the `LISTEN` task.
+    _listener: Arc<oneshot::Sender<()>>,
+}
+
+/// Times bind as TIMESTAMPTZ directly (the SQLite store formats them itself).
+fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
+    t
+}
+
+impl PgStore {
+    /// Connect to a `postgres://` URL. Does not migrate. Errors never contain the URL's
+    /// password.
+    pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(|e| connect_error(e, url))?;
+        Ok(Self::from_pool(pool, clock).await)
+    }
+
+    /// Wrap an existing pool (e.g. from `#[sqlx::test]`). Starts the `LISTEN` task, which
+    /// keeps one connection of the pool, and waits (briefly) until it listens.
+    pub async fn from_pool(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
+        let (notices, _) = broadcast::channel(CAPACITY);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(listen(pool.clone(), notices.clone(), stop_rx, ready_tx));
+        if tokio::time::timeout(LISTEN_READY_WAIT, ready_rx).await.is_err() {
+            tracing::warn!(channel = PG_CHANNEL, "LISTEN not ready yet; continuing, it keeps retrying");
+        }
+        PgStore {
+            pool,
+            clock,
+            notices,
+            _listener: Arc::new(stop_tx),
+        }
+    }
+
+    /// Apply the embedded migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        PG_MIGRATOR
+            .run(&mut *conn)
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        // Statements prepared before a schema change are stale (sqlx issue #2517).
+        conn.clear_cached_statements().await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Notices of server writes by any process on this database (see
+    /// [`notify`](super::notify)); writes through this store may arrive twice.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    pub fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        None
+    }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    fn notify(&self, server_id: ServerId, origin: Origin) {
+        // No receiver is fine: notices are hints.
+        let _ = self.notices.send(Notice { server_id, origin });
+    }
+
+    /// Read, check, change and write one server row (the common shape of most writes).
+    /// `change` may return an operation to record with the write.
+    async fn modify(
+        &self,
+        id: ServerId,
+        expected_rv: Option<i64>,
+        fence: Option<Fence>,
+        origin: Origin,
+        change: impl FnOnce(&mut Server, DateTime<Utc>) -> Option<Operation>,
+    ) -> Result<(Server, Option<Operation>)> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        check_fence(lease_for_share(&mut tx, id).await?.as_ref(), fence)?;
+        if expected_rv.is_some_and(|rv| rv != server.resource_version) {
+            return Err(StoreError::Stale);
+        }
+        let op = change(&mut server, now);
+        if let Some(op) = &op {
+            insert_operation(&mut tx, op).await?;
+        }
+        stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        save(&mut tx, UPDATE_SERVER, &server).await?;
+        tx.commit().await?;
+        self.notify(id, origin);
+        Ok((server, op))
+    }
+}
+
+async fn load(conn: &mut PgConnection, id: ServerId) -> Result<Option<Server>> {
+    select_server(conn, SELECT_SERVER, id).await
+}
+
+/// Load and lock the row until the transaction ends.
+async fn lock(conn: &mut PgConnection, id: ServerId) -> Result<Option<Server>> {
+    select_server(conn, SELECT_SERVER_FOR_UPDATE, id).await
+}
+
+async fn select_server(conn: &mut PgConnection, sql: &'static str, id: ServerId) -> Result<Option<Server>> {
+    sqlx::query_as::<_, ServerRow>(sql)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?
+        .map(Server::try_from)
+        .transpose()
+}
+
+/// The lease row, share-locked: a claimer (`FOR UPDATE SKIP LOCKED`) backs off until we
+/// commit, and we wait for a claimer that got there first, then see its new token.
+async fn lease_for_share(conn: &mut PgConnection, id: ServerId) -> Result<Option<LeaseRow>> {
+    Ok(sqlx::query_as::<_, LeaseRow>(SELECT_LEASE_FOR_SHARE)
+        .bind(id.0)
+        .fetch_optional(conn)
+        .await?)
+}
+
+async fn operation(conn: &mut PgConnection, sql: &'static str, id: Uuid) -> Result<Option<Operation>> {
+    sqlx::query_as::<_, OperationRow>(sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map(Operation::try_from)
+        .transpose()
+}
+
+async fn insert_operation(conn: &mut PgConnection, op: &Operation) -> Result<()> {
+    sqlx::query(INSERT_OPERATION)
+        .bind(op.id.0)
+        .bind(op.server_id.0)
+        .bind(op.generation)
+        .bind(op.kind.as_str())
+        .bind(ts(op.created_at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Append to the change feed; the new seq becomes the row's resource_version. Takes the seq
+/// lock (held to commit, so call it after the row locks, last thing before saving) and
+/// queues the `NOTIFY` (sent on commit).
+async fn stamp(
+    conn: &mut PgConnection,
+    s: &mut Server,
+    kind: ChangeKind,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    sqlx::query(LOCK_SEQ).bind(SEQ_LOCK).execute(&mut *conn).await?;
+    let notice = Notice { server_id: s.id, origin };
+    sqlx::query(NOTIFY)
+        .bind(PG_CHANNEL)
+        .bind(notice.to_payload())
+        .execute(&mut *conn)
+        .await?;
+    let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
+        .bind(s.id.0)
+        .bind(change_kind_str(kind))
+        .bind(ts(now))
+        .fetch_one(conn)
+        .await?;
+    s.resource_version = seq;
+    s.updated_at = now;
+    Ok(())
+}
+
+/// `INSERT_SERVER` or `UPDATE_SERVER` (same parameters).
+async fn save(conn: &mut PgConnection, sql: &'static str, s: &Server) -> Result<()> {
+    let d = Denorm::of(s);
+    sqlx::query(sql)
+        .bind(s.id.0)
+        .bind(&s.customer_id)
+        .bind(d.kind)
+        .bind(d.memory_mib)
+        .bind(d.hostname)
+        .bind(d.status_vmid)
+        .bind(Json(&s.spec))
+        .bind(Json(&s.status))
+        .bind(s.generation)
+        .bind(s.resource_version)
+        .bind(d.reserved_vmid)
+        .bind(s.deletion_requested_at.map(ts))
+        .bind(s.paused)
+        .bind(s.retry_requested_at.map(ts))
+        .bind(ts(s.created_at))
+        .bind(ts(s.updated_at))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn customer(conn: &mut PgConnection, id: &str, now: DateTime<Utc>) -> Result<Customer> {
+    sqlx::query_as::<_, CustomerRow>(SELECT_CUSTOMER)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .map_or_else(|| Ok(default_customer(id, now)), Customer::try_from)
+}
+
+async fn live_servers(conn: &mut PgConnection, customer_id: &str) -> Result<Vec<Server>> {
+    servers(
+        sqlx::query_as::<_, ServerRow>(CUSTOMER_LIVE_SERVERS)
+            .bind(customer_id)
+            .fetch_all(conn)
+            .await?,
+    )
+}
 
 impl Store for PgStore {
     async fn create_server(&self, new: NewServer) -> Result<Created> {
-        todo!("create_server")
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        // One create per customer at a time: the launch guard and quota read, then insert.
+        sqlx::query(LOCK_CUSTOMER)
+            .bind(CUSTOMER_LOCK_NS)
+            .bind(&new.customer_id)
+            .execute(&mut *tx)
+            .await?;
+        let id = ServerId::new();
+        let op = new_operation(id, 1, OperationKind::Create, now);
+        let mut live = None;
+        if let Some(idem) = &new.idempotency {
+            let claimed: Option<Uuid> = sqlx::query_scalar(CLAIM_IDEMPOTENCY_KEY)
+                .bind(&new.customer_id)
+                .bind(&idem.key)
+                .bind(&idem.request_hash)
+                .bind(id.0)
+                .bind(op.id.0)
+                .bind(ts(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+            if claimed.is_none() {
+                let row = sqlx::query_as::<_, IdempotencyRow>(SELECT_IDEMPOTENCY_KEY)
+                    .bind(&new.customer_id)
+                    .bind(&idem.key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if row.request_hash != idem.request_hash {
+                    return Err(StoreError::IdempotencyConflict);
+                }
+                let server = load(&mut tx, ServerId(row.server_id)).await?;
+                let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
+                let (server, operation) = server.zip(operation).ok_or(StoreError::NotFound)?;
+                return Ok(Created { server, operation, created: false });
+            }
+        } else {
+            let servers = live_servers(&mut tx, &new.customer_id).await?;
+            if let Some(busy) = guard_match(&servers, &new.spec) {
+                let operation = operation(&mut tx, LATEST_SPEC_OPERATION, busy.id.0)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                if busy.spec != new.spec {
+                    return Err(StoreError::InProgress { operation: operation.id });
+                }
+                return Ok(Created { server: busy.clone(), operation, created: false });
+            }
+            live = Some(servers);
+        }
+        if new.enforce_quota {
+            let customer = customer(&mut tx, &new.customer_id, now).await?;
+            let live = match live {
+                Some(l) => l,
+                None => live_servers(&mut tx, &new.customer_id).await?,
+            };
+            check_quota(&customer, &live, &new.spec)?;
+        }
+        let mut server = new_server(id, &new.customer_id, new.spec, now);
+        stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        save(&mut tx, INSERT_SERVER, &server).await?;
+        insert_operation(&mut tx, &op).await?;
+        tx.commit().await?;
+        self.notify(id, Origin::User);
+        Ok(Created { server, operation: op, created: true })
     }
+
     async fn get_server(&self, id: ServerId) -> Result<Option<Server>> {
-        todo!("get_server")
+        load(&mut *self.pool.acquire().await?, id).await
     }
-    async fn list_servers(&self, filter: &ServerFilter, page: PageRequest,) -> Result<Page<Server>> {
-        todo!("list_servers")
+
+    async fn list_servers(&self, filter: &ServerFilter, page: PageRequest) -> Result<Page<Server>> {
+        page_servers(filter.phase, page, |after, n| async move {
+            servers(
+                sqlx::query_as::<_, ServerRow>(LIST_SERVERS)
+                    .bind(after)
+                    .bind(filter.customer_id.as_deref())
+                    .bind(filter.kind.map(Kind::as_str))
+                    .bind(filter.hostname.as_deref())
+                    .bind(filter.vmid.map(i64::from))
+                    .bind(n)
+                    .fetch_all(&self.pool)
+                    .await?,
+            )
+        })
+        .await
     }
+
     async fn all_server_ids(&self) -> Result<Vec<ServerId>> {
-        todo!("all_server_ids")
+        let ids: Vec<Uuid> = sqlx::query_scalar(ALL_SERVER_IDS).fetch_all(&self.pool).await?;
+        Ok(ids.into_iter().map(ServerId).collect())
     }
-    async fn update_spec(&self, id: ServerId, spec: ServerSpec, expected_rv: Option<i64>,) -> Result<(Server, Operation)> {
-        todo!("update_spec")
+
+    /// Allowed while deleting (the API refuses that case first); the phase stays Deleting.
+    async fn update_spec(&self, id: ServerId, spec: ServerSpec, expected_rv: Option<i64>) -> Result<(Server, Operation)> {
+        let (server, op) = self
+            .modify(id, expected_rv, None, Origin::User, |s, now| {
+                s.spec = spec;
+                s.generation += 1;
+                Some(new_operation(s.id, s.generation, OperationKind::Update, now))
+            })
+            .await?;
+        Ok((server, op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?))
     }
-    async fn write_status(&self, id: ServerId, status: &ServerStatus, expected_rv: i64, fence: Option<Fence>,) -> Result<Server> {
-        todo!("write_status")
+
+    async fn write_status(&self, id: ServerId, status: &ServerStatus, expected_rv: i64, fence: Option<Fence>) -> Result<Server> {
+        let (server, _) = self
+            .modify(id, Some(expected_rv), fence, Origin::Controller, |s, _| {
+                s.status = status.clone();
+                None
+            })
+            .await?;
+        Ok(server)
     }
+
     async fn set_paused(&self, id: ServerId, paused: bool) -> Result<Server> {
-        todo!("set_paused")
+        let (server, _) = self
+            .modify(id, None, None, Origin::User, |s, _| {
+                s.paused = paused;
+                None
+            })
+            .await?;
+        Ok(server)
     }
-    async fn request_reconcile(&self, id: ServerId, retry: bool,) -> Result<Server> {
-        todo!("request_reconcile")
+
+    async fn request_reconcile(&self, id: ServerId, retry: bool) -> Result<Server> {
+        let (server, _) = self
+            .modify(id, None, None, Origin::User, |s, now| {
+                if retry {
+                    s.retry_requested_at = Some(now);
+                }
+                None
+            })
+            .await?;
+        Ok(server)
     }
-    async fn request_deletion(&self, id: ServerId,) -> Result<(Server, Operation)> {
-        todo!("request_deletion")
+
+    async fn request_deletion(&self, id: ServerId) -> Result<(Server, Operation)> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        if server.is_deleting() {
+            let existing = sqlx::query_as::<_, OperationRow>(LATEST_OPERATION_OF_KIND)
+                .bind(id.0)
+                .bind(OperationKind::Delete.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(op) = existing {
+                return Ok((server, op.try_into()?));
+            }
+        }
+        server.deletion_requested_at.get_or_insert(now);
+        let op = new_operation(id, server.generation, OperationKind::Delete, now);
+        insert_operation(&mut tx, &op).await?;
+        stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        save(&mut tx, UPDATE_SERVER, &server).await?;
+        tx.commit().await?;
+        self.notify(id, Origin::User);
+        Ok((server, op))
     }
-    async fn archive_and_delete(&self, id: ServerId, fence: Option<Fence>,) -> Result<()> {
-        todo!("archive_and_delete")
+
+    async fn archive_and_delete(&self, id: ServerId, fence: Option<Fence>) -> Result<()> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let Some(mut server) = lock(&mut tx, id).await? else {
+            return Ok(());
+        };
+        check_fence(lease_for_share(&mut tx, id).await?.as_ref(), fence)?;
+        stamp(&mut tx, &mut server, ChangeKind::Delete, Origin::Controller, now).await?;
+        sqlx::query(INSERT_ARCHIVE)
+            .bind(id.0)
+            .bind(&server.customer_id)
+            .bind(Json(&server))
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        for sql in [DELETE_RESERVATION, DELETE_LEASE, DELETE_IDEMPOTENCY_KEYS, DELETE_SERVER] {
+            sqlx::query(sql).bind(id.0).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        self.notify(id, Origin::Controller);
+        Ok(())
     }
+
     async fn get_archived(&self, id: ServerId) -> Result<Option<Archived>> {
-        todo!("get_archived")
+        let row = sqlx::query_as::<_, ArchiveRow>(SELECT_ARCHIVE)
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(Archived::from))
     }
-    async fn get_operation(&self, id: OperationId,) -> Result<Option<Operation>> {
-        todo!("get_operation")
+
+    async fn get_operation(&self, id: OperationId) -> Result<Option<Operation>> {
+        operation(&mut *self.pool.acquire().await?, SELECT_OPERATION, id.0).await
     }
-    async fn reserve_vmid(&self, id: ServerId, range: VmidRange, taken: &[u32], replace: bool,) -> Result<u32> {
-        todo!("reserve_vmid")
+
+    async fn reserve_vmid(&self, id: ServerId, range: VmidRange, taken: &[u32], replace: bool) -> Result<u32> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        let existing: Option<i64> = sqlx::query_scalar(SELECT_RESERVATION)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let mut skip: BTreeSet<u32> = taken.iter().copied().collect();
+        if let Some(old) = existing.map(|v| v as u32) {
+            if !replace && server.reserved_vmid == Some(old) {
+                return Ok(old);
+            }
+            if replace {
+                sqlx::query(DELETE_RESERVATION).bind(id.0).execute(&mut *tx).await?;
+                skip.insert(old);
+            }
+        }
+        let vmid = match existing {
+            Some(old) if !replace => old as u32,
+            _ => loop {
+                let reserved: Vec<i64> = sqlx::query_scalar(RESERVED_IN_RANGE)
+                    .bind(i64::from(range.min))
+                    .bind(i64::from(range.max))
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let v = pick_vmid(range, &skip, &reserved)
+                    .ok_or_else(|| range_exhausted(server.spec.kind, range))?;
+                let won: Option<i64> = sqlx::query_scalar(INSERT_RESERVATION)
+                    .bind(i64::from(v))
+                    .bind(id.0)
+                    .bind(ts(now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if won.is_some() {
+                    break v;
+                }
+                skip.insert(v);
+            },
+        };
+        server.reserved_vmid = Some(vmid);
+        stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::Controller, now).await?;
+        save(&mut tx, UPDATE_SERVER, &server).await?;
+        tx.commit().await?;
+        self.notify(id, Origin::Controller);
+        Ok(vmid)
     }
+
     async fn release_vmid(&self, id: ServerId) -> Result<()> {
-        todo!("release_vmid")
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        sqlx::query(DELETE_RESERVATION).bind(id.0).execute(&mut *tx).await?;
+        let server = lock(&mut tx, id).await?;
+        if let Some(mut server) = server.filter(|s| s.reserved_vmid.is_some()) {
+            server.reserved_vmid = None;
+            stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::Controller, now).await?;
+            save(&mut tx, UPDATE_SERVER, &server).await?;
+            tx.commit().await?;
+            self.notify(id, Origin::Controller);
+        } else {
+            tx.commit().await?;
+        }
+        Ok(())
     }
+
     async fn list_reservations(&self) -> Result<Vec<(u32, ServerId)>> {
-        todo!("list_reservations")
+        reservations(sqlx::query_as(LIST_RESERVATIONS).fetch_all(&self.pool).await?)
     }
-    async fn append_event(&self, id: ServerId, type_: EventType, reason: &str, message: &str,) -> Result<()> {
-        todo!("append_event")
+
+    async fn append_event(&self, id: ServerId, type_: EventType, reason: &str, message: &str) -> Result<()> {
+        sqlx::query(UPSERT_EVENT)
+            .bind(id.0)
+            .bind(type_.as_str())
+            .bind(truncate(reason, EVENT_REASON_MAX))
+            .bind(truncate(message, EVENT_MESSAGE_MAX))
+            .bind(ts(self.clock.now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
+
     async fn list_events(&self, id: ServerId, limit: u32) -> Result<Vec<Event>> {
-        todo!("list_events")
+        sqlx::query_as::<_, EventRow>(LIST_EVENTS)
+            .bind(id.0)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Event::try_from)
+            .collect()
     }
-    async fn claim_lease(&self, id: ServerId, holder: &str, ttl: Duration,) -> Result<Option<Lease>> {
-        todo!("claim_lease")
+
+    async fn claim_lease(&self, id: ServerId, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let now = self.clock.now();
+        let expires_at = expiry(now, ttl);
+        let mut tx = self.write_tx().await?;
+        if load(&mut tx, id).await?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let row = sqlx::query_as::<_, LeaseRow>(SELECT_LEASE_SKIP_LOCKED)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let token = match row {
+            // No row, or one locked by a concurrent claimer/writer: try to create it; a
+            // conflict means someone else has it.
+            None => {
+                let token: Option<i64> = sqlx::query_scalar(INSERT_LEASE)
+                    .bind(id.0)
+                    .bind(holder)
+                    .bind(ts(expires_at))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match token {
+                    Some(t) => t,
+                    None => return Ok(None),
+                }
+            }
+            Some(row) => match claim_decision(&row, holder, now) {
+                ClaimDecision::Refuse => return Ok(None),
+                ClaimDecision::Renew(token) | ClaimDecision::TakeOver(token) => {
+                    sqlx::query(UPDATE_LEASE)
+                        .bind(id.0)
+                        .bind(holder)
+                        .bind(token)
+                        .bind(ts(expires_at))
+                        .execute(&mut *tx)
+                        .await?;
+                    token
+                }
+            },
+        };
+        tx.commit().await?;
+        Ok(Some(lease_of(id, holder, token, expires_at)))
     }
-    async fn renew_lease(&self, id: ServerId, holder: &str, fence: Fence, ttl: Duration,) -> Result<Lease> {
-        todo!("renew_lease")
+
+    async fn renew_lease(&self, id: ServerId, holder: &str, fence: Fence, ttl: Duration) -> Result<Lease> {
+        let expires_at = expiry(self.clock.now(), ttl);
+        let done = sqlx::query(RENEW_LEASE)
+            .bind(id.0)
+            .bind(holder)
+            .bind(fence.token)
+            .bind(ts(expires_at))
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Fenced);
+        }
+        Ok(lease_of(id, holder, fence.token, expires_at))
     }
-    async fn release_lease(&self, id: ServerId, holder: &str, fence: Fence,) -> Result<()> {
-        todo!("release_lease")
+
+    async fn release_lease(&self, id: ServerId, holder: &str, fence: Fence) -> Result<()> {
+        sqlx::query(RELEASE_LEASE)
+            .bind(id.0)
+            .bind(holder)
+            .bind(fence.token)
+            .bind(ts(self.clock.now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
+
     async fn release_all_leases(&self, holder: &str) -> Result<u64> {
-        todo!("release_all_leases")
+        let done = sqlx::query(RELEASE_ALL_LEASES)
+            .bind(holder)
+            .bind(ts(self.clock.now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
-    async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration,) -> Result<bool> {
-        todo!("try_singleton")
+
+    async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = self.clock.now();
+        let got: Option<String> = sqlx::query_scalar(TRY_SINGLETON)
+            .bind(name)
+            .bind(holder)
+            .bind(ts(expiry(now, ttl)))
+            .bind(ts(now))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(got.is_some())
     }
-    async fn changes_since(&self, after: i64, limit: u32,) -> Result<Vec<Change>> {
-        todo!("changes_since")
+
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
+        sqlx::query_as::<_, ChangeRow>(CHANGES_SINCE)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Change::try_from)
+            .collect()
     }
+
     async fn latest_seq(&self) -> Result<i64> {
-        todo!("latest_seq")
+        Ok(sqlx::query_scalar(LATEST_SEQ).fetch_one(&self.pool).await?)
     }
+
     async fn get_customer(&self, id: &str) -> Result<Customer> {
-        todo!("get_customer")
+        customer(&mut *self.pool.acquire().await?, id, self.clock.now()).await
     }
-    async fn upsert_customer(&self, id: &str, quota: Option<Quota>, standing: Option<Standing>,) -> Result<Customer> {
-        todo!("upsert_customer")
+
+    async fn upsert_customer(&self, id: &str, quota: Option<Quota>, standing: Option<Standing>) -> Result<Customer> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut c = customer(&mut tx, id, now).await?;
+        c.quota = quota.unwrap_or(c.quota);
+        c.standing = standing.unwrap_or(c.standing);
+        c.updated_at = now;
+        let (max_servers, max_memory_mib) = quota_cols(&c.quota);
+        sqlx::query(UPSERT_CUSTOMER)
+            .bind(id)
+            .bind(max_servers)
+            .bind(max_memory_mib)
+            .bind(c.standing.as_str())
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(c)
     }
-    async fn create_token(&self, name: &str, hash: &str, role: Role, customer_id: Option<&str>,) -> Result<ApiToken> {
-        todo!("create_token")
+
+    async fn create_token(&self, name: &str, hash: &str, role: Role, customer_id: Option<&str>) -> Result<ApiToken> {
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            role,
+            customer_id: customer_id.map(str::to_owned),
+            created_at: self.clock.now(),
+        };
+        sqlx::query(INSERT_TOKEN)
+            .bind(token.id)
+            .bind(&token.name)
+            .bind(&token.hash)
+            .bind(role.as_str())
+            .bind(customer_id)
+            .bind(ts(token.created_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(token)
     }
+
     async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
-        todo!("find_token")
+        sqlx::query_as::<_, TokenRow>(SELECT_TOKEN_BY_HASH)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(ApiToken::try_from)
+            .transpose()
     }
+
     async fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
-        todo!("heartbeat")
+        sqlx::query(UPSERT_REPLICA)
+            .bind(&info.id)
+            .bind(ts(info.started_at))
+            .bind(ts(self.clock.now()))
+            .bind(info.queue_depth)
+            .bind(info.workers_busy)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
-    async fn list_replicas(&self, alive_within: Duration,) -> Result<Vec<ReplicaInfo>> {
-        todo!("list_replicas")
+
+    async fn list_replicas(&self, alive_within: Duration) -> Result<Vec<ReplicaInfo>> {
+        let now = self.clock.now();
+        let since = now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
+        let rows = sqlx::query_as::<_, ReplicaRow>(LIST_REPLICAS)
+            .bind(ts(since))
+            .bind(ts(now))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(ReplicaInfo::from).collect())
     }
+
     async fn replace_orphans(&self, found: &[Orphan]) -> Result<()> {
-        todo!("replace_orphans")
+        let mut tx = self.write_tx().await?;
+        let stored: Vec<i64> = sqlx::query_scalar(ORPHAN_VMIDS).fetch_all(&mut *tx).await?;
+        for vmid in vanished_orphans(&stored, found) {
+            sqlx::query(DELETE_ORPHAN).bind(vmid).execute(&mut *tx).await?;
+        }
+        for o in found {
+            sqlx::query(UPSERT_ORPHAN)
+                .bind(i64::from(o.vmid))
+                .bind(&o.node)
+                .bind(&o.marker)
+                .bind(o.name.as_deref())
+                .bind(ts(o.first_seen))
+                .bind(ts(o.last_seen))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
+
     async fn list_orphans(&self) -> Result<Vec<Orphan>> {
-        todo!("list_orphans")
+        sqlx::query_as::<_, OrphanRow>(LIST_ORPHANS)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(Orphan::try_from)
+            .collect()
     }
+
     async fn ping(&self) -> Result<()> {
-        todo!("ping")
+        sqlx::query(PING).execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Feed `NOTIFY`s from other processes into the broadcast, reconnecting after errors, until
+/// the store is dropped (`stop`) or its pool is closed.
+async fn listen(
+    pool: PgPool,
+    notices: broadcast::Sender<Notice>,
+    mut stop: oneshot::Receiver<()>,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            e = listen_once(&pool, &notices, &mut ready) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(channel = PG_CHANNEL, error = %e, "LISTEN failed; reconnecting");
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(LISTEN_RETRY) => {}
+        }
+    }
+}
+
+/// Listen until an error (which it returns). `PgListener` itself reconnects after a lost
+/// connection and re-listens; anything else comes back here.
+async fn listen_once(
+    pool: &PgPool,
+    notices: &broadcast::Sender<Notice>,
+    ready: &mut Option<oneshot::Sender<()>>,
+) -> sqlx::Error {
+    let mut listener = match PgListener::connect_with(pool).await {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(PG_CHANNEL).await {
+        return e;
+    }
+    if let Some(r) = ready.take() {
+        let _ = r.send(());
+    }
+    loop {
+        match listener.recv().await {
+            Ok(n) => match Notice::from_payload(n.payload()) {
+                Some(notice) => {
+                    let _ = notices.send(notice);
+                }
+                None => tracing::warn!(payload = n.payload(), "ignoring malformed notification"),
+            },
+            Err(e) => return e,
+        }
     }
 }
