@@ -1,0 +1,93 @@
+//! Shared HTTP plumbing: client construction, the bearer header, one request → (status,
+//! headers, body), with metrics and a debug log line that never includes a secret.
+
+use crate::error::{Backend, EdgeError, record};
+use model::ErrorClass;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+pub(crate) struct Response {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// `proxy`: honour `HTTP(S)_PROXY` (only for Cloudflare on the public internet); internal
+/// backends (Agent, Technitium, Velocity, simulators on loopback) are always reached directly.
+pub(crate) fn client(
+    backend: Backend,
+    timeout: Duration,
+    proxy: bool,
+) -> Result<reqwest::Client, EdgeError> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    if !proxy {
+        b = b.no_proxy();
+    }
+    b.build().map_err(|e| {
+        EdgeError::new(
+            backend,
+            ErrorClass::Invalid,
+            None,
+            format!("cannot build HTTP client: {}", e.without_url()),
+        )
+    })
+}
+
+/// `Bearer <token>`, marked sensitive so reqwest/hyper never print it.
+pub(crate) fn bearer(token: &SecretString) -> HeaderValue {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid-token-characters"));
+    v.set_sensitive(true);
+    v
+}
+
+/// Send one request. `what` is a log label (method + path, never a query with secrets).
+/// Transport failures become `Transient`; every outcome is counted once in
+/// `zlh_backend_requests_total` by the caller-provided classification (see `finish`).
+pub(crate) async fn send(
+    backend: Backend,
+    what: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<Response, EdgeError> {
+    tracing::debug!(backend = backend.as_str(), request = what, "edge request");
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let err = EdgeError::from_reqwest(backend, e);
+            record::<()>(backend, &Err(err.clone()));
+            tracing::debug!(backend = backend.as_str(), request = what, error = %err, "edge request failed");
+            return Err(err);
+        }
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = match resp.text().await {
+        Ok(b) => b,
+        Err(e) => {
+            let err = EdgeError::from_reqwest(backend, e);
+            record::<()>(backend, &Err(err.clone()));
+            return Err(err);
+        }
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Count a classified outcome (the HTTP exchange succeeded; the backend may still have said no).
+pub(crate) fn finish<T>(
+    backend: Backend,
+    what: &str,
+    r: Result<T, EdgeError>,
+) -> Result<T, EdgeError> {
+    record(backend, &r);
+    if let Err(e) = &r {
+        tracing::debug!(backend = backend.as_str(), request = what, error = %e, "edge request rejected");
+    }
+    r
+}

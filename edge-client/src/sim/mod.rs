@@ -1,0 +1,269 @@
+//! Loopback simulators of the edge backends (feature `sim`). Every server binds only to
+//! 127.0.0.0/8; port 0 picks a free port.
+//!
+//! Common to all HTTP sims: a request log (`requests()`: method + path + query, to prove no
+//! secret is ever sent in a URL), `faults()` (see `Faults`), and `set_outage(bool)`, which closes
+//! the listening socket (connection refused) and reopens it on the same address.
+
+mod agent;
+mod cloudflare;
+pub mod faults;
+mod technitium;
+mod velocity;
+
+pub use agent::{AgentSim, AgentSimConfig};
+pub use cloudflare::{CfSimRecord, CloudflareSim, CloudflareSimConfig};
+pub use faults::Faults;
+pub use technitium::{SimRdata, SimRecord, TechnitiumSim, TechnitiumSimConfig};
+pub use velocity::{VelocitySim, VelocitySimConfig};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// One request as a simulator saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// Path and query exactly as received.
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RequestLog(Arc<Mutex<Vec<LoggedRequest>>>);
+
+impl RequestLog {
+    pub(crate) fn push(&self, r: LoggedRequest) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    }
+    pub(crate) fn all(&self) -> Vec<LoggedRequest> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub(crate) type Render = Arc<dyn Fn(u16) -> Response + Send + Sync>;
+
+/// What the shared middleware needs: log, faults, liveness and the sim's error format.
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub faults: Faults,
+    pub log: RequestLog,
+    pub alive: Arc<AtomicBool>,
+    pub render: Render,
+}
+
+impl Core {
+    pub(crate) fn new(render: Render) -> Self {
+        Core {
+            faults: Faults::default(),
+            log: RequestLog::default(),
+            alive: Arc::new(AtomicBool::new(true)),
+            render,
+        }
+    }
+}
+
+/// Log, then refuse if stopped, then latency, then injected failures.
+pub(crate) async fn middleware(State(core): State<Core>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    core.log.push(LoggedRequest {
+        method: method.clone(),
+        uri: req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| path.clone()),
+    });
+    if !core.alive.load(Ordering::SeqCst) {
+        // A keep-alive connection accepted before the stop: answer 503 and close it.
+        let mut r = (StatusCode::SERVICE_UNAVAILABLE, "stopped").into_response();
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    let latency = core.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = core.faults.check(&method, &path) {
+        return (core.render)(status);
+    }
+    next.run(req).await
+}
+
+/// Plain-text error response (what a reverse proxy or a crashing server gives).
+pub(crate) fn plain_error(status: u16) -> Response {
+    let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (s, s.canonical_reason().unwrap_or("error").to_string()).into_response()
+}
+
+/// An axum server that can be stopped (connection refused) and restarted on the same address.
+pub(crate) struct SimServer {
+    addr: SocketAddr,
+    router: Router,
+    alive: Arc<AtomicBool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SimServer {
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        router: Router,
+        alive: Arc<AtomicBool>,
+    ) -> std::io::Result<Self> {
+        ensure_loopback(addr)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let s = SimServer {
+            addr,
+            router,
+            alive,
+            task: Mutex::new(None),
+        };
+        s.spawn(listener);
+        Ok(s)
+    }
+
+    fn spawn(&self, listener: tokio::net::TcpListener) {
+        let router = self.router.clone();
+        self.alive.store(true, Ordering::SeqCst);
+        let t = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Close the listener (new connections are refused); open connections get 503 + close.
+    pub(crate) async fn stop(&self) {
+        self.alive.store(false, Ordering::SeqCst);
+        let t = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(t) = t {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+
+    /// Reopen on the same address (retrying briefly while the old socket is released).
+    pub(crate) async fn resume(&self) -> std::io::Result<()> {
+        if self
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            return Ok(());
+        }
+        let mut last = None;
+        for _ in 0..100 {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    self.spawn(l);
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("cannot rebind")))
+    }
+
+    pub(crate) async fn set_outage(&self, on: bool) -> std::io::Result<()> {
+        if on {
+            self.stop().await;
+            Ok(())
+        } else {
+            self.resume().await
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            t.abort();
+        }
+    }
+}
+
+pub(crate) fn ensure_loopback(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("simulators bind only to loopback, not {addr}"),
+        ))
+    }
+}
+
+/// Random 64-hex-digit token (like Technitium's API tokens).
+pub(crate) fn random_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Parse `application/x-www-form-urlencoded` (`+` is space, `%XX` escapes).
+pub(crate) fn parse_form(s: &str) -> Vec<(String, String)> {
+    fn dec(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    let hex = |c: u8| (c as char).to_digit(16);
+                    match (hex(b[i + 1]), hex(b[i + 2])) {
+                        (Some(h), Some(l)) => {
+                            out.push((h * 16 + l) as u8);
+                            i += 2;
+                        }
+                        _ => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (dec(k), dec(v)),
+            None => (dec(p), String::new()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_parsing() {
+        assert_eq!(
+            parse_form("a=1&b=x+y&c=%2Fz&d"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "/z".into()),
+                ("d".into(), "".into())
+            ]
+        );
+    }
+}
