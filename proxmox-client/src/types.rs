@@ -1,0 +1,412 @@
+//! Typed requests and responses. Responses are read from `serde_json::Value` with lenient
+//! helpers because Perl may encode numbers and booleans as strings (`"100"`, `"1"`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::net::Ipv4Addr;
+
+// ---------- lenient readers (Perl numbers-as-strings) ----------
+
+pub(crate) fn v_str(v: &Value, k: &str) -> Option<String> {
+    match v.get(k)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "1" } else { "0" }.into()),
+        _ => None,
+    }
+}
+
+pub(crate) fn as_u64(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Bool(b) => Some(*b as u64),
+        _ => None,
+    }
+}
+
+pub(crate) fn v_u64(v: &Value, k: &str) -> Option<u64> {
+    as_u64(v.get(k)?)
+}
+
+pub(crate) fn v_bool(v: &Value, k: &str) -> bool {
+    v_u64(v, k).map(|n| n != 0).unwrap_or(false)
+}
+
+/// Split a PVE tag list (`a;b`, also `,` and ` ` separated) into tags.
+pub fn split_tags(s: &str) -> Vec<String> {
+    s.split([';', ',', ' '])
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+// ---------- responses ----------
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub version: String,
+    pub release: String,
+    pub repoid: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestType {
+    Lxc,
+    Qemu,
+    Other,
+}
+
+/// One `GET /cluster/resources?type=vm` entry (both LXC and QEMU; filter on `kind`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterResource {
+    pub vmid: u32,
+    pub node: String,
+    pub kind: GuestType,
+    /// `running`, `stopped`, or `unknown` for a just-created CT (RRD lag, ~10 s).
+    pub status: String,
+    /// Absent for a just-created CT (RRD lag).
+    pub name: Option<String>,
+    /// Read from the config, so fresh (unlike name/status).
+    pub tags: Vec<String>,
+    pub lock: Option<String>,
+    pub template: bool,
+}
+
+impl ClusterResource {
+    pub(crate) fn from_value(v: &Value) -> Option<Self> {
+        let kind = match v.get("type").and_then(Value::as_str) {
+            Some("lxc") => GuestType::Lxc,
+            Some("qemu") => GuestType::Qemu,
+            _ => GuestType::Other,
+        };
+        Some(ClusterResource {
+            vmid: u32::try_from(v_u64(v, "vmid")?).ok()?,
+            node: v_str(v, "node")?,
+            kind,
+            status: v_str(v, "status").unwrap_or_else(|| "unknown".into()),
+            name: v_str(v, "name"),
+            tags: v_str(v, "tags").map(|t| split_tags(&t)).unwrap_or_default(),
+            lock: v_str(v, "lock").filter(|l| !l.is_empty()),
+            template: v_bool(v, "template"),
+        })
+    }
+}
+
+/// Parsed `netN` property string: `name=eth0,bridge=vmbr0,hwaddr=..,ip=dhcp,type=veth`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetConfig {
+    pub name: Option<String>,
+    pub bridge: Option<String>,
+    pub hwaddr: Option<String>,
+    /// `a.b.c.d/nn`, `dhcp` or `manual`.
+    pub ip: Option<String>,
+    pub gw: Option<String>,
+}
+
+impl NetConfig {
+    pub fn parse(s: &str) -> Self {
+        let mut n = NetConfig::default();
+        for kv in s.split(',') {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let v = Some(v.to_string());
+            match k {
+                "name" => n.name = v,
+                "bridge" => n.bridge = v,
+                "hwaddr" => n.hwaddr = v,
+                "ip" => n.ip = v,
+                "gw" => n.gw = v,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    /// The static IPv4 address (prefix stripped), if `ip=` is a CIDR address.
+    pub fn static_ipv4(&self) -> Option<Ipv4Addr> {
+        self.ip.as_deref()?.split('/').next()?.parse().ok()
+    }
+}
+
+/// `GET /nodes/{node}/lxc/{vmid}/config`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LxcConfig {
+    pub hostname: Option<String>,
+    /// Without the trailing `\n` PVE appends (quirk: the description is stored as `#` comment
+    /// lines and read back with a trailing newline).
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub lock: Option<String>,
+    pub cores: Option<u32>,
+    pub memory: Option<u64>,
+    pub swap: Option<u64>,
+    pub onboot: bool,
+    pub net0: Option<String>,
+    pub net0_parsed: Option<NetConfig>,
+    pub template: bool,
+    /// SHA-1 hex of the conf file; pass back in [`ConfigUpdate::digest`] for optimistic writes.
+    pub digest: String,
+    pub raw: Map<String, Value>,
+}
+
+impl LxcConfig {
+    pub(crate) fn from_value(v: &Value) -> Option<Self> {
+        let raw = v.as_object()?.clone();
+        let net0 = v_str(v, "net0");
+        Some(LxcConfig {
+            hostname: v_str(v, "hostname"),
+            description: v_str(v, "description").map(|d| strip_one_newline(&d)),
+            tags: v_str(v, "tags").map(|t| split_tags(&t)).unwrap_or_default(),
+            lock: v_str(v, "lock").filter(|l| !l.is_empty()),
+            cores: v_u64(v, "cores").and_then(|c| u32::try_from(c).ok()),
+            memory: v_u64(v, "memory"),
+            swap: v_u64(v, "swap"),
+            onboot: v_bool(v, "onboot"),
+            net0_parsed: net0.as_deref().map(NetConfig::parse),
+            net0,
+            template: v_bool(v, "template"),
+            digest: v_str(v, "digest").unwrap_or_default(),
+            raw,
+        })
+    }
+}
+
+fn strip_one_newline(s: &str) -> String {
+    s.strip_suffix('\n').unwrap_or(s).to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtState {
+    Running,
+    Stopped,
+    /// Anything else PVE might report (defensive).
+    Unknown,
+}
+
+/// `GET /nodes/{node}/lxc/{vmid}/status/current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtStatus {
+    pub status: CtState,
+    /// Hostname, or `CT<vmid>`.
+    pub name: Option<String>,
+    /// Present only when set.
+    pub lock: Option<String>,
+    pub tags: Vec<String>,
+    pub uptime: u64,
+    pub template: bool,
+}
+
+impl CtStatus {
+    pub(crate) fn from_value(v: &Value) -> Option<Self> {
+        let status = match v.get("status")?.as_str()? {
+            "running" => CtState::Running,
+            "stopped" => CtState::Stopped,
+            _ => CtState::Unknown,
+        };
+        Some(CtStatus {
+            status,
+            name: v_str(v, "name"),
+            lock: v_str(v, "lock").filter(|l| !l.is_empty()),
+            tags: v_str(v, "tags").map(|t| split_tags(&t)).unwrap_or_default(),
+            uptime: v_u64(v, "uptime").unwrap_or(0),
+            template: v_bool(v, "template"),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpAddress {
+    pub ip_address: String,
+    /// `inet` or `inet6`.
+    pub ip_address_type: String,
+    pub prefix: Option<u8>,
+}
+
+/// One element of `GET .../interfaces`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub hwaddr: Option<String>,
+    /// `a.b.c.d/nn` (PVE 8.1+, only the last IPv4 address is kept).
+    pub inet: Option<String>,
+    /// PVE 8.4+ (`ip-addresses`); empty on older versions.
+    pub ip_addresses: Vec<IpAddress>,
+}
+
+impl Interface {
+    pub(crate) fn from_value(v: &Value) -> Option<Self> {
+        let ip_addresses = v
+            .get("ip-addresses")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        Some(IpAddress {
+                            ip_address: v_str(e, "ip-address")?,
+                            ip_address_type: v_str(e, "ip-address-type").unwrap_or_default(),
+                            prefix: v_u64(e, "prefix").and_then(|p| u8::try_from(p).ok()),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Interface {
+            name: v_str(v, "name")?,
+            hwaddr: v_str(v, "hwaddr").or_else(|| v_str(v, "hardware-address")),
+            inet: v_str(v, "inet"),
+            ip_addresses,
+        })
+    }
+
+    /// IPv4 addresses of this interface: `ip-addresses` (8.4+), falling back to `inet` (8.1+).
+    pub fn ipv4s(&self) -> Vec<Ipv4Addr> {
+        let mut out: Vec<Ipv4Addr> = self
+            .ip_addresses
+            .iter()
+            .filter(|a| a.ip_address_type == "inet")
+            .filter_map(|a| a.ip_address.parse().ok())
+            .collect();
+        if out.is_empty()
+            && let Some(ip) = self
+                .inet
+                .as_deref()
+                .and_then(|s| s.split('/').next()?.parse().ok())
+        {
+            out.push(ip);
+        }
+        out
+    }
+}
+
+/// The container's IPv4 address: the first IPv4 on a non-`lo` interface (optionally the one
+/// with `hwaddr`), skipping link-local 169.254/16. Note the simulator hands out 127.x.y.z.
+pub fn primary_ipv4(ifaces: &[Interface], hwaddr: Option<&str>) -> Option<Ipv4Addr> {
+    ifaces
+        .iter()
+        .filter(|i| i.name != "lo")
+        .filter(|i| match (hwaddr, i.hwaddr.as_deref()) {
+            (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+            _ => true,
+        })
+        .flat_map(|i| i.ipv4s())
+        .find(|ip| !ip.is_link_local() && !ip.is_unspecified())
+}
+
+/// How a task ended. `OK` and `WARNINGS: n` are success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskExit {
+    Ok,
+    Warnings(u32),
+    /// The error text (the `TASK ERROR: <msg>` line), e.g. `clone failed: ...`.
+    Error(String),
+}
+
+impl TaskExit {
+    pub fn parse(s: &str) -> Self {
+        let s = s.trim();
+        if s == "OK" {
+            return TaskExit::Ok;
+        }
+        if let Some(n) = s.strip_prefix("WARNINGS:") {
+            return TaskExit::Warnings(n.trim().parse().unwrap_or(0));
+        }
+        TaskExit::Error(s.to_string())
+    }
+
+    pub fn is_success(&self) -> bool {
+        !matches!(self, TaskExit::Error(_))
+    }
+
+    /// `Ok(())` on success, else the classified error (same classification as HTTP 500
+    /// messages; e.g. `clone failed: cfs-lock ... got lock request timeout` is Transient).
+    pub fn into_result(self, endpoint: &'static str) -> Result<(), crate::PveError> {
+        match self {
+            TaskExit::Error(e) => Err(crate::PveError::task(endpoint, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The state of a task at the moment of the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    pub running: bool,
+    /// Set once `status == "stopped"`.
+    pub exit: Option<TaskExit>,
+    /// True when PVE answered 400 `no such task`: the task log is not visible yet right after
+    /// dispatch. Reported as `running: true`; poll again. (If it persists for long, the caller's
+    /// deadline decides.)
+    pub not_visible_yet: bool,
+}
+
+impl TaskStatus {
+    pub(crate) fn from_value(v: &Value) -> Option<Self> {
+        let running = v.get("status")?.as_str()? == "running";
+        let exit = if running {
+            None
+        } else {
+            v_str(v, "exitstatus").map(|e| TaskExit::parse(&e))
+        };
+        // A stopped task without exitstatus: PVE writes `unexpected status` in that case.
+        let exit = if running {
+            None
+        } else {
+            Some(exit.unwrap_or_else(|| TaskExit::Error("unexpected status".into())))
+        };
+        Some(TaskStatus {
+            running,
+            exit,
+            not_visible_yet: false,
+        })
+    }
+}
+
+// ---------- requests ----------
+
+/// `POST /nodes/{node}/lxc/{vmid}/clone`. Clone takes no cores/memory/net/tags: set them with
+/// a config PUT after the task.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloneRequest {
+    pub newid: u32,
+    pub hostname: Option<String>,
+    pub description: Option<String>,
+    /// Default: linked clone for templates, full otherwise.
+    pub full: Option<bool>,
+    /// Only for full clones (PVE: `parameter 'storage' not allowed for linked clones`).
+    pub storage: Option<String>,
+    pub pool: Option<String>,
+}
+
+/// `PUT /nodes/{node}/lxc/{vmid}/config` (synchronous).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigUpdate {
+    pub cores: Option<u32>,
+    /// MiB, minimum 16.
+    pub memory: Option<u64>,
+    /// MiB.
+    pub swap: Option<u64>,
+    /// Replaces the tag list; `Some(vec![])` clears it (sent as `delete=tags`).
+    pub tags: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub hostname: Option<String>,
+    /// Raw property string, e.g. `name=eth0,bridge=vmbr0,ip=dhcp`.
+    pub net0: Option<String>,
+    pub onboot: Option<bool>,
+    /// The digest read with the config: PVE refuses the write if the file changed since.
+    pub digest: Option<String>,
+    /// Keys to remove.
+    pub delete: Vec<String>,
+}
+
+/// `DELETE /nodes/{node}/lxc/{vmid}` options (sent in the query string).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteOptions {
+    pub purge: bool,
+    /// Stop the CT first if running.
+    pub force: bool,
+    pub destroy_unreferenced_disks: bool,
+}
