@@ -1,1 +1,203 @@
-fn main() {}
+//! zlhd: the zlh daemon (API, controller, simulators, tools).
+
+use clap::{Parser, Subcommand};
+use controller::config::Config;
+use controller::run::{self, LogFormat, Roles};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "zlhd", version, about = "zlh: the reconciling control plane for game and dev containers on Proxmox VE")]
+struct Cli {
+    /// Config file (TOML); `ZLH_*` environment variables override it.
+    #[arg(long, short, env = "ZLH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log format (filter with RUST_LOG, e.g. RUST_LOG=info,controller=debug).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// API and controller in one process (the default deployment).
+    Serve,
+    /// Only the API (split deployment).
+    Api,
+    /// Only the controller (split deployment; several replicas on PostgreSQL).
+    Controller,
+    /// Apply database migrations and exit (run before restarting after an upgrade).
+    Migrate,
+    /// Run every simulator on loopback and print their URLs and credentials.
+    Sim {
+        /// Leave a simulator out (repeatable): proxmox, agent, technitium, cloudflare, velocity.
+        #[arg(long = "without", value_delimiter = ',')]
+        without: Vec<String>,
+        /// Also write the URLs and credentials as JSON here.
+        #[arg(long)]
+        state_file: Option<PathBuf>,
+        /// Simulated seconds per real second.
+        #[arg(long, default_value_t = 10.0)]
+        time_scale: f64,
+    },
+    /// Everything in one process with SQLite and simulators: the zero-set-up way to try zlh.
+    Dev {
+        #[arg(long, default_value = "zlh-data")]
+        data_dir: PathBuf,
+        /// API address (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Also declare N servers and show them converge.
+        #[arg(long, default_value_t = 0)]
+        demo: u32,
+        /// Simulated seconds per real second (10: a 20 s clone takes 2 s).
+        #[arg(long, default_value_t = 10.0)]
+        time_scale: f64,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token and print it once (only its hash is stored).
+    Create {
+        /// portal, operator, viewer or customer.
+        #[arg(long)]
+        role: model::Role,
+        /// The customer a `customer` token is scoped to.
+        #[arg(long)]
+        customer: Option<String>,
+        /// A name to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the effective configuration (secrets appear only as the files they come from).
+    Print,
+}
+
+/// Exit codes: 0 ok, 1 runtime failure, 2 configuration or usage error.
+const EXIT_FAILURE: u8 = 1;
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run::init_logging(cli.log_format);
+    let cfg = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("zlhd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zlhd: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match rt.block_on(dispatch(cli.cmd, cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zlhd: {e:#}");
+            let config_error = e.chain().any(|c| c.downcast_ref::<controller::config::ConfigError>().is_some());
+            ExitCode::from(if config_error { EXIT_CONFIG } else { EXIT_FAILURE })
+        }
+    }
+}
+
+async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    match cmd {
+        Cmd::Serve | Cmd::Api | Cmd::Controller => {
+            let roles = match cmd {
+                Cmd::Api => Roles { api: true, controller: false },
+                Cmd::Controller => Roles { api: false, controller: true },
+                _ => Roles { api: true, controller: true },
+            };
+            let store = run::open_store(&cfg).await?;
+            run::spawn_signal_handler(shutdown.clone());
+            run::run(cfg, store, None, roles, None, shutdown).await
+        }
+        Cmd::Migrate => {
+            run::open_store(&cfg).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Cmd::Sim { without, state_file, time_scale } => {
+            let mut set = controller::sim::SimSet::default();
+            for w in &without {
+                match w.as_str() {
+                    "proxmox" => set.proxmox = false,
+                    "agent" => set.agent = false,
+                    "technitium" => set.technitium = false,
+                    "cloudflare" => set.cloudflare = false,
+                    "velocity" => set.velocity = false,
+                    other => anyhow::bail!(controller::config::ConfigError::Invalid(format!(
+                        "--without: unknown simulator '{other}' (proxmox, agent, technitium, cloudflare, velocity)"
+                    ))),
+                }
+            }
+            let sims = controller::sim::SimStack::start(controller::sim::SimOptions {
+                set,
+                time_scale,
+                ..Default::default()
+            })
+            .await?;
+            let endpoints = serde_json::to_string_pretty(&sims.endpoints())?;
+            println!("{endpoints}");
+            if let Some(p) = state_file {
+                std::fs::write(&p, &endpoints)?;
+            }
+            run::spawn_signal_handler(shutdown.clone());
+            run::notify_ready();
+            shutdown.cancelled().await;
+            Ok(())
+        }
+        Cmd::Dev { data_dir, listen, demo, time_scale } => {
+            run::spawn_signal_handler(shutdown.clone());
+            controller::dev::run(
+                cfg,
+                controller::dev::DevOptions { data_dir, listen, demo, time_scale },
+                shutdown,
+            )
+            .await
+        }
+        Cmd::Token { cmd: TokenCmd::Create { role, customer, name } } => {
+            use model::store::Store;
+            if (role == model::Role::Customer) != customer.is_some() {
+                anyhow::bail!(controller::config::ConfigError::Invalid(
+                    "--customer is required with --role customer, and only then".into()
+                ));
+            }
+            let store = run::open_store(&cfg).await?;
+            let secret = model::customer::new_token_secret();
+            store
+                .create_token(&name, &model::customer::token_hash(&secret), role, customer.as_deref())
+                .await?;
+            println!("{secret}");
+            eprintln!("token '{name}' ({role}) created; it is shown only once");
+            Ok(())
+        }
+        Cmd::Config { cmd: ConfigCmd::Print } => {
+            print!("{}", cfg.to_toml());
+            Ok(())
+        }
+    }
+}

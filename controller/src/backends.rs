@@ -1,0 +1,188 @@
+//! The external systems the engine drives, each behind its client. Built from config (real
+//! systems) or from the simulators' handles (`zlhd dev`, tests).
+
+use crate::config::{Config, ConfigError, read_secret};
+use crate::decide::Unavailable;
+use edge_client::{
+    AgentClient, CloudflareClient, EdgeError, TechnitiumClient, VelocityClient,
+};
+use proxmox_client::{PveClient, PveError};
+use secrecy::{ExposeSecret, SecretString};
+
+pub struct Backends {
+    pub pve: PveClient,
+    pub agent: AgentClient,
+    pub technitium: Option<TechnitiumClient>,
+    pub cloudflare: Option<CloudflareClient>,
+    pub velocity: Option<VelocityClient>,
+    /// Key for deriving per-server admin passwords.
+    pub admin_secret: SecretString,
+}
+
+pub const BACKEND_PROXMOX: &str = "proxmox";
+pub const BACKEND_AGENT: &str = "agent";
+pub const BACKEND_VELOCITY: &str = "velocity";
+
+impl From<&PveError> for Unavailable {
+    fn from(e: &PveError) -> Self {
+        Unavailable {
+            backend: BACKEND_PROXMOX,
+            class: e.class,
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<&EdgeError> for Unavailable {
+    fn from(e: &EdgeError) -> Self {
+        Unavailable {
+            backend: e.backend.as_str(),
+            class: e.class,
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl Backends {
+    /// Clients for the real systems named in the config.
+    pub fn from_config(cfg: &Config) -> Result<Backends, ConfigError> {
+        let p = &cfg.proxmox;
+        if p.url.is_empty() {
+            return Err(ConfigError::Invalid(
+                "proxmox.url: is empty (only `zlhd dev` runs without a Proxmox)".into(),
+            ));
+        }
+        let secret = match &p.token_secret_file {
+            Some(f) => read_secret("proxmox.token_secret_file", f)?,
+            None => {
+                return Err(ConfigError::Invalid(
+                    "proxmox.token_secret_file: is required".into(),
+                ));
+            }
+        };
+        let tls = if p.insecure {
+            proxmox_client::TlsMode::Insecure
+        } else if let Some(fp) = &p.fingerprint {
+            proxmox_client::TlsMode::Fingerprint(fp.clone())
+        } else if let Some(ca) = &p.ca_file {
+            proxmox_client::TlsMode::CaFile(ca.clone())
+        } else {
+            proxmox_client::TlsMode::System
+        };
+        let pve = PveClient::new(proxmox_client::PveConfig {
+            base_url: p.url.clone(),
+            token_id: p.token_id.clone(),
+            token_secret: secret,
+            tls,
+            connect_timeout: p.connect_timeout,
+            request_timeout: p.request_timeout,
+            rate_per_node_per_sec: p.rate_per_node,
+        })
+        .map_err(|e| ConfigError::Invalid(format!("proxmox: {e}")))?;
+        let agent_token = cfg
+            .agent
+            .token_file
+            .as_ref()
+            .map(|f| read_secret("agent.token_file", f))
+            .transpose()?;
+        let admin_secret = match &cfg.agent.admin_secret_file {
+            Some(f) => read_secret("agent.admin_secret_file", f)?,
+            None => {
+                return Err(ConfigError::Invalid(
+                    "agent.admin_secret_file: is required (admin passwords derive from it)".into(),
+                ));
+            }
+        };
+        let agent = agent_client(cfg, agent_token)?;
+        let technitium = match &cfg.technitium {
+            Some(t) => Some(technitium_client(
+                cfg,
+                &t.url,
+                read_secret("technitium.token_file", &t.token_file)?,
+            )?),
+            None => None,
+        };
+        let cloudflare = match &cfg.cloudflare {
+            Some(c) => Some(cloudflare_client(
+                cfg,
+                &c.url,
+                &c.zone_id,
+                read_secret("cloudflare.token_file", &c.token_file)?,
+            )?),
+            None => None,
+        };
+        let velocity = match &cfg.velocity {
+            Some(v) => Some(velocity_client(
+                &v.url,
+                read_secret("velocity.secret_file", &v.secret_file)?,
+            )?),
+            None => None,
+        };
+        Ok(Backends {
+            pve,
+            agent,
+            technitium,
+            cloudflare,
+            velocity,
+            admin_secret,
+        })
+    }
+
+    /// A stable admin password per server: derived, so nothing secret is stored and a
+    /// re-sent config carries the same credentials.
+    pub fn admin_password(&self, id: model::ServerId) -> SecretString {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.admin_secret.expose_secret().as_bytes());
+        h.update(b"/admin/");
+        h.update(id.0.as_bytes());
+        SecretString::from(hex::encode(h.finalize())[..24].to_string())
+    }
+}
+
+fn edge_err(what: &str, e: EdgeError) -> ConfigError {
+    ConfigError::Invalid(format!("{what}: {e}"))
+}
+
+pub fn agent_client(cfg: &Config, token: Option<SecretString>) -> Result<AgentClient, ConfigError> {
+    AgentClient::new(edge_client::AgentConfig {
+        port: cfg.agent.port,
+        token,
+        timeout: cfg.agent.timeout,
+    })
+    .map_err(|e| edge_err("agent", e))
+}
+
+pub fn technitium_client(
+    cfg: &Config,
+    url: &str,
+    token: SecretString,
+) -> Result<TechnitiumClient, ConfigError> {
+    TechnitiumClient::new(edge_client::TechnitiumConfig {
+        base_url: url.into(),
+        zone: cfg.edge.zone.clone(),
+        token,
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .map_err(|e| edge_err("technitium", e))
+}
+
+pub fn cloudflare_client(
+    cfg: &Config,
+    url: &str,
+    zone_id: &str,
+    token: SecretString,
+) -> Result<CloudflareClient, ConfigError> {
+    let mut c = edge_client::CloudflareConfig::new(zone_id, &cfg.edge.zone, token);
+    c.base_url = url.into();
+    CloudflareClient::new(c).map_err(|e| edge_err("cloudflare", e))
+}
+
+pub fn velocity_client(url: &str, secret: SecretString) -> Result<VelocityClient, ConfigError> {
+    VelocityClient::new(edge_client::VelocityConfig {
+        base_url: url.into(),
+        secret,
+        timeout: std::time::Duration::from_secs(10),
+    })
+    .map_err(|e| edge_err("velocity", e))
+}

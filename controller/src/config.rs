@@ -1,0 +1,554 @@
+//! zlhd configuration: a TOML file plus `ZLH_*` environment overrides
+//! (`ZLH_CONTROLLER__WORKERS=32` sets `controller.workers`; `ZLH_DATABASE_URL` the top-level key).
+//!
+//! Every default lives in the `Default` impls below, each with its reason. Secrets are never in
+//! the file or argv: `*_file` keys name a file (or a systemd credential under
+//! `$CREDENTIALS_DIRECTORY`), read at start-up into `SecretString`s.
+
+use model::{Catalog, Kind, Template};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("config: cannot read secret {key} from {path}: {reason}")]
+    Secret {
+        key: &'static str,
+        path: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://path/zlh.db` (one controller) or `postgres://...` (any number of replicas).
+    pub database_url: String,
+    /// Names this process in leases and heartbeats; empty = `<hostname>-<pid>`.
+    pub replica_id: String,
+    pub api: ApiSection,
+    pub controller: ControllerSection,
+    pub vmids: VmidSection,
+    pub network: NetworkSection,
+    pub edge: EdgeSection,
+    pub proxmox: ProxmoxSection,
+    pub agent: AgentSection,
+    pub technitium: Option<TechnitiumSection>,
+    pub cloudflare: Option<CloudflareSection>,
+    pub velocity: Option<VelocitySection>,
+    /// What can be built, and from which template (also the Portal's catalog).
+    pub templates: Vec<Template>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            // A file next to the working directory: the zero-set-up default.
+            database_url: "sqlite://zlh-data/zlh.db".into(),
+            replica_id: String::new(),
+            api: ApiSection::default(),
+            controller: ControllerSection::default(),
+            vmids: VmidSection::default(),
+            network: NetworkSection::default(),
+            edge: EdgeSection::default(),
+            proxmox: ProxmoxSection::default(),
+            agent: AgentSection::default(),
+            technitium: None,
+            cloudflare: None,
+            velocity: None,
+            templates: Catalog::example().templates,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSection {
+    /// Loopback by default: exposing the API is a deliberate choice.
+    pub listen: SocketAddr,
+    /// Body size, timeouts, rate limits, page sizes (defaults documented in the api crate).
+    pub limits: api::config::ApiConfig,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: api::config::ApiConfig::default(),
+        }
+    }
+}
+
+/// The engine's timings. Defaults are tuned for a real Proxmox cluster; `zlhd dev` and the
+/// tests scale them down together with the simulators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControllerSection {
+    /// Concurrent reconciles. Most time is spent waiting on Proxmox tasks (requeued, not
+    /// blocking), so 16 keeps a large fleet moving without flooding pvedaemon.
+    pub workers: usize,
+    /// Full resync of every server (drift detection; covers lost notifications).
+    #[serde(with = "humantime_serde")]
+    pub resync_interval: Duration,
+    /// Lease on a server while a replica works on it. Long enough to outlive a slow Proxmox
+    /// call (30 s proxy timeout), short enough that a dead replica's servers move on quickly.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Per-server error backoff: first retry after `backoff_base`, doubling, capped at
+    /// `backoff_max` (Crossplane uses 1 s → 60 s; Proxmox outages last minutes, so 5 min).
+    #[serde(with = "humantime_serde")]
+    pub backoff_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// How often a running Proxmox task is checked (bpg and proxmoxer poll every 1-2 s).
+    #[serde(with = "humantime_serde")]
+    pub task_poll: Duration,
+    /// How often the IP and the Agent are checked while waiting (the old system: 3 s).
+    #[serde(with = "humantime_serde")]
+    pub wait_poll: Duration,
+    /// A template locked by another clone is retried after this (when the slot is not ours).
+    #[serde(with = "humantime_serde")]
+    pub lock_retry: Duration,
+    /// Deadlines that turn a wait into a visible failure.
+    #[serde(with = "humantime_serde")]
+    pub clone_deadline: Duration,
+    #[serde(with = "humantime_serde")]
+    pub start_deadline: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ip_deadline: Duration,
+    #[serde(with = "humantime_serde")]
+    pub agent_deadline: Duration,
+    /// Agent install errors retried in place before the server shows `failed`.
+    pub agent_attempts: u32,
+    /// Failed clone tasks (cleaned up each time) before the server shows `failed`.
+    pub clone_attempts: u32,
+    /// Graceful shutdown: how long in-flight reconciles may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ControllerSection {
+    fn default() -> Self {
+        ControllerSection {
+            workers: 16,
+            resync_interval: Duration::from_secs(60),
+            lease_ttl: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            task_poll: Duration::from_secs(1),
+            wait_poll: Duration::from_secs(3),
+            lock_retry: Duration::from_secs(5),
+            // bpg allows 30 min for a full clone of a large template.
+            clone_deadline: Duration::from_secs(30 * 60),
+            start_deadline: Duration::from_secs(120),
+            ip_deadline: Duration::from_secs(120),
+            // The old system waited 10 min for the Agent; modded installs need more.
+            agent_deadline: Duration::from_secs(15 * 60),
+            agent_attempts: 3,
+            clone_attempts: 3,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+impl ControllerSection {
+    /// Scale every timing by `factor` (for simulators running at scaled time).
+    pub fn scaled(&self, factor: f64) -> Self {
+        let s = |d: Duration| d.mul_f64(factor);
+        ControllerSection {
+            resync_interval: s(self.resync_interval),
+            lease_ttl: s(self.lease_ttl),
+            backoff_base: s(self.backoff_base),
+            backoff_max: s(self.backoff_max),
+            task_poll: s(self.task_poll),
+            wait_poll: s(self.wait_poll),
+            lock_retry: s(self.lock_retry),
+            clone_deadline: s(self.clone_deadline),
+            start_deadline: s(self.start_deadline),
+            ip_deadline: s(self.ip_deadline),
+            agent_deadline: s(self.agent_deadline),
+            shutdown_grace: s(self.shutdown_grace),
+            ..self.clone()
+        }
+    }
+}
+
+/// VMID ranges per kind, as in production today (game 5000s, dev 6000s).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VmidSection {
+    pub game: [u32; 2],
+    pub dev: [u32; 2],
+}
+
+impl Default for VmidSection {
+    fn default() -> Self {
+        VmidSection {
+            game: [5000, 5999],
+            dev: [6000, 6999],
+        }
+    }
+}
+
+impl VmidSection {
+    pub fn range(&self, kind: Kind) -> model::store::VmidRange {
+        let [min, max] = match kind {
+            Kind::Game => self.game,
+            Kind::Dev => self.dev,
+        };
+        model::store::VmidRange { min, max }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Bridges per kind, as configured on the Proxmox nodes today.
+    pub game_bridge: String,
+    pub dev_bridge: String,
+    /// Swap given to every container (MiB).
+    pub swap_mib: u32,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            game_bridge: "vmbr3".into(),
+            dev_bridge: "vmbr2".into(),
+            swap_mib: 512,
+        }
+    }
+}
+
+impl NetworkSection {
+    pub fn bridge(&self, kind: Kind) -> &str {
+        match kind {
+            Kind::Game => &self.game_bridge,
+            Kind::Dev => &self.dev_bridge,
+        }
+    }
+}
+
+/// Where players reach game servers: DNS points at the proxy, the proxy at the container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeSection {
+    pub zone: String,
+    /// The Velocity proxy's address inside the network (Technitium A records).
+    pub internal_ip: Ipv4Addr,
+    /// The public edge address (Cloudflare A records).
+    pub public_ip: Ipv4Addr,
+    /// The proxy's public port (SRV records).
+    pub proxy_port: u16,
+}
+
+impl Default for EdgeSection {
+    fn default() -> Self {
+        EdgeSection {
+            zone: "zerolaghub.quest".into(),
+            internal_ip: Ipv4Addr::new(127, 0, 0, 1),
+            public_ip: Ipv4Addr::new(127, 0, 0, 1),
+            proxy_port: 25565,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxmoxSection {
+    /// Empty means "no Proxmox configured" (only valid with `zlhd dev`, which simulates it).
+    pub url: String,
+    /// `user@realm!tokenid`.
+    pub token_id: String,
+    pub token_secret_file: Option<PathBuf>,
+    /// PEM file of the cluster CA (`/etc/pve/pve-root-ca.pem`).
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the node certificate (`pvenode cert info`).
+    pub fingerprint: Option<String>,
+    /// Skip certificate checks. Logged loudly; never a default.
+    pub insecure: bool,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// pveproxy gives up on pvedaemon after 30 s; wait a little longer than that.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Outgoing requests per second per node.
+    pub rate_per_node: u32,
+}
+
+impl Default for ProxmoxSection {
+    fn default() -> Self {
+        ProxmoxSection {
+            url: String::new(),
+            token_id: String::new(),
+            token_secret_file: None,
+            ca_file: None,
+            fingerprint: None,
+            insecure: false,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(35),
+            rate_per_node: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    /// The in-container Agent's port (`ZLH_AGENT_PORT` in the container).
+    pub port: u16,
+    /// The Minecraft port inside the container (Server List Ping, proxy registration).
+    pub game_port: u16,
+    pub token_file: Option<PathBuf>,
+    /// Key from which each server's admin password is derived (stable across restarts, so
+    /// nothing secret is stored in the status).
+    pub admin_secret_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            port: 18888,
+            game_port: 25565,
+            token_file: None,
+            admin_secret_file: None,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TechnitiumSection {
+    pub url: String,
+    pub token_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareSection {
+    #[serde(default = "cloudflare_default_url")]
+    pub url: String,
+    pub zone_id: String,
+    pub token_file: PathBuf,
+}
+
+fn cloudflare_default_url() -> String {
+    "https://api.cloudflare.com/client/v4".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VelocitySection {
+    pub url: String,
+    pub secret_file: PathBuf,
+}
+
+/// Environment keys that are not config (used by zctl) and must not be mistaken for it.
+const NOT_CONFIG_ENV: &[&str] = &["ZLH_API_URL", "ZLH_TOKEN", "ZLH_CONFIG"];
+
+impl Config {
+    /// Load `path` (if given) and apply `ZLH_*` overrides. Errors name the key.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut b = config::Config::builder();
+        if let Some(p) = path {
+            if !p.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "file {} does not exist",
+                    p.display()
+                )));
+            }
+            b = b.add_source(config::File::from(p).format(config::FileFormat::Toml));
+        }
+        let vars: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("ZLH_") && !NOT_CONFIG_ENV.contains(&k.as_str()))
+            .collect();
+        b = b.add_source(
+            config::Environment::with_prefix("ZLH")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        let built = b
+            .build()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let cfg: Config = built
+            .try_deserialize()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks serde cannot express, each naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: String| Err(ConfigError::Invalid(format!("{key}: {why}")));
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return bad(
+                "database_url",
+                "must start with sqlite: or postgres:".into(),
+            );
+        }
+        if self.controller.workers == 0 {
+            return bad("controller.workers", "must be at least 1".into());
+        }
+        for (key, [lo, hi]) in [("vmids.game", self.vmids.game), ("vmids.dev", self.vmids.dev)] {
+            if lo < 100 || lo > hi {
+                return bad(key, format!("[{lo}, {hi}] is not a range within 100..=999999999"));
+            }
+        }
+        let (g, d) = (self.vmids.game, self.vmids.dev);
+        if g[0] <= d[1] && d[0] <= g[1] {
+            return bad("vmids", "the game and dev ranges overlap".into());
+        }
+        if self.proxmox.insecure && self.proxmox.fingerprint.is_some() {
+            return bad(
+                "proxmox.insecure",
+                "cannot be combined with proxmox.fingerprint".into(),
+            );
+        }
+        for (i, t) in self.templates.iter().enumerate() {
+            if t.versions.is_empty() {
+                return bad(&format!("templates[{i}].versions"), "is empty".into());
+            }
+            match t.kind {
+                Kind::Game if t.variants.is_empty() => {
+                    return bad(&format!("templates[{i}].variants"), "is empty".into());
+                }
+                Kind::Dev if t.runtime.is_none() => {
+                    return bad(&format!("templates[{i}].runtime"), "is required for dev".into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        Catalog {
+            templates: self.templates.clone(),
+        }
+    }
+
+    pub fn replica_id(&self) -> String {
+        if !self.replica_id.is_empty() {
+            return self.replica_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "zlhd".into());
+        format!("{host}-{}", std::process::id())
+    }
+
+    /// The effective config as TOML, secrets shown only as the file they come from.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Read a secret file; a relative name is looked up in `$CREDENTIALS_DIRECTORY` (systemd
+/// `LoadCredential=`) first.
+pub fn read_secret(key: &'static str, path: &Path) -> Result<SecretString, ConfigError> {
+    let resolved = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if path.is_relative() && Path::new(&dir).join(path).exists() => {
+            Path::new(&dir).join(path)
+        }
+        _ => path.to_path_buf(),
+    };
+    let text = std::fs::read_to_string(&resolved).map_err(|e| ConfigError::Secret {
+        key,
+        path: resolved.display().to_string(),
+        reason: e.kind().to_string(),
+    })?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(ConfigError::Secret {
+            key,
+            path: resolved.display().to_string(),
+            reason: "file is empty".into(),
+        });
+    }
+    Ok(SecretString::from(trimmed.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("zlh-cfg-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("zlh.toml");
+        std::fs::write(&p, toml).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let r = Config::load_with_env(Some(&p), env);
+        let _ = std::fs::remove_dir_all(&dir);
+        r
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn config_error_table() {
+        let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+            ("a typo is named", "[controller]\nwrkers = 3\n", &[], "wrkers"),
+            ("a wrong type names the key", "[controller]\nworkers = \"many\"\n", &[], "workers"),
+            ("a bad duration names the key", "[controller]\nlease_ttl = \"soon\"\n", &[], "lease_ttl"),
+            ("zero workers is refused", "[controller]\nworkers = 0\n", &[], "controller.workers"),
+            ("overlapping ranges are refused", "[vmids]\ngame = [5000, 6500]\n", &[], "vmids"),
+            ("a bad env override names the key", "", &[("ZLH_CONTROLLER__WORKERS", "x")], "workers"),
+            ("an unknown scheme is refused", "database_url = \"mysql://x\"\n", &[], "database_url"),
+        ];
+        for (reason, toml, env, needle) in cases {
+            let err = load_str(toml, env).expect_err(reason).to_string();
+            assert!(err.contains(needle), "{reason}: {err}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_file_and_ignores_cli_vars() {
+        let cfg = load_str(
+            "[controller]\nworkers = 3\nlease_ttl = \"10s\"\n",
+            &[
+                ("ZLH_CONTROLLER__WORKERS", "7"),
+                ("ZLH_TOKEN", "not-config"),
+                ("ZLH_API_URL", "http://127.0.0.1:1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.controller.workers, 7);
+        assert_eq!(cfg.controller.lease_ttl, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn secrets_never_reach_the_printed_config() {
+        let dir = std::env::temp_dir().join(format!("zlh-sec-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("pve-token");
+        std::fs::write(&f, "s3cr3t-value\n").unwrap();
+        let mut cfg = Config::default();
+        cfg.proxmox.token_secret_file = Some(f.clone());
+        let secret = read_secret("proxmox.token_secret_file", &f).unwrap();
+        assert!(!format!("{secret:?}").contains("s3cr3t"));
+        assert!(!cfg.to_toml().contains("s3cr3t"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,252 @@
+//! The controller: work queue, workers, triggers (notifications, resync, requeue timers),
+//! leases on PostgreSQL, heartbeats, graceful shutdown.
+
+use crate::backends::Backends;
+use crate::backoff::Backoff;
+use crate::config::Config;
+use crate::metrics as m;
+use crate::queue::WorkQueue;
+use crate::reconciler::{Outcome, Reconciler};
+use crate::slots::TemplateSlots;
+use crate::snapshot::Snapshot;
+use crate::{orphans, resync};
+use model::store::{AnyStore, Fence, Origin, ReplicaInfo, Store};
+use model::{Clock, ServerId};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+pub const SINGLETON_RESYNC: &str = "resync";
+
+pub struct Controller {
+    pub rec: Arc<Reconciler>,
+    pub queue: Arc<WorkQueue<ServerId>>,
+    backoff: Backoff<ServerId>,
+    pub replica_id: String,
+    /// Leases and fencing only where several replicas can exist (PostgreSQL).
+    use_leases: bool,
+    started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Controller {
+    pub fn new(store: AnyStore, backends: Backends, cfg: Config, clock: Arc<dyn Clock>) -> Self {
+        let use_leases = store.backend() == "postgres";
+        let replica_id = cfg.replica_id();
+        let timing = cfg.controller.clone();
+        let catalog = cfg.catalog();
+        let started_at = clock.now();
+        Controller {
+            rec: Arc::new(Reconciler {
+                store,
+                backends,
+                catalog,
+                clock,
+                slots: TemplateSlots::new(timing.clone_deadline),
+                snapshot: RwLock::new(Arc::new(Snapshot::default())),
+                wake: std::sync::Mutex::new(Vec::new()),
+                cfg,
+            }),
+            queue: Arc::new(WorkQueue::new()),
+            backoff: Backoff::new(timing.backoff_base, timing.backoff_max),
+            replica_id,
+            use_leases,
+            started_at,
+        }
+    }
+
+    fn timing(&self) -> &crate::config::ControllerSection {
+        &self.rec.cfg.controller
+    }
+
+    /// Run until `shutdown`; then stop taking work, let in-flight reconciles finish within the
+    /// grace period, and release leases.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let store = &self.rec.store;
+        let mut notices = store.subscribe();
+        info!(replica = %self.replica_id, backend = store.backend(), "controller starting");
+        // Everything once at start: rebuild the picture after a restart.
+        for id in store.all_server_ids().await? {
+            self.queue.add(id);
+        }
+        let mut tasks = JoinSet::new();
+        let workers = CancellationToken::new();
+        for n in 0..self.timing().workers {
+            let me = self.clone();
+            let stop = workers.clone();
+            tasks.spawn(async move { me.worker(n, stop).await });
+        }
+        let mut resync = tokio::time::interval(self.timing().resync_interval);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval((self.timing().lease_ttl / 3).max(Duration::from_millis(50)));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                n = notices.recv() => match n {
+                    Ok(n) if n.origin == Origin::User => self.queue.add(n.server_id),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(k)) => {
+                        // Lost notifications: the cheapest safe answer is a full requeue.
+                        warn!(lost = k, "notification backlog overflowed; requeueing everything");
+                        if let Ok(ids) = store.all_server_ids().await {
+                            ids.into_iter().for_each(|id| self.queue.add(id));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        notices = store.subscribe();
+                    }
+                },
+                _ = resync.tick() => self.resync().await,
+                _ = beat.tick() => self.heartbeat().await,
+            }
+        }
+        info!("shutting down: no new work; waiting for in-flight reconciles");
+        self.queue.shut_down();
+        let grace = self.timing().shutdown_grace;
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            warn!(?grace, "reconciles still running after the grace period; cancelling them");
+            workers.cancel();
+            tasks.shutdown().await;
+        }
+        if self.use_leases {
+            match store.release_all_leases(&self.replica_id).await {
+                Ok(n) => info!(released = n, "leases released"),
+                Err(e) => warn!(error = %e, "could not release leases; they will expire"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn worker(self: Arc<Self>, _n: usize, stop: CancellationToken) {
+        while let Some(id) = self.queue.get().await {
+            let span = tracing::info_span!("reconcile", server = %id);
+            tokio::select! {
+                _ = stop.cancelled() => { self.queue.done(&id); return; }
+                _ = self.process(id).instrument(span) => {}
+            }
+            self.queue.done(&id);
+            metrics::gauge!(m::WORKQUEUE_DEPTH).set(self.queue.depth() as f64);
+        }
+    }
+
+    /// One reconcile of `id` under its lease, then schedule the next look.
+    pub async fn process(&self, id: ServerId) {
+        let store = &self.rec.store;
+        let ttl = self.timing().lease_ttl;
+        let fence = if self.use_leases {
+            match store.claim_lease(id, &self.replica_id, ttl).await {
+                Ok(Some(l)) => Some(Fence { token: l.token }),
+                Ok(None) => {
+                    // Another replica works on it; look again when its lease could expire.
+                    self.queue.add_after(id, ttl);
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot claim lease; the store is unreachable");
+                    self.queue.add_after(id, self.backoff.next(&id));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let started = std::time::Instant::now();
+        let result = match fence {
+            Some(f) => {
+                // Renew while working; if the lease cannot be renewed (store lost, or taken
+                // over after a stall), stop acting at once.
+                let renew = async {
+                    loop {
+                        tokio::time::sleep(ttl / 3).await;
+                        if let Err(e) = store.renew_lease(id, &self.replica_id, f, ttl).await {
+                            warn!(error = %e, "lease lost; abandoning this reconcile");
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    r = self.rec.reconcile(id, fence) => Some(r),
+                    _ = renew => None,
+                }
+            }
+            None => Some(self.rec.reconcile(id, None).await),
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        metrics::histogram!(m::RECONCILE_DURATION).record(elapsed);
+        if let Some(f) = fence {
+            let _ = store.release_lease(id, &self.replica_id, f).await;
+        }
+        for w in std::mem::take(&mut *self.rec.wake.lock().unwrap_or_else(|e| e.into_inner())) {
+            self.queue.add(w);
+        }
+        let label = match &result {
+            Some(Ok(Outcome::Done(_))) => "success",
+            Some(Ok(Outcome::Backoff)) => "backoff",
+            Some(Err(_)) => "error",
+            None => "lease_lost",
+        };
+        metrics::counter!(m::RECONCILE_TOTAL, "result" => label).increment(1);
+        match result {
+            Some(Ok(Outcome::Done(next))) => {
+                self.backoff.reset(&id);
+                if let Some(d) = next {
+                    self.queue.add_after(id, d);
+                }
+            }
+            Some(Ok(Outcome::Backoff)) => {
+                metrics::counter!(m::WORKQUEUE_RETRIES).increment(1);
+                self.queue.add_after(id, self.backoff.next(&id));
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "reconcile failed");
+                metrics::counter!(m::WORKQUEUE_RETRIES).increment(1);
+                self.queue.add_after(id, self.backoff.next(&id));
+            }
+            None => self.queue.add_after(id, ttl),
+        }
+        debug!(elapsed, "reconciled");
+    }
+
+    /// The periodic resync: on one replica at a time, take the fleet snapshot, report
+    /// orphans, and requeue every server.
+    pub async fn resync(&self) {
+        let store = &self.rec.store;
+        let ttl = self.timing().resync_interval * 2;
+        match store.try_singleton(SINGLETON_RESYNC, &self.replica_id, ttl).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(error = %e, "resync skipped: store unreachable");
+                return;
+            }
+        }
+        metrics::counter!(m::RESYNC_TOTAL).increment(1);
+        let snap = resync::take_snapshot(&self.rec.backends).await;
+        orphans::report(&self.rec, &snap).await;
+        *self.rec.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+        match store.all_server_ids().await {
+            Ok(ids) => ids.into_iter().for_each(|id| self.queue.add(id)),
+            Err(e) => warn!(error = %e, "resync: cannot list servers"),
+        }
+        resync::record_phase_gauge(store).await;
+    }
+
+    async fn heartbeat(&self) {
+        let info = ReplicaInfo {
+            id: self.replica_id.clone(),
+            started_at: self.started_at,
+            last_seen: self.rec.clock.now(),
+            queue_depth: self.queue.depth() as i64,
+            workers_busy: self.queue.running() as i64,
+            leases_held: 0,
+        };
+        if let Err(e) = self.rec.store.heartbeat(&info).await {
+            warn!(error = %e, "heartbeat failed");
+        }
+        metrics::gauge!(m::WORKQUEUE_DEPTH).set(self.queue.depth() as f64);
+    }
+}

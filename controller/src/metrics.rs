@@ -1,0 +1,26 @@
+//! Prometheus metric names (controller-runtime style) and the recorder set-up.
+
+pub const RECONCILE_TOTAL: &str = "zlh_reconcile_total";
+pub const RECONCILE_DURATION: &str = "zlh_reconcile_duration_seconds";
+pub const WORKQUEUE_DEPTH: &str = "zlh_workqueue_depth";
+pub const WORKQUEUE_RETRIES: &str = "zlh_workqueue_retries_total";
+pub const SERVERS: &str = "zlh_servers";
+pub const TIME_TO_READY: &str = "zlh_time_to_ready_seconds";
+pub const ORPHANS: &str = "zlh_orphans";
+pub const RESYNC_TOTAL: &str = "zlh_resync_total";
+
+/// Install the global Prometheus recorder once per process; later calls return the same
+/// handle (tests build several engines in one process).
+pub fn install() -> metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (a test harness): keep ours detached.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,288 @@
+//! Observation: fill one layer of `Observed` for one server, from the fleet snapshot when it
+//! confirms the server is fine, otherwise from the backend directly.
+
+use crate::backends::Backends;
+use crate::decide::{
+    AgentObs, ContainerObs, Desired, Layer, Observed, PowerObs, Seen, TaskObs, Unavailable,
+};
+use crate::snapshot::Snapshot;
+use edge_client::dns::{DesiredRecords, DnsProvider, ObservedRecords, SrvRecord};
+use edge_client::AgentState;
+use model::ErrorClass;
+use proxmox_client::Proxmox;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// What the edge must look like for a game server.
+pub struct EdgeTarget<'a> {
+    pub fqdn: &'a str,
+    pub hostname: &'a str,
+    pub internal_ip: Ipv4Addr,
+    pub public_ip: Ipv4Addr,
+    pub proxy_port: u16,
+    pub game_port: u16,
+}
+
+impl EdgeTarget<'_> {
+    pub fn records(&self, public: bool) -> DesiredRecords {
+        DesiredRecords {
+            a: if public { self.public_ip } else { self.internal_ip },
+            srv: Some(SrvRecord {
+                priority: 0,
+                weight: 0,
+                port: self.proxy_port,
+                target: self.fqdn.to_string(),
+            }),
+        }
+    }
+}
+
+/// Inputs an observation may need beyond the desired state.
+pub struct ObserveCtx<'a> {
+    pub backends: &'a Backends,
+    pub snapshot: &'a Snapshot,
+    /// Use the snapshot to confirm a healthy server (steady state).
+    pub steady: bool,
+    pub upid: Option<&'a str>,
+    pub known_ip: Option<&'a str>,
+    pub edge: Option<EdgeTarget<'a>>,
+    pub teardown: bool,
+    pub slp_timeout: Duration,
+}
+
+pub fn pve_seen<T>(r: Result<T, proxmox_client::PveError>) -> Seen<T> {
+    r.map_err(|e| Unavailable::from(&e))
+}
+
+pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'_>) {
+    let pve = &cx.backends.pve;
+    let node = d.node().unwrap_or_default();
+    let vmid = d.vmid.unwrap_or_default();
+    match layer {
+        Layer::Task => {
+            let Some(upid) = cx.upid else {
+                o.task = Some(Ok(TaskObs::Succeeded));
+                return;
+            };
+            let parsed: Result<proxmox_client::Upid, _> = upid.parse();
+            o.task = Some(match parsed {
+                // An unparsable UPID can never finish: forget it (the container is observed
+                // next anyway).
+                Err(_) => Ok(TaskObs::Succeeded),
+                Ok(u) => pve_seen(pve.task_status(&u).await).map(|t| match t.exit {
+                    None => TaskObs::Running,
+                    Some(proxmox_client::TaskExit::Ok) | Some(proxmox_client::TaskExit::Warnings(_)) => {
+                        TaskObs::Succeeded
+                    }
+                    Some(proxmox_client::TaskExit::Error(msg)) => TaskObs::Failed(msg),
+                }),
+            });
+        }
+        Layer::Container => {
+            if cx.steady
+                && let Some(e) = cx.snapshot.containers.get(&vmid)
+                && e.lock.is_none()
+                && e.tags.iter().any(|t| *t == crate::decide::marker_tag(d.id))
+            {
+                o.container = Some(Ok(Some(ContainerObs {
+                    hostname: e.name.clone().or_else(|| d.hostname.clone()),
+                    description: String::new(),
+                    tags: e.tags.clone(),
+                    lock: None,
+                    // cluster/resources carries no config; the fast path only runs while
+                    // the spec is unchanged, and in-flux reconciles re-read the config.
+                    cores: Some(d.cores),
+                    memory_mib: Some(d.memory_mib),
+                    // Not in cluster/resources; a spec change leaves steady mode, so drift in
+                    // these is caught on the next in-flux reconcile.
+                    swap_mib: Some(d.swap_mib),
+                    bridge: Some(d.bridge.clone()),
+                    net0: None,
+                })));
+                if e.running {
+                    o.power = Some(Ok(PowerObs::Running));
+                }
+                return;
+            }
+            o.container = Some(match pve.ct_config(node, vmid).await {
+                Ok(c) => Ok(Some(container_obs(&c))),
+                // Rule 4: only a confirmed "does not exist" means absent.
+                Err(e) if e.class == ErrorClass::NotFound => Ok(None),
+                Err(e) => Err(Unavailable::from(&e)),
+            });
+        }
+        Layer::Power => {
+            o.power = Some(pve_seen(pve.ct_status(node, vmid).await).map(|s| {
+                if s.status == proxmox_client::CtState::Running {
+                    PowerObs::Running
+                } else {
+                    PowerObs::Stopped
+                }
+            }));
+        }
+        Layer::Ip => {
+            if cx.steady && cx.known_ip.is_some() {
+                o.ip = Some(Ok(cx.known_ip.map(str::to_string)));
+                return;
+            }
+            o.ip = Some(pve_seen(pve.ct_interfaces(node, vmid).await).map(|ifs| {
+                // `null` while stopped; match the clone's MAC when we know it.
+                let mac = match &o.container {
+                    Some(Ok(Some(c))) => c.net0.as_deref().and_then(|n| net_param(n, "hwaddr")),
+                    _ => None,
+                };
+                proxmox_client::primary_ipv4(&ifs.unwrap_or_default(), mac.as_deref())
+                    .map(|ip| ip.to_string())
+            }));
+        }
+        Layer::Agent => {
+            let ip = o.ip.as_ref().and_then(|r| r.as_ref().ok()).cloned().flatten();
+            let Some(ip) = ip.or_else(|| cx.known_ip.map(str::to_string)) else {
+                o.agent = Some(Ok(AgentObs::Idle));
+                return;
+            };
+            o.agent = Some(
+                cx.backends
+                    .agent
+                    .status(&ip)
+                    .await
+                    .map(|s| match s.state {
+                        AgentState::Idle => AgentObs::Idle,
+                        AgentState::Installing { .. } => AgentObs::Installing,
+                        AgentState::Running => AgentObs::Running,
+                        AgentState::Crashed => AgentObs::Crashed,
+                        AgentState::Error { message } => AgentObs::Error(message),
+                    })
+                    .map_err(|e| Unavailable::from(&e)),
+            );
+        }
+        Layer::Dns => {
+            let Some(edge) = &cx.edge else {
+                o.dns = Some(Ok(!cx.teardown));
+                return;
+            };
+            o.dns = Some(dns_state(cx, edge).await);
+        }
+        Layer::Proxy => {
+            let (Some(edge), Some(v)) = (&cx.edge, &cx.backends.velocity) else {
+                o.proxy = Some(Ok(!cx.teardown));
+                return;
+            };
+            let ip = o
+                .ip
+                .as_ref()
+                .and_then(|r| r.as_ref().ok())
+                .cloned()
+                .flatten()
+                .or_else(|| cx.known_ip.map(str::to_string));
+            let matches = |addr: &str, port: Option<u16>| {
+                cx.teardown || (Some(addr) == ip.as_deref() && port == Some(edge.game_port))
+            };
+            if cx.steady
+                && let Some(regs) = &cx.snapshot.proxy
+                && let Some((addr, port)) = regs.get(&edge.hostname.to_lowercase())
+                && matches(addr, *port)
+            {
+                o.proxy = Some(Ok(true));
+                return;
+            }
+            o.proxy = Some(
+                v.observe(edge.hostname)
+                    .await
+                    .map(|r| r.is_some_and(|r| matches(&r.address, r.port)))
+                    .map_err(|e| Unavailable::from(&e)),
+            );
+        }
+        Layer::Slp => {
+            let ip = o.ip.as_ref().and_then(|r| r.as_ref().ok()).cloned().flatten();
+            let (Some(edge), Some(ip)) = (&cx.edge, ip) else {
+                o.slp = Some(Ok(true));
+                return;
+            };
+            let Ok(addr) = format!("{ip}:{}", edge.game_port).parse::<SocketAddr>() else {
+                o.slp = Some(Ok(false));
+                return;
+            };
+            // A failed ping is "not connectable (yet)", not an outage of anything.
+            o.slp = Some(Ok(
+                edge_client::slp::ping(addr, edge.fqdn, cx.slp_timeout).await.is_ok()
+            ));
+        }
+        Layer::CloneSlot => unreachable!("clone slots are observed by the reconciler"),
+    }
+}
+
+/// Provisioning: every provider has exactly the desired records. Teardown: anything left.
+async fn dns_state(cx: &ObserveCtx<'_>, edge: &EdgeTarget<'_>) -> Seen<bool> {
+    let b = cx.backends;
+    let mut all_ok = true;
+    let mut any_left = false;
+    let mut check = |public: bool, seen: &ObservedRecords| {
+        if cx.teardown {
+            any_left |= !seen.is_empty();
+        } else {
+            all_ok &= seen.matches(&edge.records(public));
+        }
+    };
+    if let Some(t) = &b.technitium {
+        let snap = cx.snapshot.dns.get(t.name()).and_then(|z| z.get(edge.fqdn));
+        match snap {
+            Some(s) if cx.steady && s.matches(&edge.records(false)) => check(false, s),
+            _ => check(false, &t.observe(edge.fqdn).await.map_err(|e| Unavailable::from(&e))?),
+        }
+    }
+    if let Some(c) = &b.cloudflare {
+        let snap = cx.snapshot.dns.get(c.name()).and_then(|z| z.get(edge.fqdn));
+        match snap {
+            Some(s) if cx.steady && s.matches(&edge.records(true)) => check(true, s),
+            _ => check(true, &c.observe(edge.fqdn).await.map_err(|e| Unavailable::from(&e))?),
+        }
+    }
+    Ok(if cx.teardown { any_left } else { all_ok })
+}
+
+pub fn container_obs(c: &proxmox_client::LxcConfig) -> ContainerObs {
+    ContainerObs {
+        hostname: c.hostname.clone(),
+        description: c.description.clone().unwrap_or_default(),
+        tags: c.tags.clone(),
+        lock: c.lock.clone(),
+        cores: c.cores,
+        memory_mib: c.memory.and_then(|m| u32::try_from(m).ok()),
+        swap_mib: c.swap.and_then(|m| u32::try_from(m).ok()),
+        bridge: c.net0.as_deref().and_then(|n| net_param(n, "bridge")),
+        net0: c.net0.clone(),
+    }
+}
+
+/// One `key=value` of a PVE property string like `name=eth0,bridge=vmbr3,hwaddr=..`.
+pub fn net_param(net: &str, key: &str) -> Option<String> {
+    net.split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+}
+
+/// The net0 we want: our bridge, DHCP, and the MAC Proxmox gave the clone (kept, so the
+/// DHCP lease and any MAC-based matching stay stable).
+pub fn desired_net0(current: Option<&str>, bridge: &str) -> String {
+    let mut s = format!("name=eth0,bridge={bridge},ip=dhcp,type=veth");
+    if let Some(mac) = current.and_then(|n| net_param(n, "hwaddr")) {
+        s.push_str(&format!(",hwaddr={mac}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn net0_keeps_the_mac_and_sets_the_bridge() {
+        let cur = "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:AA:BB:CC,ip=dhcp,type=veth";
+        assert_eq!(net_param(cur, "bridge").as_deref(), Some("vmbr0"));
+        let want = desired_net0(Some(cur), "vmbr3");
+        assert_eq!(net_param(&want, "bridge").as_deref(), Some("vmbr3"));
+        assert_eq!(net_param(&want, "hwaddr").as_deref(), Some("BC:24:11:AA:BB:CC"));
+    }
+}

@@ -1,0 +1,49 @@
+//! Orphans: containers carrying our marker that no server owns. Reported (metric, log, store
+//! for `zctl orphans`), never destroyed automatically: a human decides.
+
+use crate::decide::marker_in;
+use crate::metrics as m;
+use crate::reconciler::Reconciler;
+use crate::snapshot::Snapshot;
+use model::store::{Orphan, Store};
+use model::ServerId;
+use std::collections::HashSet;
+use tracing::warn;
+
+pub async fn report(rec: &Reconciler, snap: &Snapshot) {
+    if snap.taken_at.is_none() || snap.containers.is_empty() {
+        return;
+    }
+    let store = &rec.store;
+    let live: HashSet<ServerId> = match store.all_server_ids().await {
+        Ok(ids) => ids.into_iter().collect(),
+        Err(e) => {
+            warn!(error = %e, "orphan scan skipped");
+            return;
+        }
+    };
+    let now = rec.clock.now();
+    let found: Vec<Orphan> = snap
+        .containers
+        .values()
+        .filter_map(|c| {
+            let marker = marker_in(&c.tags, "")?;
+            let id: ServerId = marker.parse().ok()?;
+            (!live.contains(&id)).then(|| Orphan {
+                vmid: c.vmid,
+                node: c.node.clone(),
+                marker,
+                name: c.name.clone(),
+                first_seen: now,
+                last_seen: now,
+            })
+        })
+        .collect();
+    for o in &found {
+        warn!(vmid = o.vmid, marker = %o.marker, "orphan container: carries our marker, no server owns it");
+    }
+    metrics::gauge!(m::ORPHANS).set(found.len() as f64);
+    if let Err(e) = store.replace_orphans(&found).await {
+        warn!(error = %e, "cannot record orphans");
+    }
+}

@@ -1,0 +1,227 @@
+//! The work queue, keyed by server id (client-go's workqueue semantics):
+//! - a key is queued at most once;
+//! - a key is processed by at most one worker at a time; a key added while it is being
+//!   processed is queued again when that worker calls `done`;
+//! - `add_after` schedules a key for later (requeue timers, backoff); an earlier schedule wins.
+
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub struct WorkQueue<K> {
+    state: Mutex<State<K>>,
+    notify: Notify,
+}
+
+struct State<K> {
+    ready: VecDeque<K>,
+    /// Keys in `ready` (dedup).
+    queued: HashSet<K>,
+    /// Keys a worker holds.
+    running: HashSet<K>,
+    /// Keys added while running: re-queued on `done`.
+    dirty: HashSet<K>,
+    /// Earliest scheduled time per key; the heap may hold stale entries.
+    scheduled: HashMap<K, Instant>,
+    timers: BinaryHeap<std::cmp::Reverse<(Instant, u64, K)>>,
+    seq: u64,
+    shut_down: bool,
+}
+
+impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
+    pub fn new() -> Self {
+        WorkQueue {
+            state: Mutex::new(State {
+                ready: VecDeque::new(),
+                queued: HashSet::new(),
+                running: HashSet::new(),
+                dirty: HashSet::new(),
+                scheduled: HashMap::new(),
+                timers: BinaryHeap::new(),
+                seq: 0,
+                shut_down: false,
+            }),
+            notify: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<K>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queue `key` now.
+    pub fn add(&self, key: K) {
+        let mut s = self.lock();
+        if s.shut_down {
+            return;
+        }
+        s.scheduled.remove(&key);
+        Self::push_ready(&mut s, key);
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    fn push_ready(s: &mut State<K>, key: K) {
+        if s.running.contains(&key) {
+            s.dirty.insert(key);
+        } else if s.queued.insert(key.clone()) {
+            s.ready.push_back(key);
+        }
+    }
+
+    /// Queue `key` after `delay`, unless it is already due sooner.
+    pub fn add_after(&self, key: K, delay: Duration) {
+        if delay.is_zero() {
+            return self.add(key);
+        }
+        let at = Instant::now() + delay;
+        let mut s = self.lock();
+        if s.shut_down || s.queued.contains(&key) {
+            return;
+        }
+        if s.scheduled.get(&key).is_some_and(|t| *t <= at) {
+            return;
+        }
+        s.scheduled.insert(key.clone(), at);
+        s.seq += 1;
+        let seq = s.seq;
+        s.timers.push(std::cmp::Reverse((at, seq, key)));
+        drop(s);
+        // Wake a waiter so it recomputes its sleep deadline.
+        self.notify.notify_one();
+    }
+
+    /// Wait for the next key; `None` once shut down and drained of ready keys.
+    pub async fn get(&self) -> Option<K> {
+        loop {
+            let notified = self.notify.notified();
+            let next_timer = {
+                let mut s = self.lock();
+                let now = Instant::now();
+                while let Some(std::cmp::Reverse((at, _, key))) = s.timers.peek().cloned() {
+                    if at > now {
+                        break;
+                    }
+                    s.timers.pop();
+                    if s.scheduled.get(&key) == Some(&at) {
+                        s.scheduled.remove(&key);
+                        Self::push_ready(&mut s, key);
+                    }
+                }
+                if s.shut_down {
+                    return None;
+                }
+                if let Some(key) = s.ready.pop_front() {
+                    s.queued.remove(&key);
+                    s.running.insert(key.clone());
+                    // Pass the baton: another worker may have something to do too.
+                    if !s.ready.is_empty() {
+                        self.notify.notify_one();
+                    }
+                    return Some(key);
+                }
+                s.timers.peek().map(|r| r.0.0)
+            };
+            match next_timer {
+                Some(at) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// The worker finished `key`; re-queue it if it was added meanwhile.
+    pub fn done(&self, key: &K) {
+        let mut s = self.lock();
+        s.running.remove(key);
+        if s.dirty.remove(key) && !s.shut_down {
+            s.scheduled.remove(key);
+            Self::push_ready(&mut s, key.clone());
+            drop(s);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Keys ready now plus keys scheduled for later.
+    pub fn depth(&self) -> usize {
+        let s = self.lock();
+        s.ready.len() + s.scheduled.len()
+    }
+
+    pub fn running(&self) -> usize {
+        self.lock().running.len()
+    }
+
+    /// Stop handing out keys; waiting `get` calls return `None`.
+    pub fn shut_down(&self) {
+        self.lock().shut_down = true;
+        self.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_is_queued_once() {
+        let q = WorkQueue::new();
+        q.add(1);
+        q.add(1);
+        q.add(2);
+        assert_eq!(q.depth(), 2);
+        assert_eq!(q.get().await, Some(1));
+        assert_eq!(q.get().await, Some(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_added_while_running_runs_again_after_done() {
+        let q = WorkQueue::new();
+        q.add(7);
+        let k = q.get().await.unwrap();
+        q.add(7);
+        assert_eq!(q.depth(), 0, "not handed out twice while running");
+        q.done(&k);
+        assert_eq!(q.get().await, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn earlier_schedule_wins_and_add_overrides_timer() {
+        let q = WorkQueue::new();
+        q.add_after(1, Duration::from_secs(10));
+        q.add_after(1, Duration::from_secs(60));
+        q.add_after(2, Duration::from_secs(5));
+        let first = q.get().await;
+        assert_eq!(first, Some(2));
+        assert_eq!(q.get().await, Some(1));
+        q.done(&1);
+        q.done(&2);
+        q.add_after(3, Duration::from_secs(100));
+        q.add(3);
+        assert_eq!(q.get().await, Some(3));
+        assert_eq!(q.depth(), 0, "the cancelled timer does not linger");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shut_down_releases_waiters() {
+        let q = std::sync::Arc::new(WorkQueue::<u32>::new());
+        let q2 = q.clone();
+        let h = tokio::spawn(async move { q2.get().await });
+        tokio::task::yield_now().await;
+        q.shut_down();
+        assert_eq!(h.await.unwrap(), None);
+    }
+}

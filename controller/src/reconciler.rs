@@ -1,0 +1,799 @@
+//! One reconcile of one server: load fresh state, decide, observe what the decision asks
+//! for, act once, record status and events. Returns when to look again.
+
+use crate::backends::Backends;
+use crate::config::Config;
+use crate::decide::{
+    self, Action, Context, Decision, Desired, Layer, Observed, TASK_CLONE, TASK_DESTROY,
+    TASK_SHUTDOWN, TASK_START, TASK_STOP, Unavailable,
+};
+use crate::metrics as m;
+use crate::observe::{self, EdgeTarget, ObserveCtx};
+use crate::reason as r;
+use crate::slots::TemplateSlots;
+use crate::snapshot::Snapshot;
+use chrono::{DateTime, Utc};
+use edge_client::dns::DnsProvider;
+use model::status::{Failure, InFlightTask, LastError};
+use model::store::{AnyStore, Fence, Store, StoreError};
+use model::{
+    Catalog, Clock, ConditionStatus, ConditionType, ErrorClass, EventType, Server, ServerId,
+    ServerStatus, Step,
+};
+use proxmox_client::Proxmox;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// When to look at the server again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Converged or waiting on a trigger; `Some` for polling (tasks, IP, Agent).
+    Done(Option<Duration>),
+    /// A backend failed: back off (per-key exponential).
+    Backoff,
+}
+
+/// Everything a reconcile needs, shared by all workers.
+pub struct Reconciler {
+    pub store: AnyStore,
+    pub backends: Backends,
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub clock: Arc<dyn Clock>,
+    pub slots: TemplateSlots,
+    pub snapshot: RwLock<Arc<Snapshot>>,
+    /// Servers to wake (clone slot freed); drained by the engine.
+    pub wake: std::sync::Mutex<Vec<ServerId>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Pending {
+    events: Vec<(EventType, &'static str, String)>,
+}
+
+impl Pending {
+    fn event(&mut self, t: EventType, reason: &'static str, msg: impl Into<String>) {
+        self.events.push((t, reason, msg.into()));
+    }
+}
+
+/// Most decide/observe rounds in one reconcile (each observation is one round).
+const MAX_ROUNDS: usize = 24;
+
+impl Reconciler {
+    fn desired(&self, s: &Server) -> Desired {
+        let spec = &s.spec;
+        let vmid = s.reserved_vmid;
+        Desired {
+            id: s.id,
+            kind: spec.kind,
+            generation: s.generation,
+            vmid,
+            template: self
+                .catalog
+                .template_for(spec)
+                .map(|t| (t.node.clone(), t.vmid))
+                // An existing container keeps being managed on the node it was built on,
+                // even if the catalog stops offering its spec.
+                .or_else(|| {
+                    s.status
+                        .node
+                        .clone()
+                        .map(|n| (n, 0))
+                }),
+            hostname: vmid.map(|v| decide::hostname(spec.kind, spec.variant, v)),
+            cores: spec.resources.cores,
+            memory_mib: spec.resources.memory_mib,
+            swap_mib: self.cfg.network.swap_mib,
+            bridge: self.cfg.network.bridge(spec.kind).to_string(),
+            power: spec.power,
+        }
+    }
+
+    /// Reconcile `id`. `fence` is the lease held for it (None on SQLite: one controller).
+    pub async fn reconcile(
+        &self,
+        id: ServerId,
+        fence: Option<Fence>,
+    ) -> Result<Outcome, ReconcileError> {
+        let Some(mut server) = self.store.get_server(id).await? else {
+            self.wake_slot_waiters(id);
+            return Ok(Outcome::Done(None));
+        };
+        let now = self.clock.now();
+        let mut status = server.status.clone();
+        let mut p = Pending { events: Vec::new() };
+        let deleting = server.is_deleting();
+
+        // A forced retry (`zctl reconcile --retry`) clears a terminal failure.
+        if let (Some(f), Some(at)) = (&status.failure, server.retry_requested_at)
+            && at > f.at
+        {
+            p.event(EventType::Normal, r::EV_RETRY_REQUESTED, format!("retrying {}", f.step));
+            status.failure = None;
+            status.attempts = 0;
+        }
+        // A new generation starts with a clean slate of attempts.
+        if status.failure.as_ref().is_some_and(|f| f.generation < server.generation) {
+            status.failure = None;
+            status.attempts = 0;
+        }
+        if !deleting && status.failure.is_some() {
+            return self.finish(&server, status, p, fence, Outcome::Done(None)).await;
+        }
+        if server.paused && !deleting {
+            status.set_condition(
+                ConditionType::Ready,
+                if status.is_true(ConditionType::Ready) {
+                    ConditionStatus::True
+                } else {
+                    ConditionStatus::False
+                },
+                r::PAUSED,
+                "paused: observed, not acted on",
+                server.generation,
+                now,
+            );
+            return self.finish(&server, status, p, fence, Outcome::Done(None)).await;
+        }
+
+        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut desired = self.desired(&server);
+        let mut obs = Observed::default();
+        let timing = &self.cfg.controller;
+        let mut outcome = Outcome::Done(None);
+        let steady = !deleting
+            && status.observed_generation == server.generation
+            && status.is_true(ConditionType::Ready)
+            && snapshot.is_fresh(timing.resync_interval * 2);
+
+        for _ in 0..MAX_ROUNDS {
+            let cx = Context {
+                status: &status,
+                now,
+                timing,
+            };
+            let Decision { action, conditions } = if deleting {
+                decide::decide_teardown(&desired, &obs, &cx)
+            } else {
+                decide::decide(&desired, &obs, &cx)
+            };
+            for (t, st, reason, msg) in conditions {
+                status.set_condition(t, st, reason, msg, server.generation, now);
+            }
+            if !matches!(action, Action::Degraded { .. } | Action::Observe(_)) {
+                status.set_condition(
+                    ConditionType::Degraded,
+                    ConditionStatus::False,
+                    r::HEALTHY,
+                    "",
+                    server.generation,
+                    now,
+                );
+            }
+            if let Some(Ok(Some(c))) = &obs.container
+                && !deleting
+                && server.status.condition(ConditionType::ContainerCreated).is_none()
+                && status.in_flight_task.is_none()
+                && c.ownership(&desired) == decide::Ownership::Ours
+                && !p.events.iter().any(|e| e.1 == r::EV_ADOPTED)
+            {
+                // Found ours without a record of creating it: a crash between clone and
+                // record, or a wiped status. Adopt and continue.
+                p.event(EventType::Normal, r::EV_ADOPTED, format!("adopted existing CT {}", desired.vmid.unwrap_or_default()));
+            }
+            if let Some(Ok(Some(c))) = &obs.container
+                && c.lock.as_deref() != Some("create")
+                && self.slots.holds(id)
+                && status.in_flight_task.as_ref().is_none_or(|t| t.action != TASK_CLONE)
+            {
+                // The clone is over (observed, not remembered): free the template.
+                self.wake_slot_waiters(id);
+            }
+            let step = status.current_step().unwrap_or(Step::PublishEdge);
+            match action {
+                Action::Observe(Layer::CloneSlot) => {
+                    let tpl = desired.template.as_ref().map(|t| t.1).unwrap_or_default();
+                    obs.clone_slot = Some(self.slots.try_acquire(tpl, id));
+                }
+                Action::Observe(layer) => {
+                    let hostname = desired.hostname.clone().unwrap_or_default();
+                    let fqdn = format!("{hostname}.{}", self.cfg.edge.zone);
+                    let ocx = ObserveCtx {
+                        backends: &self.backends,
+                        snapshot: &snapshot,
+                        steady,
+                        upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),
+                        known_ip: status.ip.as_deref(),
+                        edge: desired.needs_edge().then(|| self.edge_target(&hostname, &fqdn)),
+                        teardown: deleting,
+                        slp_timeout: self.cfg.agent.timeout,
+                    };
+                    observe::fill(layer, &desired, &mut obs, &ocx).await;
+                }
+                Action::ClearTask => {
+                    if let Some(t) = status.in_flight_task.take()
+                        && t.action == TASK_CLONE
+                    {
+                        self.wake_slot_waiters(id);
+                    }
+                    obs = Observed::default();
+                }
+                Action::ReserveVmid { replace } => {
+                    match self.reserve(&mut server, &desired, replace, &mut p).await {
+                        Ok(vmid) => {
+                            status.vmid = Some(vmid);
+                            desired = self.desired(&server);
+                            let host = desired.hostname.clone().unwrap_or_default();
+                            status.fqdn = Some(format!("{host}.{}", self.cfg.edge.zone));
+                            status.hostname = Some(host);
+                            status.node = desired.node().map(str::to_string);
+                            obs = Observed::default();
+                        }
+                        Err(ReserveError::Backend(e)) => {
+                            outcome = self.degrade(&mut status, Step::AllocateVmid, &e, &mut p, now);
+                            break;
+                        }
+                        Err(ReserveError::Store(StoreError::RangeExhausted { .. })) => {
+                            outcome = self.fail(
+                                &mut status,
+                                &server,
+                                Step::AllocateVmid,
+                                model::store::msg::RANGE_EXHAUSTED.into(),
+                                &mut p,
+                                now,
+                            );
+                            break;
+                        }
+                        Err(ReserveError::Store(e)) => return Err(e.into()),
+                    }
+                }
+                Action::Degraded { step, error } => {
+                    outcome = self.degrade(&mut status, step, &error, &mut p, now);
+                    break;
+                }
+                Action::Fail { step, message } => {
+                    self.wake_slot_waiters(id);
+                    outcome = self.fail(&mut status, &server, step, message, &mut p, now);
+                    break;
+                }
+                Action::Wait { reason, .. } => {
+                    let poll = if reason == r::WAITING_FOR_TEMPLATE {
+                        timing.lock_retry
+                    } else {
+                        timing.wait_poll
+                    };
+                    outcome = Outcome::Done(Some(poll));
+                    break;
+                }
+                Action::AwaitTask => {
+                    outcome = Outcome::Done(Some(timing.task_poll));
+                    break;
+                }
+                Action::Ready => {
+                    if !deleting {
+                        let was_ready = server.status.is_true(ConditionType::Ready)
+                            && server.status.observed_generation == server.generation;
+                        status.observed_generation = server.generation;
+                        status.attempts = 0;
+                        status.last_error = None;
+                        status.next_retry_at = None;
+                        if let Some(Ok(Some(ip))) = &obs.ip {
+                            status.ip = Some(ip.clone());
+                        }
+                        if !was_ready {
+                            let since = status.ready_since.unwrap_or(server.created_at);
+                            let secs = (now - since).num_milliseconds() as f64 / 1000.0;
+                            metrics::histogram!(m::TIME_TO_READY).record(secs.max(0.0));
+                            status.ready_since = Some(now);
+                            p.event(EventType::Normal, r::EV_READY, "server is ready");
+                        }
+                    }
+                    outcome = Outcome::Done(None);
+                    break;
+                }
+                Action::Archive => {
+                    self.wake_slot_waiters(id);
+                    self.store.archive_and_delete(id, fence).await?;
+                    return Ok(Outcome::Done(None));
+                }
+                action => {
+                    outcome = self
+                        .act(action, &server, &desired, &mut status, &mut obs, &mut p, now, step)
+                        .await;
+                    if outcome == Outcome::Done(Some(Duration::ZERO)) {
+                        // A synchronous change: observe again and go on in this reconcile.
+                        obs = Observed {
+                            task: obs.task.take(),
+                            ..Observed::default()
+                        };
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(Ok(Some(ip))) = &obs.ip {
+            status.ip = Some(ip.clone());
+        }
+        self.finish(&server, status, p, fence, outcome).await
+    }
+
+    fn edge_target<'a>(&self, hostname: &'a str, fqdn: &'a str) -> EdgeTarget<'a> {
+        EdgeTarget {
+            fqdn,
+            hostname,
+            internal_ip: self.cfg.edge.internal_ip,
+            public_ip: self.cfg.edge.public_ip,
+            proxy_port: self.cfg.edge.proxy_port,
+            game_port: self.cfg.agent.game_port,
+        }
+    }
+
+    fn wake_slot_waiters(&self, id: ServerId) {
+        let woken = self.slots.release(id);
+        if !woken.is_empty() {
+            self.wake
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(woken);
+        }
+    }
+
+    async fn reserve(
+        &self,
+        server: &mut Server,
+        d: &Desired,
+        replace: bool,
+        p: &mut Pending,
+    ) -> Result<u32, ReserveError> {
+        // Skip what Proxmox already has (the DB only knows our own reservations).
+        let taken: Vec<u32> = match self.backends.pve.cluster_resources().await {
+            Ok(list) => list.iter().map(|c| c.vmid).collect(),
+            Err(e) => return Err(ReserveError::Backend(Unavailable::from(&e))),
+        };
+        let range = self.cfg.vmids.range(d.kind);
+        let old = server.reserved_vmid;
+        let vmid = self
+            .store
+            .reserve_vmid(server.id, range, &taken, replace)
+            .await
+            .map_err(ReserveError::Store)?;
+        if replace {
+            p.event(
+                EventType::Warning,
+                r::EV_VMID_CONFLICT,
+                format!(
+                    "VMID {} holds a container that is not ours; left untouched, reserved {vmid}",
+                    old.unwrap_or_default()
+                ),
+            );
+        } else if old != Some(vmid) {
+            p.event(EventType::Normal, r::EV_VMID_RESERVED, format!("VMID {vmid}"));
+        }
+        // The reservation wrote the row: continue from the fresh version.
+        if let Some(fresh) = self.store.get_server(server.id).await.map_err(ReserveError::Store)? {
+            *server = fresh;
+        }
+        Ok(vmid)
+    }
+
+    fn degrade(
+        &self,
+        status: &mut ServerStatus,
+        step: Step,
+        e: &Unavailable,
+        p: &mut Pending,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        status.last_error = Some(LastError {
+            class: e.class,
+            step: step.as_str().into(),
+            message: format!("{}: {}", e.backend, e.message),
+            at: now,
+        });
+        let reason = if e.backend == crate::backends::BACKEND_PROXMOX {
+            r::EV_PROXMOX_UNAVAILABLE
+        } else {
+            r::EV_BACKEND_UNAVAILABLE
+        };
+        p.event(EventType::Warning, reason, format!("{}: {}", e.backend, e.message));
+        match e.class {
+            // A bug or bad credentials will not fix itself by hammering: retry slowly.
+            ErrorClass::Invalid | ErrorClass::Unauthorized => {
+                Outcome::Done(Some(self.cfg.controller.backoff_max))
+            }
+            _ => Outcome::Backoff,
+        }
+    }
+
+    fn fail(
+        &self,
+        status: &mut ServerStatus,
+        server: &Server,
+        step: Step,
+        message: String,
+        p: &mut Pending,
+        now: DateTime<Utc>,
+    ) -> Outcome {
+        status.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            r::FAILED,
+            format!("{step}: {message}"),
+            server.generation,
+            now,
+        );
+        status.failure = Some(Failure {
+            step: step.as_str().into(),
+            message: message.clone(),
+            at: now,
+            generation: server.generation,
+        });
+        p.event(EventType::Warning, r::EV_FAILED, format!("{step}: {message}"));
+        Outcome::Done(None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn act(
+        &self,
+        action: Action,
+        server: &Server,
+        d: &Desired,
+        status: &mut ServerStatus,
+        obs: &mut Observed,
+        p: &mut Pending,
+        now: DateTime<Utc>,
+        step: Step,
+    ) -> Outcome {
+        let pve = &self.backends.pve;
+        let node = d.node().unwrap_or_default().to_string();
+        let vmid = d.vmid.unwrap_or_default();
+        let timing = &self.cfg.controller;
+        let started = |status: &mut ServerStatus, upid: String, action: &str| {
+            status.in_flight_task = Some(InFlightTask {
+                upid,
+                action: action.into(),
+                started_at: now,
+            });
+            Outcome::Done(Some(timing.task_poll))
+        };
+        let ip = obs
+            .ip
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .cloned()
+            .flatten()
+            .or_else(|| status.ip.clone());
+        let hostname = d.hostname.clone().unwrap_or_default();
+        let fqdn = format!("{hostname}.{}", self.cfg.edge.zone);
+        match action {
+            Action::Clone => {
+                let (tnode, tpl) = d.template.clone().unwrap_or_default();
+                let req = proxmox_client::CloneRequest {
+                    newid: vmid,
+                    hostname: Some(hostname.clone()),
+                    description: Some(decide::marker_line(d.id)),
+                    full: None,
+                    storage: None,
+                    pool: None,
+                };
+                match pve.clone_ct(&tnode, tpl, &req).await {
+                    Ok(upid) => {
+                        p.event(
+                            EventType::Normal,
+                            r::EV_CLONE_STARTED,
+                            format!("cloning template {tpl} to {vmid} on {tnode}"),
+                        );
+                        status.node = Some(tnode);
+                        started(status, upid.to_string(), TASK_CLONE)
+                    }
+                    Err(e) if e.class == ErrorClass::Locked => {
+                        // Another replica (or a human) is cloning this template: a wait.
+                        self.wake_slot_waiters(d.id);
+                        Outcome::Done(Some(timing.lock_retry))
+                    }
+                    Err(e) if e.class == ErrorClass::Conflict => {
+                        // `CT N already exists`: observe again (adopt or conflict).
+                        Outcome::Done(Some(Duration::ZERO))
+                    }
+                    Err(e) => {
+                        self.wake_slot_waiters(d.id);
+                        self.degrade(status, Step::CloneContainer, &(&e).into(), p, now)
+                    }
+                }
+            }
+            Action::TaskFailed { action, message } => {
+                status.in_flight_task = None;
+                status.attempts += 1;
+                let step = if action == TASK_CLONE || action == TASK_DESTROY {
+                    Step::CloneContainer
+                } else {
+                    step
+                };
+                let class = proxmox_client::classify(None, &message);
+                status.last_error = Some(LastError {
+                    class,
+                    step: step.as_str().into(),
+                    message: message.clone(),
+                    at: now,
+                });
+                if action == TASK_CLONE {
+                    self.wake_slot_waiters(d.id);
+                    p.event(EventType::Warning, r::EV_CLONE_FAILED, message.clone());
+                }
+                if status.attempts >= timing.clone_attempts {
+                    return self.fail(status, server, step, message, p, now);
+                }
+                Outcome::Backoff
+            }
+            Action::DestroyFailedClone => {
+                let msg = match &obs.task {
+                    Some(Ok(decide::TaskObs::Failed(m))) => m.clone(),
+                    _ => "clone failed".into(),
+                };
+                self.wake_slot_waiters(d.id);
+                status.attempts += 1;
+                status.last_error = Some(LastError {
+                    class: ErrorClass::Transient,
+                    step: Step::CloneContainer.as_str().into(),
+                    message: msg.clone(),
+                    at: now,
+                });
+                p.event(EventType::Warning, r::EV_CLONE_FAILED, msg.clone());
+                if status.attempts >= timing.clone_attempts {
+                    status.in_flight_task = None;
+                    return self.fail(status, server, Step::CloneContainer, msg, p, now);
+                }
+                match pve.delete_ct(&node, vmid, &destroy_options()).await {
+                    Ok(upid) => {
+                        p.event(
+                            EventType::Normal,
+                            r::EV_CLONE_CLEANED_UP,
+                            format!("destroying the failed clone {vmid}"),
+                        );
+                        started(status, upid.to_string(), TASK_DESTROY)
+                    }
+                    Err(e) => self.degrade(status, Step::CloneContainer, &(&e).into(), p, now),
+                }
+            }
+            Action::Configure(change) => {
+                let current_net0 = match &obs.container {
+                    Some(Ok(Some(c))) => c.net0.clone(),
+                    _ => None,
+                };
+                let req = proxmox_client::ConfigUpdate {
+                    cores: change.cores,
+                    memory: change.memory_mib.map(u64::from),
+                    swap: change.swap_mib.map(u64::from),
+                    tags: change.tags.clone(),
+                    net0: change
+                        .bridge
+                        .as_ref()
+                        .map(|b| observe::desired_net0(current_net0.as_deref(), b)),
+                    onboot: Some(true),
+                    description: Some(decide::marker_line(d.id)),
+                    ..Default::default()
+                };
+                match pve.update_ct_config(&node, vmid, &req).await {
+                    Ok(()) => {
+                        let (reason, what) = if status.is_true(ConditionType::Ready) {
+                            (r::EV_DRIFT_REPAIRED, format!("configuration of CT {vmid} re-applied"))
+                        } else {
+                            (r::EV_CONFIGURED, format!("configured CT {vmid}"))
+                        };
+                        p.event(EventType::Normal, reason, what);
+                        Outcome::Done(Some(Duration::ZERO))
+                    }
+                    Err(e) if e.class == ErrorClass::Locked => Outcome::Done(Some(timing.lock_retry)),
+                    Err(e) => self.degrade(status, Step::ConfigureContainer, &(&e).into(), p, now),
+                }
+            }
+            Action::Start => match pve.start_ct(&node, vmid).await {
+                Ok(upid) => {
+                    if status.is_true(ConditionType::Ready) {
+                        p.event(EventType::Normal, r::EV_DRIFT_REPAIRED, "container was stopped; starting it");
+                    }
+                    p.event(EventType::Normal, r::EV_STARTED, format!("starting CT {vmid}"));
+                    started(status, upid.to_string(), TASK_START)
+                }
+                Err(e) if e.is_already_running() => Outcome::Done(Some(Duration::ZERO)),
+                Err(e) if e.class == ErrorClass::Locked => Outcome::Done(Some(timing.lock_retry)),
+                Err(e) => self.degrade(status, Step::StartContainer, &(&e).into(), p, now),
+            },
+            Action::Shutdown => match pve.shutdown_ct(&node, vmid, Some(60), true).await {
+                Ok(upid) => {
+                    p.event(EventType::Normal, r::EV_STOPPED, format!("shutting down CT {vmid}"));
+                    started(status, upid.to_string(), TASK_SHUTDOWN)
+                }
+                Err(e) if e.is_not_running() => Outcome::Done(Some(Duration::ZERO)),
+                Err(e) => self.degrade(status, Step::StartContainer, &(&e).into(), p, now),
+            },
+            Action::SendAgentConfig => {
+                let Some(ip) = ip else {
+                    return Outcome::Done(Some(timing.wait_poll));
+                };
+                if matches!(&obs.agent, Some(Ok(decide::AgentObs::Error(_) | decide::AgentObs::Crashed))) {
+                    status.attempts += 1;
+                    let msg = match &obs.agent {
+                        Some(Ok(decide::AgentObs::Error(m))) => m.clone(),
+                        _ => "crashed".into(),
+                    };
+                    status.last_error = Some(LastError {
+                        class: ErrorClass::Transient,
+                        step: Step::WaitForAgent.as_str().into(),
+                        message: msg.clone(),
+                        at: now,
+                    });
+                    p.event(EventType::Warning, r::EV_AGENT_INSTALL_FAILED, format!("attempt {}: {msg}", status.attempts));
+                } else if status.is_true(ConditionType::Ready) {
+                    p.event(EventType::Normal, r::EV_DRIFT_REPAIRED, "Agent lost its config; sending it again");
+                }
+                let payload = match edge_client::AgentPayload::for_spec(
+                    vmid,
+                    &server.spec,
+                    self.cfg.agent.game_port,
+                    "admin",
+                    self.backends.admin_password(d.id),
+                ) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        return self.fail(status, server, Step::SendAgentConfig, e.message, p, now);
+                    }
+                };
+                match self.backends.agent.send_config(&ip, &payload).await {
+                    Ok(()) => {
+                        p.event(EventType::Normal, r::EV_AGENT_CONFIG_SENT, format!("config sent to {ip}"));
+                        Outcome::Done(Some(timing.wait_poll))
+                    }
+                    Err(e) => self.degrade(status, Step::SendAgentConfig, &(&e).into(), p, now),
+                }
+            }
+            Action::PublishDns => {
+                let edge = self.edge_target(&hostname, &fqdn);
+                if let Some(t) = &self.backends.technitium
+                    && let Err(e) = t.ensure(&fqdn, &edge.records(false)).await
+                {
+                    return self.degrade(status, Step::PublishEdge, &(&e).into(), p, now);
+                }
+                if let Some(c) = &self.backends.cloudflare
+                    && let Err(e) = c.ensure(&fqdn, &edge.records(true)).await
+                {
+                    return self.degrade(status, Step::PublishEdge, &(&e).into(), p, now);
+                }
+                p.event(EventType::Normal, r::EV_DNS_PUBLISHED, format!("A and SRV records for {fqdn}"));
+                obs.dns = Some(Ok(true));
+                Outcome::Done(Some(Duration::ZERO))
+            }
+            Action::RegisterProxy => {
+                let (Some(v), Some(ip)) = (&self.backends.velocity, ip) else {
+                    return Outcome::Done(Some(Duration::ZERO));
+                };
+                match v.ensure(&hostname, &ip, self.cfg.agent.game_port).await {
+                    Ok(_) => {
+                        p.event(EventType::Normal, r::EV_PROXY_REGISTERED, format!("{hostname} → {ip}:{}", self.cfg.agent.game_port));
+                        Outcome::Done(Some(Duration::ZERO))
+                    }
+                    Err(e) => self.degrade(status, Step::PublishEdge, &(&e).into(), p, now),
+                }
+            }
+            Action::Unregister => {
+                let Some(v) = &self.backends.velocity else {
+                    obs.proxy = Some(Ok(false));
+                    return Outcome::Done(Some(Duration::ZERO));
+                };
+                match v.remove(&hostname).await {
+                    Ok(_) => {
+                        p.event(EventType::Normal, r::EV_TEARDOWN_STEP, format!("unregistered {hostname} from the proxy"));
+                        Outcome::Done(Some(Duration::ZERO))
+                    }
+                    Err(e) => self.degrade(status, Step::Teardown, &(&e).into(), p, now),
+                }
+            }
+            Action::RemoveDns => {
+                if let Some(t) = &self.backends.technitium
+                    && let Err(e) = t.remove(&fqdn).await
+                {
+                    return self.degrade(status, Step::Teardown, &(&e).into(), p, now);
+                }
+                if let Some(c) = &self.backends.cloudflare
+                    && let Err(e) = c.remove(&fqdn).await
+                {
+                    return self.degrade(status, Step::Teardown, &(&e).into(), p, now);
+                }
+                p.event(EventType::Normal, r::EV_TEARDOWN_STEP, format!("DNS records of {fqdn} deleted"));
+                Outcome::Done(Some(Duration::ZERO))
+            }
+            Action::Stop => match pve.stop_ct(&node, vmid).await {
+                Ok(upid) => {
+                    p.event(EventType::Normal, r::EV_TEARDOWN_STEP, format!("stopping CT {vmid}"));
+                    started(status, upid.to_string(), TASK_STOP)
+                }
+                Err(e) if e.is_not_running() => Outcome::Done(Some(Duration::ZERO)),
+                Err(e) if e.class == ErrorClass::Locked => Outcome::Done(Some(timing.lock_retry)),
+                Err(e) => self.degrade(status, Step::Teardown, &(&e).into(), p, now),
+            },
+            Action::Destroy => match pve.delete_ct(&node, vmid, &destroy_options()).await {
+                Ok(upid) => {
+                    p.event(EventType::Normal, r::EV_DESTROYED, format!("destroying CT {vmid}"));
+                    started(status, upid.to_string(), TASK_DESTROY)
+                }
+                Err(e) if e.class == ErrorClass::NotFound => Outcome::Done(Some(Duration::ZERO)),
+                Err(e) if e.class == ErrorClass::Locked => Outcome::Done(Some(timing.lock_retry)),
+                Err(e) => self.degrade(status, Step::Teardown, &(&e).into(), p, now),
+            },
+            other => {
+                tracing::error!(?other, "action not handled by act()");
+                Outcome::Backoff
+            }
+        }
+    }
+
+    /// Record status (only if it changed; fenced) and events.
+    async fn finish(
+        &self,
+        server: &Server,
+        mut status: ServerStatus,
+        p: Pending,
+        fence: Option<Fence>,
+        outcome: Outcome,
+    ) -> Result<Outcome, ReconcileError> {
+        let now = self.clock.now();
+        let changed = status_changed(&server.status, &status);
+        let stale_stamp = server.status.last_reconcile_at.is_none_or(|t| {
+            (now - t).to_std().unwrap_or_default() > self.cfg.controller.resync_interval
+        });
+        if changed || stale_stamp {
+            status.last_reconcile_at = Some(now);
+            status.next_retry_at = match outcome {
+                Outcome::Done(Some(d)) if !d.is_zero() => {
+                    chrono::Duration::from_std(d).ok().map(|d| now + d)
+                }
+                _ => None,
+            };
+            match self
+                .store
+                .write_status(server.id, &status, server.resource_version, fence)
+                .await
+            {
+                Ok(_) => {}
+                // The user changed the server meanwhile: look again at once.
+                Err(StoreError::Stale) => return Ok(Outcome::Done(Some(Duration::ZERO))),
+                Err(StoreError::NotFound) => return Ok(Outcome::Done(None)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (t, reason, msg) in p.events {
+            self.store.append_event(server.id, t, reason, &msg).await?;
+        }
+        Ok(outcome)
+    }
+}
+
+enum ReserveError {
+    Backend(Unavailable),
+    Store(StoreError),
+}
+
+fn destroy_options() -> proxmox_client::DeleteOptions {
+    proxmox_client::DeleteOptions {
+        purge: true,
+        force: false,
+        destroy_unreferenced_disks: true,
+    }
+}
+
+/// Did anything but the bookkeeping stamps change?
+fn status_changed(old: &ServerStatus, new: &ServerStatus) -> bool {
+    let strip = |s: &ServerStatus| ServerStatus {
+        last_reconcile_at: None,
+        next_retry_at: None,
+        ..s.clone()
+    };
+    strip(old) != strip(new)
+}

@@ -1,0 +1,197 @@
+//! Running the pieces: store, API server, controller, with logging, signals and sd_notify.
+//! Shared by `zlhd serve|api|controller|dev`.
+
+use crate::backends::Backends;
+use crate::config::Config;
+use crate::engine::Controller;
+use anyhow::Context as _;
+use model::store::AnyStore;
+use model::{Clock, SystemClock};
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `RUST_LOG`-style filtering (default `info`), readable text or JSON lines.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => b.try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
+}
+
+pub async fn open_store(cfg: &Config) -> anyhow::Result<AnyStore> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if let Some(path) = cfg.database_url.strip_prefix("sqlite://")
+        && let Some(dir) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
+    let store = AnyStore::connect(&cfg.database_url, clock)
+        .await
+        .context("cannot open the database")?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
+}
+
+/// SQLite runs one controller: a second one against the same file refuses to start. The lock
+/// is an OS file lock, so a killed process releases it at once.
+pub fn single_controller_lock(store: &AnyStore) -> anyhow::Result<Option<File>> {
+    let Some(db) = store.sqlite_path() else {
+        return Ok(None);
+    };
+    let mut path: PathBuf = db.clone();
+    path.set_extension("controller.lock");
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another zlhd controller is already running against {} (SQLite allows one; use PostgreSQL for several replicas)",
+            db.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// SIGTERM/SIGINT cancel `token`; a second signal exits at once.
+pub fn spawn_signal_handler(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot install the SIGTERM handler");
+                return;
+            }
+        };
+        let mut signals = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            signals += 1;
+            if signals == 1 {
+                info!("signal received: shutting down (again to exit at once)");
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+                token.cancel();
+            } else {
+                warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+pub fn notify_ready() {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}
+
+/// What runs in this process.
+pub struct Roles {
+    pub api: bool,
+    pub controller: bool,
+}
+
+/// Run the API and/or the controller until `shutdown`.
+pub async fn run(
+    cfg: Config,
+    store: AnyStore,
+    backends: Option<Backends>,
+    roles: Roles,
+    listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let metrics = crate::metrics::install();
+    let _lock = if roles.controller {
+        single_controller_lock(&store)?
+    } else {
+        None
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    if roles.api {
+        let listener = match listener {
+            Some(l) => l,
+            None => tokio::net::TcpListener::bind(cfg.api.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.api.listen))?,
+        };
+        info!(addr = %listener.local_addr()?, "API listening");
+        let state = api::server::AppState::new(
+            store.clone(),
+            Arc::new(cfg.catalog()),
+            cfg.api.limits.clone(),
+            Some(metrics.clone()),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            api::server::serve(listener, state, async move { stop.cancelled().await })
+                .await
+                .context("API server failed")
+        });
+    }
+    if roles.controller {
+        let backends = match backends {
+            Some(b) => b,
+            None => Backends::from_config(&cfg)?,
+        };
+        let ctl = Arc::new(Controller::new(store.clone(), backends, cfg.clone(), Arc::new(SystemClock)));
+        let stop = shutdown.clone();
+        tasks.spawn(async move { ctl.run(stop).await });
+    }
+    // Upkeep for histograms of the Prometheus recorder.
+    let upkeep = {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = t.tick() => metrics.run_upkeep(),
+                }
+            }
+        })
+    };
+    notify_ready();
+    let mut result = Ok(());
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shutdown.cancel();
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+            Err(e) => {
+                shutdown.cancel();
+                if result.is_ok() {
+                    result = Err(anyhow::anyhow!("task panicked: {e}"));
+                }
+            }
+        }
+    }
+    upkeep.abort();
+    result
+}

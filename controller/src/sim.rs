@@ -1,0 +1,282 @@
+//! Every simulator on loopback, wired together: the Agent simulator comes up on a container's
+//! address when the Proxmox simulator starts it. Used by `zlhd dev`, `zlhd sim` and tests.
+
+use crate::backends::{self, Backends};
+use crate::config::Config;
+use edge_client::sim::{
+    AgentSim, AgentSimConfig, CloudflareSim, CloudflareSimConfig, TechnitiumSim,
+    TechnitiumSimConfig, VelocitySim, VelocitySimConfig,
+};
+use proxmox_client::sim::{CtEvent, PveSim, PveSimHandle, SimConfig};
+use secrecy::SecretString;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which simulators to run (`zlhd sim --without ...`).
+#[derive(Debug, Clone, Copy)]
+pub struct SimSet {
+    pub proxmox: bool,
+    pub agent: bool,
+    pub technitium: bool,
+    pub cloudflare: bool,
+    pub velocity: bool,
+}
+
+impl Default for SimSet {
+    fn default() -> Self {
+        SimSet {
+            proxmox: true,
+            agent: true,
+            technitium: true,
+            cloudflare: true,
+            velocity: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub set: SimSet,
+    /// Simulated seconds per real second: 10 makes a 20 s clone take 2 s.
+    pub time_scale: f64,
+    /// Realistic Proxmox and Agent timings (before scaling).
+    pub clone: Duration,
+    pub start: Duration,
+    pub ip_delay: Duration,
+    pub install: Duration,
+    pub zone: String,
+}
+
+impl Default for SimOptions {
+    /// A real full clone and install: clone 20 s (template locked throughout), start 3 s,
+    /// IP 5 s after start, Agent install 60 s.
+    fn default() -> Self {
+        SimOptions {
+            set: SimSet::default(),
+            time_scale: 10.0,
+            clone: Duration::from_secs(20),
+            start: Duration::from_secs(3),
+            ip_delay: Duration::from_secs(5),
+            install: Duration::from_secs(60),
+            zone: "zlh.test".into(),
+        }
+    }
+}
+
+pub struct SimStack {
+    pub pve: Option<PveSimHandle>,
+    pub agent: Option<Arc<AgentSim>>,
+    pub technitium: Option<TechnitiumSim>,
+    pub cloudflare: Option<CloudflareSim>,
+    pub velocity: Option<VelocitySim>,
+    pub options: SimOptions,
+    forwarder: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// URLs and credentials of the running simulators (printed and written by `zlhd sim/dev`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimEndpoints {
+    pub proxmox_url: Option<String>,
+    pub proxmox_token_id: Option<String>,
+    pub proxmox_token_secret: Option<String>,
+    pub agent_port: Option<u16>,
+    pub game_port: Option<u16>,
+    pub technitium_url: Option<String>,
+    pub technitium_token: Option<String>,
+    pub cloudflare_url: Option<String>,
+    pub cloudflare_zone_id: Option<String>,
+    pub cloudflare_token: Option<String>,
+    pub velocity_url: Option<String>,
+    pub velocity_secret: Option<String>,
+    pub zone: String,
+}
+
+impl SimStack {
+    pub async fn start(options: SimOptions) -> std::io::Result<SimStack> {
+        let scale = options.time_scale;
+        let set = options.set;
+        let pve = if set.proxmox {
+            let mut c = SimConfig::default();
+            c.timing.clone = options.clone;
+            c.timing.start = options.start;
+            c.timing.stop = options.start;
+            c.timing.shutdown = options.start;
+            c.timing.destroy = Duration::from_secs(2);
+            c.timing.ip_delay = options.ip_delay;
+            c.time_scale = scale;
+            Some(PveSim::start(c).await?)
+        } else {
+            None
+        };
+        let agent = if set.agent {
+            Some(Arc::new(
+                AgentSim::start(AgentSimConfig {
+                    install_time: options.install,
+                    time_scale: scale,
+                    ..AgentSimConfig::default()
+                })
+                .await?,
+            ))
+        } else {
+            None
+        };
+        let technitium = if set.technitium {
+            Some(
+                TechnitiumSim::start(TechnitiumSimConfig {
+                    zone: options.zone.clone(),
+                    ..Default::default()
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        let cloudflare = if set.cloudflare {
+            Some(
+                CloudflareSim::start(CloudflareSimConfig {
+                    zone_name: options.zone.clone(),
+                    time_scale: scale,
+                    ..Default::default()
+                })
+                .await?,
+            )
+        } else {
+            None
+        };
+        let velocity = if set.velocity {
+            Some(VelocitySim::start(VelocitySimConfig::default()).await?)
+        } else {
+            None
+        };
+        // Containers' agents live and die with the containers.
+        let forwarder = match (&pve, &agent) {
+            (Some(p), Some(a)) => {
+                let mut rx = p.subscribe();
+                let a = a.clone();
+                Some(tokio::spawn(async move {
+                    loop {
+                        match rx.recv().await {
+                            Ok(CtEvent::Started { ip, .. }) => {
+                                if let Err(e) = a.container_started(ip).await {
+                                    tracing::warn!(%ip, error = %e, "agent simulator could not bind");
+                                }
+                            }
+                            Ok(CtEvent::Stopped { ip, .. }) | Ok(CtEvent::Destroyed { ip, .. }) => {
+                                if let Some(ip) = ip {
+                                    a.container_stopped(ip).await;
+                                }
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(_) => return,
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        Ok(SimStack {
+            pve,
+            agent,
+            technitium,
+            cloudflare,
+            velocity,
+            options,
+            forwarder,
+        })
+    }
+
+    pub fn endpoints(&self) -> SimEndpoints {
+        SimEndpoints {
+            proxmox_url: self.pve.as_ref().map(|p| p.url()),
+            proxmox_token_id: self.pve.as_ref().map(|p| p.token_id().to_string()),
+            proxmox_token_secret: self.pve.as_ref().map(|p| p.token_secret().to_string()),
+            agent_port: self.agent.as_ref().map(|a| a.agent_port()),
+            game_port: self.agent.as_ref().map(|a| a.game_port()),
+            technitium_url: self.technitium.as_ref().map(|t| t.url()),
+            technitium_token: self.technitium.as_ref().map(|t| t.token().to_string()),
+            cloudflare_url: self.cloudflare.as_ref().map(|c| c.url()),
+            cloudflare_zone_id: self.cloudflare.as_ref().map(|c| c.zone_id().to_string()),
+            cloudflare_token: self.cloudflare.as_ref().map(|c| c.token().to_string()),
+            velocity_url: self.velocity.as_ref().map(|v| v.url()),
+            velocity_secret: self.velocity.as_ref().map(|v| v.secret().to_string()),
+            zone: self.options.zone.clone(),
+        }
+    }
+
+    /// Point `cfg` at the simulators: zone, agent ports, and engine timings scaled like the
+    /// simulators' clocks.
+    pub fn configure(&self, cfg: &mut Config) {
+        cfg.edge.zone = self.options.zone.clone();
+        if let Some(a) = &self.agent {
+            cfg.agent.port = a.agent_port();
+            cfg.agent.game_port = a.game_port();
+            cfg.agent.timeout = Duration::from_secs(2);
+        }
+        cfg.controller = cfg.controller.scaled(1.0 / self.options.time_scale);
+    }
+
+    /// Clients for the simulators, plus `base` for anything not simulated.
+    pub fn backends(&self, cfg: &Config) -> Result<Backends, crate::config::ConfigError> {
+        let pve = match &self.pve {
+            Some(p) => proxmox_client::PveClient::new(proxmox_client::PveConfig {
+                base_url: p.url(),
+                token_id: p.token_id().to_string(),
+                token_secret: SecretString::from(p.token_secret().to_string()),
+                tls: proxmox_client::TlsMode::System,
+                connect_timeout: Duration::from_secs(2),
+                request_timeout: Duration::from_secs(10),
+                rate_per_node_per_sec: 10_000,
+            })
+            .map_err(|e| crate::config::ConfigError::Invalid(format!("proxmox: {e}")))?,
+            None => return Backends::from_config(cfg),
+        };
+        let agent = backends::agent_client(
+            cfg,
+            self.agent
+                .as_ref()
+                .and_then(|a| a.token())
+                .map(SecretString::from),
+        )?;
+        let technitium = match &self.technitium {
+            Some(t) => Some(backends::technitium_client(
+                cfg,
+                &t.url(),
+                SecretString::from(t.token().to_string()),
+            )?),
+            None => None,
+        };
+        let cloudflare = match &self.cloudflare {
+            Some(c) => Some(backends::cloudflare_client(
+                cfg,
+                &c.url(),
+                c.zone_id(),
+                SecretString::from(c.token().to_string()),
+            )?),
+            None => None,
+        };
+        let velocity = match &self.velocity {
+            Some(v) => Some(backends::velocity_client(
+                &v.url(),
+                SecretString::from(v.secret().to_string()),
+            )?),
+            None => None,
+        };
+        Ok(Backends {
+            pve,
+            agent,
+            technitium,
+            cloudflare,
+            velocity,
+            admin_secret: SecretString::from("zlh-dev-admin-secret".to_string()),
+        })
+    }
+}
+
+impl Drop for SimStack {
+    fn drop(&mut self) {
+        if let Some(f) = self.forwarder.take() {
+            f.abort();
+        }
+    }
+}

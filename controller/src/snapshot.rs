@@ -1,0 +1,34 @@
+//! The fleet snapshot: one batched observation per resync (one `cluster/resources` call, one
+//! listing per DNS zone, one proxy listing), so steady-state load on the backends does not
+//! grow with the fleet. Reconciles use it only to confirm that a server is fine; anything it
+//! does not confirm is observed per server (a stale snapshot must never cause an action).
+
+use edge_client::dns::ObservedRecords;
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct CtEntry {
+    pub vmid: u32,
+    pub node: String,
+    pub running: bool,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+    pub lock: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub taken_at: Option<Instant>,
+    pub containers: HashMap<u32, CtEntry>,
+    /// Per provider name: host fqdn → records.
+    pub dns: HashMap<&'static str, HashMap<String, ObservedRecords>>,
+    /// Proxy registrations by (lower-cased) name: (address, port).
+    pub proxy: Option<HashMap<String, (String, Option<u16>)>>,
+}
+
+impl Snapshot {
+    pub fn is_fresh(&self, max_age: std::time::Duration) -> bool {
+        self.taken_at.is_some_and(|t| t.elapsed() <= max_age)
+    }
+}
