@@ -11,11 +11,18 @@ use std::time::Duration;
 const HOST: &str = "mc-paper-101.zlh.test";
 
 fn desired() -> DesiredRecords {
-    DesiredRecords { a: ip(60), srv: Some(srv(25565, HOST)) }
+    DesiredRecords {
+        a: ip(60),
+        srv: Some(srv(25565, HOST)),
+    }
 }
 
 fn client_with(sim: &CloudflareSim, f: impl FnOnce(&mut CloudflareConfig)) -> CloudflareClient {
-    let mut cfg = CloudflareConfig::new(sim.zone_id(), sim.zone_name(), sim.token().to_string().into());
+    let mut cfg = CloudflareConfig::new(
+        sim.zone_id(),
+        sim.zone_name(),
+        sim.token().to_string().into(),
+    );
     cfg.base_url = sim.url();
     cfg.timeout = T;
     // Tests send hundreds of requests; the default 900/5 min would pace them.
@@ -54,8 +61,16 @@ async fn create_observe_noop() {
     assert!(!c.ensure(HOST, &desired()).await.unwrap());
     assert_eq!(writes(&sim), before, "no-op sends only GETs");
     // Listings are by type + exact name with an explicit per_page.
-    let lists: Vec<_> = sim.requests().into_iter().filter(|r| r.method == "GET").collect();
-    assert!(lists.iter().all(|r| r.uri.contains("type=") && r.uri.contains("per_page=100")));
+    let lists: Vec<_> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert!(
+        lists
+            .iter()
+            .all(|r| r.uri.contains("type=") && r.uri.contains("per_page=100"))
+    );
 }
 
 #[tokio::test]
@@ -67,24 +82,37 @@ async fn drift_and_duplicates_are_repaired() {
     sim.set_srv(HOST, srv(1, HOST));
     assert!(c.ensure(HOST, &desired()).await.unwrap());
     assert!(sim.observed(HOST).matches(&desired()));
-    assert!(sim.requests().iter().any(|r| r.method == "PUT"), "drift is repaired in place");
+    assert!(
+        sim.requests().iter().any(|r| r.method == "PUT"),
+        "drift is repaired in place"
+    );
 
     // A proxied record is drift too.
     let mut recs = sim.records();
     let a = recs.iter_mut().find(|r| r.rtype == "A").unwrap();
     sim.delete_all(HOST);
-    sim.insert_record(CfSimRecord { proxied: true, ..a.clone() });
+    sim.insert_record(CfSimRecord {
+        proxied: true,
+        ..a.clone()
+    });
     assert!(c.ensure(HOST, &desired()).await.unwrap());
     assert!(sim.records().iter().all(|r| !r.proxied));
 
     sim.insert_duplicate(HOST, "A").unwrap();
-    sim.insert_duplicate(&format!("_minecraft._tcp.{HOST}"), "SRV").unwrap();
+    sim.insert_duplicate(&format!("_minecraft._tcp.{HOST}"), "SRV")
+        .unwrap();
     assert_eq!(sim.records().len(), 4);
-    assert!(c.ensure(HOST, &desired()).await.unwrap(), "duplicates collapsed");
+    assert!(
+        c.ensure(HOST, &desired()).await.unwrap(),
+        "duplicates collapsed"
+    );
     assert_eq!(sim.records().len(), 2);
     assert!(sim.observed(HOST).matches(&desired()));
 
-    let dev = DesiredRecords { a: ip(60), srv: None };
+    let dev = DesiredRecords {
+        a: ip(60),
+        srv: None,
+    };
     assert!(c.ensure(HOST, &dev).await.unwrap(), "stray SRV removed");
     assert!(sim.observed(HOST).srv.is_empty());
 }
@@ -96,7 +124,11 @@ async fn pagination_over_many_duplicates_and_zone_listing() {
     for _ in 0..149 {
         sim.insert_duplicate(HOST, "A").unwrap();
     }
-    assert_eq!(c.observe(HOST).await.unwrap().a.len(), 150, "all pages read");
+    assert_eq!(
+        c.observe(HOST).await.unwrap().a.len(),
+        150,
+        "all pages read"
+    );
     assert!(c.ensure(HOST, &desired()).await.unwrap());
     assert_eq!(sim.observed(HOST).a, vec![ip(60)]);
 
@@ -121,7 +153,10 @@ async fn remove_is_idempotent() {
 
 #[tokio::test]
 async fn rate_limit_budget_429_sets_retry_after_and_blocks_locally() {
-    let cfg = CloudflareSimConfig { request_budget: Some(3), ..Default::default() };
+    let cfg = CloudflareSimConfig {
+        request_budget: Some(3),
+        ..Default::default()
+    };
     let (sim, c) = setup_with(cfg).await;
     c.ensure(HOST, &desired()).await.unwrap_err();
     let err = loop {
@@ -136,7 +171,11 @@ async fn rate_limit_budget_429_sets_retry_after_and_blocks_locally() {
     let sent = sim.requests().len();
     let again = c.observe(HOST).await.unwrap_err();
     assert!(again.retry_after.is_some());
-    assert_eq!(sim.requests().len(), sent, "blocked locally until retry-after passes");
+    assert_eq!(
+        sim.requests().len(),
+        sent,
+        "blocked locally until retry-after passes"
+    );
 }
 
 enum Case {
@@ -151,9 +190,21 @@ enum Case {
 #[tokio::test]
 async fn error_classes() {
     let cases = [
-        (Case::WrongToken, ErrorClass::Unauthorized, "403 / 10000 Authentication error"),
-        (Case::WrongZoneId, ErrorClass::Invalid, "404 / 7003 is a config error, never 'gone'"),
-        (Case::Injected429, ErrorClass::Transient, "429 from fault injection"),
+        (
+            Case::WrongToken,
+            ErrorClass::Unauthorized,
+            "403 / 10000 Authentication error",
+        ),
+        (
+            Case::WrongZoneId,
+            ErrorClass::Invalid,
+            "404 / 7003 is a config error, never 'gone'",
+        ),
+        (
+            Case::Injected429,
+            ErrorClass::Transient,
+            "429 from fault injection",
+        ),
         (Case::Injected502, ErrorClass::Transient, "edge 502"),
         (Case::Outage, ErrorClass::Transient, "connection refused"),
         (Case::Hang, ErrorClass::Transient, "timeout"),

@@ -9,7 +9,9 @@ use model::ErrorClass;
 use std::time::Duration;
 
 async fn setup() -> (TechnitiumSim, TechnitiumClient) {
-    let sim = TechnitiumSim::start(TechnitiumSimConfig::default()).await.unwrap();
+    let sim = TechnitiumSim::start(TechnitiumSimConfig::default())
+        .await
+        .unwrap();
     let c = client(&sim, sim.token(), sim.zone(), T);
     (sim, c)
 }
@@ -25,20 +27,32 @@ fn client(sim: &TechnitiumSim, token: &str, zone: &str, timeout: Duration) -> Te
 }
 
 fn writes(sim: &TechnitiumSim) -> usize {
-    sim.requests().iter().filter(|r| r.uri.contains("/add") || r.uri.contains("/delete")).count()
+    sim.requests()
+        .iter()
+        .filter(|r| r.uri.contains("/add") || r.uri.contains("/delete"))
+        .count()
 }
 
 const HOST: &str = "mc-paper-101.zlh.test";
 
 fn desired() -> DesiredRecords {
-    DesiredRecords { a: ip(50), srv: Some(srv(25565, HOST)) }
+    DesiredRecords {
+        a: ip(50),
+        srv: Some(srv(25565, HOST)),
+    }
 }
 
 #[tokio::test]
 async fn create_observe_noop() {
     let (sim, c) = setup().await;
-    assert!(c.observe(HOST).await.unwrap().is_empty(), "absent name is empty, not an error");
-    assert!(c.ensure(HOST, &desired()).await.unwrap(), "first ensure creates");
+    assert!(
+        c.observe(HOST).await.unwrap().is_empty(),
+        "absent name is empty, not an error"
+    );
+    assert!(
+        c.ensure(HOST, &desired()).await.unwrap(),
+        "first ensure creates"
+    );
     let obs = c.observe(HOST).await.unwrap();
     assert!(obs.matches(&desired()), "{obs:?}");
     assert_eq!(sim.observed(HOST), obs);
@@ -46,10 +60,18 @@ async fn create_observe_noop() {
     assert!(sim.records().values().flatten().all(|r| r.ttl == 60));
 
     let before = writes(&sim);
-    assert!(!c.ensure(HOST, &desired()).await.unwrap(), "equal records: no-op");
+    assert!(
+        !c.ensure(HOST, &desired()).await.unwrap(),
+        "equal records: no-op"
+    );
     assert_eq!(writes(&sim), before, "no-op sends no add/delete");
     // Every records/get carried `domain` (the previous client's defect).
-    assert!(sim.requests().iter().filter(|r| r.uri.contains("/get")).all(|r| r.uri.contains("domain=")));
+    assert!(
+        sim.requests()
+            .iter()
+            .filter(|r| r.uri.contains("/get"))
+            .all(|r| r.uri.contains("domain="))
+    );
 }
 
 #[tokio::test]
@@ -58,21 +80,40 @@ async fn drift_is_repaired() {
     c.ensure(HOST, &desired()).await.unwrap();
 
     sim.set_a(HOST, ip(99));
-    assert!(c.ensure(HOST, &desired()).await.unwrap(), "wrong A repaired");
+    assert!(
+        c.ensure(HOST, &desired()).await.unwrap(),
+        "wrong A repaired"
+    );
     assert!(sim.observed(HOST).matches(&desired()));
 
     sim.add_record(HOST, SimRdata::A(ip(98)));
-    sim.add_record(&format!("_minecraft._tcp.{HOST}"), SimRdata::Srv(srv(1, HOST)));
+    sim.add_record(
+        &format!("_minecraft._tcp.{HOST}"),
+        SimRdata::Srv(srv(1, HOST)),
+    );
     assert_eq!(sim.observed(HOST).a.len(), 2);
-    assert!(c.ensure(HOST, &desired()).await.unwrap(), "duplicates collapsed");
-    assert!(sim.observed(HOST).matches(&desired()), "{:?}", sim.observed(HOST));
+    assert!(
+        c.ensure(HOST, &desired()).await.unwrap(),
+        "duplicates collapsed"
+    );
+    assert!(
+        sim.observed(HOST).matches(&desired()),
+        "{:?}",
+        sim.observed(HOST)
+    );
 
     sim.delete_all(HOST);
-    assert!(c.ensure(HOST, &desired()).await.unwrap(), "deleted behind our back: recreated");
+    assert!(
+        c.ensure(HOST, &desired()).await.unwrap(),
+        "deleted behind our back: recreated"
+    );
     assert!(sim.observed(HOST).matches(&desired()));
 
     // Desired without SRV removes a stray SRV record.
-    let dev = DesiredRecords { a: ip(50), srv: None };
+    let dev = DesiredRecords {
+        a: ip(50),
+        srv: None,
+    };
     assert!(c.ensure(HOST, &dev).await.unwrap());
     assert!(sim.observed(HOST).srv.is_empty());
 }
@@ -82,7 +123,15 @@ async fn list_zone_keys_srv_under_host() {
     let (_sim, c) = setup().await;
     c.ensure(HOST, &desired()).await.unwrap();
     let other = "dev-102.zlh.test";
-    c.ensure(other, &DesiredRecords { a: ip(51), srv: None }).await.unwrap();
+    c.ensure(
+        other,
+        &DesiredRecords {
+            a: ip(51),
+            srv: None,
+        },
+    )
+    .await
+    .unwrap();
     let zone = c.list_zone().await.unwrap();
     assert_eq!(zone.len(), 2, "{zone:?}");
     assert!(zone[HOST].matches(&desired()));
@@ -111,12 +160,32 @@ enum Setup {
 #[tokio::test]
 async fn error_classes() {
     let cases = [
-        (Setup::WrongToken, ErrorClass::Unauthorized, "invalid-token envelope"),
-        (Setup::WrongZone, ErrorClass::Invalid, "configured zone missing: config error, not NotFound"),
-        (Setup::HostOutsideZone, ErrorClass::Invalid, "name outside the zone is a bug"),
+        (
+            Setup::WrongToken,
+            ErrorClass::Unauthorized,
+            "invalid-token envelope",
+        ),
+        (
+            Setup::WrongZone,
+            ErrorClass::Invalid,
+            "configured zone missing: config error, not NotFound",
+        ),
+        (
+            Setup::HostOutsideZone,
+            ErrorClass::Invalid,
+            "name outside the zone is a bug",
+        ),
         (Setup::Outage, ErrorClass::Transient, "connection refused"),
-        (Setup::Injected(503), ErrorClass::Transient, "proxy in front answers 503"),
-        (Setup::Injected(200), ErrorClass::Transient, "unknown error envelope only delays"),
+        (
+            Setup::Injected(503),
+            ErrorClass::Transient,
+            "proxy in front answers 503",
+        ),
+        (
+            Setup::Injected(200),
+            ErrorClass::Transient,
+            "unknown error envelope only delays",
+        ),
         (Setup::Hang, ErrorClass::Transient, "timeout"),
     ];
     for (case, want, reason) in cases {

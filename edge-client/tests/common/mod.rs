@@ -13,7 +13,12 @@ pub fn ip(last: u8) -> Ipv4Addr {
 }
 
 pub fn srv(port: u16, target: &str) -> SrvRecord {
-    SrvRecord { priority: 0, weight: 0, port, target: target.into() }
+    SrvRecord {
+        priority: 0,
+        weight: 0,
+        port,
+        target: target.into(),
+    }
 }
 
 /// Poll `f` until it returns Some, bounded (a bound, not a timing assertion).

@@ -1,0 +1,266 @@
+#![cfg(feature = "sim")]
+mod common;
+
+use common::{T, eventually, ip};
+use edge_client::agent::JAVA_21;
+use edge_client::sim::{AgentSim, AgentSimConfig};
+use edge_client::{AgentClient, AgentConfig, AgentPayload, AgentState, slp};
+use model::{ErrorClass, ServerSpec, Variant};
+use secrecy::SecretString;
+use std::time::Duration;
+
+fn fast() -> AgentSimConfig {
+    AgentSimConfig {
+        install_time: Duration::from_secs(10),
+        time_scale: 200.0,
+        ..Default::default()
+    }
+}
+
+fn client(sim: &AgentSim, token: Option<&str>) -> AgentClient {
+    AgentClient::new(AgentConfig {
+        port: sim.agent_port(),
+        token: token.map(|t| SecretString::from(t.to_string())),
+        timeout: T,
+    })
+    .unwrap()
+}
+
+fn payload(vmid: u32) -> AgentPayload {
+    let spec = ServerSpec::minecraft(Variant::Paper, "1.21.7");
+    AgentPayload::for_spec(vmid, &spec, 25565, "admin", SecretString::from("pw-123")).unwrap()
+}
+
+async fn wait_state(c: &AgentClient, ip: &str, want: fn(&AgentState) -> bool) -> AgentState {
+    eventually(|| async {
+        let s = c.status(ip).await.ok()?.state;
+        want(&s).then_some(s)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn install_runs_and_slp_answers() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(101);
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Idle);
+    c.health(&a).await.unwrap();
+    let game = sim.game_addr(addr);
+    assert!(
+        slp::ping(game, "mc-paper-101.zlh.test", T)
+            .await
+            .unwrap_err()
+            .is_transient(),
+        "not running yet"
+    );
+
+    sim.set_install_time(Duration::from_secs(3600));
+    c.send_config(&a, &payload(101)).await.unwrap();
+    match c.status(&a).await.unwrap().state {
+        AgentState::Installing { step, progress } => {
+            assert!(step.is_some());
+            assert!(progress.is_some());
+        }
+        s => panic!("expected installing, got {s:?}"),
+    }
+    sim.set_install_time(Duration::from_secs(10));
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+    assert_eq!(sim.configs_received(addr), 1);
+    let cfg = sim.last_config(addr).unwrap();
+    assert_eq!(cfg["container_type"], "game");
+    assert_eq!(cfg["java_path"], JAVA_21);
+    assert_eq!(cfg["admin_pass"], "pw-123");
+
+    let st = slp::ping(game, "mc-paper-101.zlh.test", T).await.unwrap();
+    assert_eq!(st.version_name, "1.21.7");
+    assert_eq!(st.players_max, 20);
+    assert!(st.description.contains("101"), "{st:?}");
+
+    // Re-sending the same config to a running Agent does not reinstall.
+    c.send_config(&a, &payload(101)).await.unwrap();
+    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Running);
+    assert_eq!(sim.configs_received(addr), 2);
+}
+
+#[tokio::test]
+async fn failures_crash_restart_and_stop() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(102);
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+
+    sim.set_failure(Some("disk full".into()));
+    c.send_config(&a, &payload(102)).await.unwrap();
+    let s = wait_state(&c, &a, |s| matches!(s, AgentState::Error { .. })).await;
+    assert_eq!(
+        s,
+        AgentState::Error {
+            message: "disk full".into()
+        }
+    );
+    sim.set_failure(None);
+
+    sim.fail_next_installs(1);
+    c.send_config(&a, &payload(103)).await.unwrap();
+    wait_state(&c, &a, |s| matches!(s, AgentState::Error { .. })).await;
+    c.send_config(&a, &payload(102)).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+
+    sim.crash(addr);
+    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Crashed);
+    assert!(
+        slp::ping(sim.game_addr(addr), "x", T).await.is_err(),
+        "crashed server does not answer"
+    );
+
+    sim.restart_agent(addr);
+    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Idle);
+    assert_eq!(sim.last_config(addr), None, "config forgotten");
+
+    sim.container_stopped(addr).await;
+    let err = c.status(&a).await.unwrap_err();
+    assert_eq!(
+        err.class,
+        ErrorClass::Transient,
+        "stopped container: connection refused: {err}"
+    );
+    assert!(
+        slp::ping(sim.game_addr(addr), "x", T)
+            .await
+            .unwrap_err()
+            .is_transient()
+    );
+    assert!(sim.states().is_empty());
+
+    sim.container_started(addr).await.unwrap();
+    assert_eq!(
+        c.status(&a).await.unwrap().state,
+        AgentState::Idle,
+        "comes back idle"
+    );
+    assert_eq!(sim.configs_received(addr), 0);
+}
+
+#[tokio::test]
+async fn fail_ips_and_many_containers() {
+    let sim = AgentSim::start(AgentSimConfig {
+        fail_ips: vec![ip(112)],
+        ..fast()
+    })
+    .await
+    .unwrap();
+    let c = client(&sim, None);
+    for last in 110..114 {
+        sim.container_started(ip(last)).await.unwrap();
+        c.send_config(&ip(last).to_string(), &payload(last as u32))
+            .await
+            .unwrap();
+    }
+    for last in 110..114 {
+        let a = ip(last).to_string();
+        let s = wait_state(&c, &a, |s| {
+            matches!(s, AgentState::Running | AgentState::Error { .. })
+        })
+        .await;
+        assert_eq!(
+            matches!(s, AgentState::Error { .. }),
+            last == 112,
+            "{last}: {s:?}"
+        );
+    }
+    assert_eq!(sim.states().len(), 4);
+}
+
+enum Case {
+    WrongToken,
+    NoToken,
+    BadPayload,
+    Injected503,
+    AgentDown,
+    Hang,
+}
+
+#[tokio::test]
+async fn error_classes() {
+    let cases = [
+        (
+            Case::WrongToken,
+            ErrorClass::Unauthorized,
+            "401 wrong bearer token",
+        ),
+        (
+            Case::NoToken,
+            ErrorClass::Unauthorized,
+            "401 token required",
+        ),
+        (
+            Case::BadPayload,
+            ErrorClass::Invalid,
+            "400 bad payload is a bug",
+        ),
+        (Case::Injected503, ErrorClass::Transient, "agent busy"),
+        (Case::AgentDown, ErrorClass::Transient, "connection refused"),
+        (Case::Hang, ErrorClass::Transient, "timeout"),
+    ];
+    for (i, (case, want, reason)) in cases.into_iter().enumerate() {
+        let sim = AgentSim::start(AgentSimConfig {
+            token: Some("agent-tok".into()),
+            ..fast()
+        })
+        .await
+        .unwrap();
+        let addr = ip(120 + i as u8);
+        let a = addr.to_string();
+        sim.container_started(addr).await.unwrap();
+        let good = client(&sim, Some("agent-tok"));
+        let err = match case {
+            Case::WrongToken => client(&sim, Some("nope")).status(&a).await.unwrap_err(),
+            Case::NoToken => client(&sim, None)
+                .send_config(&a, &payload(1))
+                .await
+                .unwrap_err(),
+            Case::BadPayload => {
+                // An unknown container_type: what an out-of-date Agent would reject.
+                let raw = reqwest::Client::new()
+                    .post(format!("{}/config", sim.url(addr)))
+                    .bearer_auth("agent-tok")
+                    .json(&serde_json::json!({"container_type": "vm"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(raw.status(), 400);
+                edge_client::EdgeError::new(
+                    edge_client::Backend::Agent,
+                    edge_client::error::classify_status(raw.status().as_u16()),
+                    Some(400),
+                    "",
+                )
+            }
+            Case::Injected503 => {
+                sim.faults().fail_next("/status", 1, 503);
+                good.status(&a).await.unwrap_err()
+            }
+            Case::AgentDown => {
+                sim.set_outage(addr, true).await.unwrap();
+                good.health(&a).await.unwrap_err()
+            }
+            Case::Hang => {
+                sim.faults().set_latency(Duration::from_secs(3));
+                AgentClient::new(AgentConfig {
+                    port: sim.agent_port(),
+                    token: Some("agent-tok".to_string().into()),
+                    timeout: Duration::from_millis(200),
+                })
+                .unwrap()
+                .status(&a)
+                .await
+                .unwrap_err()
+            }
+        };
+        assert_eq!(err.class, want, "{reason}: {err}");
+    }
+}
