@@ -198,6 +198,7 @@ pub(crate) struct StatusWire {
 pub(crate) const DEFAULT_AGENT_ERROR: &str = "agent error";
 
 impl StatusWire {
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn from_state(s: &AgentState) -> Self {
         let mut w = StatusWire {
             state: s.as_str().into(),

@@ -258,3 +258,24 @@ async fn transient_write_failure_then_retry_converges() {
     assert!(c.ensure(HOST, &desired()).await.unwrap());
     assert!(sim.observed(HOST).matches(&desired()));
 }
+
+#[tokio::test]
+async fn concurrent_ensure_and_remove_converge() {
+    // Both list (empty), both create: the loser gets 81058, re-lists and converges.
+    let (sim, c) = setup().await;
+    let c2 = client_with(&sim, |_| {});
+    let d = desired();
+    let (a, b) = tokio::join!(c.ensure(HOST, &d), c2.ensure(HOST, &d));
+    a.unwrap();
+    b.unwrap();
+    assert!(
+        sim.observed(HOST).matches(&desired()),
+        "{:?}",
+        sim.records()
+    );
+    // Both list, both delete the same ids: the loser gets 404 / 81044, which is success.
+    let (a, b) = tokio::join!(c.remove(HOST), c2.remove(HOST));
+    a.unwrap();
+    b.unwrap();
+    assert!(sim.records().is_empty());
+}

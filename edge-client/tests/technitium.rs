@@ -225,3 +225,16 @@ async fn outage_then_recovery() {
     sim.set_outage(false).await.unwrap();
     assert!(c.ensure(HOST, &desired()).await.unwrap());
 }
+
+#[tokio::test]
+async fn concurrent_removes_both_succeed() {
+    // Both observe, then both delete the same exact records: the loser gets
+    // `Cannot delete record: no such record exists.`, which is success.
+    let (sim, c) = setup().await;
+    let c2 = client(&sim, sim.token(), sim.zone(), T);
+    c.ensure(HOST, &desired()).await.unwrap();
+    let (a, b) = tokio::join!(c.remove(HOST), c2.remove(HOST));
+    a.unwrap();
+    b.unwrap();
+    assert!(sim.records().is_empty());
+}

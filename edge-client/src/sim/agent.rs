@@ -501,9 +501,13 @@ impl AgentSim {
 
 impl Drop for AgentSim {
     fn drop(&mut self) {
-        for c in lock(&self.shared).containers.values_mut() {
+        // The per-address routers hold `shared`, so nothing here drops by itself: stop all.
+        for (_, mut c) in lock(&self.shared).containers.drain() {
             if let Some(g) = c.game.take() {
                 g.abort();
+            }
+            if let Some(a) = c.agent.take() {
+                a.abort();
             }
         }
     }

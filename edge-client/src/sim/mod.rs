@@ -191,11 +191,19 @@ impl SimServer {
     }
 }
 
-impl Drop for SimServer {
-    fn drop(&mut self) {
+impl SimServer {
+    /// Synchronous stop (for `Drop` of owners that form reference cycles with the router).
+    pub(crate) fn abort(&self) {
+        self.alive.store(false, Ordering::SeqCst);
         if let Some(t) = self.task.lock().unwrap_or_else(|e| e.into_inner()).take() {
             t.abort();
         }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.abort();
     }
 }
 
