@@ -30,7 +30,9 @@ impl AnyStore {
         let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
             Some("sqlite") => Ok(AnyStore::Sqlite(SqliteStore::connect(url, clock).await?)),
-            Some("postgres" | "postgresql") => Ok(AnyStore::Pg(PgStore::connect(url, clock).await?)),
+            Some("postgres" | "postgresql") => {
+                Ok(AnyStore::Pg(PgStore::connect(url, clock).await?))
+            }
             _ => Err(StoreError::Database(UNSUPPORTED_URL.into())),
         }
     }
@@ -64,37 +66,54 @@ impl Store for AnyStore {
     async fn get_server(&self, id: ServerId) -> Result<Option<Server>> {
         dispatch!(self, s => s.get_server(id).await)
     }
-    async fn list_servers(&self, filter: &ServerFilter, page: PageRequest,) -> Result<Page<Server>> {
+    async fn list_servers(&self, filter: &ServerFilter, page: PageRequest) -> Result<Page<Server>> {
         dispatch!(self, s => s.list_servers(filter, page).await)
     }
     async fn all_server_ids(&self) -> Result<Vec<ServerId>> {
         dispatch!(self, s => s.all_server_ids().await)
     }
-    async fn update_spec(&self, id: ServerId, spec: ServerSpec, expected_rv: Option<i64>,) -> Result<(Server, Operation)> {
+    async fn update_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+    ) -> Result<(Server, Operation)> {
         dispatch!(self, s => s.update_spec(id, spec, expected_rv).await)
     }
-    async fn write_status(&self, id: ServerId, status: &ServerStatus, expected_rv: i64, fence: Option<Fence>,) -> Result<Server> {
+    async fn write_status(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+    ) -> Result<Server> {
         dispatch!(self, s => s.write_status(id, status, expected_rv, fence).await)
     }
     async fn set_paused(&self, id: ServerId, paused: bool) -> Result<Server> {
         dispatch!(self, s => s.set_paused(id, paused).await)
     }
-    async fn request_reconcile(&self, id: ServerId, retry: bool,) -> Result<Server> {
+    async fn request_reconcile(&self, id: ServerId, retry: bool) -> Result<Server> {
         dispatch!(self, s => s.request_reconcile(id, retry).await)
     }
-    async fn request_deletion(&self, id: ServerId,) -> Result<(Server, Operation)> {
+    async fn request_deletion(&self, id: ServerId) -> Result<(Server, Operation)> {
         dispatch!(self, s => s.request_deletion(id).await)
     }
-    async fn archive_and_delete(&self, id: ServerId, fence: Option<Fence>,) -> Result<()> {
+    async fn archive_and_delete(&self, id: ServerId, fence: Option<Fence>) -> Result<()> {
         dispatch!(self, s => s.archive_and_delete(id, fence).await)
     }
     async fn get_archived(&self, id: ServerId) -> Result<Option<Archived>> {
         dispatch!(self, s => s.get_archived(id).await)
     }
-    async fn get_operation(&self, id: OperationId,) -> Result<Option<Operation>> {
+    async fn get_operation(&self, id: OperationId) -> Result<Option<Operation>> {
         dispatch!(self, s => s.get_operation(id).await)
     }
-    async fn reserve_vmid(&self, id: ServerId, range: VmidRange, taken: &[u32], replace: bool,) -> Result<u32> {
+    async fn reserve_vmid(
+        &self,
+        id: ServerId,
+        range: VmidRange,
+        taken: &[u32],
+        replace: bool,
+    ) -> Result<u32> {
         dispatch!(self, s => s.reserve_vmid(id, range, taken, replace).await)
     }
     async fn release_vmid(&self, id: ServerId) -> Result<()> {
@@ -103,28 +122,45 @@ impl Store for AnyStore {
     async fn list_reservations(&self) -> Result<Vec<(u32, ServerId)>> {
         dispatch!(self, s => s.list_reservations().await)
     }
-    async fn append_event(&self, id: ServerId, type_: EventType, reason: &str, message: &str,) -> Result<()> {
+    async fn append_event(
+        &self,
+        id: ServerId,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
         dispatch!(self, s => s.append_event(id, type_, reason, message).await)
     }
     async fn list_events(&self, id: ServerId, limit: u32) -> Result<Vec<Event>> {
         dispatch!(self, s => s.list_events(id, limit).await)
     }
-    async fn claim_lease(&self, id: ServerId, holder: &str, ttl: Duration,) -> Result<Option<Lease>> {
+    async fn claim_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
         dispatch!(self, s => s.claim_lease(id, holder, ttl).await)
     }
-    async fn renew_lease(&self, id: ServerId, holder: &str, fence: Fence, ttl: Duration,) -> Result<Lease> {
+    async fn renew_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        fence: Fence,
+        ttl: Duration,
+    ) -> Result<Lease> {
         dispatch!(self, s => s.renew_lease(id, holder, fence, ttl).await)
     }
-    async fn release_lease(&self, id: ServerId, holder: &str, fence: Fence,) -> Result<()> {
+    async fn release_lease(&self, id: ServerId, holder: &str, fence: Fence) -> Result<()> {
         dispatch!(self, s => s.release_lease(id, holder, fence).await)
     }
     async fn release_all_leases(&self, holder: &str) -> Result<u64> {
         dispatch!(self, s => s.release_all_leases(holder).await)
     }
-    async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration,) -> Result<bool> {
+    async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         dispatch!(self, s => s.try_singleton(name, holder, ttl).await)
     }
-    async fn changes_since(&self, after: i64, limit: u32,) -> Result<Vec<Change>> {
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         dispatch!(self, s => s.changes_since(after, limit).await)
     }
     async fn latest_seq(&self) -> Result<i64> {
@@ -133,10 +169,21 @@ impl Store for AnyStore {
     async fn get_customer(&self, id: &str) -> Result<Customer> {
         dispatch!(self, s => s.get_customer(id).await)
     }
-    async fn upsert_customer(&self, id: &str, quota: Option<Quota>, standing: Option<Standing>,) -> Result<Customer> {
+    async fn upsert_customer(
+        &self,
+        id: &str,
+        quota: Option<Quota>,
+        standing: Option<Standing>,
+    ) -> Result<Customer> {
         dispatch!(self, s => s.upsert_customer(id, quota, standing).await)
     }
-    async fn create_token(&self, name: &str, hash: &str, role: Role, customer_id: Option<&str>,) -> Result<ApiToken> {
+    async fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+    ) -> Result<ApiToken> {
         dispatch!(self, s => s.create_token(name, hash, role, customer_id).await)
     }
     async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
@@ -145,7 +192,7 @@ impl Store for AnyStore {
     async fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
         dispatch!(self, s => s.heartbeat(info).await)
     }
-    async fn list_replicas(&self, alive_within: Duration,) -> Result<Vec<ReplicaInfo>> {
+    async fn list_replicas(&self, alive_within: Duration) -> Result<Vec<ReplicaInfo>> {
         dispatch!(self, s => s.list_replicas(alive_within).await)
     }
     async fn replace_orphans(&self, found: &[Orphan]) -> Result<()> {

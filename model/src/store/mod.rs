@@ -6,8 +6,8 @@
 //! watcher resumes from a number and optimistic concurrency compares the same number.
 
 use crate::{
-    ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, Phase,
-    Quota, Role, Server, ServerId, ServerSpec, ServerStatus, Standing,
+    ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, Phase, Quota, Role, Server,
+    ServerId, ServerSpec, ServerStatus, Standing,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,8 +35,7 @@ pub mod msg {
     pub const FENCED: &str = "a newer lease holder owns this server (stale fencing token)";
     pub const IDEMPOTENCY_CONFLICT: &str =
         "this Idempotency-Key was already used with a different request";
-    pub const IN_PROGRESS: &str =
-        "a different server for this customer is still being provisioned";
+    pub const IN_PROGRESS: &str = "a different server for this customer is still being provisioned";
     pub const RANGE_EXHAUSTED: &str = "no free VMID left in the configured range";
 }
 
@@ -56,7 +55,10 @@ pub enum StoreError {
     #[error("{} ({kind}: {min}..={max})", msg::RANGE_EXHAUSTED)]
     RangeExhausted { kind: Kind, min: u32, max: u32 },
     #[error("customer {customer} is {standing:?}")]
-    CustomerNotActive { customer: String, standing: Standing },
+    CustomerNotActive {
+        customer: String,
+        standing: Standing,
+    },
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
     /// Unreachable database, broken pool, or an unexpected SQL error.
@@ -228,7 +230,8 @@ pub trait Store: Send + Sync + 'static {
         expected_rv: i64,
         fence: Option<Fence>,
     ) -> impl Future<Output = Result<Server>> + Send;
-    fn set_paused(&self, id: ServerId, paused: bool) -> impl Future<Output = Result<Server>> + Send;
+    fn set_paused(&self, id: ServerId, paused: bool)
+    -> impl Future<Output = Result<Server>> + Send;
     /// Touch the row (change feed + notify); with `retry`, set `retry_requested_at`.
     fn request_reconcile(
         &self,
@@ -280,8 +283,11 @@ pub trait Store: Send + Sync + 'static {
         message: &str,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Newest first.
-    fn list_events(&self, id: ServerId, limit: u32)
-    -> impl Future<Output = Result<Vec<Event>>> + Send;
+    fn list_events(
+        &self,
+        id: ServerId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Event>>> + Send;
 
     // --- leases ----------------------------------------------------------------------
     /// Claim the server's lease for `holder` if free or expired (or already ours: renew).

@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn payload_round_trips() {
         for origin in [Origin::User, Origin::Controller] {
-            let n = Notice { server_id: ServerId::new(), origin };
+            let n = Notice {
+                server_id: ServerId::new(),
+                origin,
+            };
             assert_eq!(Notice::from_payload(&n.to_payload()), Some(n));
         }
         assert_eq!(Notice::from_payload("nonsense"), None);

@@ -73,8 +73,14 @@ impl PgStore {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         tokio::spawn(listen(pool.clone(), notices.clone(), stop_rx, ready_tx));
-        if tokio::time::timeout(LISTEN_READY_WAIT, ready_rx).await.is_err() {
-            tracing::warn!(channel = PG_CHANNEL, "LISTEN not ready yet; continuing, it keeps retrying");
+        if tokio::time::timeout(LISTEN_READY_WAIT, ready_rx)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                channel = PG_CHANNEL,
+                "LISTEN not ready yet; continuing, it keeps retrying"
+            );
         }
         PgStore {
             pool,
@@ -161,7 +167,11 @@ async fn lock(conn: &mut PgConnection, id: ServerId) -> Result<Option<Server>> {
     select_server(conn, SELECT_SERVER_FOR_UPDATE, id).await
 }
 
-async fn select_server(conn: &mut PgConnection, sql: &'static str, id: ServerId) -> Result<Option<Server>> {
+async fn select_server(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    id: ServerId,
+) -> Result<Option<Server>> {
     sqlx::query_as::<_, ServerRow>(sql)
         .bind(id.0)
         .fetch_optional(conn)
@@ -179,7 +189,11 @@ async fn lease_for_share(conn: &mut PgConnection, id: ServerId) -> Result<Option
         .await?)
 }
 
-async fn operation(conn: &mut PgConnection, sql: &'static str, id: Uuid) -> Result<Option<Operation>> {
+async fn operation(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    id: Uuid,
+) -> Result<Option<Operation>> {
     sqlx::query_as::<_, OperationRow>(sql)
         .bind(id)
         .fetch_optional(conn)
@@ -210,8 +224,14 @@ async fn stamp(
     origin: Origin,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    sqlx::query(LOCK_SEQ).bind(SEQ_LOCK).execute(&mut *conn).await?;
-    let notice = Notice { server_id: s.id, origin };
+    sqlx::query(LOCK_SEQ)
+        .bind(SEQ_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    let notice = Notice {
+        server_id: s.id,
+        origin,
+    };
     sqlx::query(NOTIFY)
         .bind(PG_CHANNEL)
         .bind(notice.to_payload())
@@ -305,7 +325,11 @@ impl Store for PgStore {
                 let server = load(&mut tx, ServerId(row.server_id)).await?;
                 let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
                 let (server, operation) = server.zip(operation).ok_or(StoreError::NotFound)?;
-                return Ok(Created { server, operation, created: false });
+                return Ok(Created {
+                    server,
+                    operation,
+                    created: false,
+                });
             }
         } else {
             let servers = live_servers(&mut tx, &new.customer_id).await?;
@@ -314,9 +338,15 @@ impl Store for PgStore {
                     .await?
                     .ok_or(StoreError::NotFound)?;
                 if busy.spec != new.spec {
-                    return Err(StoreError::InProgress { operation: operation.id });
+                    return Err(StoreError::InProgress {
+                        operation: operation.id,
+                    });
                 }
-                return Ok(Created { server: busy.clone(), operation, created: false });
+                return Ok(Created {
+                    server: busy.clone(),
+                    operation,
+                    created: false,
+                });
             }
             live = Some(servers);
         }
@@ -334,7 +364,11 @@ impl Store for PgStore {
         insert_operation(&mut tx, &op).await?;
         tx.commit().await?;
         self.notify(id, Origin::User);
-        Ok(Created { server, operation: op, created: true })
+        Ok(Created {
+            server,
+            operation: op,
+            created: true,
+        })
     }
 
     async fn get_server(&self, id: ServerId) -> Result<Option<Server>> {
@@ -359,23 +393,44 @@ impl Store for PgStore {
     }
 
     async fn all_server_ids(&self) -> Result<Vec<ServerId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(ALL_SERVER_IDS).fetch_all(&self.pool).await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(ALL_SERVER_IDS)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(ids.into_iter().map(ServerId).collect())
     }
 
     /// Allowed while deleting (the API refuses that case first); the phase stays Deleting.
-    async fn update_spec(&self, id: ServerId, spec: ServerSpec, expected_rv: Option<i64>) -> Result<(Server, Operation)> {
+    async fn update_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+    ) -> Result<(Server, Operation)> {
         let (server, op) = self
             .modify(id, expected_rv, None, Origin::User, |s, now| {
                 s.spec = spec;
                 s.generation += 1;
-                Some(new_operation(s.id, s.generation, OperationKind::Update, now))
+                Some(new_operation(
+                    s.id,
+                    s.generation,
+                    OperationKind::Update,
+                    now,
+                ))
             })
             .await?;
-        Ok((server, op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?))
+        Ok((
+            server,
+            op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?,
+        ))
     }
 
-    async fn write_status(&self, id: ServerId, status: &ServerStatus, expected_rv: i64, fence: Option<Fence>) -> Result<Server> {
+    async fn write_status(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+    ) -> Result<Server> {
         let (server, _) = self
             .modify(id, Some(expected_rv), fence, Origin::Controller, |s, _| {
                 s.status = status.clone();
@@ -438,7 +493,14 @@ impl Store for PgStore {
             return Ok(());
         };
         check_fence(lease_for_share(&mut tx, id).await?.as_ref(), fence)?;
-        stamp(&mut tx, &mut server, ChangeKind::Delete, Origin::Controller, now).await?;
+        stamp(
+            &mut tx,
+            &mut server,
+            ChangeKind::Delete,
+            Origin::Controller,
+            now,
+        )
+        .await?;
         sqlx::query(INSERT_ARCHIVE)
             .bind(id.0)
             .bind(&server.customer_id)
@@ -446,7 +508,12 @@ impl Store for PgStore {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
-        for sql in [DELETE_RESERVATION, DELETE_LEASE, DELETE_IDEMPOTENCY_KEYS, DELETE_SERVER] {
+        for sql in [
+            DELETE_RESERVATION,
+            DELETE_LEASE,
+            DELETE_IDEMPOTENCY_KEYS,
+            DELETE_SERVER,
+        ] {
             sqlx::query(sql).bind(id.0).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -466,7 +533,13 @@ impl Store for PgStore {
         operation(&mut *self.pool.acquire().await?, SELECT_OPERATION, id.0).await
     }
 
-    async fn reserve_vmid(&self, id: ServerId, range: VmidRange, taken: &[u32], replace: bool) -> Result<u32> {
+    async fn reserve_vmid(
+        &self,
+        id: ServerId,
+        range: VmidRange,
+        taken: &[u32],
+        replace: bool,
+    ) -> Result<u32> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
         let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
@@ -480,7 +553,10 @@ impl Store for PgStore {
                 return Ok(old);
             }
             if replace {
-                sqlx::query(DELETE_RESERVATION).bind(id.0).execute(&mut *tx).await?;
+                sqlx::query(DELETE_RESERVATION)
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
                 skip.insert(old);
             }
         }
@@ -507,7 +583,14 @@ impl Store for PgStore {
             },
         };
         server.reserved_vmid = Some(vmid);
-        stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::Controller, now).await?;
+        stamp(
+            &mut tx,
+            &mut server,
+            ChangeKind::Upsert,
+            Origin::Controller,
+            now,
+        )
+        .await?;
         save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, Origin::Controller);
@@ -517,11 +600,21 @@ impl Store for PgStore {
     async fn release_vmid(&self, id: ServerId) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
-        sqlx::query(DELETE_RESERVATION).bind(id.0).execute(&mut *tx).await?;
+        sqlx::query(DELETE_RESERVATION)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         let server = lock(&mut tx, id).await?;
         if let Some(mut server) = server.filter(|s| s.reserved_vmid.is_some()) {
             server.reserved_vmid = None;
-            stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::Controller, now).await?;
+            stamp(
+                &mut tx,
+                &mut server,
+                ChangeKind::Upsert,
+                Origin::Controller,
+                now,
+            )
+            .await?;
             save(&mut tx, UPDATE_SERVER, &server).await?;
             tx.commit().await?;
             self.notify(id, Origin::Controller);
@@ -532,10 +625,20 @@ impl Store for PgStore {
     }
 
     async fn list_reservations(&self) -> Result<Vec<(u32, ServerId)>> {
-        reservations(sqlx::query_as(LIST_RESERVATIONS).fetch_all(&self.pool).await?)
+        reservations(
+            sqlx::query_as(LIST_RESERVATIONS)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
-    async fn append_event(&self, id: ServerId, type_: EventType, reason: &str, message: &str) -> Result<()> {
+    async fn append_event(
+        &self,
+        id: ServerId,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
         sqlx::query(UPSERT_EVENT)
             .bind(id.0)
             .bind(type_.as_str())
@@ -558,7 +661,12 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn claim_lease(&self, id: ServerId, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+    async fn claim_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
         let now = self.clock.now();
         let expires_at = expiry(now, ttl);
         let mut tx = self.write_tx().await?;
@@ -602,7 +710,13 @@ impl Store for PgStore {
         Ok(Some(lease_of(id, holder, token, expires_at)))
     }
 
-    async fn renew_lease(&self, id: ServerId, holder: &str, fence: Fence, ttl: Duration) -> Result<Lease> {
+    async fn renew_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        fence: Fence,
+        ttl: Duration,
+    ) -> Result<Lease> {
         let expires_at = expiry(self.clock.now(), ttl);
         let done = sqlx::query(RENEW_LEASE)
             .bind(id.0)
@@ -668,7 +782,12 @@ impl Store for PgStore {
         customer(&mut *self.pool.acquire().await?, id, self.clock.now()).await
     }
 
-    async fn upsert_customer(&self, id: &str, quota: Option<Quota>, standing: Option<Standing>) -> Result<Customer> {
+    async fn upsert_customer(
+        &self,
+        id: &str,
+        quota: Option<Quota>,
+        standing: Option<Standing>,
+    ) -> Result<Customer> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
         let mut c = customer(&mut tx, id, now).await?;
@@ -688,7 +807,13 @@ impl Store for PgStore {
         Ok(c)
     }
 
-    async fn create_token(&self, name: &str, hash: &str, role: Role, customer_id: Option<&str>) -> Result<ApiToken> {
+    async fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+    ) -> Result<ApiToken> {
         let token = ApiToken {
             id: Uuid::now_v7(),
             name: name.to_owned(),
@@ -732,7 +857,8 @@ impl Store for PgStore {
 
     async fn list_replicas(&self, alive_within: Duration) -> Result<Vec<ReplicaInfo>> {
         let now = self.clock.now();
-        let since = now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
+        let since =
+            now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
         let rows = sqlx::query_as::<_, ReplicaRow>(LIST_REPLICAS)
             .bind(ts(since))
             .bind(ts(now))
@@ -745,7 +871,10 @@ impl Store for PgStore {
         let mut tx = self.write_tx().await?;
         let stored: Vec<i64> = sqlx::query_scalar(ORPHAN_VMIDS).fetch_all(&mut *tx).await?;
         for vmid in vanished_orphans(&stored, found) {
-            sqlx::query(DELETE_ORPHAN).bind(vmid).execute(&mut *tx).await?;
+            sqlx::query(DELETE_ORPHAN)
+                .bind(vmid)
+                .execute(&mut *tx)
+                .await?;
         }
         for o in found {
             sqlx::query(UPSERT_ORPHAN)

@@ -33,8 +33,11 @@ pub(crate) const SELECT_SERVER: &str =
     concat!("SELECT ", server_cols!(), " FROM servers WHERE id = $1");
 /// Postgres: lock the row for the rest of the transaction (SQLite's `BEGIN IMMEDIATE`
 /// already holds the database write lock).
-pub(crate) const SELECT_SERVER_FOR_UPDATE: &str =
-    concat!("SELECT ", server_cols!(), " FROM servers WHERE id = $1 FOR UPDATE");
+pub(crate) const SELECT_SERVER_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    server_cols!(),
+    " FROM servers WHERE id = $1 FOR UPDATE"
+);
 /// Keyset page; a NULL filter parameter means "any". `$1` is the last id seen (nil uuid for
 /// the first page, which sorts before every v7 id).
 pub(crate) const LIST_SERVERS: &str = concat!(
@@ -276,10 +279,14 @@ pub(crate) struct OperationRow {
 }
 
 pub(crate) fn op_kind(s: &str) -> Result<OperationKind> {
-    [OperationKind::Create, OperationKind::Update, OperationKind::Delete]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| corrupt(format!("operation kind '{s}'")))
+    [
+        OperationKind::Create,
+        OperationKind::Update,
+        OperationKind::Delete,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
+    .ok_or_else(|| corrupt(format!("operation kind '{s}'")))
 }
 
 impl TryFrom<OperationRow> for Operation {
@@ -442,7 +449,12 @@ pub(crate) fn check_fence(lease: Option<&LeaseRow>, fence: Option<Fence>) -> Res
     }
 }
 
-pub(crate) fn lease_of(server_id: ServerId, holder: &str, token: i64, expires_at: DateTime<Utc>) -> Lease {
+pub(crate) fn lease_of(
+    server_id: ServerId,
+    holder: &str,
+    token: i64,
+    expires_at: DateTime<Utc>,
+) -> Lease {
     Lease {
         server_id,
         holder: holder.to_owned(),
@@ -570,7 +582,11 @@ impl TryFrom<OrphanRow> for Orphan {
 /// Stored orphans not in this scan's findings.
 pub(crate) fn vanished_orphans(stored: &[i64], found: &[Orphan]) -> Vec<i64> {
     let found: BTreeSet<i64> = found.iter().map(|o| i64::from(o.vmid)).collect();
-    stored.iter().copied().filter(|v| !found.contains(v)).collect()
+    stored
+        .iter()
+        .copied()
+        .filter(|v| !found.contains(v))
+        .collect()
 }
 
 pub(crate) fn reservations(rows: Vec<(i64, Uuid)>) -> Result<Vec<(u32, ServerId)>> {
@@ -642,7 +658,12 @@ pub(crate) fn check_quota(customer: &Customer, live: &[Server], spec: &ServerSpe
 }
 
 /// A fresh server row as `create_server` writes it (resource_version set by the caller).
-pub(crate) fn new_server(id: ServerId, customer_id: &str, spec: ServerSpec, now: DateTime<Utc>) -> Server {
+pub(crate) fn new_server(
+    id: ServerId,
+    customer_id: &str,
+    spec: ServerSpec,
+    now: DateTime<Utc>,
+) -> Server {
     Server {
         id,
         customer_id: customer_id.to_owned(),
@@ -673,7 +694,11 @@ where
 {
     let limit = page.limit.clamp(1, PAGE_MAX) as usize;
     // Without a phase filter one fetch of limit+1 answers; with one, read bigger batches.
-    let batch = if phase.is_some() { (limit + 1).max(100) } else { limit + 1 };
+    let batch = if phase.is_some() {
+        (limit + 1).max(100)
+    } else {
+        limit + 1
+    };
     let mut after = page.after.map_or(Uuid::nil(), |a| a.0);
     let mut items = Vec::with_capacity(limit + 1);
     loop {
@@ -682,14 +707,21 @@ where
         if let Some(last) = rows.last() {
             after = last.id.0;
         }
-        items.extend(rows.into_iter().filter(|s| phase.is_none_or(|p| s.phase().0 == p)));
+        items.extend(
+            rows.into_iter()
+                .filter(|s| phase.is_none_or(|p| s.phase().0 == p)),
+        );
         if items.len() > limit || exhausted {
             break;
         }
     }
     let more = items.len() > limit;
     items.truncate(limit);
-    let next = if more { items.last().map(|s| s.id) } else { None };
+    let next = if more {
+        items.last().map(|s| s.id)
+    } else {
+        None
+    };
     Ok(Page { items, next })
 }
 
@@ -718,7 +750,10 @@ mod tests {
     #[test]
     fn scrub_hides_the_password() {
         let url = "postgres://zlh:s3cret@db.example:5432/zlh";
-        assert_eq!(scrub(format!("failed: {url}"), url), "failed: postgres://zlh:***@db.example:5432/zlh");
+        assert_eq!(
+            scrub(format!("failed: {url}"), url),
+            "failed: postgres://zlh:***@db.example:5432/zlh"
+        );
         assert_eq!(scrub("plain".into(), "sqlite:zlh.db"), "plain");
     }
 

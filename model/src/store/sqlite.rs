@@ -155,7 +155,11 @@ async fn lease(conn: &mut SqliteConnection, id: ServerId) -> Result<Option<Lease
         .await?)
 }
 
-async fn operation(conn: &mut SqliteConnection, sql: &'static str, id: Uuid) -> Result<Option<Operation>> {
+async fn operation(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    id: Uuid,
+) -> Result<Option<Operation>> {
     sqlx::query_as::<_, OperationRow>(sql)
         .bind(id)
         .fetch_optional(conn)
@@ -177,7 +181,12 @@ async fn insert_operation(conn: &mut SqliteConnection, op: &Operation) -> Result
 }
 
 /// Append to the change feed; the new seq becomes the row's resource_version.
-async fn stamp(conn: &mut SqliteConnection, s: &mut Server, kind: ChangeKind, now: DateTime<Utc>) -> Result<()> {
+async fn stamp(
+    conn: &mut SqliteConnection,
+    s: &mut Server,
+    kind: ChangeKind,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let seq: i64 = sqlx::query_scalar(INSERT_CHANGE)
         .bind(s.id.0)
         .bind(change_kind_str(kind))
@@ -260,7 +269,11 @@ impl Store for SqliteStore {
                 let server = load(&mut tx, ServerId(row.server_id)).await?;
                 let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
                 let (server, operation) = server.zip(operation).ok_or(StoreError::NotFound)?;
-                return Ok(Created { server, operation, created: false });
+                return Ok(Created {
+                    server,
+                    operation,
+                    created: false,
+                });
             }
         } else {
             let servers = live_servers(&mut tx, &new.customer_id).await?;
@@ -269,9 +282,15 @@ impl Store for SqliteStore {
                     .await?
                     .ok_or(StoreError::NotFound)?;
                 if busy.spec != new.spec {
-                    return Err(StoreError::InProgress { operation: operation.id });
+                    return Err(StoreError::InProgress {
+                        operation: operation.id,
+                    });
                 }
-                return Ok(Created { server: busy.clone(), operation, created: false });
+                return Ok(Created {
+                    server: busy.clone(),
+                    operation,
+                    created: false,
+                });
             }
             live = Some(servers);
         }
@@ -289,7 +308,11 @@ impl Store for SqliteStore {
         insert_operation(&mut tx, &op).await?;
         tx.commit().await?;
         self.notify(id, Origin::User);
-        Ok(Created { server, operation: op, created: true })
+        Ok(Created {
+            server,
+            operation: op,
+            created: true,
+        })
     }
 
     async fn get_server(&self, id: ServerId) -> Result<Option<Server>> {
@@ -314,23 +337,44 @@ impl Store for SqliteStore {
     }
 
     async fn all_server_ids(&self) -> Result<Vec<ServerId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(ALL_SERVER_IDS).fetch_all(&self.pool).await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(ALL_SERVER_IDS)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(ids.into_iter().map(ServerId).collect())
     }
 
     /// Allowed while deleting (the API refuses that case first); the phase stays Deleting.
-    async fn update_spec(&self, id: ServerId, spec: ServerSpec, expected_rv: Option<i64>) -> Result<(Server, Operation)> {
+    async fn update_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+    ) -> Result<(Server, Operation)> {
         let (server, op) = self
             .modify(id, expected_rv, None, Origin::User, |s, now| {
                 s.spec = spec;
                 s.generation += 1;
-                Some(new_operation(s.id, s.generation, OperationKind::Update, now))
+                Some(new_operation(
+                    s.id,
+                    s.generation,
+                    OperationKind::Update,
+                    now,
+                ))
             })
             .await?;
-        Ok((server, op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?))
+        Ok((
+            server,
+            op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?,
+        ))
     }
 
-    async fn write_status(&self, id: ServerId, status: &ServerStatus, expected_rv: i64, fence: Option<Fence>) -> Result<Server> {
+    async fn write_status(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+    ) -> Result<Server> {
         let (server, _) = self
             .modify(id, Some(expected_rv), fence, Origin::Controller, |s, _| {
                 s.status = status.clone();
@@ -401,7 +445,12 @@ impl Store for SqliteStore {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
-        for sql in [DELETE_RESERVATION, DELETE_LEASE, DELETE_IDEMPOTENCY_KEYS, DELETE_SERVER] {
+        for sql in [
+            DELETE_RESERVATION,
+            DELETE_LEASE,
+            DELETE_IDEMPOTENCY_KEYS,
+            DELETE_SERVER,
+        ] {
             sqlx::query(sql).bind(id.0).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -421,7 +470,13 @@ impl Store for SqliteStore {
         operation(&mut *self.pool.acquire().await?, SELECT_OPERATION, id.0).await
     }
 
-    async fn reserve_vmid(&self, id: ServerId, range: VmidRange, taken: &[u32], replace: bool) -> Result<u32> {
+    async fn reserve_vmid(
+        &self,
+        id: ServerId,
+        range: VmidRange,
+        taken: &[u32],
+        replace: bool,
+    ) -> Result<u32> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
         let mut server = load(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
@@ -435,7 +490,10 @@ impl Store for SqliteStore {
                 return Ok(old);
             }
             if replace {
-                sqlx::query(DELETE_RESERVATION).bind(id.0).execute(&mut *tx).await?;
+                sqlx::query(DELETE_RESERVATION)
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
                 skip.insert(old);
             }
         }
@@ -472,7 +530,10 @@ impl Store for SqliteStore {
     async fn release_vmid(&self, id: ServerId) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
-        sqlx::query(DELETE_RESERVATION).bind(id.0).execute(&mut *tx).await?;
+        sqlx::query(DELETE_RESERVATION)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
         let server = load(&mut tx, id).await?;
         if let Some(mut server) = server.filter(|s| s.reserved_vmid.is_some()) {
             server.reserved_vmid = None;
@@ -487,10 +548,20 @@ impl Store for SqliteStore {
     }
 
     async fn list_reservations(&self) -> Result<Vec<(u32, ServerId)>> {
-        reservations(sqlx::query_as(LIST_RESERVATIONS).fetch_all(&self.pool).await?)
+        reservations(
+            sqlx::query_as(LIST_RESERVATIONS)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
-    async fn append_event(&self, id: ServerId, type_: EventType, reason: &str, message: &str) -> Result<()> {
+    async fn append_event(
+        &self,
+        id: ServerId,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
         sqlx::query(UPSERT_EVENT)
             .bind(id.0)
             .bind(type_.as_str())
@@ -513,7 +584,12 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn claim_lease(&self, id: ServerId, holder: &str, ttl: Duration) -> Result<Option<Lease>> {
+    async fn claim_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
         let now = self.clock.now();
         let expires_at = expiry(now, ttl);
         let mut tx = self.write_tx().await?;
@@ -547,7 +623,13 @@ impl Store for SqliteStore {
         Ok(Some(lease_of(id, holder, token, expires_at)))
     }
 
-    async fn renew_lease(&self, id: ServerId, holder: &str, fence: Fence, ttl: Duration) -> Result<Lease> {
+    async fn renew_lease(
+        &self,
+        id: ServerId,
+        holder: &str,
+        fence: Fence,
+        ttl: Duration,
+    ) -> Result<Lease> {
         let expires_at = expiry(self.clock.now(), ttl);
         let done = sqlx::query(RENEW_LEASE)
             .bind(id.0)
@@ -613,7 +695,12 @@ impl Store for SqliteStore {
         customer(&mut *self.pool.acquire().await?, id, self.clock.now()).await
     }
 
-    async fn upsert_customer(&self, id: &str, quota: Option<Quota>, standing: Option<Standing>) -> Result<Customer> {
+    async fn upsert_customer(
+        &self,
+        id: &str,
+        quota: Option<Quota>,
+        standing: Option<Standing>,
+    ) -> Result<Customer> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
         let mut c = customer(&mut tx, id, now).await?;
@@ -633,7 +720,13 @@ impl Store for SqliteStore {
         Ok(c)
     }
 
-    async fn create_token(&self, name: &str, hash: &str, role: Role, customer_id: Option<&str>) -> Result<ApiToken> {
+    async fn create_token(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+    ) -> Result<ApiToken> {
         let token = ApiToken {
             id: Uuid::now_v7(),
             name: name.to_owned(),
@@ -677,7 +770,8 @@ impl Store for SqliteStore {
 
     async fn list_replicas(&self, alive_within: Duration) -> Result<Vec<ReplicaInfo>> {
         let now = self.clock.now();
-        let since = now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
+        let since =
+            now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
         let rows = sqlx::query_as::<_, ReplicaRow>(LIST_REPLICAS)
             .bind(ts(since))
             .bind(ts(now))
@@ -690,7 +784,10 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let stored: Vec<i64> = sqlx::query_scalar(ORPHAN_VMIDS).fetch_all(&mut *tx).await?;
         for vmid in vanished_orphans(&stored, found) {
-            sqlx::query(DELETE_ORPHAN).bind(vmid).execute(&mut *tx).await?;
+            sqlx::query(DELETE_ORPHAN)
+                .bind(vmid)
+                .execute(&mut *tx)
+                .await?;
         }
         for o in found {
             sqlx::query(UPSERT_ORPHAN)
