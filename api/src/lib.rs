@@ -1,1 +1,36 @@
-//! HTTP API (being written).
+//! zlh's HTTP contract, both sides: the axum server (routes, auth, problem+json, OpenAPI, SSE
+//! watch, the Portal's compatibility routes) and a typed client.
+//!
+//! The API records what users want and shows what the controller has done; it never calls
+//! Proxmox or any other backend.
+//!
+//! ```no_run
+//! # async fn run(store: model::store::AnyStore) -> std::io::Result<()> {
+//! let state = api::AppState {
+//!     store,
+//!     catalog: std::sync::Arc::new(model::Catalog::example()),
+//!     config: api::ApiConfig::default(),
+//!     metrics: None,
+//! };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! api::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod extract;
+pub mod openapi;
+pub mod portal;
+pub mod problem;
+pub mod router;
+pub mod routes;
+pub mod watch;
+pub mod wire;
+
+pub use client::{ApiClient, ClientError};
+pub use config::ApiConfig;
+pub use openapi::openapi;
+pub use problem::{ApiError, Problem};
+pub use router::{AppState, router, serve};

@@ -1,0 +1,224 @@
+//! Bearer-token authentication, roles, visibility and the per-token rate limit.
+//!
+//! A request's `Authorization: Bearer <secret>` is hashed (SHA-256) and looked up in the store;
+//! the secret itself is never logged, stored or echoed. Roles:
+//! - `operator`: everything;
+//! - `portal`: reads and writes servers of any customer, naming the customer on create;
+//! - `viewer`: read-only, every customer;
+//! - `customer`: its own servers only.
+//!
+//! A token that carries a customer id is scoped to that customer whatever its role: another
+//! customer's server answers 404, exactly as if it did not exist.
+
+use crate::problem::{ApiError, ApiResult};
+use crate::router::Ctx;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota as RateQuota};
+use model::store::Store;
+use model::{Role, customer::token_hash};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: uuid::Uuid,
+    pub token_name: String,
+    pub role: Role,
+    /// `Some(customer)` for customer-scoped tokens.
+    pub scope: Option<String>,
+}
+
+impl Principal {
+    /// Allow only these roles (403 otherwise).
+    pub fn require(&self, allowed: &[Role], action: &str) -> ApiResult<()> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "a {} token may not {action}",
+                self.role
+            )))
+        }
+    }
+
+    /// Roles that may change servers.
+    pub const WRITERS: &'static [Role] = &[Role::Operator, Role::Portal, Role::Customer];
+    /// Every role may read (visibility still applies).
+    pub const READERS: &'static [Role] =
+        &[Role::Operator, Role::Portal, Role::Viewer, Role::Customer];
+    /// Fleet-wide operational views.
+    pub const OPS: &'static [Role] = &[Role::Operator, Role::Viewer];
+
+    /// Whether this caller may see resources of `customer`.
+    pub fn sees(&self, customer: &str) -> bool {
+        self.scope.as_deref().is_none_or(|c| c == customer)
+    }
+}
+
+/// Per-token limiter (GCRA, keyed by token id).
+pub(crate) struct RateLimiter {
+    limiter: DefaultKeyedRateLimiter<uuid::Uuid>,
+    checks: AtomicU64,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        let per_second = NonZeroU32::new(per_second.max(1)).expect("max(1)");
+        let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
+        RateLimiter {
+            limiter: governor::RateLimiter::keyed(
+                RateQuota::per_second(per_second).allow_burst(burst),
+            ),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(seconds to wait)` when over the limit.
+    fn check(&self, key: uuid::Uuid) -> Result<(), u64> {
+        // Forget idle tokens now and then so the table stays small.
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(&key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+}
+
+/// The bearer secret of a request, if the header is well-formed.
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized(
+            "missing Authorization: Bearer <token> header".into(),
+        ));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    let (scheme, secret) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::Unauthorized(
+            "unsupported authorization scheme; use Bearer".into(),
+        ));
+    }
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Err(ApiError::Unauthorized("empty bearer token".into()));
+    }
+    Ok(secret)
+}
+
+impl FromRequestParts<Arc<Ctx>> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<Ctx>) -> Result<Self, ApiError> {
+        if let Some(p) = parts.extensions.get::<Principal>() {
+            return Ok(p.clone());
+        }
+        let hash = token_hash(bearer(parts)?);
+        let token = ctx
+            .app
+            .store
+            .find_token(&hash)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
+        if token.role == Role::Customer && token.customer_id.is_none() {
+            return Err(ApiError::Forbidden(
+                "this customer token names no customer; issue a new one with --customer".into(),
+            ));
+        }
+        ctx.limiter
+            .check(token.id)
+            .map_err(|retry_after_secs| ApiError::RateLimited {
+                retry_after_secs: retry_after_secs.max(1),
+            })?;
+        let principal = Principal {
+            token_id: token.id,
+            token_name: token.name,
+            role: token.role,
+            scope: token.customer_id,
+        };
+        let span = tracing::Span::current();
+        span.record("token", principal.token_name.as_str());
+        span.record("role", principal.role.as_str());
+        parts.extensions.insert(principal.clone());
+        Ok(principal)
+    }
+}
+
+/// Extractors that authenticate and then require a role (403 otherwise).
+macro_rules! role_guard {
+    ($(#[$doc:meta])* $name:ident, $roles:expr, $action:literal) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl FromRequestParts<Arc<Ctx>> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                ctx: &Arc<Ctx>,
+            ) -> Result<Self, ApiError> {
+                let p = Principal::from_request_parts(parts, ctx).await?;
+                p.require($roles, $action)?;
+                Ok($name(p))
+            }
+        }
+    };
+}
+
+role_guard!(
+    /// Any role (visibility still applies).
+    Reader, Principal::READERS, "read"
+);
+role_guard!(
+    /// Operator, portal or customer.
+    Writer, Principal::WRITERS, "change servers"
+);
+role_guard!(
+    /// Operator or viewer: fleet-wide operational views.
+    OpsReader, Principal::OPS, "read fleet-wide controller state"
+);
+role_guard!(
+    /// Operator only.
+    Operator, &[Role::Operator], "do this (operators only)"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_refuses_after_the_burst_and_names_a_wait() {
+        let l = RateLimiter::new(1, 3);
+        let k = uuid::Uuid::now_v7();
+        for _ in 0..3 {
+            assert!(l.check(k).is_ok());
+        }
+        let wait = l.check(k).unwrap_err();
+        assert!(wait >= 1);
+        // Another token has its own budget.
+        assert!(l.check(uuid::Uuid::now_v7()).is_ok());
+    }
+
+    #[test]
+    fn scope_limits_visibility() {
+        let p = Principal {
+            token_id: uuid::Uuid::nil(),
+            token_name: "t".into(),
+            role: Role::Customer,
+            scope: Some("u1".into()),
+        };
+        assert!(p.sees("u1"));
+        assert!(!p.sees("u2"));
+        assert!(Principal { scope: None, ..p }.sees("u2"));
+    }
+}

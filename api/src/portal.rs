@@ -1,0 +1,257 @@
+//! The Portal's existing contract, unchanged: `POST /api/instances` and
+//! `GET /api/instances/operations/{operationId}` (see `reference/portal-contract.md`).
+//!
+//! Status mapping from the server's derived phase:
+//! - `queued` → `provisioning_queued`, phase `queued`;
+//! - `provisioning` and `degraded` (a transient backend problem being retried) →
+//!   `provisioning_running`, phase = the current step (`clone-container`, ...);
+//! - `failed` → `provisioning_failed`, phase = the failed step, `error` = its message;
+//! - `ready` → `ready`, phase `complete`;
+//! - deleting or deleted → `provisioning_failed`, phase `teardown`, with an error saying so.
+
+use crate::auth::Reader;
+use crate::auth::Writer;
+use crate::extract::{ApiJson, idempotency_key, parse_id, request_id};
+use crate::openapi::{AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems};
+use crate::problem::{ApiError, ApiResult};
+use crate::router::Ctx;
+use crate::routes::operations::visible_operation;
+use crate::routes::servers::{admit, resolve_customer};
+use crate::wire::{InstanceAccepted, InstanceOperation, InstanceRequest, portal_status as ps};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use model::{
+    FieldError, Kind, Operation, OperationId, Phase, Power, Resources, Server, ServerSpec, Step,
+    Variant,
+};
+use std::sync::Arc;
+
+/// The Portal body as a `ServerSpec` (default resources; memory from `memoryMiB`).
+pub fn spec_of(req: &InstanceRequest) -> ApiResult<ServerSpec> {
+    let kind: Kind = req.ctype.parse().map_err(|_| {
+        ApiError::invalid_field(
+            "ctype",
+            format!("'{}' is not game or dev", short(&req.ctype)),
+        )
+    })?;
+    let variant = match &req.variant {
+        None => None,
+        Some(v) => Some(v.parse::<Variant>().map_err(|_| {
+            let all: Vec<&str> = Variant::ALL.iter().map(|v| v.as_str()).collect();
+            ApiError::invalid_field(
+                "variant",
+                format!(
+                    "unknown variant '{}' (expected one of {})",
+                    short(v),
+                    all.join(", ")
+                ),
+            )
+        })?),
+    };
+    let mut resources = Resources::default();
+    if let Some(m) = req.memory_mib {
+        resources.memory_mib = m;
+    }
+    Ok(ServerSpec {
+        kind,
+        game: req.game.clone(),
+        variant,
+        version: req.version.clone(),
+        world: (kind == Kind::Game).then(|| "world".to_string()),
+        runtime: req.runtime.clone(),
+        resources,
+        power: Power::Running,
+    })
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Field names of the Portal body (`memoryMiB`), not of `ServerSpec` (`resources.memoryMib`).
+fn portal_fields(e: ApiError) -> ApiError {
+    match e {
+        ApiError::Invalid { detail, errors } => ApiError::Invalid {
+            detail: detail.replace("resources.memoryMib", "memoryMiB"),
+            errors: errors
+                .into_iter()
+                .map(|f| FieldError {
+                    field: match f.field.as_str() {
+                        "resources.memoryMib" => "memoryMiB".into(),
+                        _ => f.field,
+                    },
+                    message: f.message,
+                })
+                .collect(),
+        },
+        other => other,
+    }
+}
+
+/// The Portal's view of an operation.
+pub fn instance_status(
+    op: &Operation,
+    server: Option<&Server>,
+    archived: bool,
+) -> InstanceOperation {
+    let mut out = InstanceOperation {
+        operation_id: op.id,
+        status: ps::FAILED.into(),
+        phase: Step::Teardown.as_str().into(),
+        server_id: op.server_id,
+        error: Some("the server was deleted".into()),
+        vmid: None,
+        hostname: None,
+        fqdn: None,
+    };
+    let Some(server) = server else { return out };
+    out.vmid = server.status.vmid.or(server.reserved_vmid);
+    out.hostname = server.status.hostname.clone();
+    out.fqdn = server.status.fqdn.clone();
+    if archived {
+        return out;
+    }
+    let (phase, step) = server.phase();
+    let (status, phase, error) = match phase {
+        Phase::Queued => (ps::QUEUED, ps::PHASE_QUEUED.to_string(), None),
+        Phase::Provisioning | Phase::Degraded => (
+            ps::RUNNING,
+            step.unwrap_or(Step::PublishEdge).as_str().to_string(),
+            None,
+        ),
+        Phase::Failed => {
+            let f = server.status.failure.as_ref();
+            (
+                ps::FAILED,
+                f.map(|f| f.step.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+                Some(
+                    f.map(|f| f.message.clone())
+                        .unwrap_or_else(|| "failed".into()),
+                ),
+            )
+        }
+        Phase::Ready => (ps::READY, ps::PHASE_COMPLETE.to_string(), None),
+        Phase::Deleting => (
+            ps::FAILED,
+            Step::Teardown.as_str().to_string(),
+            Some("the server is being deleted".into()),
+        ),
+    };
+    out.status = status.into();
+    out.phase = phase;
+    out.error = error;
+    out
+}
+
+fn status_url(id: OperationId) -> String {
+    format!("/api/instances/operations/{id}")
+}
+
+/// The Portal's create: same idempotency rules as `POST /api/servers`.
+#[utoipa::path(
+    post, path = "/api/instances", tag = "portal",
+    request_body = InstanceRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Fresh per click")),
+    responses(
+        (status = 202, body = InstanceAccepted, headers(("Location" = String, description = "The status URL"))),
+        AuthProblems, AdmissionProblems, BodyProblems, ConflictProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_instance(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<InstanceRequest>,
+) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
+    let customer = resolve_customer(&p, req.customer_id.clone(), "customerId")?;
+    let spec = spec_of(&req)?;
+    let created = admit(&ctx, customer, spec, key, "")
+        .await
+        .map_err(portal_fields)?;
+    let st = instance_status(&created.operation, Some(&created.server), false);
+    let url = status_url(created.operation.id);
+    let mut res = (
+        StatusCode::ACCEPTED,
+        Json(InstanceAccepted {
+            operation_id: created.operation.id,
+            request_id: request_id(&headers),
+            status_url: url.clone(),
+            status: st.status,
+            phase: st.phase,
+            server_id: created.server.id,
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// What the Portal polls.
+#[utoipa::path(
+    get, path = "/api/instances/operations/{operationId}", tag = "portal",
+    params(("operationId" = String, Path, format = Uuid, description = "Operation id")),
+    responses((status = 200, body = InstanceOperation), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn get_instance_operation(
+    State(ctx): State<Arc<Ctx>>,
+    Reader(p): Reader,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InstanceOperation>> {
+    let id = parse_id::<OperationId>("operation", &id)?;
+    let (op, server, archived) = visible_operation(&ctx, &p, id).await?;
+    Ok(Json(instance_status(&op, server.as_ref(), archived)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::spec::GAME_MINECRAFT;
+
+    fn req(v: serde_json::Value) -> InstanceRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn portal_bodies_map_to_specs() {
+        let g = spec_of(&req(serde_json::json!({"customerId": "u000", "ctype": "game", "game": "minecraft", "variant": "vanilla", "version": "1.21.7", "memoryMiB": 4096}))).unwrap();
+        assert_eq!(g.kind, Kind::Game);
+        assert_eq!(g.game.as_deref(), Some(GAME_MINECRAFT));
+        assert_eq!(g.variant, Some(Variant::Vanilla));
+        assert_eq!(g.resources.memory_mib, 4096);
+        assert!(g.validate().is_ok());
+        let d = spec_of(&req(serde_json::json!({"customerId": "u000", "ctype": "dev", "runtime": "node", "version": "22", "memoryMiB": 2048}))).unwrap();
+        assert_eq!(d, ServerSpec::dev("node", "22"));
+    }
+
+    #[test]
+    fn bad_portal_bodies_name_the_field() {
+        let cases = [
+            (
+                "ctype must be game or dev",
+                serde_json::json!({"ctype": "vm", "version": "1"}),
+                "ctype",
+            ),
+            (
+                "variants are a closed set",
+                serde_json::json!({"ctype": "game", "variant": "spigot", "version": "1.21.7"}),
+                "variant",
+            ),
+        ];
+        for (reason, body, field) in cases {
+            match spec_of(&req(body)) {
+                Err(ApiError::Invalid { errors, .. }) => {
+                    assert_eq!(errors[0].field, field, "{reason}")
+                }
+                other => panic!("{reason}: {other:?}"),
+            }
+        }
+    }
+}

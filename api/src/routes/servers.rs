@@ -1,0 +1,587 @@
+//! `/api/servers`: desired servers.
+
+use crate::auth::{Operator, Principal, Reader, Writer};
+use crate::extract::{ApiJson, ApiQuery, check_customer_id, idempotency_key, if_match, parse_id};
+use crate::openapi::{
+    AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems, QueryProblems,
+};
+use crate::problem::{ApiError, ApiResult, kind};
+use crate::router::Ctx;
+use crate::wire::{
+    Accepted, CreateServerRequest, EventList, ListFilter, PatchServerRequest, ServerList,
+    request_hash,
+};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use model::store::{Created, Idempotency, NewServer, PageRequest, ServerFilter, Store};
+use model::{
+    Catalog, FieldError, Kind, Operation, Phase, Role, Server, ServerId, ServerSpec, Standing,
+};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The status URL of an operation.
+pub fn status_url(op: &Operation) -> String {
+    format!("/api/operations/{}", op.id)
+}
+
+fn accepted(server: Server, op: &Operation) -> Response {
+    let url = status_url(op);
+    let mut res = (
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            server,
+            operation_id: op.id,
+            status_url: url.clone(),
+        }),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+fn with_etag(server: Server) -> Response {
+    let etag = format!("\"{}\"", server.resource_version);
+    let mut res = Json(server).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        res.headers_mut().insert(header::ETAG, v);
+    }
+    res
+}
+
+/// The server if it exists and the caller may see it; 404 alike otherwise (no enumeration).
+pub(crate) async fn visible_server(ctx: &Ctx, p: &Principal, id: ServerId) -> ApiResult<Server> {
+    ctx.app
+        .store
+        .get_server(id)
+        .await?
+        .filter(|s| p.sees(&s.customer_id))
+        .ok_or_else(|| ApiError::NotFound(format!("server {id} not found")))
+}
+
+/// Shape validation, with field paths under `prefix` (`spec.` for `/api/servers`).
+pub(crate) fn validate_spec(spec: &ServerSpec, prefix: &str) -> ApiResult<()> {
+    spec.validate().map_err(|errs| {
+        let errors: Vec<FieldError> = errs
+            .into_iter()
+            .map(|e| FieldError {
+                field: format!("{prefix}{}", e.field),
+                message: e.message,
+            })
+            .collect();
+        let detail = errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::Invalid {
+            detail: format!("the spec is invalid: {detail}"),
+            errors,
+        }
+    })
+}
+
+/// Whether the catalog offers this spec; a 422 naming `variant`, `runtime` or `version`.
+pub(crate) fn check_offered(catalog: &Catalog, spec: &ServerSpec, prefix: &str) -> ApiResult<()> {
+    if catalog.template_for(spec).is_some() {
+        return Ok(());
+    }
+    let field = |f: &str| format!("{prefix}{f}");
+    let (name, offered): (String, Vec<String>) = match spec.kind {
+        Kind::Game => {
+            let variants = catalog.game_variants();
+            let variant = spec.variant.map(|v| v.as_str()).unwrap_or("");
+            match variants.iter().find(|(v, _)| v.as_str() == variant) {
+                None => {
+                    let list = variants
+                        .iter()
+                        .map(|(v, _)| v.as_str().to_string())
+                        .collect();
+                    return Err(not_offered(&field("variant"), variant, list));
+                }
+                Some((_, versions)) => (format!("{variant} {}", spec.version), versions.clone()),
+            }
+        }
+        Kind::Dev => {
+            let runtimes = catalog.dev_runtimes();
+            let runtime = spec.runtime.as_deref().unwrap_or("");
+            match runtimes.iter().find(|(r, _)| r == runtime) {
+                None => {
+                    let list = runtimes.iter().map(|(r, _)| r.clone()).collect();
+                    return Err(not_offered(&field("runtime"), runtime, list));
+                }
+                Some((_, versions)) => (format!("{runtime} {}", spec.version), versions.clone()),
+            }
+        }
+    };
+    Err(not_offered(&field("version"), &name, offered))
+}
+
+fn not_offered(field: &str, what: &str, offered: Vec<String>) -> ApiError {
+    let list = if offered.is_empty() {
+        "nothing".to_string()
+    } else {
+        offered.join(", ")
+    };
+    ApiError::invalid_field(field, format!("'{what}' is not offered (offered: {list})"))
+}
+
+/// Which customer a create is for, given the token's scope.
+pub(crate) fn resolve_customer(
+    p: &Principal,
+    named: Option<String>,
+    field: &str,
+) -> ApiResult<String> {
+    let customer = match (&p.scope, named) {
+        (Some(own), Some(named)) if *own != named => {
+            return Err(ApiError::Forbidden(
+                "a customer-scoped token may only create servers for its own customer".into(),
+            ));
+        }
+        (Some(own), _) => own.clone(),
+        (None, Some(named)) => named,
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                field,
+                format!("is required for a {} token", p.role),
+            ));
+        }
+    };
+    check_customer_id(field, &customer)?;
+    Ok(customer)
+}
+
+/// Validate, check the catalog, and record the server (standing, quota and idempotency are
+/// applied by the store atomically with the insert).
+pub(crate) async fn admit(
+    ctx: &Ctx,
+    customer_id: String,
+    spec: ServerSpec,
+    key: Option<String>,
+    prefix: &str,
+) -> ApiResult<Created> {
+    validate_spec(&spec, prefix)?;
+    check_offered(&ctx.app.catalog, &spec, prefix)?;
+    let idempotency = key.map(|key| Idempotency {
+        key,
+        request_hash: request_hash(&customer_id, &spec),
+    });
+    let created = ctx
+        .app
+        .store
+        .create_server(NewServer {
+            customer_id,
+            spec,
+            idempotency,
+            enforce_quota: true,
+        })
+        .await?;
+    if created.created {
+        tracing::info!(server = %created.server.id, customer = %created.server.customer_id, "server requested");
+        metrics::counter!("zlh_api_servers_created_total").increment(1);
+    }
+    Ok(created)
+}
+
+/// Create a server: record the desired state and answer 202 with the operation to poll.
+///
+/// `Idempotency-Key`: the same key with the same body returns the same server and operation;
+/// with a different body, 409. Without a key, an identical request for the same customer still
+/// in progress returns that operation, and a different one while one is in progress is 409.
+#[utoipa::path(
+    post, path = "/api/servers", tag = "servers",
+    request_body = CreateServerRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: 1-255 visible ASCII characters")),
+    responses(
+        (status = 202, description = "Accepted (also an idempotent replay)", body = Accepted,
+         headers(("Location" = String, description = "The status URL"))),
+        AuthProblems, AdmissionProblems, BodyProblems, ConflictProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_server(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateServerRequest>,
+) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
+    let customer = resolve_customer(&p, req.customer_id, "customerId")?;
+    let c = admit(&ctx, customer, req.spec, key, "spec.").await?;
+    Ok(accepted(c.server, &c.operation))
+}
+
+/// Query of `GET /api/servers`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this customer's servers (customer tokens always see only their own).
+    pub customer: Option<String>,
+    pub phase: Option<Phase>,
+    pub kind: Option<Kind>,
+    pub hostname: Option<String>,
+    pub vmid: Option<u32>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<ServerId>,
+    /// Stream changes as Server-Sent Events instead of answering one page.
+    pub watch: Option<bool>,
+    /// Watch: resume after this change-feed sequence (same as `Last-Event-ID`).
+    pub resource_version: Option<i64>,
+}
+
+impl ListQuery {
+    pub(crate) fn filter(&self) -> ListFilter {
+        ListFilter {
+            customer: self.customer.clone(),
+            phase: self.phase,
+            kind: self.kind,
+            hostname: self.hostname.clone(),
+            vmid: self.vmid,
+        }
+    }
+}
+
+/// The store filter for a caller, or `None` if the caller can see nothing of it (a customer
+/// token asking for another customer).
+pub(crate) fn store_filter(p: &Principal, f: &ListFilter) -> Option<ServerFilter> {
+    let customer_id = match (&p.scope, &f.customer) {
+        (Some(own), Some(asked)) if own != asked => return None,
+        (Some(own), _) => Some(own.clone()),
+        (None, asked) => asked.clone(),
+    };
+    Some(ServerFilter {
+        customer_id,
+        kind: f.kind,
+        phase: f.phase,
+        hostname: f.hostname.clone(),
+        vmid: f.vmid,
+    })
+}
+
+/// List servers (keyset pagination by id), or with `watch=true` stream changes as SSE.
+///
+/// The watch stream sends `event: upsert` (data: the server) and `event: delete` (data:
+/// `{id}`), each with `id: <sequence>`. Reconnect with `Last-Event-ID` (or
+/// `resourceVersion=`) to receive exactly what was missed. Without a resume point the stream
+/// starts with the current list as `upsert` events without ids, then an `event: bookmark`
+/// carrying the sequence to resume from.
+#[utoipa::path(
+    get, path = "/api/servers", tag = "servers",
+    params(ListQuery, ("Last-Event-ID" = Option<String>, Header, description = "Watch: resume after this sequence")),
+    responses(
+        (status = 200, description = "A page of servers, or (watch) an event stream",
+         content(
+            (ServerList = "application/json"),
+            ("text/event-stream", item_schema = Server),
+         )),
+        AuthProblems, QueryProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_servers(
+    State(ctx): State<Arc<Ctx>>,
+    Reader(p): Reader,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Response> {
+    if q.watch.unwrap_or(false) {
+        return crate::watch::watch(ctx, p, &headers, &q).await;
+    }
+    if q.resource_version.is_some() {
+        return Err(ApiError::BadRequest(
+            "resourceVersion is only meaningful with watch=true".into(),
+        ));
+    }
+    let cfg = &ctx.app.config;
+    let limit = match q.limit {
+        Some(0) => return Err(ApiError::BadRequest("limit must be at least 1".into())),
+        Some(n) => n.min(cfg.page_size_max),
+        None => cfg.page_size_default,
+    };
+    let Some(filter) = store_filter(&p, &q.filter()) else {
+        return Ok(Json(ServerList {
+            items: vec![],
+            next: None,
+        })
+        .into_response());
+    };
+    let page = ctx
+        .app
+        .store
+        .list_servers(
+            &filter,
+            PageRequest {
+                after: q.after,
+                limit,
+            },
+        )
+        .await?;
+    Ok(Json(ServerList {
+        items: page.items,
+        next: page.next,
+    })
+    .into_response())
+}
+
+/// One server, with its status. `ETag` is its `resourceVersion`.
+#[utoipa::path(
+    get, path = "/api/servers/{id}", tag = "servers",
+    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    responses(
+        (status = 200, body = Server, headers(("ETag" = String, description = "\"<resourceVersion>\""))),
+        AuthProblems, IdProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_server(
+    State(ctx): State<Arc<Ctx>>,
+    Reader(p): Reader,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id::<ServerId>("server", &id)?;
+    Ok(with_etag(visible_server(&ctx, &p, id).await?))
+}
+
+/// Refuse changes for a customer who is not active (operators may still act).
+async fn check_standing(ctx: &Ctx, p: &Principal, customer: &str) -> ApiResult<model::Customer> {
+    let c = ctx.app.store.get_customer(customer).await?;
+    if c.standing != Standing::Active && p.role != Role::Operator {
+        return Err(ApiError::CustomerNotActive {
+            customer: customer.into(),
+            standing: c.standing,
+        });
+    }
+    Ok(c)
+}
+
+/// Memory quota for a spec change that grows memory (best effort: the store enforces quotas
+/// atomically only on create).
+async fn check_memory_quota(
+    ctx: &Ctx,
+    customer: &model::Customer,
+    server: &Server,
+    new_memory: u32,
+) -> ApiResult<()> {
+    if new_memory <= server.spec.resources.memory_mib {
+        return Ok(());
+    }
+    let filter = ServerFilter {
+        customer_id: Some(customer.id.clone()),
+        ..Default::default()
+    };
+    let mut total: u64 = u64::from(new_memory);
+    let mut after = None;
+    loop {
+        let page = ctx
+            .app
+            .store
+            .list_servers(&filter, PageRequest { after, limit: 500 })
+            .await?;
+        total += page
+            .items
+            .iter()
+            .filter(|s| s.id != server.id && !s.is_deleting())
+            .map(|s| u64::from(s.spec.resources.memory_mib))
+            .sum::<u64>();
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    if total > customer.quota.max_memory_mib {
+        return Err(ApiError::QuotaExceeded(format!(
+            "memory {total} MiB would exceed the customer's {} MiB",
+            customer.quota.max_memory_mib
+        )));
+    }
+    Ok(())
+}
+
+/// Replace a server's spec (generation + 1); 202 with the update operation.
+/// `If-Match: "<resourceVersion>"` (or `resourceVersion` in the body) makes it conditional.
+#[utoipa::path(
+    patch, path = "/api/servers/{id}", tag = "servers",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Server id"),
+        ("If-Match" = Option<String>, Header, description = "\"<resourceVersion>\": refuse (409) if the server changed since"),
+    ),
+    request_body = PatchServerRequest,
+    responses(
+        (status = 202, body = Accepted),
+        AuthProblems, AdmissionProblems, IdProblems, BodyProblems, ConflictProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch_server(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<PatchServerRequest>,
+) -> ApiResult<Response> {
+    let id = parse_id::<ServerId>("server", &id)?;
+    let expected = match (if_match(&headers)?, req.resource_version) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::BadRequest(
+                "If-Match and resourceVersion disagree".into(),
+            ));
+        }
+        (a, b) => a.or(b),
+    };
+    let server = visible_server(&ctx, &p, id).await?;
+    if server.is_deleting() {
+        return Err(ApiError::Conflict {
+            kind: kind::CONFLICT,
+            detail: format!("server {id} is being deleted"),
+            operation: None,
+        });
+    }
+    if let Some(rv) = expected
+        && rv != server.resource_version
+    {
+        return Err(crate::problem::ApiError::from(
+            model::store::StoreError::Stale,
+        ));
+    }
+    if req.spec.kind != server.spec.kind {
+        return Err(ApiError::invalid_field(
+            "spec.kind",
+            format!(
+                "cannot change from {} to {}",
+                server.spec.kind, req.spec.kind
+            ),
+        ));
+    }
+    validate_spec(&req.spec, "spec.")?;
+    check_offered(&ctx.app.catalog, &req.spec, "spec.")?;
+    let customer = check_standing(&ctx, &p, &server.customer_id).await?;
+    if p.role != Role::Operator {
+        check_memory_quota(&ctx, &customer, &server, req.spec.resources.memory_mib).await?;
+    }
+    let (server, op) = ctx.app.store.update_spec(id, req.spec, expected).await?;
+    tracing::info!(server = %id, generation = server.generation, "spec updated");
+    Ok(accepted(server, &op))
+}
+
+/// Request deletion (idempotent); 202 with the delete operation.
+#[utoipa::path(
+    delete, path = "/api/servers/{id}", tag = "servers",
+    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    responses((status = 202, body = Accepted), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn delete_server(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = parse_id::<ServerId>("server", &id)?;
+    visible_server(&ctx, &p, id).await?;
+    let (server, op) = ctx.app.store.request_deletion(id).await?;
+    tracing::info!(server = %id, "deletion requested");
+    Ok(accepted(server, &op))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReconcileQuery {
+    /// Also clear a terminal failure, so the controller tries again.
+    pub retry: Option<bool>,
+}
+
+/// Ask the controller to reconcile now; with `retry=true`, also retry a failed server.
+#[utoipa::path(
+    post, path = "/api/servers/{id}/reconcile", tag = "servers",
+    params(("id" = String, Path, format = Uuid, description = "Server id"), ReconcileQuery),
+    responses((status = 202, body = Server), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn reconcile_server(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ReconcileQuery>,
+) -> ApiResult<Response> {
+    let id = parse_id::<ServerId>("server", &id)?;
+    visible_server(&ctx, &p, id).await?;
+    let retry = q.retry.unwrap_or(false);
+    let server = ctx.app.store.request_reconcile(id, retry).await?;
+    tracing::info!(server = %id, retry, "reconcile requested");
+    Ok((StatusCode::ACCEPTED, Json(server)).into_response())
+}
+
+async fn set_paused(ctx: &Ctx, p: &Principal, id: &str, paused: bool) -> ApiResult<Response> {
+    let id = parse_id::<ServerId>("server", id)?;
+    visible_server(ctx, p, id).await?;
+    let server = ctx.app.store.set_paused(id, paused).await?;
+    tracing::info!(server = %id, paused, "pause changed");
+    Ok(Json(server).into_response())
+}
+
+/// Stop reconciling this server (operators only). Nothing is torn down.
+#[utoipa::path(
+    post, path = "/api/servers/{id}/pause", tag = "servers",
+    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    responses((status = 200, body = Server), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn pause_server(
+    State(ctx): State<Arc<Ctx>>,
+    Operator(p): Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_paused(&ctx, &p, &id, true).await
+}
+
+/// Reconcile this server again (operators only).
+#[utoipa::path(
+    post, path = "/api/servers/{id}/resume", tag = "servers",
+    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    responses((status = 200, body = Server), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn resume_server(
+    State(ctx): State<Arc<Ctx>>,
+    Operator(p): Operator,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_paused(&ctx, &p, &id, false).await
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// At most this many (default and maximum 100).
+    pub limit: Option<u32>,
+}
+
+/// The server's events, newest first (repeats folded with a count).
+#[utoipa::path(
+    get, path = "/api/servers/{id}/events", tag = "servers",
+    params(("id" = String, Path, format = Uuid, description = "Server id"), EventsQuery),
+    responses((status = 200, body = EventList), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn server_events(
+    State(ctx): State<Arc<Ctx>>,
+    Reader(p): Reader,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> ApiResult<Json<EventList>> {
+    let id = parse_id::<ServerId>("server", &id)?;
+    visible_server(&ctx, &p, id).await?;
+    let max = ctx.app.config.events_limit;
+    let limit = q.limit.unwrap_or(max).clamp(1, max);
+    let items = ctx.app.store.list_events(id, limit).await?;
+    Ok(Json(EventList { items }))
+}

@@ -1,0 +1,417 @@
+//! Request and response bodies, shared by the server and the typed client. JSON is camelCase.
+
+use chrono::{DateTime, Utc};
+use model::store::{Orphan, ReplicaInfo};
+use model::{
+    Event, Kind, Operation, OperationId, OperationKind, Phase, Quota, Server, ServerId, ServerSpec,
+    Standing, Step,
+};
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateServerRequest {
+    /// Required for portal and operator tokens; customer tokens may omit it (their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    pub spec: ServerSpec,
+}
+
+/// `PATCH /api/servers/{id}`: the new spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchServerRequest {
+    pub spec: ServerSpec,
+    /// Optimistic concurrency: refuse (409) unless the server is still at this version.
+    /// Same as an `If-Match: "<resourceVersion>"` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<i64>,
+}
+
+/// 202 answer to create, patch and delete: the server as recorded, and the operation to poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub server: Server,
+    pub operation_id: OperationId,
+    /// `/api/operations/{operationId}`.
+    pub status_url: String,
+}
+
+/// One page of `GET /api/servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerList {
+    pub items: Vec<Server>,
+    /// Pass as `after` to get the next page; null at the end.
+    pub next: Option<ServerId>,
+}
+
+/// Filters of `GET /api/servers` (also used by the watch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListFilter {
+    pub customer: Option<String>,
+    pub phase: Option<Phase>,
+    pub kind: Option<Kind>,
+    pub hostname: Option<String>,
+    pub vmid: Option<u32>,
+}
+
+/// `GET /api/servers/{id}/events`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventList {
+    pub items: Vec<Event>,
+}
+
+/// How an operation is doing, derived from its server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OperationState {
+    /// Accepted, the controller has not started yet.
+    Pending,
+    /// The controller is working on it (including transient trouble: `Degraded`).
+    Running,
+    /// Create/update: the server is Ready at (at least) this generation. Delete: archived.
+    Succeeded,
+    /// The server failed terminally at this generation (see `server.failure`).
+    Failed,
+    /// A newer spec replaced this one before it was done.
+    Superseded,
+    /// The server was deleted (create/update operations of a deleted server).
+    Deleted,
+}
+
+/// A short view of the server an operation belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSummary {
+    pub id: ServerId,
+    pub customer_id: String,
+    pub phase: Phase,
+    /// The current provisioning step, while one applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+    pub ready: bool,
+    pub generation: i64,
+    pub observed_generation: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<model::status::Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<model::LastError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    /// The server was deleted and archived; this is its last recorded state.
+    pub archived: bool,
+}
+
+/// `GET /api/operations/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationStatus {
+    pub operation: Operation,
+    pub state: OperationState,
+    /// Absent only if the server row and its archive are both gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSummary>,
+}
+
+impl ServerSummary {
+    pub fn of(server: &Server, archived: bool) -> Self {
+        let (phase, step) = server.phase();
+        ServerSummary {
+            id: server.id,
+            customer_id: server.customer_id.clone(),
+            phase,
+            step,
+            ready: phase == Phase::Ready,
+            generation: server.generation,
+            observed_generation: server.status.observed_generation,
+            failure: server.status.failure.clone(),
+            last_error: server.status.last_error.clone(),
+            vmid: server.status.vmid.or(server.reserved_vmid),
+            hostname: server.status.hostname.clone(),
+            fqdn: server.status.fqdn.clone(),
+            archived,
+        }
+    }
+}
+
+impl OperationState {
+    /// The state of `op` given its server (live or archived).
+    pub fn of(op: &Operation, server: Option<&Server>, archived: bool) -> Self {
+        let Some(server) = server else {
+            return match op.kind {
+                OperationKind::Delete => OperationState::Succeeded,
+                _ => OperationState::Deleted,
+            };
+        };
+        if op.kind == OperationKind::Delete {
+            return if archived {
+                OperationState::Succeeded
+            } else {
+                OperationState::Running
+            };
+        }
+        if archived {
+            return OperationState::Deleted;
+        }
+        let (phase, _) = server.phase();
+        if server.generation > op.generation && phase != Phase::Ready {
+            return OperationState::Superseded;
+        }
+        match phase {
+            Phase::Ready => OperationState::Succeeded,
+            Phase::Failed => OperationState::Failed,
+            Phase::Queued => OperationState::Pending,
+            Phase::Provisioning | Phase::Degraded => OperationState::Running,
+            Phase::Deleting => OperationState::Deleted,
+        }
+    }
+}
+
+/// `GET /api/controller`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ControllerStatus {
+    /// Replicas whose heartbeat is recent.
+    pub replicas: Vec<ReplicaInfo>,
+    /// Sum of `leasesHeld` over alive replicas.
+    pub leases_held: i64,
+    /// Sum of `queueDepth` over alive replicas.
+    pub queue_depth: i64,
+}
+
+/// `GET /api/orphans`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrphanList {
+    pub items: Vec<Orphan>,
+}
+
+/// `PUT /api/customers/{id}`: fields left out keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomerUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<Standing>,
+}
+
+/// `GET /api/catalog/game`, exactly as the Portal reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct GameCatalog {
+    pub games: Vec<CatalogGame>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CatalogGame {
+    pub id: String,
+    pub variants: Vec<CatalogEntry>,
+}
+
+/// A variant or runtime with its versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CatalogEntry {
+    pub id: String,
+    pub versions: Vec<String>,
+}
+
+/// `GET /api/catalog/dev`, exactly as the Portal reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DevCatalog {
+    pub runtimes: Vec<CatalogEntry>,
+}
+
+/// `POST /api/instances`: the Portal's create body, unchanged. Fields the Portal may add later
+/// are ignored (this client is not ours to change in lockstep).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRequest {
+    pub customer_id: Option<String>,
+    /// `game` or `dev`.
+    pub ctype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub game: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    pub version: String,
+    #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
+    pub memory_mib: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+}
+
+/// Portal status names.
+pub mod portal_status {
+    pub const QUEUED: &str = "provisioning_queued";
+    pub const RUNNING: &str = "provisioning_running";
+    pub const FAILED: &str = "provisioning_failed";
+    /// The final success state; its phase is [`PHASE_COMPLETE`].
+    pub const READY: &str = "ready";
+    pub const PHASE_QUEUED: &str = "queued";
+    pub const PHASE_COMPLETE: &str = "complete";
+}
+
+/// 202 answer of `POST /api/instances`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceAccepted {
+    pub operation_id: OperationId,
+    /// The `x-request-id` of this request.
+    pub request_id: String,
+    /// `/api/instances/operations/{operationId}`.
+    pub status_url: String,
+    pub status: String,
+    pub phase: String,
+    pub server_id: ServerId,
+}
+
+/// `GET /api/instances/operations/{operationId}`, as the Portal polls it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceOperation {
+    pub operation_id: OperationId,
+    /// `provisioning_queued`, `provisioning_running`, `provisioning_failed` or `ready`.
+    pub status: String,
+    /// `queued`, a step name (`clone-container`, ...), or `complete`.
+    pub phase: String,
+    pub server_id: ServerId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+}
+
+/// The `data` of a watch `delete` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeletedRef {
+    pub id: ServerId,
+}
+
+/// The `data` of a watch `bookmark` event: the stream is caught up to `resourceVersion`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Bookmark {
+    pub resource_version: i64,
+}
+
+/// A decoded watch event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// A server was created or changed. `seq` is absent for the initial listing.
+    Upsert {
+        seq: Option<i64>,
+        server: Box<Server>,
+    },
+    /// A server was deleted (archived).
+    Delete { seq: i64, id: ServerId },
+    /// The initial listing is complete; resume from `seq`.
+    Bookmark { seq: i64 },
+}
+
+impl WatchEvent {
+    /// The id to resume from after this event, if it carries one.
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            WatchEvent::Upsert { seq, .. } => *seq,
+            WatchEvent::Delete { seq, .. } | WatchEvent::Bookmark { seq } => Some(*seq),
+        }
+    }
+}
+
+/// `/healthz` and `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+/// Canonical JSON (object keys sorted at every level): the input of request hashes, so that
+/// the same request always hashes the same however the client ordered its keys.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&m[k], out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
+/// SHA-256 (hex) of the canonical JSON of `{customerId, spec}`: what an `Idempotency-Key` is
+/// bound to.
+pub fn request_hash(customer_id: &str, spec: &ServerSpec) -> String {
+    use sha2::Digest;
+    let v = serde_json::json!({ "customerId": customer_id, "spec": spec });
+    hex::encode(sha2::Sha256::digest(canonical_json(&v).as_bytes()))
+}
+
+/// Timestamps in bodies are RFC 3339 UTC.
+pub type Timestamp = DateTime<Utc>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[1,{"z":1,"y":2}],"c":"x"}}"#).unwrap();
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn request_hash_depends_on_customer_and_spec() {
+        let s = ServerSpec::minecraft(model::Variant::Paper, "1.21.7");
+        let h = request_hash("u1", &s);
+        assert_eq!(h, request_hash("u1", &s.clone()));
+        assert_ne!(h, request_hash("u2", &s));
+        assert_ne!(
+            h,
+            request_hash(
+                "u1",
+                &ServerSpec::minecraft(model::Variant::Paper, "1.21.1")
+            )
+        );
+        assert_eq!(h.len(), 64);
+    }
+}
