@@ -276,18 +276,25 @@ fn find_rustls_error(e: &(dyn std::error::Error + 'static)) -> Option<rustls::Er
 
 pub(crate) fn transport_err(endpoint: &'static str, e: &reqwest::Error) -> PveError {
     let chain = error_chain(e);
-    if let Some(r) = find_rustls_error(e)
-        && matches!(
-            r,
-            rustls::Error::General(_) | rustls::Error::InvalidCertificate(_)
-        )
-    {
+    let cert_error = match find_rustls_error(e) {
+        Some(r @ (rustls::Error::General(_) | rustls::Error::InvalidCertificate(_))) => {
+            Some(r.to_string())
+        }
+        // The connector may wrap the rustls error opaquely; fall back to its text.
+        _ if chain.contains(crate::tls::FINGERPRINT_MISMATCH)
+            || chain.contains("invalid peer certificate") =>
+        {
+            Some(chain.clone())
+        }
+        _ => None,
+    };
+    if let Some(m) = cert_error {
         // Wrong certificate: not transient; alert and fail visibly.
         return PveError::other(
             endpoint,
             ErrorKind::Tls,
             ErrorClass::Unauthorized,
-            format!("TLS: {r}"),
+            format!("TLS: {m}"),
         );
     }
     let kind = if e.is_timeout() {
