@@ -53,6 +53,8 @@ pub struct Desired {
     pub vmid: Option<u32>,
     /// `None`: the catalog does not offer this spec.
     pub template: Option<(String, u32)>,
+    /// Where the container lives: the template's node, or where it was built.
+    pub node: Option<String>,
     pub hostname: Option<String>,
     pub cores: u32,
     pub memory_mib: u32,
@@ -63,7 +65,7 @@ pub struct Desired {
 
 impl Desired {
     pub fn node(&self) -> Option<&str> {
-        self.template.as_ref().map(|(n, _)| n.as_str())
+        self.node.as_deref()
     }
     pub fn needs_edge(&self) -> bool {
         self.kind == Kind::Game
@@ -745,6 +747,7 @@ mod tests {
             generation: 1,
             vmid: Some(5001),
             template: Some(("pve".into(), 900)),
+            node: Some("pve".into()),
             hostname: Some("mc-paper-5001".into()),
             cores: 2,
             memory_mib: 2048,

@@ -69,23 +69,19 @@ impl Reconciler {
     fn desired(&self, s: &Server) -> Desired {
         let spec = &s.spec;
         let vmid = s.reserved_vmid;
+        let template = self
+            .catalog
+            .template_for(spec)
+            .map(|t| (t.node.clone(), t.vmid));
         Desired {
             id: s.id,
             kind: spec.kind,
             generation: s.generation,
             vmid,
-            template: self
-                .catalog
-                .template_for(spec)
-                .map(|t| (t.node.clone(), t.vmid))
-                // An existing container keeps being managed on the node it was built on,
-                // even if the catalog stops offering its spec.
-                .or_else(|| {
-                    s.status
-                        .node
-                        .clone()
-                        .map(|n| (n, 0))
-                }),
+            template: template.clone(),
+            // An existing container stays managed on the node it was built on, even if the
+            // catalog stops offering its spec.
+            node: s.status.node.clone().or_else(|| template.map(|t| t.0)),
             hostname: vmid.map(|v| decide::hostname(spec.kind, spec.variant, v)),
             cores: spec.resources.cores,
             memory_mib: spec.resources.memory_mib,
@@ -102,7 +98,7 @@ impl Reconciler {
         fence: Option<Fence>,
     ) -> Result<Outcome, ReconcileError> {
         let Some(mut server) = self.store.get_server(id).await? else {
-            self.wake_slot_waiters(id);
+            self.release_slot(id, None).await;
             return Ok(Outcome::Done(None));
         };
         let now = self.clock.now();
@@ -193,13 +189,13 @@ impl Reconciler {
                 && status.in_flight_task.as_ref().is_none_or(|t| t.action != TASK_CLONE)
             {
                 // The clone is over (observed, not remembered): free the template.
-                self.wake_slot_waiters(id);
+                self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
             }
             let step = status.current_step().unwrap_or(Step::PublishEdge);
             match action {
                 Action::Observe(Layer::CloneSlot) => {
                     let tpl = desired.template.as_ref().map(|t| t.1).unwrap_or_default();
-                    obs.clone_slot = Some(self.slots.try_acquire(tpl, id));
+                    obs.clone_slot = Some(self.acquire_slot(tpl, id).await);
                 }
                 Action::Observe(layer) => {
                     let hostname = desired.hostname.clone().unwrap_or_default();
@@ -220,7 +216,7 @@ impl Reconciler {
                     if let Some(t) = status.in_flight_task.take()
                         && t.action == TASK_CLONE
                     {
-                        self.wake_slot_waiters(id);
+                        self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
                     }
                     obs = Observed::default();
                 }
@@ -258,7 +254,7 @@ impl Reconciler {
                     break;
                 }
                 Action::Fail { step, message } => {
-                    self.wake_slot_waiters(id);
+                    self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
                     outcome = self.fail(&mut status, &server, step, message, &mut p, now);
                     break;
                 }
@@ -272,6 +268,12 @@ impl Reconciler {
                     break;
                 }
                 Action::AwaitTask => {
+                    if let (Some(t), Some((_, tpl))) = (&status.in_flight_task, &desired.template)
+                        && t.action == TASK_CLONE
+                    {
+                        // Keep the fleet-wide hold on the template while the clone runs.
+                        self.acquire_slot(*tpl, id).await;
+                    }
                     outcome = Outcome::Done(Some(timing.task_poll));
                     break;
                 }
@@ -298,7 +300,7 @@ impl Reconciler {
                     break;
                 }
                 Action::Archive => {
-                    self.wake_slot_waiters(id);
+                    self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
                     self.store.archive_and_delete(id, fence).await?;
                     return Ok(Outcome::Done(None));
                 }
@@ -335,7 +337,28 @@ impl Reconciler {
         }
     }
 
-    fn wake_slot_waiters(&self, id: ServerId) {
+    /// Take the clone slot of template `tpl`: first in this process (FIFO, so waiters are
+    /// woken in order), then fleet-wide in the store, so replicas do not race for a template
+    /// either. Re-acquiring renews the fleet-wide hold while the clone runs.
+    async fn acquire_slot(&self, tpl: u32, id: ServerId) -> bool {
+        if !self.slots.try_acquire(tpl, id) {
+            return false;
+        }
+        let t = &self.cfg.controller;
+        let ttl = (t.lease_ttl * 2).max(t.task_poll * 10);
+        matches!(
+            self.store.try_singleton(&slot_name(tpl), &id.to_string(), ttl).await,
+            Ok(true)
+        )
+    }
+
+    /// Give up the clone slot `id` holds (if any) and wake the next waiter.
+    async fn release_slot(&self, id: ServerId, tpl: Option<u32>) {
+        if let Some(tpl) = tpl
+            && self.slots.holds(id)
+        {
+            let _ = self.store.release_singleton(&slot_name(tpl), &id.to_string()).await;
+        }
         let woken = self.slots.release(id);
         if !woken.is_empty() {
             self.wake
@@ -495,7 +518,7 @@ impl Reconciler {
                     }
                     Err(e) if e.class == ErrorClass::Locked => {
                         // Another replica (or a human) is cloning this template: a wait.
-                        self.wake_slot_waiters(d.id);
+                        self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
                         Outcome::Done(Some(timing.lock_retry))
                     }
                     Err(e) if e.class == ErrorClass::Conflict => {
@@ -503,7 +526,7 @@ impl Reconciler {
                         Outcome::Done(Some(Duration::ZERO))
                     }
                     Err(e) => {
-                        self.wake_slot_waiters(d.id);
+                        self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
                         self.degrade(status, Step::CloneContainer, &(&e).into(), p, now)
                     }
                 }
@@ -524,7 +547,7 @@ impl Reconciler {
                     at: now,
                 });
                 if action == TASK_CLONE {
-                    self.wake_slot_waiters(d.id);
+                    self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
                     p.event(EventType::Warning, r::EV_CLONE_FAILED, message.clone());
                 }
                 if status.attempts >= timing.clone_attempts {
@@ -537,7 +560,7 @@ impl Reconciler {
                     Some(Ok(decide::TaskObs::Failed(m))) => m.clone(),
                     _ => "clone failed".into(),
                 };
-                self.wake_slot_waiters(d.id);
+                self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
                 status.attempts += 1;
                 status.last_error = Some(LastError {
                     class: ErrorClass::Transient,
@@ -778,6 +801,10 @@ impl Reconciler {
 enum ReserveError {
     Backend(Unavailable),
     Store(StoreError),
+}
+
+fn slot_name(template: u32) -> String {
+    format!("clone-template-{template}")
 }
 
 fn destroy_options() -> proxmox_client::DeleteOptions {

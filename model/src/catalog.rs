@@ -132,11 +132,31 @@ mod tests {
     fn template_lookup_table() {
         let c = Catalog::example();
         let cases: &[(&str, ServerSpec, Option<u32>)] = &[
-            ("paper comes from the first game template", ServerSpec::minecraft(Variant::Paper, "1.21.7"), Some(900)),
-            ("forge comes from the modded template", ServerSpec::minecraft(Variant::Forge, "1.20.4"), Some(901)),
-            ("an unoffered version has no template", ServerSpec::minecraft(Variant::Paper, "1.8.9"), None),
-            ("dev runtimes match by name and version", ServerSpec::dev("python", "3.12"), Some(911)),
-            ("an unknown runtime has no template", ServerSpec::dev("ruby", "3"), None),
+            (
+                "paper comes from the first game template",
+                ServerSpec::minecraft(Variant::Paper, "1.21.7"),
+                Some(900),
+            ),
+            (
+                "forge comes from the modded template",
+                ServerSpec::minecraft(Variant::Forge, "1.20.4"),
+                Some(901),
+            ),
+            (
+                "an unoffered version has no template",
+                ServerSpec::minecraft(Variant::Paper, "1.8.9"),
+                None,
+            ),
+            (
+                "dev runtimes match by name and version",
+                ServerSpec::dev("python", "3.12"),
+                Some(911),
+            ),
+            (
+                "an unknown runtime has no template",
+                ServerSpec::dev("ruby", "3"),
+                None,
+            ),
         ];
         for (reason, spec, want) in cases {
             assert_eq!(c.template_for(spec).map(|t| t.vmid), *want, "{reason}");

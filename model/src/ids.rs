@@ -9,7 +9,16 @@ macro_rules! id_type {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
             utoipa::ToSchema,
         )]
         #[serde(transparent)]
@@ -43,5 +52,11 @@ macro_rules! id_type {
     };
 }
 
-id_type!(ServerId, "A server's identity; also its ownership marker on Proxmox.");
-id_type!(OperationId, "One accepted request (create, update, delete) the Portal can poll.");
+id_type!(
+    ServerId,
+    "A server's identity; also its ownership marker on Proxmox."
+);
+id_type!(
+    OperationId,
+    "One accepted request (create, update, delete) the Portal can poll."
+);

@@ -215,7 +215,10 @@ impl ServerSpec {
                 match self.game.as_deref() {
                     None => err("game", "is required for kind game".into()),
                     Some(GAME_MINECRAFT) => {}
-                    Some(g) => err("game", format!("unsupported game '{g}' (expected minecraft)")),
+                    Some(g) => err(
+                        "game",
+                        format!("unsupported game '{g}' (expected minecraft)"),
+                    ),
                 }
                 if self.variant.is_none() {
                     err("variant", "is required for kind game".into());
@@ -338,23 +341,69 @@ mod tests {
         type Case = (&'static str, fn(&mut ServerSpec), Option<&'static str>);
         let cases: &[Case] = &[
             ("a default game spec is valid", |_| {}, None),
-            ("game requires variant", |s| s.variant = None, Some("variant")),
-            ("only minecraft is offered", |s| s.game = Some("doom".into()), Some("game")),
-            ("snapshots are not release versions", |s| s.version = "24w14a".into(), Some("version")),
-            ("versions need a minor", |s| s.version = "1".into(), Some("version")),
-            ("world names are path-safe", |s| s.world = Some("../etc".into()), Some("world")),
-            ("runtime is dev-only", |s| s.runtime = Some("node".into()), Some("runtime")),
-            ("memory has a floor", |s| s.resources.memory_mib = 128, Some("resources.memoryMib")),
-            ("cores have a ceiling", |s| s.resources.cores = 99, Some("resources.cores")),
-            ("disk has a floor", |s| s.resources.disk_gib = 1, Some("resources.diskGib")),
+            (
+                "game requires variant",
+                |s| s.variant = None,
+                Some("variant"),
+            ),
+            (
+                "only minecraft is offered",
+                |s| s.game = Some("doom".into()),
+                Some("game"),
+            ),
+            (
+                "snapshots are not release versions",
+                |s| s.version = "24w14a".into(),
+                Some("version"),
+            ),
+            (
+                "versions need a minor",
+                |s| s.version = "1".into(),
+                Some("version"),
+            ),
+            (
+                "world names are path-safe",
+                |s| s.world = Some("../etc".into()),
+                Some("world"),
+            ),
+            (
+                "runtime is dev-only",
+                |s| s.runtime = Some("node".into()),
+                Some("runtime"),
+            ),
+            (
+                "memory has a floor",
+                |s| s.resources.memory_mib = 128,
+                Some("resources.memoryMib"),
+            ),
+            (
+                "cores have a ceiling",
+                |s| s.resources.cores = 99,
+                Some("resources.cores"),
+            ),
+            (
+                "disk has a floor",
+                |s| s.resources.disk_gib = 1,
+                Some("resources.diskGib"),
+            ),
             (
                 "dev needs a runtime",
-                |s| *s = ServerSpec { runtime: None, ..ServerSpec::dev("node", "22") },
+                |s| {
+                    *s = ServerSpec {
+                        runtime: None,
+                        ..ServerSpec::dev("node", "22")
+                    }
+                },
                 Some("runtime"),
             ),
             (
                 "dev rejects game fields",
-                |s| *s = ServerSpec { world: Some("w".into()), ..ServerSpec::dev("node", "22") },
+                |s| {
+                    *s = ServerSpec {
+                        world: Some("w".into()),
+                        ..ServerSpec::dev("node", "22")
+                    }
+                },
                 Some("world"),
             ),
             (
@@ -404,12 +453,18 @@ mod tests {
             4u32..=1024,
             any::<bool>(),
         )
-            .prop_map(|(v, minor, patch, world, cores, mem, disk, on)| ServerSpec {
-                world: Some(world),
-                resources: Resources { cores, memory_mib: mem, disk_gib: disk },
-                power: if on { Power::Running } else { Power::Stopped },
-                ..ServerSpec::minecraft(v, &format!("1.{minor}.{patch}"))
-            });
+            .prop_map(
+                |(v, minor, patch, world, cores, mem, disk, on)| ServerSpec {
+                    world: Some(world),
+                    resources: Resources {
+                        cores,
+                        memory_mib: mem,
+                        disk_gib: disk,
+                    },
+                    power: if on { Power::Running } else { Power::Stopped },
+                    ..ServerSpec::minecraft(v, &format!("1.{minor}.{patch}"))
+                },
+            );
         let dev = ("[a-z][a-z0-9-]{0,10}", "[0-9]{1,2}(\\.[0-9]{1,2})?")
             .prop_map(|(rt, ver)| ServerSpec::dev(&rt, &ver));
         prop_oneof![game, dev]

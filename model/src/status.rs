@@ -290,9 +290,9 @@ impl ServerStatus {
         if self.is_true(ConditionType::Degraded) {
             return (Phase::Degraded, step);
         }
-        let ready = self
-            .condition(ConditionType::Ready)
-            .is_some_and(|c| c.status == ConditionStatus::True && c.observed_generation == generation);
+        let ready = self.condition(ConditionType::Ready).is_some_and(|c| {
+            c.status == ConditionStatus::True && c.observed_generation == generation
+        });
         if ready {
             return (Phase::Ready, None);
         }
@@ -341,15 +341,79 @@ mod tests {
     fn phase_table() {
         use ConditionStatus::*;
         use ConditionType::*;
-        type Case = (&'static str, &'static [(ConditionType, ConditionStatus, &'static str)], bool, Phase, Option<Step>);
+        type Case = (
+            &'static str,
+            &'static [(ConditionType, ConditionStatus, &'static str)],
+            bool,
+            Phase,
+            Option<Step>,
+        );
         let cases: &[Case] = &[
-            ("no conditions yet means queued", &[], false, Phase::Queued, Some(Step::AllocateVmid)),
-            ("deletion wins over everything", &[(Ready, True, "Ready")], true, Phase::Deleting, Some(Step::Teardown)),
-            ("a clone in progress is clone-container", &[(VmidAllocated, True, "Reserved"), (ContainerCreated, False, "Cloning")], false, Phase::Provisioning, Some(Step::CloneContainer)),
-            ("configuring is its own step", &[(VmidAllocated, True, "Reserved"), (ContainerCreated, False, reason::CONFIGURING)], false, Phase::Provisioning, Some(Step::ConfigureContainer)),
-            ("agent installing is wait-for-agent", &[(VmidAllocated, True, ""), (ContainerCreated, True, ""), (ContainerRunning, True, ""), (NetworkReady, True, ""), (AgentReady, False, reason::INSTALLING)], false, Phase::Provisioning, Some(Step::WaitForAgent)),
-            ("degraded is shown with the step it blocks", &[(VmidAllocated, True, ""), (ContainerCreated, False, "Cloning"), (Degraded, True, "ProxmoxUnavailable")], false, Phase::Degraded, Some(Step::CloneContainer)),
-            ("ready for the current generation", &[(Ready, True, "Ready")], false, Phase::Ready, None),
+            (
+                "no conditions yet means queued",
+                &[],
+                false,
+                Phase::Queued,
+                Some(Step::AllocateVmid),
+            ),
+            (
+                "deletion wins over everything",
+                &[(Ready, True, "Ready")],
+                true,
+                Phase::Deleting,
+                Some(Step::Teardown),
+            ),
+            (
+                "a clone in progress is clone-container",
+                &[
+                    (VmidAllocated, True, "Reserved"),
+                    (ContainerCreated, False, "Cloning"),
+                ],
+                false,
+                Phase::Provisioning,
+                Some(Step::CloneContainer),
+            ),
+            (
+                "configuring is its own step",
+                &[
+                    (VmidAllocated, True, "Reserved"),
+                    (ContainerCreated, False, reason::CONFIGURING),
+                ],
+                false,
+                Phase::Provisioning,
+                Some(Step::ConfigureContainer),
+            ),
+            (
+                "agent installing is wait-for-agent",
+                &[
+                    (VmidAllocated, True, ""),
+                    (ContainerCreated, True, ""),
+                    (ContainerRunning, True, ""),
+                    (NetworkReady, True, ""),
+                    (AgentReady, False, reason::INSTALLING),
+                ],
+                false,
+                Phase::Provisioning,
+                Some(Step::WaitForAgent),
+            ),
+            (
+                "degraded is shown with the step it blocks",
+                &[
+                    (VmidAllocated, True, ""),
+                    (ContainerCreated, False, "Cloning"),
+                    (Degraded, True, "ProxmoxUnavailable"),
+                ],
+                false,
+                Phase::Degraded,
+                Some(Step::CloneContainer),
+            ),
+            (
+                "ready for the current generation",
+                &[(Ready, True, "Ready")],
+                false,
+                Phase::Ready,
+                None,
+            ),
         ];
         for (reason, conds, deleting, phase, step) in cases {
             let mut s = ServerStatus::default();
@@ -363,14 +427,26 @@ mod tests {
     #[test]
     fn ready_for_an_older_generation_is_not_ready() {
         let mut s = ServerStatus::default();
-        s.set_condition(ConditionType::Ready, ConditionStatus::True, "Ready", "", 1, t0());
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::True,
+            "Ready",
+            "",
+            1,
+            t0(),
+        );
         assert_ne!(s.phase(2, false).0, Phase::Ready);
     }
 
     #[test]
     fn failure_is_cleared_by_a_new_generation() {
         let s = ServerStatus {
-            failure: Some(Failure { step: "wait-for-agent".into(), message: "boom".into(), at: t0(), generation: 1 }),
+            failure: Some(Failure {
+                step: "wait-for-agent".into(),
+                message: "boom".into(),
+                at: t0(),
+                generation: 1,
+            }),
             conditions: vec![],
             ..Default::default()
         };
@@ -381,11 +457,42 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_status_change() {
         let mut s = ServerStatus::default();
-        s.set_condition(ConditionType::Ready, ConditionStatus::False, "A", "", 1, t0());
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            "A",
+            "",
+            1,
+            t0(),
+        );
         let later = t0() + chrono::Duration::seconds(5);
-        s.set_condition(ConditionType::Ready, ConditionStatus::False, "B", "", 1, later);
-        assert_eq!(s.condition(ConditionType::Ready).unwrap().last_transition_time, t0());
-        s.set_condition(ConditionType::Ready, ConditionStatus::True, "C", "", 1, later);
-        assert_eq!(s.condition(ConditionType::Ready).unwrap().last_transition_time, later);
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::False,
+            "B",
+            "",
+            1,
+            later,
+        );
+        assert_eq!(
+            s.condition(ConditionType::Ready)
+                .unwrap()
+                .last_transition_time,
+            t0()
+        );
+        s.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::True,
+            "C",
+            "",
+            1,
+            later,
+        );
+        assert_eq!(
+            s.condition(ConditionType::Ready)
+                .unwrap()
+                .last_transition_time,
+            later
+        );
     }
 }

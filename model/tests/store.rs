@@ -1005,6 +1005,11 @@ async fn singletons(s: &impl Store, h: &Harness) {
     h.advance(TTL + Duration::from_secs(1));
     assert!(s.try_singleton("resync", "b", TTL).await.unwrap());
     assert!(!s.try_singleton("resync", "a", TTL).await.unwrap());
+    // Releasing someone else's singleton does nothing; releasing our own frees it at once.
+    s.release_singleton("resync", "a").await.unwrap();
+    assert!(!s.try_singleton("resync", "a", TTL).await.unwrap());
+    s.release_singleton("resync", "b").await.unwrap();
+    assert!(s.try_singleton("resync", "a", TTL).await.unwrap());
 }
 
 /// Wait for a notice matching `want`, skipping others (local writes may arrive twice on PG).

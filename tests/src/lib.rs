@@ -1,1 +1,8 @@
-//! Shared helpers for the end-to-end suites (being written).
+//! Shared harness for the end-to-end suites: a `World` (simulators + store) in which
+//! controllers can be started, crashed and restarted, and the fleet invariant checker.
+
+pub mod invariants;
+pub mod world;
+
+pub use invariants::check_invariants;
+pub use world::{World, WorldOptions};

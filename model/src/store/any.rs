@@ -160,6 +160,10 @@ impl Store for AnyStore {
     async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
         dispatch!(self, s => s.try_singleton(name, holder, ttl).await)
     }
+    async fn release_singleton(&self, name: &str, holder: &str) -> Result<()> {
+        dispatch!(self, s => s.release_singleton(name, holder).await)
+    }
+
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         dispatch!(self, s => s.changes_since(after, limit).await)
     }

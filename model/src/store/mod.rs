@@ -324,6 +324,13 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Give up a singleton `holder` has (a no-op otherwise), so another can take it at once.
+    fn release_singleton(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+
     // --- change feed -----------------------------------------------------------------
     /// Changes with `seq > after`, oldest first. Sequence numbers become visible in order
     /// (a watcher that saw N never later finds an unseen number below N).

@@ -156,6 +156,9 @@ pub(crate) const TRY_SINGLETON: &str = "INSERT INTO singletons (name, holder, ex
      WHERE singletons.holder = excluded.holder OR singletons.expires_at <= $4 \
      RETURNING holder";
 
+pub(crate) const RELEASE_SINGLETON: &str =
+    "UPDATE singletons SET expires_at = $3 WHERE name = $1 AND holder = $2";
+
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO api_tokens \
      (id, name, hash, role, customer_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 pub(crate) const SELECT_TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, customer_id, \

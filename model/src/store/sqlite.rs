@@ -676,6 +676,16 @@ impl Store for SqliteStore {
         Ok(got.is_some())
     }
 
+    async fn release_singleton(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(RELEASE_SINGLETON)
+            .bind(name)
+            .bind(holder)
+            .bind(ts(self.clock.now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         sqlx::query_as::<_, ChangeRow>(CHANGES_SINCE)
             .bind(after)
