@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn parse_table() {
-        let rows: &[(&str, &str, Option<(&str, &str, &str, &str)>)] = &[
+        type Want = Option<(&'static str, &'static str, &'static str, &'static str)>;
+        let rows: &[(&str, &str, Want)] = &[
             (
                 "clone UPID from Telmate tf#677 names the source vmid",
                 "UPID:proxmox2:000D7AA2:08D5A17C:63DF62A5:vzclone:200:root@pam!api_token:",

@@ -180,6 +180,8 @@ pub(crate) struct Ct {
     pub rootfs: String,
     pub digest: String,
     pub created: Instant,
+    /// Pre-existing CTs (templates, foreign ones) show no RRD lag in cluster/resources.
+    pub preexisting: bool,
     pub started_at: Option<Instant>,
 }
 
@@ -269,6 +271,7 @@ impl PveSim {
         for t in &cfg.templates {
             let mut ct = server::new_ct(t.vmid, &t.node, &t.hostname, now);
             ct.template = true;
+            ct.preexisting = true;
             ct.rootfs = format!("local-lvm:base-{}-disk-0,size=8G", t.vmid);
             state.cts.insert(t.vmid, ct);
         }
@@ -590,7 +593,8 @@ impl PveSimHandle {
 
     /// An intruder: a stopped CT without our marker (no description, no tags).
     pub fn add_foreign_ct(&self, node: &str, vmid: u32, hostname: &str) {
-        let ct = server::new_ct(vmid, node, hostname, self.shared.epoch);
+        let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
+        ct.preexisting = true;
         self.shared.state.lock().unwrap().cts.insert(vmid, ct);
     }
 

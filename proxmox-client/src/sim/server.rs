@@ -638,6 +638,7 @@ pub(crate) fn new_ct(vmid: u32, node: &str, hostname: &str, now: Instant) -> Ct 
         rootfs: format!("local-lvm:vm-{vmid}-disk-0,size=8G"),
         digest: String::new(),
         created: now,
+        preexisting: false,
         started_at: None,
     };
     touch(&mut ct, 0);
@@ -671,18 +672,26 @@ fn new_upid(sh: &Shared, st: &mut super::State, task_type: &str, id: u32, now: I
     )
 }
 
-fn push_task(
-    sh: &Shared,
-    st: &mut super::State,
-    endpoint: &str,
-    task_type: &str,
+pub(crate) struct NewTask<'a> {
+    endpoint: &'a str,
+    task_type: &'a str,
     id: u32,
-    node: &str,
+    node: &'a str,
     effect: Effect,
     duration: Duration,
-    mut error: Option<String>,
-    now: Instant,
-) -> Upid {
+    error: Option<String>,
+}
+
+fn push_task(sh: &Shared, st: &mut super::State, t: NewTask<'_>, now: Instant) -> Upid {
+    let NewTask {
+        endpoint,
+        task_type,
+        id,
+        node,
+        effect,
+        duration,
+        mut error,
+    } = t;
     if error.is_none() {
         error = sh.faults.lock().unwrap().take_task_error(endpoint);
     }
@@ -916,7 +925,7 @@ fn cluster_resources(sh: &Shared, now: Instant) -> Response {
             });
             // Quirk: name/status/template come from the RRD broadcast (~10 s lag); a fresh CT
             // shows status "unknown" and no name. tags and lock are read from the config.
-            if now.saturating_duration_since(ct.created) < lag {
+            if !ct.preexisting && now.saturating_duration_since(ct.created) < lag {
                 m["status"] = json!("unknown");
             } else {
                 m["status"] = json!(if ct.running { "running" } else { "stopped" });
@@ -1029,13 +1038,15 @@ fn clone(
     let upid = push_task(
         sh,
         &mut st,
-        Endpoint::CLONE,
-        "vzclone",
-        source,
-        node,
-        Effect::Clone { source, newid },
-        dur,
-        None,
+        NewTask {
+            endpoint: Endpoint::CLONE,
+            task_type: "vzclone",
+            id: source,
+            node,
+            effect: Effect::Clone { source, newid },
+            duration: dur,
+            error: None,
+        },
         now,
     );
     ok(json!(upid.to_string()))
@@ -1116,13 +1127,15 @@ fn start(sh: &Shared, node: &str, vmid: u32, now: Instant) -> Response {
     let upid = push_task(
         sh,
         &mut st,
-        Endpoint::START,
-        "vzstart",
-        vmid,
-        node,
-        Effect::Start { vmid },
-        dur,
-        err,
+        NewTask {
+            endpoint: Endpoint::START,
+            task_type: "vzstart",
+            id: vmid,
+            node,
+            effect: Effect::Start { vmid },
+            duration: dur,
+            error: err,
+        },
         now,
     );
     ok(json!(upid.to_string()))
@@ -1145,13 +1158,15 @@ fn stop(sh: &Shared, endpoint: &'static str, node: &str, vmid: u32, now: Instant
     let upid = push_task(
         sh,
         &mut st,
-        endpoint,
-        ty,
-        vmid,
-        node,
-        Effect::Stop { vmid },
-        dur,
-        err,
+        NewTask {
+            endpoint,
+            task_type: ty,
+            id: vmid,
+            node,
+            effect: Effect::Stop { vmid },
+            duration: dur,
+            error: err,
+        },
         now,
     );
     ok(json!(upid.to_string()))
@@ -1184,13 +1199,15 @@ fn delete(
     let upid = push_task(
         sh,
         &mut st,
-        Endpoint::DELETE,
-        "vzdestroy",
-        vmid,
-        node,
-        Effect::Destroy { vmid },
-        dur,
-        None,
+        NewTask {
+            endpoint: Endpoint::DELETE,
+            task_type: "vzdestroy",
+            id: vmid,
+            node,
+            effect: Effect::Destroy { vmid },
+            duration: dur,
+            error: None,
+        },
         now,
     );
     ok(json!(upid.to_string()))
@@ -1227,22 +1244,22 @@ fn interfaces(sh: &Shared, node: &str, vmid: u32, now: Instant) -> Response {
     })
 }
 
-fn find_task<'a>(st: &'a super::State, upid: &str, now: Instant) -> Result<&'a Task, Response> {
+fn find_task<'a>(st: &'a super::State, upid: &str, now: Instant) -> Result<&'a Task, &'static str> {
     if upid.parse::<Upid>().is_err() {
-        return Err(one_param_error("upid", E_UNPARSABLE_UPID));
+        return Err(E_UNPARSABLE_UPID);
     }
     // Quirk: right after dispatch the task log may not exist yet: 400 `no such task`.
     st.tasks
         .iter()
         .find(|t| t.upid.as_str() == upid && now >= t.visible_at)
-        .ok_or_else(|| one_param_error("upid", E_NO_SUCH_TASK))
+        .ok_or(E_NO_SUCH_TASK)
 }
 
 fn task_status(sh: &Shared, upid: &str, now: Instant) -> Response {
     let st = sh.state.lock().unwrap();
     let t = match find_task(&st, upid, now) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return one_param_error("upid", e),
     };
     let u = &t.upid;
     let (user, tokenid) = match u.user.split_once('!') {
@@ -1267,7 +1284,7 @@ fn task_log(sh: &Shared, upid: &str, params: &BTreeMap<String, String>, now: Ins
     let st = sh.state.lock().unwrap();
     let t = match find_task(&st, upid, now) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return one_param_error("upid", e),
     };
     let start: usize = params
         .get("start")
