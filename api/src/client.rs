@@ -531,7 +531,8 @@ mod tests {
 
     #[test]
     fn statuses_map_to_variants() {
-        let cases: &[(&str, u16, fn(&ClientError) -> bool)] = &[
+        type Case = (&'static str, u16, fn(&ClientError) -> bool);
+        let cases: &[Case] = &[
             ("401 is unauthorized", 401, |e| {
                 matches!(e, ClientError::Unauthorized(_))
             }),

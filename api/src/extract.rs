@@ -168,7 +168,8 @@ mod tests {
 
     #[test]
     fn header_parsing_table() {
-        let cases: &[(&str, Option<&str>, Result<Option<i64>, ()>)] = &[
+        type Case = (&'static str, Option<&'static str>, Result<Option<i64>, ()>);
+        let cases: &[Case] = &[
             ("no header means unconditional", None, Ok(None)),
             ("a quoted etag", Some("\"42\""), Ok(Some(42))),
             ("a weak etag", Some("W/\"7\""), Ok(Some(7))),

@@ -1,6 +1,7 @@
 //! `GET /api/servers?watch=true`: the change feed as Server-Sent Events.
 //!
-//! Each change is sent as `event: upsert` (data: the server as it is now) or `event: delete`
+//! Each change is sent as `event: upsert` (data: the server as it is now, or its last state if
+//! it has been deleted since) or `event: delete`
 //! (data: `{"id": ...}`), with `id: <change-feed sequence>`. A client that reconnects with
 //! `Last-Event-ID: N` (or `resourceVersion=N`) gets every change after `N` that it may see,
 //! exactly once each. Without a resume point the stream starts with the current list (matching
@@ -209,9 +210,13 @@ impl Watcher {
         let store = &self.ctx.app.store;
         match ch.kind {
             ChangeKind::Upsert => {
-                // Gone since: its delete change follows.
-                let Some(s) = store.get_server(ch.server_id).await? else {
-                    return Ok(None);
+                // Gone since: its last state is in the archive (its delete change follows).
+                let s = match store.get_server(ch.server_id).await? {
+                    Some(s) => s,
+                    None => match store.get_archived(ch.server_id).await? {
+                        Some(a) => a.server,
+                        None => return Ok(None),
+                    },
                 };
                 if !self.p.sees(&s.customer_id) || !matches(filter, &s) {
                     return Ok(None);

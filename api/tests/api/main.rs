@@ -1,0 +1,9 @@
+//! Route tests against a real API on 127.0.0.1 and a real SQLite store in a temp dir.
+
+mod common;
+mod errors;
+mod idempotency;
+mod openapi;
+mod portal;
+mod routes;
+mod watch;
