@@ -156,7 +156,7 @@ fn status_url(id: OperationId) -> String {
     request_body = InstanceRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Fresh per click")),
     responses(
-        (status = 202, body = InstanceAccepted, headers(("Location" = String, description = "The status URL"))),
+        (status = 202, description = "Accepted (also a replay)", body = InstanceAccepted, headers(("Location" = String, description = "The status URL"))),
         AuthProblems, AdmissionProblems, BodyProblems, ConflictProblems,
     ),
     security(("bearer" = []))
@@ -197,7 +197,7 @@ pub async fn create_instance(
 #[utoipa::path(
     get, path = "/api/instances/operations/{operationId}", tag = "portal",
     params(("operationId" = String, Path, format = Uuid, description = "Operation id")),
-    responses((status = 200, body = InstanceOperation), AuthProblems, IdProblems),
+    responses((status = 200, description = "Progress as the Portal renders it", body = InstanceOperation), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn get_instance_operation(

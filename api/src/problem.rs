@@ -146,7 +146,10 @@ impl Problem {
             StatusCode::UNAUTHORIZED => (kind::UNAUTHORIZED, "a bearer token is required"),
             StatusCode::FORBIDDEN => (kind::FORBIDDEN, "not allowed"),
             StatusCode::BAD_REQUEST => (kind::BAD_REQUEST, "the request is not valid"),
-            StatusCode::SERVICE_UNAVAILABLE => (kind::UNAVAILABLE, "try again later"),
+            StatusCode::SERVICE_UNAVAILABLE => (
+                kind::UNAVAILABLE,
+                "the request did not complete in time or the service is overloaded; try again later",
+            ),
             StatusCode::INTERNAL_SERVER_ERROR => (
                 kind::INTERNAL,
                 "an unexpected error occurred; it has been logged",

@@ -44,7 +44,7 @@ pub fn dev_catalog(c: &Catalog) -> DevCatalog {
 /// Games, variants and versions the controller can build.
 #[utoipa::path(
     get, path = "/api/catalog/game", tag = "catalog",
-    responses((status = 200, body = GameCatalog), AuthProblems),
+    responses((status = 200, description = "Games and variants", body = GameCatalog), AuthProblems),
     security(("bearer" = []))
 )]
 pub async fn get_game_catalog(State(ctx): State<Arc<Ctx>>, _caller: Reader) -> Json<GameCatalog> {
@@ -54,7 +54,7 @@ pub async fn get_game_catalog(State(ctx): State<Arc<Ctx>>, _caller: Reader) -> J
 /// Dev runtimes and versions the controller can build.
 #[utoipa::path(
     get, path = "/api/catalog/dev", tag = "catalog",
-    responses((status = 200, body = DevCatalog), AuthProblems),
+    responses((status = 200, description = "Dev runtimes", body = DevCatalog), AuthProblems),
     security(("bearer" = []))
 )]
 pub async fn get_dev_catalog(State(ctx): State<Arc<Ctx>>, _caller: Reader) -> Json<DevCatalog> {

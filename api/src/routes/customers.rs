@@ -23,7 +23,7 @@ fn customer_id(id: &str) -> ApiResult<()> {
 #[utoipa::path(
     get, path = "/api/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "Customer id")),
-    responses((status = 200, body = Customer), AuthProblems, IdProblems),
+    responses((status = 200, description = "The customer", body = Customer), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn get_customer(
@@ -43,7 +43,7 @@ pub async fn get_customer(
     put, path = "/api/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "Customer id")),
     request_body = CustomerUpdate,
-    responses((status = 200, body = Customer), AuthProblems, IdProblems, BodyProblems),
+    responses((status = 200, description = "The customer as updated", body = Customer), AuthProblems, IdProblems, BodyProblems),
     security(("bearer" = []))
 )]
 pub async fn put_customer(

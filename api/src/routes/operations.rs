@@ -48,7 +48,7 @@ pub(crate) async fn visible_operation(
 #[utoipa::path(
     get, path = "/api/operations/{id}", tag = "operations",
     params(("id" = String, Path, format = Uuid, description = "Operation id")),
-    responses((status = 200, body = OperationStatus), AuthProblems, IdProblems),
+    responses((status = 200, description = "The operation and its server", body = OperationStatus), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn get_operation(

@@ -14,7 +14,7 @@ use model::store::Store;
 use std::sync::Arc;
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -25,7 +25,7 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(
     get, path = "/readyz", tag = "ops",
     responses(
-        (status = 200, body = Health),
+        (status = 200, description = "Ready", body = Health),
         (status = 503, description = "The store is unreachable", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -77,7 +77,7 @@ pub async fn openapi_json(State(ctx): State<Arc<Ctx>>) -> Response {
 /// Controller replicas that are alive, with the leases they hold and their queue depth.
 #[utoipa::path(
     get, path = "/api/controller", tag = "ops",
-    responses((status = 200, body = ControllerStatus), AuthProblems),
+    responses((status = 200, description = "Alive replicas", body = ControllerStatus), AuthProblems),
     security(("bearer" = []))
 )]
 pub async fn controller_status(
@@ -99,7 +99,7 @@ pub async fn controller_status(
 /// Containers carrying our ownership marker that no server owns (reported, never destroyed).
 #[utoipa::path(
     get, path = "/api/orphans", tag = "ops",
-    responses((status = 200, body = OrphanList), AuthProblems),
+    responses((status = 200, description = "Orphaned containers", body = OrphanList), AuthProblems),
     security(("bearer" = []))
 )]
 pub async fn orphans(

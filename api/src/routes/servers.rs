@@ -336,7 +336,7 @@ pub async fn list_servers(
     get, path = "/api/servers/{id}", tag = "servers",
     params(("id" = String, Path, format = Uuid, description = "Server id")),
     responses(
-        (status = 200, body = Server, headers(("ETag" = String, description = "\"<resourceVersion>\""))),
+        (status = 200, description = "The server", body = Server, headers(("ETag" = String, description = "\"<resourceVersion>\""))),
         AuthProblems, IdProblems,
     ),
     security(("bearer" = []))
@@ -415,7 +415,7 @@ async fn check_memory_quota(
     ),
     request_body = PatchServerRequest,
     responses(
-        (status = 202, body = Accepted),
+        (status = 202, description = "Update accepted", body = Accepted),
         AuthProblems, AdmissionProblems, IdProblems, BodyProblems, ConflictProblems,
     ),
     security(("bearer" = []))
@@ -475,7 +475,7 @@ pub async fn patch_server(
 #[utoipa::path(
     delete, path = "/api/servers/{id}", tag = "servers",
     params(("id" = String, Path, format = Uuid, description = "Server id")),
-    responses((status = 202, body = Accepted), AuthProblems, IdProblems),
+    responses((status = 202, description = "Deletion accepted", body = Accepted), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn delete_server(
@@ -502,7 +502,7 @@ pub struct ReconcileQuery {
 #[utoipa::path(
     post, path = "/api/servers/{id}/reconcile", tag = "servers",
     params(("id" = String, Path, format = Uuid, description = "Server id"), ReconcileQuery),
-    responses((status = 202, body = Server), AuthProblems, IdProblems),
+    responses((status = 202, description = "Reconcile requested", body = Server), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn reconcile_server(
@@ -531,7 +531,7 @@ async fn set_paused(ctx: &Ctx, p: &Principal, id: &str, paused: bool) -> ApiResu
 #[utoipa::path(
     post, path = "/api/servers/{id}/pause", tag = "servers",
     params(("id" = String, Path, format = Uuid, description = "Server id")),
-    responses((status = 200, body = Server), AuthProblems, IdProblems),
+    responses((status = 200, description = "The server", body = Server), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn pause_server(
@@ -546,7 +546,7 @@ pub async fn pause_server(
 #[utoipa::path(
     post, path = "/api/servers/{id}/resume", tag = "servers",
     params(("id" = String, Path, format = Uuid, description = "Server id")),
-    responses((status = 200, body = Server), AuthProblems, IdProblems),
+    responses((status = 200, description = "The server", body = Server), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn resume_server(
@@ -569,7 +569,7 @@ pub struct EventsQuery {
 #[utoipa::path(
     get, path = "/api/servers/{id}/events", tag = "servers",
     params(("id" = String, Path, format = Uuid, description = "Server id"), EventsQuery),
-    responses((status = 200, body = EventList), AuthProblems, IdProblems),
+    responses((status = 200, description = "Newest first", body = EventList), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn server_events(

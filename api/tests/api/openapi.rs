@@ -48,6 +48,42 @@ fn every_route_is_documented() {
 }
 
 #[test]
+fn every_reference_resolves_and_every_response_is_described() {
+    fn walk(v: &serde_json::Value, refs: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    refs.push(r.to_string());
+                }
+                m.values().for_each(|x| walk(x, refs));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, refs)),
+            _ => {}
+        }
+    }
+    let doc = serde_json::to_value(api::openapi()).unwrap();
+    let mut refs = Vec::new();
+    walk(&doc, &mut refs);
+    for r in refs {
+        let name = r
+            .strip_prefix("#/components/schemas/")
+            .expect("a schema ref");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} resolves"
+        );
+    }
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (m, op) in ops.as_object().unwrap() {
+            for (status, r) in op["responses"].as_object().unwrap() {
+                let d = r["description"].as_str().unwrap_or("");
+                assert!(!d.is_empty(), "{m} {path} {status} has a description");
+            }
+        }
+    }
+}
+
+#[test]
 fn openapi_snapshot() {
     insta::assert_json_snapshot!("openapi", api::openapi());
 }
