@@ -380,6 +380,7 @@ impl Config {
             .collect();
         b = b.add_source(
             config::Environment::with_prefix("ZLH")
+                .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
                 .source(Some(vars)),

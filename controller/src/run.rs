@@ -138,15 +138,15 @@ pub async fn run(
                 .with_context(|| format!("cannot listen on {}", cfg.api.listen))?,
         };
         info!(addr = %listener.local_addr()?, "API listening");
-        let state = api::server::AppState::new(
-            store.clone(),
-            Arc::new(cfg.catalog()),
-            cfg.api.limits.clone(),
-            Some(metrics.clone()),
-        );
+        let state = api::AppState {
+            store: store.clone(),
+            catalog: Arc::new(cfg.catalog()),
+            config: cfg.api.limits.clone(),
+            metrics: Some(metrics.clone()),
+        };
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            api::server::serve(listener, state, async move { stop.cancelled().await })
+            api::serve(listener, state, async move { stop.cancelled().await })
                 .await
                 .context("API server failed")
         });
@@ -160,19 +160,6 @@ pub async fn run(
         let stop = shutdown.clone();
         tasks.spawn(async move { ctl.run(stop).await });
     }
-    // Upkeep for histograms of the Prometheus recorder.
-    let upkeep = {
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = t.tick() => metrics.run_upkeep(),
-                }
-            }
-        })
-    };
     notify_ready();
     let mut result = Ok(());
     while let Some(r) = tasks.join_next().await {
@@ -192,6 +179,5 @@ pub async fn run(
             }
         }
     }
-    upkeep.abort();
     result
 }

@@ -98,13 +98,11 @@ impl SimStack {
         let set = options.set;
         let pve = if set.proxmox {
             let mut c = SimConfig::default();
-            c.timing.clone = options.clone;
-            c.timing.start = options.start;
-            c.timing.stop = options.start;
-            c.timing.shutdown = options.start;
-            c.timing.destroy = Duration::from_secs(2);
-            c.timing.ip_delay = options.ip_delay;
-            c.time_scale = scale;
+            c.timings.clone = options.clone;
+            c.timings.start = options.start;
+            c.timings.ip_delay = options.ip_delay;
+            // The sim multiplies its timings by this (ours: simulated seconds per second).
+            c.time_scale = 1.0 / scale;
             Some(PveSim::start(c).await?)
         } else {
             None
@@ -154,6 +152,7 @@ impl SimStack {
             (Some(p), Some(a)) => {
                 let mut rx = p.subscribe();
                 let a = a.clone();
+                let p = p.clone();
                 Some(tokio::spawn(async move {
                     loop {
                         match rx.recv().await {
@@ -162,10 +161,8 @@ impl SimStack {
                                     tracing::warn!(%ip, error = %e, "agent simulator could not bind");
                                 }
                             }
-                            Ok(CtEvent::Stopped { ip, .. }) | Ok(CtEvent::Destroyed { ip, .. }) => {
-                                if let Some(ip) = ip {
-                                    a.container_stopped(ip).await;
-                                }
+                            Ok(CtEvent::Stopped { vmid }) | Ok(CtEvent::Destroyed { vmid }) => {
+                                a.container_stopped(p.ip_for(vmid)).await;
                             }
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                             Err(_) => return,

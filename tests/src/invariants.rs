@@ -33,13 +33,13 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
         if !ct.tags.iter().any(|t| *t == marker_tag(s.id)) || !ct.tags.iter().any(|t| t == FLEET_TAG) {
             v.push(format!("{}: container {vmid} lacks our marker tags: {:?}", s.id, ct.tags));
         }
-        let running = ct.running;
+        let running = ct.status == proxmox_client::CtState::Running;
         if running != (s.spec.power == Power::Running) {
             v.push(format!("{}: container {vmid} running={running}, spec {:?}", s.id, s.spec.power));
         }
         let owners = cts
             .iter()
-            .filter(|c| marker_in(&c.tags, &c.description).as_deref() == Some(&s.id.to_string()))
+            .filter(|c| marker_in(&c.tags, c.description.as_deref().unwrap_or("")).as_deref() == Some(&s.id.to_string()))
             .count();
         if owners != 1 {
             v.push(format!("{}: {owners} containers carry its marker (want exactly 1)", s.id));
@@ -81,7 +81,7 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
 
     // Nothing of ours that no server owns.
     for c in &cts {
-        if let Some(m) = marker_in(&c.tags, &c.description)
+        if let Some(m) = marker_in(&c.tags, c.description.as_deref().unwrap_or(""))
             && !live.contains(&m)
         {
             v.push(format!("container {} carries marker {m} but no server owns it (leak)", c.vmid));
