@@ -30,9 +30,10 @@ impl<K: Eq + Hash + Clone> Backoff<K> {
             *n = n.saturating_add(1);
             *n
         };
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(n.saturating_sub(1).min(30)).unwrap_or(u32::MAX));
+        let exp = self.base.saturating_mul(
+            1u32.checked_shl(n.saturating_sub(1).min(30))
+                .unwrap_or(u32::MAX),
+        );
         let capped = exp.min(self.max);
         let half = capped / 2;
         half + half.mul_f64(rand::random::<f64>())
@@ -61,7 +62,10 @@ mod tests {
         let waits: Vec<Duration> = (0..12).map(|_| b.next(&"k")).collect();
         for (i, w) in waits.iter().enumerate() {
             let ceiling = Duration::from_secs(1 << i.min(30)).min(Duration::from_secs(300));
-            assert!(*w <= ceiling && *w >= ceiling / 2, "attempt {i}: {w:?} vs {ceiling:?}");
+            assert!(
+                *w <= ceiling && *w >= ceiling / 2,
+                "attempt {i}: {w:?} vs {ceiling:?}"
+            );
         }
         assert_eq!(b.failures(&"k"), 12);
         b.reset(&"k");

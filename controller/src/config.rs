@@ -385,9 +385,7 @@ impl Config {
                 .try_parsing(true)
                 .source(Some(vars)),
         );
-        let built = b
-            .build()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let built = b.build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let cfg: Config = built
             .try_deserialize()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -408,9 +406,15 @@ impl Config {
         if self.controller.workers == 0 {
             return bad("controller.workers", "must be at least 1".into());
         }
-        for (key, [lo, hi]) in [("vmids.game", self.vmids.game), ("vmids.dev", self.vmids.dev)] {
+        for (key, [lo, hi]) in [
+            ("vmids.game", self.vmids.game),
+            ("vmids.dev", self.vmids.dev),
+        ] {
             if lo < 100 || lo > hi {
-                return bad(key, format!("[{lo}, {hi}] is not a range within 100..=999999999"));
+                return bad(
+                    key,
+                    format!("[{lo}, {hi}] is not a range within 100..=999999999"),
+                );
             }
         }
         let (g, d) = (self.vmids.game, self.vmids.dev);
@@ -432,7 +436,10 @@ impl Config {
                     return bad(&format!("templates[{i}].variants"), "is empty".into());
                 }
                 Kind::Dev if t.runtime.is_none() => {
-                    return bad(&format!("templates[{i}].runtime"), "is required for dev".into());
+                    return bad(
+                        &format!("templates[{i}].runtime"),
+                        "is required for dev".into(),
+                    );
                 }
                 _ => {}
             }
@@ -510,13 +517,48 @@ mod tests {
     #[test]
     fn config_error_table() {
         let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
-            ("a typo is named", "[controller]\nwrkers = 3\n", &[], "wrkers"),
-            ("a wrong type names the key", "[controller]\nworkers = \"many\"\n", &[], "workers"),
-            ("a bad duration names the key", "[controller]\nlease_ttl = \"soon\"\n", &[], "lease_ttl"),
-            ("zero workers is refused", "[controller]\nworkers = 0\n", &[], "controller.workers"),
-            ("overlapping ranges are refused", "[vmids]\ngame = [5000, 6500]\n", &[], "vmids"),
-            ("a bad env override names the key", "", &[("ZLH_CONTROLLER__WORKERS", "x")], "workers"),
-            ("an unknown scheme is refused", "database_url = \"mysql://x\"\n", &[], "database_url"),
+            (
+                "a typo is named",
+                "[controller]\nwrkers = 3\n",
+                &[],
+                "wrkers",
+            ),
+            (
+                "a wrong type names the key",
+                "[controller]\nworkers = \"many\"\n",
+                &[],
+                "workers",
+            ),
+            (
+                "a bad duration names the key",
+                "[controller]\nlease_ttl = \"soon\"\n",
+                &[],
+                "lease_ttl",
+            ),
+            (
+                "zero workers is refused",
+                "[controller]\nworkers = 0\n",
+                &[],
+                "controller.workers",
+            ),
+            (
+                "overlapping ranges are refused",
+                "[vmids]\ngame = [5000, 6500]\n",
+                &[],
+                "vmids",
+            ),
+            (
+                "a bad env override names the key",
+                "",
+                &[("ZLH_CONTROLLER__WORKERS", "x")],
+                "workers",
+            ),
+            (
+                "an unknown scheme is refused",
+                "database_url = \"mysql://x\"\n",
+                &[],
+                "database_url",
+            ),
         ];
         for (reason, toml, env, needle) in cases {
             let err = load_str(toml, env).expect_err(reason).to_string();

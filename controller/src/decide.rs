@@ -10,7 +10,9 @@ use crate::config::ControllerSection;
 use crate::reason as r;
 use chrono::{DateTime, Utc};
 use model::status::InFlightTask;
-use model::{ConditionStatus, ConditionType, ErrorClass, Kind, Power, ServerId, ServerStatus, Step};
+use model::{
+    ConditionStatus, ConditionType, ErrorClass, Kind, Power, ServerId, ServerStatus, Step,
+};
 
 /// The tag and description line that mark a container as ours.
 pub fn marker_tag(id: ServerId) -> String {
@@ -213,14 +215,19 @@ pub enum Layer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Observe(Layer),
-    ReserveVmid { replace: bool },
+    ReserveVmid {
+        replace: bool,
+    },
     Clone,
     /// A task we started is still running: check again after `task_poll`.
     AwaitTask,
     /// The in-flight task finished OK: forget it and decide again.
     ClearTask,
     /// The in-flight task failed; record it (the container, if any, is gone or cleaned next).
-    TaskFailed { action: String, message: String },
+    TaskFailed {
+        action: String,
+        message: String,
+    },
     /// A failed clone left a container of ours behind: destroy it before retrying.
     DestroyFailedClone,
     Configure(ConfigChange),
@@ -230,11 +237,21 @@ pub enum Action {
     PublishDns,
     RegisterProxy,
     /// Nothing to do but wait (IP, Agent, lock, template): check again after `wait_poll`.
-    Wait { step: Step, reason: &'static str, message: String },
+    Wait {
+        step: Step,
+        reason: &'static str,
+        message: String,
+    },
     /// A backend is failing transiently: Degraded, back off, destroy nothing.
-    Degraded { step: Step, error: Unavailable },
+    Degraded {
+        step: Step,
+        error: Unavailable,
+    },
     /// Give up until the spec changes or a forced retry.
-    Fail { step: Step, message: String },
+    Fail {
+        step: Step,
+        message: String,
+    },
     Ready,
     // Teardown.
     Unregister,
@@ -270,9 +287,8 @@ impl Context<'_> {
     }
 
     fn overdue(&self, t: ConditionType, deadline: std::time::Duration) -> bool {
-        self.waiting_since(t).is_some_and(|since| {
-            (self.now - since).to_std().unwrap_or_default() > deadline
-        })
+        self.waiting_since(t)
+            .is_some_and(|since| (self.now - since).to_std().unwrap_or_default() > deadline)
     }
 }
 
@@ -311,10 +327,20 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
 
     // Allocate the VMID (rule 2: in the DB, before anything exists in Proxmox).
     let Some(vmid) = d.vmid else {
-        b.set(cond(C::VmidAllocated, false, r::NOT_RESERVED, "reserving a VMID"));
+        b.set(cond(
+            C::VmidAllocated,
+            false,
+            r::NOT_RESERVED,
+            "reserving a VMID",
+        ));
         return b.done(Action::ReserveVmid { replace: false });
     };
-    b.set(cond(C::VmidAllocated, true, r::RESERVED, format!("VMID {vmid}")));
+    b.set(cond(
+        C::VmidAllocated,
+        true,
+        r::RESERVED,
+        format!("VMID {vmid}"),
+    ));
 
     // A task we started comes first (rule 3).
     let failed_task = match (&cx.status.in_flight_task, &o.task) {
@@ -411,7 +437,11 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
         return b.done(Action::ReserveVmid { replace: true });
     }
     if let Some(lock) = &c.lock {
-        let reason = if lock == "create" { r::CLONING } else { r::LOCKED };
+        let reason = if lock == "create" {
+            r::CLONING
+        } else {
+            r::LOCKED
+        };
         b.set(cond(
             C::ContainerCreated,
             false,
@@ -440,7 +470,12 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
         ));
         return b.done(Action::Configure(change));
     }
-    b.set(cond(C::ContainerCreated, true, r::CREATED, format!("CT {vmid}")));
+    b.set(cond(
+        C::ContainerCreated,
+        true,
+        r::CREATED,
+        format!("CT {vmid}"),
+    ));
 
     // Power.
     let Some(power) = &o.power else {
@@ -452,17 +487,30 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
     };
     match (d.power, power) {
         (Power::Stopped, PowerObs::Running) => {
-            b.set(cond(C::ContainerRunning, false, r::STOPPING, "stopping as the spec asks"));
+            b.set(cond(
+                C::ContainerRunning,
+                false,
+                r::STOPPING,
+                "stopping as the spec asks",
+            ));
             return b.done(Action::Shutdown);
         }
         (Power::Stopped, PowerObs::Stopped) => {
-            b.set(cond(C::ContainerRunning, false, r::STOPPED, "stopped as the spec asks"));
+            b.set(cond(
+                C::ContainerRunning,
+                false,
+                r::STOPPED,
+                "stopped as the spec asks",
+            ));
             b.set(cond(C::Ready, true, r::READY, "stopped as the spec asks"));
             return b.done(Action::Ready);
         }
         (Power::Running, PowerObs::Stopped) => {
             if cx.overdue(C::ContainerRunning, timing.start_deadline)
-                && cx.status.condition(C::ContainerRunning).map(|c| c.reason.as_str())
+                && cx
+                    .status
+                    .condition(C::ContainerRunning)
+                    .map(|c| c.reason.as_str())
                     == Some(r::STARTING)
             {
                 return b.done(Action::Fail {
@@ -491,7 +539,12 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
                     message: "no IPv4 address before the deadline".into(),
                 });
             }
-            b.set(cond(C::NetworkReady, false, r::WAITING_FOR_IP, "waiting for an address"));
+            b.set(cond(
+                C::NetworkReady,
+                false,
+                r::WAITING_FOR_IP,
+                "waiting for an address",
+            ));
             return b.done(Action::Wait {
                 step: Step::WaitForIp,
                 reason: r::WAITING_FOR_IP,
@@ -518,7 +571,12 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
             if cx.status.is_true(C::AgentReady) {
                 return degraded(b, Step::WaitForAgent, e);
             }
-            b.set(cond(C::AgentReady, false, r::AGENT_STARTING, e.message.clone()));
+            b.set(cond(
+                C::AgentReady,
+                false,
+                r::AGENT_STARTING,
+                e.message.clone(),
+            ));
             return b.done(Action::Wait {
                 step: Step::WaitForAgent,
                 reason: r::AGENT_STARTING,
@@ -532,7 +590,12 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
             });
         }
         Ok(AgentObs::Idle) => {
-            b.set(cond(C::AgentReady, false, r::CONFIG_SENT, "sending the Agent its config"));
+            b.set(cond(
+                C::AgentReady,
+                false,
+                r::CONFIG_SENT,
+                "sending the Agent its config",
+            ));
             return b.done(Action::SendAgentConfig);
         }
         Ok(AgentObs::Installing) => {
@@ -569,7 +632,12 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
 
     if !d.needs_edge() {
         for t in [C::DnsPublished, C::ProxyRegistered] {
-            b.set(cond(t, true, r::NOT_REQUIRED, "dev containers are not published"));
+            b.set(cond(
+                t,
+                true,
+                r::NOT_REQUIRED,
+                "dev containers are not published",
+            ));
         }
         b.set(cond(C::Ready, true, r::READY, "ready"));
         return b.done(Action::Ready);
@@ -582,10 +650,20 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
     match dns {
         Err(e) => return degraded(b, Step::PublishEdge, e),
         Ok(false) => {
-            b.set(cond(C::DnsPublished, false, r::NOT_PUBLISHED, "publishing A and SRV records"));
+            b.set(cond(
+                C::DnsPublished,
+                false,
+                r::NOT_PUBLISHED,
+                "publishing A and SRV records",
+            ));
             return b.done(Action::PublishDns);
         }
-        Ok(true) => b.set(cond(C::DnsPublished, true, r::PUBLISHED, "A and SRV records in place")),
+        Ok(true) => b.set(cond(
+            C::DnsPublished,
+            true,
+            r::PUBLISHED,
+            "A and SRV records in place",
+        )),
     }
     let Some(proxy) = &o.proxy else {
         return b.done(Action::Observe(Layer::Proxy));
@@ -593,7 +671,12 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
     match proxy {
         Err(e) => return degraded(b, Step::PublishEdge, e),
         Ok(false) => {
-            b.set(cond(C::ProxyRegistered, false, r::NOT_REGISTERED, "registering with the proxy"));
+            b.set(cond(
+                C::ProxyRegistered,
+                false,
+                r::NOT_REGISTERED,
+                "registering with the proxy",
+            ));
             return b.done(Action::RegisterProxy);
         }
         Ok(true) => b.set(cond(C::ProxyRegistered, true, r::REGISTERED, "registered")),
@@ -698,7 +781,12 @@ pub const TASK_STOP: &str = "stop";
 pub const TASK_DESTROY: &str = "destroy";
 
 fn task_step(cx: &Context) -> Step {
-    match cx.status.in_flight_task.as_ref().map(|t: &InFlightTask| t.action.as_str()) {
+    match cx
+        .status
+        .in_flight_task
+        .as_ref()
+        .map(|t: &InFlightTask| t.action.as_str())
+    {
         Some(TASK_CLONE) | Some(TASK_DESTROY) => Step::CloneContainer,
         _ => Step::StartContainer,
     }
@@ -729,8 +817,8 @@ pub fn degraded_reason(backend: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::status::InFlightTask;
     use model::ServerStatus;
+    use model::status::InFlightTask;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
@@ -864,7 +952,11 @@ mod tests {
             (c.observed)(&mut o);
             let mut s = ServerStatus::default();
             (c.status)(&mut s);
-            let cx = Context { status: &s, now: t0(), timing: &timing };
+            let cx = Context {
+                status: &s,
+                now: t0(),
+                timing: &timing,
+            };
             let got = decide(&d, &o, &cx);
             assert_eq!(got.action, c.want, "{}", c.reason);
         }
@@ -874,17 +966,124 @@ mod tests {
     fn teardown_table() {
         let timing = ControllerSection::default();
         let cases = vec![
-            Case { reason: "the proxy registration goes first", desired: none, observed: no_obs, status: no_status, want: Action::Unregister },
-            Case { reason: "then the DNS records", desired: none, observed: |o| o.proxy = Some(Ok(false)), status: no_status, want: Action::RemoveDns },
-            Case { reason: "a proxy outage delays teardown, it never skips the step", desired: none, observed: |o| o.proxy = Some(Err(down())), status: no_status, want: Action::Degraded { step: Step::Teardown, error: down() } },
-            Case { reason: "a running container is stopped before destroy", desired: none, observed: |o| { o.proxy = Some(Ok(false)); o.dns = Some(Ok(false)) }, status: no_status, want: Action::Stop },
-            Case { reason: "the stop task is waited for before destroy", desired: none, observed: |o| { o.proxy = Some(Ok(false)); o.dns = Some(Ok(false)); o.task = Some(Ok(TaskObs::Running)) }, status: |s| s.in_flight_task = Some(task(TASK_STOP, t0())), want: Action::AwaitTask },
-            Case { reason: "a stopped container of ours is destroyed", desired: none, observed: |o| { o.proxy = Some(Ok(false)); o.dns = Some(Ok(false)); o.power = Some(Ok(PowerObs::Stopped)) }, status: no_status, want: Action::Destroy },
-            Case { reason: "unknown container state during teardown degrades (no skipping to archive)", desired: none, observed: |o| { o.proxy = Some(Ok(false)); o.dns = Some(Ok(false)); o.container = Some(Err(down())) }, status: no_status, want: Action::Degraded { step: Step::Teardown, error: down() } },
-            Case { reason: "a container that is gone lets the row be archived", desired: none, observed: |o| { o.proxy = Some(Ok(false)); o.dns = Some(Ok(false)); o.container = Some(Ok(None)) }, status: no_status, want: Action::Archive },
-            Case { reason: "an intruder at our VMID is left alone; only our reservation goes", desired: none, observed: |o| { o.proxy = Some(Ok(false)); o.dns = Some(Ok(false)); o.container = Some(Ok(Some(ContainerObs::default()))) }, status: no_status, want: Action::Archive },
-            Case { reason: "a server deleted before it had a VMID is archived at once", desired: |d| { d.vmid = None; d.kind = Kind::Dev }, observed: no_obs, status: no_status, want: Action::Archive },
-            Case { reason: "a locked container is waited for", desired: |d| d.kind = Kind::Dev, observed: |o| o.container = Some(Ok(Some(ContainerObs { lock: Some("backup".into()), ..ours() }))), status: no_status, want: Action::Wait { step: Step::Teardown, reason: r::LOCKED, message: "container is locked (backup)".into() } },
+            Case {
+                reason: "the proxy registration goes first",
+                desired: none,
+                observed: no_obs,
+                status: no_status,
+                want: Action::Unregister,
+            },
+            Case {
+                reason: "then the DNS records",
+                desired: none,
+                observed: |o| o.proxy = Some(Ok(false)),
+                status: no_status,
+                want: Action::RemoveDns,
+            },
+            Case {
+                reason: "a proxy outage delays teardown, it never skips the step",
+                desired: none,
+                observed: |o| o.proxy = Some(Err(down())),
+                status: no_status,
+                want: Action::Degraded {
+                    step: Step::Teardown,
+                    error: down(),
+                },
+            },
+            Case {
+                reason: "a running container is stopped before destroy",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(false));
+                    o.dns = Some(Ok(false))
+                },
+                status: no_status,
+                want: Action::Stop,
+            },
+            Case {
+                reason: "the stop task is waited for before destroy",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(false));
+                    o.dns = Some(Ok(false));
+                    o.task = Some(Ok(TaskObs::Running))
+                },
+                status: |s| s.in_flight_task = Some(task(TASK_STOP, t0())),
+                want: Action::AwaitTask,
+            },
+            Case {
+                reason: "a stopped container of ours is destroyed",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(false));
+                    o.dns = Some(Ok(false));
+                    o.power = Some(Ok(PowerObs::Stopped))
+                },
+                status: no_status,
+                want: Action::Destroy,
+            },
+            Case {
+                reason: "unknown container state during teardown degrades (no skipping to archive)",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(false));
+                    o.dns = Some(Ok(false));
+                    o.container = Some(Err(down()))
+                },
+                status: no_status,
+                want: Action::Degraded {
+                    step: Step::Teardown,
+                    error: down(),
+                },
+            },
+            Case {
+                reason: "a container that is gone lets the row be archived",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(false));
+                    o.dns = Some(Ok(false));
+                    o.container = Some(Ok(None))
+                },
+                status: no_status,
+                want: Action::Archive,
+            },
+            Case {
+                reason: "an intruder at our VMID is left alone; only our reservation goes",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(false));
+                    o.dns = Some(Ok(false));
+                    o.container = Some(Ok(Some(ContainerObs::default())))
+                },
+                status: no_status,
+                want: Action::Archive,
+            },
+            Case {
+                reason: "a server deleted before it had a VMID is archived at once",
+                desired: |d| {
+                    d.vmid = None;
+                    d.kind = Kind::Dev
+                },
+                observed: no_obs,
+                status: no_status,
+                want: Action::Archive,
+            },
+            Case {
+                reason: "a locked container is waited for",
+                desired: |d| d.kind = Kind::Dev,
+                observed: |o| {
+                    o.container = Some(Ok(Some(ContainerObs {
+                        lock: Some("backup".into()),
+                        ..ours()
+                    })))
+                },
+                status: no_status,
+                want: Action::Wait {
+                    step: Step::Teardown,
+                    reason: r::LOCKED,
+                    message: "container is locked (backup)".into(),
+                },
+            },
         ];
         for c in cases {
             let mut d = desired();
@@ -893,7 +1092,11 @@ mod tests {
             (c.observed)(&mut o);
             let mut s = ServerStatus::default();
             (c.status)(&mut s);
-            let cx = Context { status: &s, now: t0(), timing: &timing };
+            let cx = Context {
+                status: &s,
+                now: t0(),
+                timing: &timing,
+            };
             assert_eq!(decide_teardown(&d, &o, &cx).action, c.want, "{}", c.reason);
         }
     }
@@ -901,7 +1104,10 @@ mod tests {
     #[test]
     fn markers_round_trip() {
         assert_eq!(marker_in(&[marker_tag(id())], ""), Some(id().to_string()));
-        assert_eq!(marker_in(&[], &format!("{}\n", marker_line(id()))), Some(id().to_string()));
+        assert_eq!(
+            marker_in(&[], &format!("{}\n", marker_line(id()))),
+            Some(id().to_string())
+        );
         assert_eq!(marker_in(&["zlh".into()], "hello"), None);
     }
 }

@@ -29,7 +29,11 @@ pub struct DevState {
     pub simulators: crate::sim::SimEndpoints,
 }
 
-pub async fn run(mut cfg: Config, opts: DevOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    mut cfg: Config,
+    opts: DevOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
     let sims = SimStack::start(SimOptions {
@@ -89,7 +93,11 @@ pub async fn run(mut cfg: Config, opts: DevOptions, shutdown: CancellationToken)
     Ok(())
 }
 
-async fn create_token(store: &model::store::AnyStore, name: &str, role: Role) -> anyhow::Result<String> {
+async fn create_token(
+    store: &model::store::AnyStore,
+    name: &str,
+    role: Role,
+) -> anyhow::Result<String> {
     let secret = model::customer::new_token_secret();
     store
         .create_token(name, &model::customer::token_hash(&secret), role, None)
@@ -99,8 +107,8 @@ async fn create_token(store: &model::store::AnyStore, name: &str, role: Role) ->
 
 /// The state file holds tokens: readable by the owner only.
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -155,7 +163,10 @@ async fn show_progress(store: model::store::AnyStore, stop: CancellationToken) {
         let Ok(page) = store
             .list_servers(
                 &model::store::ServerFilter::default(),
-                model::store::PageRequest { after: None, limit: 500 },
+                model::store::PageRequest {
+                    after: None,
+                    limit: 500,
+                },
             )
             .await
         else {

@@ -79,7 +79,8 @@ impl Controller {
         }
         let mut resync = tokio::time::interval(self.timing().resync_interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut beat = tokio::time::interval((self.timing().lease_ttl / 3).max(Duration::from_millis(50)));
+        let mut beat =
+            tokio::time::interval((self.timing().lease_ttl / 3).max(Duration::from_millis(50)));
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -108,7 +109,10 @@ impl Controller {
             .await
             .is_err()
         {
-            warn!(?grace, "reconciles still running after the grace period; cancelling them");
+            warn!(
+                ?grace,
+                "reconciles still running after the grace period; cancelling them"
+            );
             workers.cancel();
             tasks.shutdown().await;
         }
@@ -216,7 +220,10 @@ impl Controller {
     pub async fn resync(&self) {
         let store = &self.rec.store;
         let ttl = self.timing().resync_interval * 2;
-        match store.try_singleton(SINGLETON_RESYNC, &self.replica_id, ttl).await {
+        match store
+            .try_singleton(SINGLETON_RESYNC, &self.replica_id, ttl)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {

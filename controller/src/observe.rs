@@ -6,8 +6,8 @@ use crate::decide::{
     AgentObs, ContainerObs, Desired, Layer, Observed, PowerObs, Seen, TaskObs, Unavailable,
 };
 use crate::snapshot::Snapshot;
-use edge_client::dns::{DesiredRecords, DnsProvider, ObservedRecords, SrvRecord};
 use edge_client::AgentState;
+use edge_client::dns::{DesiredRecords, DnsProvider, ObservedRecords, SrvRecord};
 use model::ErrorClass;
 use proxmox_client::Proxmox;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,7 +26,11 @@ pub struct EdgeTarget<'a> {
 impl EdgeTarget<'_> {
     pub fn records(&self, public: bool) -> DesiredRecords {
         DesiredRecords {
-            a: if public { self.public_ip } else { self.internal_ip },
+            a: if public {
+                self.public_ip
+            } else {
+                self.internal_ip
+            },
             srv: Some(SrvRecord {
                 priority: 0,
                 weight: 0,
@@ -71,9 +75,8 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
                 Err(_) => Ok(TaskObs::Succeeded),
                 Ok(u) => pve_seen(pve.task_status(&u).await).map(|t| match t.exit {
                     None => TaskObs::Running,
-                    Some(proxmox_client::TaskExit::Ok) | Some(proxmox_client::TaskExit::Warnings(_)) => {
-                        TaskObs::Succeeded
-                    }
+                    Some(proxmox_client::TaskExit::Ok)
+                    | Some(proxmox_client::TaskExit::Warnings(_)) => TaskObs::Succeeded,
                     Some(proxmox_client::TaskExit::Error(msg)) => TaskObs::Failed(msg),
                 }),
             });
@@ -136,7 +139,11 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             }));
         }
         Layer::Agent => {
-            let ip = o.ip.as_ref().and_then(|r| r.as_ref().ok()).cloned().flatten();
+            let ip =
+                o.ip.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .cloned()
+                    .flatten();
             let Some(ip) = ip.or_else(|| cx.known_ip.map(str::to_string)) else {
                 o.agent = Some(Ok(AgentObs::Idle));
                 return;
@@ -168,13 +175,12 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
                 o.proxy = Some(Ok(!cx.teardown));
                 return;
             };
-            let ip = o
-                .ip
-                .as_ref()
-                .and_then(|r| r.as_ref().ok())
-                .cloned()
-                .flatten()
-                .or_else(|| cx.known_ip.map(str::to_string));
+            let ip =
+                o.ip.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .cloned()
+                    .flatten()
+                    .or_else(|| cx.known_ip.map(str::to_string));
             let matches = |addr: &str, port: Option<u16>| {
                 cx.teardown || (Some(addr) == ip.as_deref() && port == Some(edge.game_port))
             };
@@ -194,7 +200,11 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             );
         }
         Layer::Slp => {
-            let ip = o.ip.as_ref().and_then(|r| r.as_ref().ok()).cloned().flatten();
+            let ip =
+                o.ip.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .cloned()
+                    .flatten();
             let (Some(edge), Some(ip)) = (&cx.edge, ip) else {
                 o.slp = Some(Ok(true));
                 return;
@@ -204,9 +214,9 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
                 return;
             };
             // A failed ping is "not connectable (yet)", not an outage of anything.
-            o.slp = Some(Ok(
-                edge_client::slp::ping(addr, edge.fqdn, cx.slp_timeout).await.is_ok()
-            ));
+            o.slp = Some(Ok(edge_client::slp::ping(addr, edge.fqdn, cx.slp_timeout)
+                .await
+                .is_ok()));
         }
         Layer::CloneSlot => unreachable!("clone slots are observed by the reconciler"),
     }
@@ -228,14 +238,24 @@ async fn dns_state(cx: &ObserveCtx<'_>, edge: &EdgeTarget<'_>) -> Seen<bool> {
         let snap = cx.snapshot.dns.get(t.name()).and_then(|z| z.get(edge.fqdn));
         match snap {
             Some(s) if cx.steady && s.matches(&edge.records(false)) => check(false, s),
-            _ => check(false, &t.observe(edge.fqdn).await.map_err(|e| Unavailable::from(&e))?),
+            _ => check(
+                false,
+                &t.observe(edge.fqdn)
+                    .await
+                    .map_err(|e| Unavailable::from(&e))?,
+            ),
         }
     }
     if let Some(c) = &b.cloudflare {
         let snap = cx.snapshot.dns.get(c.name()).and_then(|z| z.get(edge.fqdn));
         match snap {
             Some(s) if cx.steady && s.matches(&edge.records(true)) => check(true, s),
-            _ => check(true, &c.observe(edge.fqdn).await.map_err(|e| Unavailable::from(&e))?),
+            _ => check(
+                true,
+                &c.observe(edge.fqdn)
+                    .await
+                    .map_err(|e| Unavailable::from(&e))?,
+            ),
         }
     }
     Ok(if cx.teardown { any_left } else { all_ok })
@@ -283,6 +303,9 @@ mod tests {
         assert_eq!(net_param(cur, "bridge").as_deref(), Some("vmbr0"));
         let want = desired_net0(Some(cur), "vmbr3");
         assert_eq!(net_param(&want, "bridge").as_deref(), Some("vmbr3"));
-        assert_eq!(net_param(&want, "hwaddr").as_deref(), Some("BC:24:11:AA:BB:CC"));
+        assert_eq!(
+            net_param(&want, "hwaddr").as_deref(),
+            Some("BC:24:11:AA:BB:CC")
+        );
     }
 }

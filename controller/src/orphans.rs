@@ -5,8 +5,8 @@ use crate::decide::marker_in;
 use crate::metrics as m;
 use crate::reconciler::Reconciler;
 use crate::snapshot::Snapshot;
-use model::store::{Orphan, Store};
 use model::ServerId;
+use model::store::{Orphan, Store};
 use std::collections::HashSet;
 use tracing::warn;
 

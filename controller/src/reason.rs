@@ -1,6 +1,6 @@
 //! Condition reasons and event reasons: one CamelCase word each, stable and greppable.
 
-pub use model::status::reason::{CONFIGURING, CONFIG_SENT, INSTALLING};
+pub use model::status::reason::{CONFIG_SENT, CONFIGURING, INSTALLING};
 
 // Condition reasons.
 pub const RESERVED: &str = "Reserved";

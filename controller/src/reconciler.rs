@@ -110,17 +110,27 @@ impl Reconciler {
         if let (Some(f), Some(at)) = (&status.failure, server.retry_requested_at)
             && at > f.at
         {
-            p.event(EventType::Normal, r::EV_RETRY_REQUESTED, format!("retrying {}", f.step));
+            p.event(
+                EventType::Normal,
+                r::EV_RETRY_REQUESTED,
+                format!("retrying {}", f.step),
+            );
             status.failure = None;
             status.attempts = 0;
         }
         // A new generation starts with a clean slate of attempts.
-        if status.failure.as_ref().is_some_and(|f| f.generation < server.generation) {
+        if status
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.generation < server.generation)
+        {
             status.failure = None;
             status.attempts = 0;
         }
         if !deleting && status.failure.is_some() {
-            return self.finish(&server, status, p, fence, Outcome::Done(None)).await;
+            return self
+                .finish(&server, status, p, fence, Outcome::Done(None))
+                .await;
         }
         if server.paused && !deleting {
             status.set_condition(
@@ -135,10 +145,16 @@ impl Reconciler {
                 server.generation,
                 now,
             );
-            return self.finish(&server, status, p, fence, Outcome::Done(None)).await;
+            return self
+                .finish(&server, status, p, fence, Outcome::Done(None))
+                .await;
         }
 
-        let snapshot = self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut desired = self.desired(&server);
         let mut obs = Observed::default();
         let timing = &self.cfg.controller;
@@ -174,24 +190,36 @@ impl Reconciler {
             }
             if let Some(Ok(Some(c))) = &obs.container
                 && !deleting
-                && server.status.condition(ConditionType::ContainerCreated).is_none()
+                && server
+                    .status
+                    .condition(ConditionType::ContainerCreated)
+                    .is_none()
                 && status.in_flight_task.is_none()
                 && c.ownership(&desired) == decide::Ownership::Ours
                 && !p.events.iter().any(|e| e.1 == r::EV_ADOPTED)
             {
                 // Found ours without a record of creating it: a crash between clone and
                 // record, or a wiped status. Adopt and continue.
-                p.event(EventType::Normal, r::EV_ADOPTED, format!("adopted existing CT {}", desired.vmid.unwrap_or_default()));
+                p.event(
+                    EventType::Normal,
+                    r::EV_ADOPTED,
+                    format!("adopted existing CT {}", desired.vmid.unwrap_or_default()),
+                );
             }
             if let Some(Ok(Some(c))) = &obs.container
                 && c.lock.as_deref() != Some("create")
                 && self.slots.holds(id)
-                && status.in_flight_task.as_ref().is_none_or(|t| t.action != TASK_CLONE)
+                && status
+                    .in_flight_task
+                    .as_ref()
+                    .is_none_or(|t| t.action != TASK_CLONE)
             {
                 // The clone is over (observed, not remembered): free the template.
-                self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
+                self.release_slot(id, desired.template.as_ref().map(|t| t.1))
+                    .await;
             }
             let step = status.current_step().unwrap_or(Step::PublishEdge);
+            tracing::trace!(?action, "decided");
             match action {
                 Action::Observe(Layer::CloneSlot) => {
                     let tpl = desired.template.as_ref().map(|t| t.1).unwrap_or_default();
@@ -206,7 +234,9 @@ impl Reconciler {
                         steady,
                         upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),
                         known_ip: status.ip.as_deref(),
-                        edge: desired.needs_edge().then(|| self.edge_target(&hostname, &fqdn)),
+                        edge: desired
+                            .needs_edge()
+                            .then(|| self.edge_target(&hostname, &fqdn)),
                         teardown: deleting,
                         slp_timeout: self.cfg.agent.timeout,
                     };
@@ -216,7 +246,8 @@ impl Reconciler {
                     if let Some(t) = status.in_flight_task.take()
                         && t.action == TASK_CLONE
                     {
-                        self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
+                        self.release_slot(id, desired.template.as_ref().map(|t| t.1))
+                            .await;
                     }
                     obs = Observed::default();
                 }
@@ -232,7 +263,8 @@ impl Reconciler {
                             obs = Observed::default();
                         }
                         Err(ReserveError::Backend(e)) => {
-                            outcome = self.degrade(&mut status, Step::AllocateVmid, &e, &mut p, now);
+                            outcome =
+                                self.degrade(&mut status, Step::AllocateVmid, &e, &mut p, now);
                             break;
                         }
                         Err(ReserveError::Store(StoreError::RangeExhausted { .. })) => {
@@ -254,7 +286,8 @@ impl Reconciler {
                     break;
                 }
                 Action::Fail { step, message } => {
-                    self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
+                    self.release_slot(id, desired.template.as_ref().map(|t| t.1))
+                        .await;
                     outcome = self.fail(&mut status, &server, step, message, &mut p, now);
                     break;
                 }
@@ -300,13 +333,23 @@ impl Reconciler {
                     break;
                 }
                 Action::Archive => {
-                    self.release_slot(id, desired.template.as_ref().map(|t| t.1)).await;
+                    self.release_slot(id, desired.template.as_ref().map(|t| t.1))
+                        .await;
                     self.store.archive_and_delete(id, fence).await?;
                     return Ok(Outcome::Done(None));
                 }
                 action => {
                     outcome = self
-                        .act(action, &server, &desired, &mut status, &mut obs, &mut p, now, step)
+                        .act(
+                            action,
+                            &server,
+                            &desired,
+                            &mut status,
+                            &mut obs,
+                            &mut p,
+                            now,
+                            step,
+                        )
                         .await;
                     if outcome == Outcome::Done(Some(Duration::ZERO)) {
                         // A synchronous change: observe again and go on in this reconcile.
@@ -347,7 +390,9 @@ impl Reconciler {
         let t = &self.cfg.controller;
         let ttl = (t.lease_ttl * 2).max(t.task_poll * 10);
         matches!(
-            self.store.try_singleton(&slot_name(tpl), &id.to_string(), ttl).await,
+            self.store
+                .try_singleton(&slot_name(tpl), &id.to_string(), ttl)
+                .await,
             Ok(true)
         )
     }
@@ -357,7 +402,10 @@ impl Reconciler {
         if let Some(tpl) = tpl
             && self.slots.holds(id)
         {
-            let _ = self.store.release_singleton(&slot_name(tpl), &id.to_string()).await;
+            let _ = self
+                .store
+                .release_singleton(&slot_name(tpl), &id.to_string())
+                .await;
         }
         let woken = self.slots.release(id);
         if !woken.is_empty() {
@@ -397,10 +445,19 @@ impl Reconciler {
                 ),
             );
         } else if old != Some(vmid) {
-            p.event(EventType::Normal, r::EV_VMID_RESERVED, format!("VMID {vmid}"));
+            p.event(
+                EventType::Normal,
+                r::EV_VMID_RESERVED,
+                format!("VMID {vmid}"),
+            );
         }
         // The reservation wrote the row: continue from the fresh version.
-        if let Some(fresh) = self.store.get_server(server.id).await.map_err(ReserveError::Store)? {
+        if let Some(fresh) = self
+            .store
+            .get_server(server.id)
+            .await
+            .map_err(ReserveError::Store)?
+        {
             *server = fresh;
         }
         Ok(vmid)
@@ -425,7 +482,11 @@ impl Reconciler {
         } else {
             r::EV_BACKEND_UNAVAILABLE
         };
-        p.event(EventType::Warning, reason, format!("{}: {}", e.backend, e.message));
+        p.event(
+            EventType::Warning,
+            reason,
+            format!("{}: {}", e.backend, e.message),
+        );
         match e.class {
             // A bug or bad credentials will not fix itself by hammering: retry slowly.
             ErrorClass::Invalid | ErrorClass::Unauthorized => {
@@ -458,7 +519,11 @@ impl Reconciler {
             at: now,
             generation: server.generation,
         });
-        p.event(EventType::Warning, r::EV_FAILED, format!("{step}: {message}"));
+        p.event(
+            EventType::Warning,
+            r::EV_FAILED,
+            format!("{step}: {message}"),
+        );
         Outcome::Done(None)
     }
 
@@ -518,7 +583,8 @@ impl Reconciler {
                     }
                     Err(e) if e.class == ErrorClass::Locked => {
                         // Another replica (or a human) is cloning this template: a wait.
-                        self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
+                        self.release_slot(d.id, d.template.as_ref().map(|t| t.1))
+                            .await;
                         Outcome::Done(Some(timing.lock_retry))
                     }
                     Err(e) if e.class == ErrorClass::Conflict => {
@@ -526,7 +592,8 @@ impl Reconciler {
                         Outcome::Done(Some(Duration::ZERO))
                     }
                     Err(e) => {
-                        self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
+                        self.release_slot(d.id, d.template.as_ref().map(|t| t.1))
+                            .await;
                         self.degrade(status, Step::CloneContainer, &(&e).into(), p, now)
                     }
                 }
@@ -547,7 +614,8 @@ impl Reconciler {
                     at: now,
                 });
                 if action == TASK_CLONE {
-                    self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
+                    self.release_slot(d.id, d.template.as_ref().map(|t| t.1))
+                        .await;
                     p.event(EventType::Warning, r::EV_CLONE_FAILED, message.clone());
                 }
                 if status.attempts >= timing.clone_attempts {
@@ -560,7 +628,8 @@ impl Reconciler {
                     Some(Ok(decide::TaskObs::Failed(m))) => m.clone(),
                     _ => "clone failed".into(),
                 };
-                self.release_slot(d.id, d.template.as_ref().map(|t| t.1)).await;
+                self.release_slot(d.id, d.template.as_ref().map(|t| t.1))
+                    .await;
                 status.attempts += 1;
                 status.last_error = Some(LastError {
                     class: ErrorClass::Transient,
@@ -606,23 +675,36 @@ impl Reconciler {
                 match pve.update_ct_config(&node, vmid, &req).await {
                     Ok(()) => {
                         let (reason, what) = if status.is_true(ConditionType::Ready) {
-                            (r::EV_DRIFT_REPAIRED, format!("configuration of CT {vmid} re-applied"))
+                            (
+                                r::EV_DRIFT_REPAIRED,
+                                format!("configuration of CT {vmid} re-applied"),
+                            )
                         } else {
                             (r::EV_CONFIGURED, format!("configured CT {vmid}"))
                         };
                         p.event(EventType::Normal, reason, what);
                         Outcome::Done(Some(Duration::ZERO))
                     }
-                    Err(e) if e.class == ErrorClass::Locked => Outcome::Done(Some(timing.lock_retry)),
+                    Err(e) if e.class == ErrorClass::Locked => {
+                        Outcome::Done(Some(timing.lock_retry))
+                    }
                     Err(e) => self.degrade(status, Step::ConfigureContainer, &(&e).into(), p, now),
                 }
             }
             Action::Start => match pve.start_ct(&node, vmid).await {
                 Ok(upid) => {
                     if status.is_true(ConditionType::Ready) {
-                        p.event(EventType::Normal, r::EV_DRIFT_REPAIRED, "container was stopped; starting it");
+                        p.event(
+                            EventType::Normal,
+                            r::EV_DRIFT_REPAIRED,
+                            "container was stopped; starting it",
+                        );
                     }
-                    p.event(EventType::Normal, r::EV_STARTED, format!("starting CT {vmid}"));
+                    p.event(
+                        EventType::Normal,
+                        r::EV_STARTED,
+                        format!("starting CT {vmid}"),
+                    );
                     started(status, upid.to_string(), TASK_START)
                 }
                 Err(e) if e.is_already_running() => Outcome::Done(Some(Duration::ZERO)),
@@ -631,7 +713,11 @@ impl Reconciler {
             },
             Action::Shutdown => match pve.shutdown_ct(&node, vmid, Some(60), true).await {
                 Ok(upid) => {
-                    p.event(EventType::Normal, r::EV_STOPPED, format!("shutting down CT {vmid}"));
+                    p.event(
+                        EventType::Normal,
+                        r::EV_STOPPED,
+                        format!("shutting down CT {vmid}"),
+                    );
                     started(status, upid.to_string(), TASK_SHUTDOWN)
                 }
                 Err(e) if e.is_not_running() => Outcome::Done(Some(Duration::ZERO)),
@@ -641,7 +727,10 @@ impl Reconciler {
                 let Some(ip) = ip else {
                     return Outcome::Done(Some(timing.wait_poll));
                 };
-                if matches!(&obs.agent, Some(Ok(decide::AgentObs::Error(_) | decide::AgentObs::Crashed))) {
+                if matches!(
+                    &obs.agent,
+                    Some(Ok(decide::AgentObs::Error(_) | decide::AgentObs::Crashed))
+                ) {
                     status.attempts += 1;
                     let msg = match &obs.agent {
                         Some(Ok(decide::AgentObs::Error(m))) => m.clone(),
@@ -653,9 +742,17 @@ impl Reconciler {
                         message: msg.clone(),
                         at: now,
                     });
-                    p.event(EventType::Warning, r::EV_AGENT_INSTALL_FAILED, format!("attempt {}: {msg}", status.attempts));
+                    p.event(
+                        EventType::Warning,
+                        r::EV_AGENT_INSTALL_FAILED,
+                        format!("attempt {}: {msg}", status.attempts),
+                    );
                 } else if status.is_true(ConditionType::Ready) {
-                    p.event(EventType::Normal, r::EV_DRIFT_REPAIRED, "Agent lost its config; sending it again");
+                    p.event(
+                        EventType::Normal,
+                        r::EV_DRIFT_REPAIRED,
+                        "Agent lost its config; sending it again",
+                    );
                 }
                 let payload = match edge_client::AgentPayload::for_spec(
                     vmid,
@@ -671,7 +768,11 @@ impl Reconciler {
                 };
                 match self.backends.agent.send_config(&ip, &payload).await {
                     Ok(()) => {
-                        p.event(EventType::Normal, r::EV_AGENT_CONFIG_SENT, format!("config sent to {ip}"));
+                        p.event(
+                            EventType::Normal,
+                            r::EV_AGENT_CONFIG_SENT,
+                            format!("config sent to {ip}"),
+                        );
                         Outcome::Done(Some(timing.wait_poll))
                     }
                     Err(e) => self.degrade(status, Step::SendAgentConfig, &(&e).into(), p, now),
@@ -689,7 +790,11 @@ impl Reconciler {
                 {
                     return self.degrade(status, Step::PublishEdge, &(&e).into(), p, now);
                 }
-                p.event(EventType::Normal, r::EV_DNS_PUBLISHED, format!("A and SRV records for {fqdn}"));
+                p.event(
+                    EventType::Normal,
+                    r::EV_DNS_PUBLISHED,
+                    format!("A and SRV records for {fqdn}"),
+                );
                 obs.dns = Some(Ok(true));
                 Outcome::Done(Some(Duration::ZERO))
             }
@@ -699,7 +804,11 @@ impl Reconciler {
                 };
                 match v.ensure(&hostname, &ip, self.cfg.agent.game_port).await {
                     Ok(_) => {
-                        p.event(EventType::Normal, r::EV_PROXY_REGISTERED, format!("{hostname} → {ip}:{}", self.cfg.agent.game_port));
+                        p.event(
+                            EventType::Normal,
+                            r::EV_PROXY_REGISTERED,
+                            format!("{hostname} → {ip}:{}", self.cfg.agent.game_port),
+                        );
                         Outcome::Done(Some(Duration::ZERO))
                     }
                     Err(e) => self.degrade(status, Step::PublishEdge, &(&e).into(), p, now),
@@ -712,7 +821,11 @@ impl Reconciler {
                 };
                 match v.remove(&hostname).await {
                     Ok(_) => {
-                        p.event(EventType::Normal, r::EV_TEARDOWN_STEP, format!("unregistered {hostname} from the proxy"));
+                        p.event(
+                            EventType::Normal,
+                            r::EV_TEARDOWN_STEP,
+                            format!("unregistered {hostname} from the proxy"),
+                        );
                         Outcome::Done(Some(Duration::ZERO))
                     }
                     Err(e) => self.degrade(status, Step::Teardown, &(&e).into(), p, now),
@@ -729,12 +842,20 @@ impl Reconciler {
                 {
                     return self.degrade(status, Step::Teardown, &(&e).into(), p, now);
                 }
-                p.event(EventType::Normal, r::EV_TEARDOWN_STEP, format!("DNS records of {fqdn} deleted"));
+                p.event(
+                    EventType::Normal,
+                    r::EV_TEARDOWN_STEP,
+                    format!("DNS records of {fqdn} deleted"),
+                );
                 Outcome::Done(Some(Duration::ZERO))
             }
             Action::Stop => match pve.stop_ct(&node, vmid).await {
                 Ok(upid) => {
-                    p.event(EventType::Normal, r::EV_TEARDOWN_STEP, format!("stopping CT {vmid}"));
+                    p.event(
+                        EventType::Normal,
+                        r::EV_TEARDOWN_STEP,
+                        format!("stopping CT {vmid}"),
+                    );
                     started(status, upid.to_string(), TASK_STOP)
                 }
                 Err(e) if e.is_not_running() => Outcome::Done(Some(Duration::ZERO)),
@@ -743,7 +864,11 @@ impl Reconciler {
             },
             Action::Destroy => match pve.delete_ct(&node, vmid, &destroy_options()).await {
                 Ok(upid) => {
-                    p.event(EventType::Normal, r::EV_DESTROYED, format!("destroying CT {vmid}"));
+                    p.event(
+                        EventType::Normal,
+                        r::EV_DESTROYED,
+                        format!("destroying CT {vmid}"),
+                    );
                     started(status, upid.to_string(), TASK_DESTROY)
                 }
                 Err(e) if e.class == ErrorClass::NotFound => Outcome::Done(Some(Duration::ZERO)),

@@ -4,8 +4,8 @@ use crate::backends::Backends;
 use crate::metrics as m;
 use crate::snapshot::{CtEntry, Snapshot};
 use edge_client::dns::DnsProvider;
-use model::store::{AnyStore, PageRequest, ServerFilter, Store};
 use model::Phase;
+use model::store::{AnyStore, PageRequest, ServerFilter, Store};
 use proxmox_client::Proxmox;
 use std::collections::HashMap;
 use tracing::warn;
@@ -19,7 +19,10 @@ pub async fn take_snapshot(b: &Backends) -> Snapshot {
     };
     match b.pve.cluster_resources().await {
         Ok(list) => {
-            for r in list.into_iter().filter(|r| r.kind == proxmox_client::GuestType::Lxc) {
+            for r in list
+                .into_iter()
+                .filter(|r| r.kind == proxmox_client::GuestType::Lxc)
+            {
                 snap.containers.insert(
                     r.vmid,
                     CtEntry {

@@ -78,13 +78,14 @@ pub fn single_controller_lock(store: &AnyStore) -> anyhow::Result<Option<File>> 
 /// SIGTERM/SIGINT cancel `token`; a second signal exits at once.
 pub fn spawn_signal_handler(token: CancellationToken) {
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "cannot install the SIGTERM handler");
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "cannot install the SIGTERM handler");
+                    return;
+                }
+            };
         let mut signals = 0;
         loop {
             tokio::select! {
@@ -156,7 +157,12 @@ pub async fn run(
             Some(b) => b,
             None => Backends::from_config(&cfg)?,
         };
-        let ctl = Arc::new(Controller::new(store.clone(), backends, cfg.clone(), Arc::new(SystemClock)));
+        let ctl = Arc::new(Controller::new(
+            store.clone(),
+            backends,
+            cfg.clone(),
+            Arc::new(SystemClock),
+        ));
         let stop = shutdown.clone();
         tasks.spawn(async move { ctl.run(stop).await });
     }

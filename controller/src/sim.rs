@@ -249,6 +249,7 @@ impl SimStack {
                 &c.url(),
                 c.zone_id(),
                 SecretString::from(c.token().to_string()),
+                self.options.time_scale,
             )?),
             None => None,
         };

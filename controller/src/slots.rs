@@ -85,8 +85,14 @@ mod tests {
         let s = TemplateSlots::new(Duration::from_secs(60));
         let (a, b, c) = (ServerId::new(), ServerId::new(), ServerId::new());
         assert!(s.try_acquire(900, a), "a free template is taken");
-        assert!(s.try_acquire(900, a), "the holder keeps it across reconciles");
-        assert!(!s.try_acquire(900, b), "a second clone of the same template waits");
+        assert!(
+            s.try_acquire(900, a),
+            "the holder keeps it across reconciles"
+        );
+        assert!(
+            !s.try_acquire(900, b),
+            "a second clone of the same template waits"
+        );
         assert!(!s.try_acquire(900, c));
         assert!(s.try_acquire(901, c), "other templates are independent");
         assert_eq!(s.release(a), vec![b], "the first waiter is woken");

@@ -12,7 +12,11 @@ use std::collections::{HashMap, HashSet};
 pub async fn check_invariants(w: &World) -> Vec<String> {
     let mut v = Vec::new();
     let servers = w.servers().await;
-    let pve = w.sims.pve.as_ref().expect("invariants need the Proxmox simulator");
+    let pve = w
+        .sims
+        .pve
+        .as_ref()
+        .expect("invariants need the Proxmox simulator");
     let cts = pve.containers();
     let by_vmid: HashMap<u32, _> = cts.iter().map(|c| (c.vmid, c)).collect();
     let live: HashSet<String> = servers.iter().map(|s| s.id.to_string()).collect();
@@ -30,19 +34,33 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
             v.push(format!("{}: Ready but no container at VMID {vmid}", s.id));
             continue;
         };
-        if !ct.tags.iter().any(|t| *t == marker_tag(s.id)) || !ct.tags.iter().any(|t| t == FLEET_TAG) {
-            v.push(format!("{}: container {vmid} lacks our marker tags: {:?}", s.id, ct.tags));
+        if !ct.tags.iter().any(|t| *t == marker_tag(s.id))
+            || !ct.tags.iter().any(|t| t == FLEET_TAG)
+        {
+            v.push(format!(
+                "{}: container {vmid} lacks our marker tags: {:?}",
+                s.id, ct.tags
+            ));
         }
         let running = ct.status == proxmox_client::CtState::Running;
         if running != (s.spec.power == Power::Running) {
-            v.push(format!("{}: container {vmid} running={running}, spec {:?}", s.id, s.spec.power));
+            v.push(format!(
+                "{}: container {vmid} running={running}, spec {:?}",
+                s.id, s.spec.power
+            ));
         }
         let owners = cts
             .iter()
-            .filter(|c| marker_in(&c.tags, c.description.as_deref().unwrap_or("")).as_deref() == Some(&s.id.to_string()))
+            .filter(|c| {
+                marker_in(&c.tags, c.description.as_deref().unwrap_or("")).as_deref()
+                    == Some(&s.id.to_string())
+            })
             .count();
         if owners != 1 {
-            v.push(format!("{}: {owners} containers carry its marker (want exactly 1)", s.id));
+            v.push(format!(
+                "{}: {owners} containers carry its marker (want exactly 1)",
+                s.id
+            ));
         }
         if s.spec.kind == Kind::Game && s.spec.power == Power::Running {
             let host = s.status.hostname.clone().unwrap_or_default();
@@ -58,12 +76,20 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
             if let Some(t) = &w.sims.technitium
                 && !t.observed(&fqdn).matches(&edge.records(false))
             {
-                v.push(format!("{}: Technitium records of {fqdn} wrong: {:?}", s.id, t.observed(&fqdn)));
+                v.push(format!(
+                    "{}: Technitium records of {fqdn} wrong: {:?}",
+                    s.id,
+                    t.observed(&fqdn)
+                ));
             }
             if let Some(c) = &w.sims.cloudflare
                 && !c.observed(&fqdn).matches(&edge.records(true))
             {
-                v.push(format!("{}: Cloudflare records of {fqdn} wrong: {:?}", s.id, c.observed(&fqdn)));
+                v.push(format!(
+                    "{}: Cloudflare records of {fqdn} wrong: {:?}",
+                    s.id,
+                    c.observed(&fqdn)
+                ));
             }
             if let Some(p) = &w.sims.velocity {
                 let regs = p.registrations();
@@ -73,7 +99,10 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
                         && r.port == Some(w.cfg.agent.game_port)
                 });
                 if !ok {
-                    v.push(format!("{}: proxy registration of {host} missing or wrong", s.id));
+                    v.push(format!(
+                        "{}: proxy registration of {host} missing or wrong",
+                        s.id
+                    ));
                 }
             }
         }
@@ -84,7 +113,10 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
         if let Some(m) = marker_in(&c.tags, c.description.as_deref().unwrap_or(""))
             && !live.contains(&m)
         {
-            v.push(format!("container {} carries marker {m} but no server owns it (leak)", c.vmid));
+            v.push(format!(
+                "container {} carries marker {m} but no server owns it (leak)",
+                c.vmid
+            ));
         }
     }
 
@@ -97,7 +129,9 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
                     v.push(format!("VMID {vmid} reserved twice"));
                 }
                 if !live.contains(&id.to_string()) {
-                    v.push(format!("VMID {vmid} still reserved for deleted server {id}"));
+                    v.push(format!(
+                        "VMID {vmid} still reserved for deleted server {id}"
+                    ));
                 }
             }
         }
@@ -114,7 +148,10 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
     if let Some(p) = &w.sims.velocity {
         for r in p.registrations() {
             if !live_hosts.contains(&r.name.to_lowercase()) {
-                v.push(format!("proxy registration {} belongs to no server", r.name));
+                v.push(format!(
+                    "proxy registration {} belongs to no server",
+                    r.name
+                ));
             }
         }
     }

@@ -150,7 +150,7 @@ impl World {
         }
     }
 
-    /// Wait until every live server is in `phase` (or none are left when `phase` is None),
+    /// Wait until every live server is in `phase` (with `None`: until no server is left),
     /// polling; panics with the stragglers after `timeout`.
     pub async fn wait_all(&self, phase: Option<Phase>, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -180,17 +180,30 @@ impl World {
                     pending.len(),
                     servers.len(),
                     phase,
-                    pending.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+                    pending
+                        .iter()
+                        .take(20)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
-    pub async fn wait_for(&self, what: &str, timeout: Duration, mut pred: impl AsyncFnMut() -> bool) {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl AsyncFnMut() -> bool,
+    ) {
         let deadline = tokio::time::Instant::now() + timeout;
         while !pred().await {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

@@ -8,7 +8,10 @@ use zlh_tests::{World, WorldOptions, check_invariants};
 
 fn mixed(i: usize) -> ServerSpec {
     if i % 3 == 2 {
-        ServerSpec::dev(if i % 2 == 0 { "node" } else { "python" }, if i % 2 == 0 { "22" } else { "3.12" })
+        ServerSpec::dev(
+            if i % 2 == 0 { "node" } else { "python" },
+            if i % 2 == 0 { "22" } else { "3.12" },
+        )
     } else {
         ServerSpec::minecraft(Variant::ALL[i % Variant::ALL.len()], "1.21.7")
     }
@@ -22,27 +25,39 @@ async fn thirty_servers_converge_and_tear_down_cleanly() {
     for i in 0..30 {
         ids.push(w.create("u000", mixed(i)).await);
     }
-    w.wait_all(Some(Phase::Ready), Duration::from_secs(120)).await;
+    w.wait_all(Some(Phase::Ready), Duration::from_secs(60))
+        .await;
     let v = check_invariants(&w).await;
-    assert!(v.is_empty(), "invariants after provisioning:\n{}", v.join("\n"));
+    assert!(
+        v.is_empty(),
+        "invariants after provisioning:\n{}",
+        v.join("\n")
+    );
     let pve = w.sims.pve.as_ref().unwrap();
     assert_eq!(pve.clone_calls(), 30, "exactly one clone per server");
-    assert_eq!(pve.destroy_calls(), 0, "nothing destroyed while provisioning");
+    assert_eq!(
+        pve.destroy_calls(),
+        0,
+        "nothing destroyed while provisioning"
+    );
 
     for id in &ids {
         w.store.request_deletion(*id).await.unwrap();
     }
-    w.wait_for("every server archived", Duration::from_secs(120), async || {
-        w.servers().await.is_empty()
-    })
-    .await;
+    w.wait_all(None, Duration::from_secs(60)).await;
     let v = check_invariants(&w).await;
     assert!(v.is_empty(), "invariants after teardown:\n{}", v.join("\n"));
     let ours = pve.containers().into_iter().filter(|c| !c.template).count();
     assert_eq!(ours, 0, "no container left behind");
-    assert!(w.store.list_reservations().await.unwrap().is_empty(), "no VMID left reserved");
+    assert!(
+        w.store.list_reservations().await.unwrap().is_empty(),
+        "no VMID left reserved"
+    );
     for id in &ids {
-        assert!(w.store.get_archived(*id).await.unwrap().is_some(), "{id} archived");
+        assert!(
+            w.store.get_archived(*id).await.unwrap().is_some(),
+            "{id} archived"
+        );
     }
     ctl.stop().await;
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "zlhd", version, about = "zlh: the reconciling control plane for game and dev containers on Proxmox VE")]
+#[command(
+    name = "zlhd",
+    version,
+    about = "zlh: the reconciling control plane for game and dev containers on Proxmox VE"
+)]
 struct Cli {
     /// Config file (TOML); `ZLH_*` environment variables override it.
     #[arg(long, short, env = "ZLH_CONFIG", global = true)]
@@ -116,8 +120,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zlhd: {e:#}");
-            let config_error = e.chain().any(|c| c.downcast_ref::<controller::config::ConfigError>().is_some());
-            ExitCode::from(if config_error { EXIT_CONFIG } else { EXIT_FAILURE })
+            let config_error = e.chain().any(|c| {
+                c.downcast_ref::<controller::config::ConfigError>()
+                    .is_some()
+            });
+            ExitCode::from(if config_error {
+                EXIT_CONFIG
+            } else {
+                EXIT_FAILURE
+            })
         }
     }
 }
@@ -127,9 +138,18 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
     match cmd {
         Cmd::Serve | Cmd::Api | Cmd::Controller => {
             let roles = match cmd {
-                Cmd::Api => Roles { api: true, controller: false },
-                Cmd::Controller => Roles { api: false, controller: true },
-                _ => Roles { api: true, controller: true },
+                Cmd::Api => Roles {
+                    api: true,
+                    controller: false,
+                },
+                Cmd::Controller => Roles {
+                    api: false,
+                    controller: true,
+                },
+                _ => Roles {
+                    api: true,
+                    controller: true,
+                },
             };
             let store = run::open_store(&cfg).await?;
             run::spawn_signal_handler(shutdown.clone());
@@ -140,7 +160,11 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Cmd::Sim { without, state_file, time_scale } => {
+        Cmd::Sim {
+            without,
+            state_file,
+            time_scale,
+        } => {
             let mut set = controller::sim::SimSet::default();
             for w in &without {
                 match w.as_str() {
@@ -170,16 +194,33 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             shutdown.cancelled().await;
             Ok(())
         }
-        Cmd::Dev { data_dir, listen, demo, time_scale } => {
+        Cmd::Dev {
+            data_dir,
+            listen,
+            demo,
+            time_scale,
+        } => {
             run::spawn_signal_handler(shutdown.clone());
             controller::dev::run(
                 cfg,
-                controller::dev::DevOptions { data_dir, listen, demo, time_scale },
+                controller::dev::DevOptions {
+                    data_dir,
+                    listen,
+                    demo,
+                    time_scale,
+                },
                 shutdown,
             )
             .await
         }
-        Cmd::Token { cmd: TokenCmd::Create { role, customer, name } } => {
+        Cmd::Token {
+            cmd:
+                TokenCmd::Create {
+                    role,
+                    customer,
+                    name,
+                },
+        } => {
             use model::store::Store;
             if (role == model::Role::Customer) != customer.is_some() {
                 anyhow::bail!(controller::config::ConfigError::Invalid(
@@ -189,13 +230,20 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             let store = run::open_store(&cfg).await?;
             let secret = model::customer::new_token_secret();
             store
-                .create_token(&name, &model::customer::token_hash(&secret), role, customer.as_deref())
+                .create_token(
+                    &name,
+                    &model::customer::token_hash(&secret),
+                    role,
+                    customer.as_deref(),
+                )
                 .await?;
             println!("{secret}");
             eprintln!("token '{name}' ({role}) created; it is shown only once");
             Ok(())
         }
-        Cmd::Config { cmd: ConfigCmd::Print } => {
+        Cmd::Config {
+            cmd: ConfigCmd::Print,
+        } => {
             print!("{}", cfg.to_toml());
             Ok(())
         }
