@@ -156,6 +156,14 @@ impl Reconciler {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut desired = self.desired(&server);
+        self.record_identity(&mut status, &desired);
+        // Found ours without a record of creating it (a crash between clone and record, a
+        // lost answer, or a wiped status): adoption, visible as an event.
+        let may_adopt = !deleting
+            && status.in_flight_task.is_none()
+            && status
+                .condition(ConditionType::ContainerCreated)
+                .is_none_or(|c| c.status != ConditionStatus::True && c.reason != r::CONFIGURING);
         let mut obs = Observed::default();
         let timing = &self.cfg.controller;
         let mut outcome = Outcome::Done(None);
@@ -189,17 +197,10 @@ impl Reconciler {
                 );
             }
             if let Some(Ok(Some(c))) = &obs.container
-                && !deleting
-                && server
-                    .status
-                    .condition(ConditionType::ContainerCreated)
-                    .is_none()
-                && status.in_flight_task.is_none()
+                && may_adopt
                 && c.ownership(&desired) == decide::Ownership::Ours
                 && !p.events.iter().any(|e| e.1 == r::EV_ADOPTED)
             {
-                // Found ours without a record of creating it: a crash between clone and
-                // record, or a wiped status. Adopt and continue.
                 p.event(
                     EventType::Normal,
                     r::EV_ADOPTED,
@@ -254,12 +255,9 @@ impl Reconciler {
                 Action::ReserveVmid { replace } => {
                     match self.reserve(&mut server, &desired, replace, &mut p).await {
                         Ok(vmid) => {
-                            status.vmid = Some(vmid);
+                            debug_assert_eq!(server.reserved_vmid, Some(vmid));
                             desired = self.desired(&server);
-                            let host = desired.hostname.clone().unwrap_or_default();
-                            status.fqdn = Some(format!("{host}.{}", self.cfg.edge.zone));
-                            status.hostname = Some(host);
-                            status.node = desired.node().map(str::to_string);
+                            self.record_identity(&mut status, &desired);
                             obs = Observed::default();
                         }
                         Err(ReserveError::Backend(e)) => {
@@ -367,6 +365,19 @@ impl Reconciler {
             status.ip = Some(ip.clone());
         }
         self.finish(&server, status, p, fence, outcome).await
+    }
+
+    /// VMID, hostname, FQDN and node follow from the reservation and the spec: written on
+    /// every reconcile, so a status lost in a crash or wiped is rebuilt.
+    fn record_identity(&self, status: &mut ServerStatus, d: &Desired) {
+        let Some(vmid) = d.vmid else { return };
+        let host = d.hostname.clone().unwrap_or_default();
+        status.vmid = Some(vmid);
+        status.fqdn = Some(format!("{host}.{}", self.cfg.edge.zone));
+        status.hostname = Some(host);
+        if status.node.is_none() {
+            status.node = d.node().map(str::to_string);
+        }
     }
 
     fn edge_target<'a>(&self, hostname: &'a str, fqdn: &'a str) -> EdgeTarget<'a> {

@@ -5,7 +5,7 @@
 use crate::World;
 use controller::decide::{FLEET_TAG, marker_in, marker_tag};
 use model::store::Store;
-use model::{Kind, Phase, Power};
+use model::{Kind, Phase, Power, ServerId};
 use std::collections::{HashMap, HashSet};
 
 /// Every violation, human-readable; empty when the fleet is as declared.
@@ -120,9 +120,24 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
         }
     }
 
-    // Reservations: unique, and only for live servers.
+    // Reservations: unique, only for live servers, and the one each server names.
     match w.store.list_reservations().await {
         Ok(res) => {
+            let by_server: HashMap<String, u32> = res
+                .iter()
+                .map(|(vmid, id)| (id.to_string(), *vmid))
+                .collect();
+            for s in &servers {
+                if let Some(vmid) = s.reserved_vmid
+                    && by_server.get(&s.id.to_string()) != Some(&vmid)
+                {
+                    v.push(format!(
+                        "{}: names VMID {vmid} but the reservation table says {:?}",
+                        s.id,
+                        by_server.get(&s.id.to_string())
+                    ));
+                }
+            }
             let mut seen = HashSet::new();
             for (vmid, id) in res {
                 if !seen.insert(vmid) {
@@ -179,4 +194,117 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
         }
     }
     v
+}
+
+/// Every server in `deleted` is gone and left nothing behind: no live row, an archive row, no
+/// container carrying its marker, no VMID reservation, no DNS record or proxy registration
+/// under the hostname it had, and no container at its VMID that still looks like its own.
+pub async fn check_deleted(w: &World, deleted: &[ServerId]) -> Vec<String> {
+    let mut v = Vec::new();
+    let pve = w
+        .sims
+        .pve
+        .as_ref()
+        .expect("invariants need the Proxmox simulator");
+    let cts = pve.containers();
+    let zone = &w.cfg.edge.zone;
+    let reservations = w.store.list_reservations().await.unwrap_or_default();
+    for id in deleted {
+        match w.store.get_server(*id).await {
+            Ok(Some(s)) => v.push(format!("{id}: deleted but still live ({:?})", s.phase().0)),
+            Ok(None) => {}
+            Err(e) => v.push(format!("{id}: cannot read: {e}")),
+        }
+        let archived = match w.store.get_archived(*id).await {
+            Ok(Some(a)) => Some(a),
+            Ok(None) => {
+                v.push(format!("{id}: deleted but not archived"));
+                None
+            }
+            Err(e) => {
+                v.push(format!("{id}: cannot read the archive: {e}"));
+                None
+            }
+        };
+        let sid = id.to_string();
+        for c in &cts {
+            if marker_in(&c.tags, c.description.as_deref().unwrap_or("")).as_deref()
+                == Some(sid.as_str())
+            {
+                v.push(format!(
+                    "{id}: deleted but container {} carries its marker",
+                    c.vmid
+                ));
+            }
+        }
+        if let Some((vmid, _)) = reservations.iter().find(|(_, s)| s == id) {
+            v.push(format!(
+                "{id}: deleted but VMID {vmid} still reserved for it"
+            ));
+        }
+        let host = archived.as_ref().and_then(|a| {
+            a.server.status.hostname.clone().or_else(|| {
+                a.server.reserved_vmid.map(|vm| {
+                    controller::decide::hostname(a.server.spec.kind, a.server.spec.variant, vm)
+                })
+            })
+        });
+        let Some(host) = host else { continue };
+        let fqdn = format!("{host}.{zone}").to_lowercase();
+        // The hostname embeds the VMID, which a later server may have reused: only records
+        // of a hostname no live server has are leftovers.
+        let reused = w.servers().await.iter().any(|s| {
+            s.status
+                .hostname
+                .as_deref()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&host))
+        });
+        if reused {
+            continue;
+        }
+        if let Some(t) = &w.sims.technitium
+            && !t.observed(&fqdn).is_empty()
+        {
+            v.push(format!(
+                "{id}: deleted but Technitium still has records of {fqdn}"
+            ));
+        }
+        if let Some(c) = &w.sims.cloudflare
+            && !c.observed(&fqdn).is_empty()
+        {
+            v.push(format!(
+                "{id}: deleted but Cloudflare still has records of {fqdn}"
+            ));
+        }
+        if let Some(p) = &w.sims.velocity
+            && p.registrations()
+                .iter()
+                .any(|r| r.name.eq_ignore_ascii_case(&host))
+        {
+            v.push(format!(
+                "{id}: deleted but the proxy still registers {host}"
+            ));
+        }
+    }
+    v
+}
+
+/// No VMID was cloned more than `max` times (counted by the simulator: clone requests that
+/// reached the clone logic). With no injected clone *task* failures, `max` is 1: a crash or a
+/// transient error must never lead to a second clone onto the same VMID.
+pub fn check_clones(w: &World, max: u64) -> Vec<String> {
+    let pve = w
+        .sims
+        .pve
+        .as_ref()
+        .expect("invariants need the Proxmox simulator");
+    let [g0, g1] = w.cfg.vmids.game;
+    let [d0, d1] = w.cfg.vmids.dev;
+    (g0..=g1)
+        .chain(d0..=d1)
+        .filter_map(|vm| {
+            let n = pve.clone_calls_for(vm);
+            (n > max).then(|| format!("VMID {vm} was cloned {n} times (at most {max} allowed)"))
+        })
+        .collect()
 }

@@ -6,3 +6,4 @@ pub mod world;
 
 pub use invariants::check_invariants;
 pub use world::{World, WorldOptions};
+pub mod bench;

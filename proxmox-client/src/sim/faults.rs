@@ -40,6 +40,9 @@ pub enum FaultAction {
     /// Drop the connection without a complete answer (the response body fails, so hyper
     /// aborts the connection; clients see a reset / incomplete message).
     Reset,
+    /// Do the work, then drop the connection: the call took effect but the caller never
+    /// learns it (a crash between the call and recording its result, seen from outside).
+    LoseResponse,
 }
 
 /// One fault rule. `endpoint` is an endpoint name (see `proxmox_client::Endpoint`: `clone`,

@@ -526,6 +526,14 @@ impl PveSimHandle {
             action: FaultAction::Reset,
         });
     }
+    /// The next `n` requests to `endpoint` are carried out, but their answer is lost.
+    pub fn lose_response_next(&self, endpoint: &str, n: u32) {
+        self.add_fault(FaultRule {
+            endpoint: endpoint.into(),
+            trigger: Trigger::Next(n),
+            action: FaultAction::LoseResponse,
+        });
+    }
     /// Start (`Some`) or end (`None`) a full outage.
     pub fn set_outage(&self, outage: Option<Outage>) {
         self.shared

@@ -229,6 +229,7 @@ async fn handle(
     if fired.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(fired.latency_ms)).await;
     }
+    let lose_response = fired.action == Some(FaultAction::LoseResponse);
     match fired.action {
         Some(FaultAction::Error { code, message }) => {
             if crate::classify(Some(code), &message) == model::ErrorClass::Locked {
@@ -238,7 +239,7 @@ async fn handle(
         }
         Some(FaultAction::Hang) => std::future::pending::<()>().await,
         Some(FaultAction::Reset) => return reset(),
-        Some(FaultAction::Latency { .. }) | None => {}
+        Some(FaultAction::Latency { .. }) | Some(FaultAction::LoseResponse) | None => {}
     }
 
     // Parameters: query merged over the form body (POST/PUT). A body on GET/DELETE is a 501.
@@ -293,6 +294,9 @@ async fn handle(
             == model::ErrorClass::Locked
     {
         sh.counters.lock().unwrap().lock_errors += 1;
+    }
+    if lose_response {
+        return reset();
     }
     resp
 }

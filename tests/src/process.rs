@@ -1,0 +1,166 @@
+//! Running `zlhd` as a child process against a `World`'s simulators (which stay in the test
+//! process, so their state survives the daemon being killed). Included by test crates with
+//! `#[path = "../src/process.rs"]`.
+
+#![allow(dead_code)]
+
+use controller::config::{CloudflareSection, Config, TechnitiumSection, VelocitySection};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use zlh_tests::World;
+
+/// The `zlhd` binary: `$CARGO_BIN_EXE_zlhd` or `$ZLHD` if set, else `<target>/<profile>/zlhd`
+/// next to this test binary (`<target>/<profile>/deps/<test>`), built with
+/// `cargo build -p controller --bin zlhd` when it is missing (a plain
+/// `cargo test -p zlh-tests` does not build other packages' binaries).
+pub fn zlhd_path() -> PathBuf {
+    for var in ["CARGO_BIN_EXE_zlhd", "ZLHD"] {
+        if let Ok(p) = std::env::var(var) {
+            return PathBuf::from(p);
+        }
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let path = profile_dir.join(format!("zlhd{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        build_zlhd(profile_dir);
+    }
+    assert!(path.exists(), "zlhd not found at {}", path.display());
+    path
+}
+
+fn build_zlhd(profile_dir: &Path) {
+    let target_dir = profile_dir.parent().expect("target dir");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-p", "controller", "--bin", "zlhd", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    eprintln!("building zlhd: {cmd:?}");
+    let status = cmd.status().expect("run cargo build for zlhd");
+    assert!(status.success(), "cargo build -p controller --bin zlhd failed");
+}
+
+/// Write `zlhd`'s config for `w` into `dir`: the World's store and engine timings (scaled
+/// like the simulators' clocks), every backend pointing at the World's simulators, secrets
+/// in files. `edit` adjusts the result.
+pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> PathBuf {
+    std::fs::create_dir_all(dir).expect("config dir");
+    let secret = |name: &str, value: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, format!("{value}\n")).expect("write secret");
+        p
+    };
+    let mut cfg = w.cfg.clone();
+    cfg.api.listen = "127.0.0.1:0".parse().unwrap();
+    let pve = w.sims.pve.as_ref().expect("Proxmox simulator");
+    cfg.proxmox.url = pve.url();
+    cfg.proxmox.token_id = pve.token_id().to_string();
+    cfg.proxmox.token_secret_file = Some(secret("pve-token", pve.token_secret()));
+    // The simulator is on loopback; the production default (20/s per node) would make the
+    // test measure our rate limiter instead of crash safety.
+    cfg.proxmox.rate_per_node = 10_000;
+    cfg.proxmox.connect_timeout = Duration::from_secs(2);
+    cfg.proxmox.request_timeout = Duration::from_secs(10);
+    cfg.agent.admin_secret_file = Some(secret("admin-secret", "zlh-kill9-admin-secret"));
+    if let Some(t) = w.sims.agent.as_ref().and_then(|a| a.token()) {
+        cfg.agent.token_file = Some(secret("agent-token", &t));
+    }
+    if let Some(t) = &w.sims.technitium {
+        cfg.technitium = Some(TechnitiumSection {
+            url: t.url(),
+            token_file: secret("technitium-token", t.token()),
+        });
+    }
+    if let Some(c) = &w.sims.cloudflare {
+        cfg.cloudflare = Some(CloudflareSection {
+            url: c.url(),
+            zone_id: c.zone_id().to_string(),
+            token_file: secret("cloudflare-token", c.token()),
+        });
+    }
+    if let Some(v) = &w.sims.velocity {
+        cfg.velocity = Some(VelocitySection {
+            url: v.url(),
+            secret_file: secret("velocity-secret", v.secret()),
+        });
+    }
+    edit(&mut cfg);
+    let path = dir.join("zlh.toml");
+    std::fs::write(&path, cfg.to_toml()).expect("write config");
+    path
+}
+
+/// One `zlhd` process; killed (SIGKILL) when dropped.
+pub struct Zlhd {
+    child: tokio::process::Child,
+    pub log: PathBuf,
+}
+
+impl Zlhd {
+    /// `zlhd --config <config> <args...>`, stderr appended to `log`.
+    pub fn spawn(config: &Path, args: &[&str], log: &Path) -> Zlhd {
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let child = tokio::process::Command::new(zlhd_path())
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", std::env::var("ZLH_CHILD_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn zlhd");
+        Zlhd {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// SIGKILL, then reap. Panics if the process had already exited (it must not die on its
+    /// own).
+    pub async fn kill9(mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!(
+                "zlhd exited on its own ({status}) before being killed; log tail:\n{}",
+                tail(&self.log, 40)
+            );
+        }
+        self.child.start_kill().expect("SIGKILL zlhd");
+        let _ = self.child.wait().await;
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
