@@ -122,7 +122,15 @@ impl Zlhd {
             .append(true)
             .open(log)
             .expect("open log");
-        let child = tokio::process::Command::new(zlhd_path())
+        let mut cmd = tokio::process::Command::new(zlhd_path());
+        // `ZLH_*` variables are config overrides to zlhd (and an unknown one is refused):
+        // the test's own (`ZLH_SEED`, `ZLH_SOAK`) must not leak into it.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ZLH_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
             .arg("--config")
             .arg(config)
             .args(args)

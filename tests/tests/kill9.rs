@@ -105,16 +105,23 @@ async fn kill9_at_random_moments_converges_without_double_clones() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_fleet(&w, &deleted, 1, "after kill -9 storm").await;
-    // Every remaining server's VMID got exactly one clone; every deleted one at most one.
+    assert_fleet(&w, &deleted, 0, "after kill -9 storm").await;
+    // Every remaining server's VMID got exactly one clone (plus one per deleted server that
+    // held the same VMID before it was released and reused).
+    let mut archived_vmids = Vec::new();
+    for id in &deleted {
+        if let Some(a) = w.store.get_archived(*id).await.unwrap() {
+            archived_vmids.extend(a.server.reserved_vmid.or(a.server.status.vmid));
+        }
+    }
     for s in w.servers().await {
         let vmid = s.reserved_vmid.expect("Ready server has a VMID");
-        assert_eq!(
-            pve.clone_calls_for(vmid),
-            1,
-            "{}: VMID {vmid} cloned {} times",
-            s.id,
-            pve.clone_calls_for(vmid)
+        let before = archived_vmids.iter().filter(|v| **v == vmid).count() as u64;
+        let n = pve.clone_calls_for(vmid);
+        assert!(
+            n >= 1 && n <= 1 + before,
+            "{}: VMID {vmid} cloned {n} times ({before} earlier holder(s))",
+            s.id
         );
     }
     assert!(
