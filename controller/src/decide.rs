@@ -286,9 +286,18 @@ impl Context<'_> {
             .map(|c| c.last_transition_time)
     }
 
+    /// Has the wait behind condition `t` lasted longer than `deadline`? The clock restarts
+    /// when a backend recovers (Degraded → False), so an outage never turns into a failure.
     fn overdue(&self, t: ConditionType, deadline: std::time::Duration) -> bool {
-        self.waiting_since(t)
-            .is_some_and(|since| (self.now - since).to_std().unwrap_or_default() > deadline)
+        let recovered = self
+            .status
+            .condition(ConditionType::Degraded)
+            .filter(|c| c.status == ConditionStatus::False)
+            .map(|c| c.last_transition_time);
+        self.waiting_since(t).is_some_and(|since| {
+            let since = recovered.map_or(since, |r| r.max(since));
+            (self.now - since).to_std().unwrap_or_default() > deadline
+        })
     }
 }
 
@@ -506,18 +515,8 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
             return b.done(Action::Ready);
         }
         (Power::Running, PowerObs::Stopped) => {
-            if cx.overdue(C::ContainerRunning, timing.start_deadline)
-                && cx
-                    .status
-                    .condition(C::ContainerRunning)
-                    .map(|c| c.reason.as_str())
-                    == Some(r::STARTING)
-            {
-                return b.done(Action::Fail {
-                    step: Step::StartContainer,
-                    message: "container did not start before the deadline".into(),
-                });
-            }
+            // A start that hangs is bounded by the task deadline, and a failed start task
+            // counts as an attempt. Starting again here is also how drift is repaired.
             b.set(cond(C::ContainerRunning, false, r::STARTING, "starting"));
             return b.done(Action::Start);
         }
