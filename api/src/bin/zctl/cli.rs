@@ -1,0 +1,326 @@
+//! Command-line definitions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use model::{Kind, Phase};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const ABOUT: &str = "The operator and on-call CLI of zlh: see the fleet, find out why a server is not Ready, and push it along";
+
+const LONG_ABOUT: &str = "\
+The operator and on-call CLI of zlh: see the fleet, find out why a server is not Ready,
+and push it along. zctl talks only to the zlh API.
+
+Configuration (first found wins):
+  API URL  --api-url, ZLH_API_URL, api_url in the config file, http://127.0.0.1:8080
+  token    ZLH_TOKEN, --token-file / ZLH_TOKEN_FILE, token_file in the config file
+The config file is ~/.config/zlh/zctl.toml (or --config FILE / ZCTL_CONFIG):
+  api_url = \"https://zlh.example.net\"
+  token_file = \"~/.config/zlh/token\"     # a file holding only the token, mode 0600
+Prefer ZLH_TOKEN or a token file to --token: arguments are visible to every user of the
+machine (ps) and end up in shell history. The token is never printed.
+
+A server (ID) is named by its full id, a unique start or end of it (the ID column of
+`zctl get servers` shows its last 8 characters), its hostname or its VMID.";
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed (a server ended failed, a wait timed out, the API refused)
+  2  usage or configuration error
+  3  the API is unreachable
+  4  not found
+  5  not allowed (missing or wrong token, or a role without the right)
+
+Examples:
+  export ZLH_API_URL=http://127.0.0.1:8080 ZLH_TOKEN=...   # as printed by `zlhd dev`
+  zctl get servers -w
+  zctl describe server mc-paper-101
+  zctl reconcile 3f9c2a1b --retry --wait";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zctl",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXIT_CODES,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Base URL of the zlh API.
+    #[arg(
+        long,
+        env = "ZLH_API_URL",
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub api_url: Option<String>,
+
+    /// API token. Prefer the ZLH_TOKEN environment variable or a token file: arguments are
+    /// visible to other users (ps) and kept in shell history.
+    #[arg(
+        long,
+        env = "ZLH_TOKEN",
+        hide_env_values = true,
+        global = true,
+        value_name = "TOKEN",
+        help_heading = "Global options"
+    )]
+    pub token: Option<String>,
+
+    /// Read the API token from this file (only the token, surrounding whitespace ignored).
+    #[arg(
+        long,
+        env = "ZLH_TOKEN_FILE",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// Config file with `api_url` and `token_file` [default: ~/.config/zlh/zctl.toml].
+    #[arg(
+        long,
+        env = "ZCTL_CONFIG",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Output format. Default: a table (or text) for humans; json and yaml are stable for
+    /// scripts (servers carry the derived `phase`, `step` and `ready` besides the API's fields).
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        value_name = "FORMAT",
+        help_heading = "Global options"
+    )]
+    pub output: Option<Output>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// More columns in tables.
+    Wide,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List resources.
+    #[command(
+        after_help = "Examples:\n  zctl get servers\n  zctl get servers --phase failed -o wide\n  zctl get servers --customer u000 -w"
+    )]
+    Get {
+        #[command(subcommand)]
+        what: GetWhat,
+    },
+    /// Show one resource in detail: why it is (not) Ready.
+    #[command(
+        after_help = "Examples:\n  zctl describe server mc-paper-101\n  zctl describe server 101 -o yaml"
+    )]
+    Describe {
+        #[command(subcommand)]
+        what: DescribeWhat,
+    },
+    /// Ask the controller to look at servers now (and optionally retry failed ones).
+    #[command(after_help = "\
+Examples:
+  zctl reconcile mc-paper-101 --wait
+  zctl reconcile 3f9c2a1b --retry --wait --timeout 10m
+  zctl reconcile --all --phase failed --retry
+
+--wait exits 0 only if every server ends Ready, 1 if any failed, was deleted or timed out.
+A server that is already Ready counts as Ready at once.")]
+    Reconcile(ReconcileArgs),
+    /// Declare a new server from a spec file (YAML or JSON).
+    #[command(after_help = "\
+Examples:
+  zctl create -f spec.yaml --wait
+  zctl create -f - --customer u000 < spec.json
+  zctl create -f spec.yaml --idempotency-key deploy-42
+
+The file holds either {customerId, spec} or a bare spec:
+  customerId: u000
+  spec:
+    kind: game
+    game: minecraft
+    variant: paper
+    version: \"1.21.7\"
+    resources: { cores: 2, memoryMib: 2048, diskGib: 16 }")]
+    Create(CreateArgs),
+    /// Delete a server (teardown is reconciled step by step).
+    #[command(
+        after_help = "Examples:\n  zctl delete mc-paper-101\n  zctl delete 3f9c2a1b --wait --timeout 5m"
+    )]
+    Delete(DeleteArgs),
+    /// A server's events, oldest first (repeats folded, with counts).
+    #[command(after_help = "Examples:\n  zctl events mc-paper-101\n  zctl events 101 -o json")]
+    Events(IdArg),
+    /// Stop reconciling a server (operators only); nothing is torn down.
+    #[command(after_help = "Example:\n  zctl pause mc-paper-101")]
+    Pause(IdArg),
+    /// Reconcile a paused server again (operators only).
+    #[command(after_help = "Example:\n  zctl resume mc-paper-101")]
+    Resume(IdArg),
+    /// Containers carrying our ownership marker that no server owns (never destroyed automatically).
+    #[command(after_help = "Example:\n  zctl orphans -o json")]
+    Orphans,
+    /// Controller replicas, the leases they hold and their queue depth.
+    #[command(after_help = "Example:\n  zctl status")]
+    Status,
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GetWhat {
+    /// The fleet as a table: ID, HOSTNAME, VMID, PHASE (with the step), READY, AGE, MESSAGE.
+    #[command(
+        visible_alias = "server",
+        after_help = "\
+Examples:
+  zctl get servers
+  zctl get servers --phase provisioning -w
+  zctl get servers -o json | jq -r '.items[] | select(.phase == \"failed\") | .id'
+
+-w prints the table, then a row for every change (on a terminal the table is redrawn);
+with -o json or yaml, one {type, seq, server} or {type, seq, id} document per change."
+    )]
+    Servers(GetServersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetServersArgs {
+    #[command(flatten)]
+    pub filter: FilterArgs,
+    /// Keep watching and show changes as they happen (Ctrl-C to stop).
+    #[arg(short, long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct FilterArgs {
+    /// Only this customer's servers.
+    #[arg(long, value_name = "CUSTOMER")]
+    pub customer: Option<String>,
+    /// Only servers in this phase (queued, provisioning, ready, degraded, failed, deleting).
+    #[arg(long, value_name = "PHASE")]
+    pub phase: Option<Phase>,
+    /// Only game or dev servers.
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<Kind>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DescribeWhat {
+    /// Spec, status, every condition, last error, failure, attempts, in-flight task, events.
+    #[command(
+        visible_alias = "servers",
+        after_help = "Examples:\n  zctl describe server mc-paper-101\n  zctl describe server 101\n  zctl describe server 3f9c2a1b -o json"
+    )]
+    Server(IdArg),
+}
+
+#[derive(Debug, Args)]
+pub struct IdArg {
+    /// Server: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait, showing live progress, until the operation is done.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 90s, 10m); exit 1.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration, requires = "wait")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Servers: full id, a unique start or end of it, hostname or VMID.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub ids: Vec<String>,
+    /// Every server (narrow with --customer, --phase, --kind).
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub filter: AllFilterArgs,
+    /// Also clear a terminal failure, so the controller tries again (attempts start from zero).
+    #[arg(long)]
+    pub retry: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// The filters of `reconcile --all`.
+#[derive(Debug, Args, Default, Clone)]
+pub struct AllFilterArgs {
+    /// With --all: only this customer's servers.
+    #[arg(long, value_name = "CUSTOMER", requires = "all")]
+    pub customer: Option<String>,
+    /// With --all: only servers in this phase.
+    #[arg(long, value_name = "PHASE", requires = "all")]
+    pub phase: Option<Phase>,
+    /// With --all: only game or dev servers.
+    #[arg(long, value_name = "KIND", requires = "all")]
+    pub kind: Option<Kind>,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Spec file (YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// The customer (overrides customerId in the file; customer tokens may omit it).
+    #[arg(long, value_name = "CUSTOMER")]
+    pub customer: Option<String>,
+    /// Makes retries safe: the same key with the same spec returns the same server.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Server: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// With --wait: wait until the server is gone (archived).
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

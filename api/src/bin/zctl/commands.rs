@@ -1,0 +1,432 @@
+//! One function per command.
+
+use crate::cli::{
+    Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, ReconcileArgs,
+};
+use crate::output::{self, Cell, Color, Table, age, data_format, print_data};
+use crate::wait::{self, Goal};
+use crate::{CliError, config, describe, resolve};
+use api::ApiClient;
+use api::wire::{CreateServerRequest, ListFilter};
+use clap::CommandFactory;
+use model::{Server, ServerSpec};
+use std::io::Read;
+use std::path::Path;
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(*shell, &mut cmd, "zctl", &mut std::io::stdout());
+        return Ok(());
+    }
+    let client = config::client(&cli)?;
+    let out = cli.output;
+    match cli.command {
+        Command::Get {
+            what: GetWhat::Servers(args),
+        } => {
+            let filter = list_filter(&args.filter);
+            if args.watch {
+                wait::follow(&client, &filter, out).await
+            } else {
+                get_servers(&client, &filter, out).await
+            }
+        }
+        Command::Describe {
+            what: DescribeWhat::Server(arg),
+        } => describe_server(&client, &arg.id, out).await,
+        Command::Reconcile(args) => reconcile(&client, args, out).await,
+        Command::Create(args) => create(&client, args, out).await,
+        Command::Delete(args) => delete(&client, args, out).await,
+        Command::Events(arg) => events(&client, &arg.id, out).await,
+        Command::Pause(arg) => set_paused(&client, &arg.id, true, out).await,
+        Command::Resume(arg) => set_paused(&client, &arg.id, false, out).await,
+        Command::Orphans => orphans(&client, out).await,
+        Command::Status => status(&client, out).await,
+        Command::Completions { .. } => unreachable!("handled above"),
+    }
+}
+
+fn list_filter(f: &FilterArgs) -> ListFilter {
+    ListFilter {
+        customer: f.customer.clone(),
+        phase: f.phase,
+        kind: f.kind,
+        ..Default::default()
+    }
+}
+
+fn items_json(servers: &[Server]) -> serde_json::Value {
+    serde_json::json!({ "items": servers.iter().map(output::server_json).collect::<Vec<_>>() })
+}
+
+async fn get_servers(
+    client: &ApiClient,
+    filter: &ListFilter,
+    out: Option<Output>,
+) -> Result<(), CliError> {
+    let servers = client.list_all(filter).await?;
+    if let Some(f) = data_format(out) {
+        return print_data(&items_json(&servers), f);
+    }
+    if servers.is_empty() {
+        eprintln!("No servers found.");
+        return Ok(());
+    }
+    output::servers_table(&servers, out == Some(Output::Wide), chrono::Utc::now()).print();
+    Ok(())
+}
+
+async fn describe_server(
+    client: &ApiClient,
+    name: &str,
+    out: Option<Output>,
+) -> Result<(), CliError> {
+    let server = resolve::server(client, name).await?;
+    let events = client.events(server.id).await?;
+    if let Some(f) = data_format(out) {
+        let doc = serde_json::json!({
+            "server": output::server_json(&server),
+            "events": events,
+        });
+        return print_data(&doc, f);
+    }
+    print!(
+        "{}",
+        describe::render(&server, &events, chrono::Utc::now(), output::stdout_color())
+    );
+    Ok(())
+}
+
+async fn events(client: &ApiClient, name: &str, out: Option<Output>) -> Result<(), CliError> {
+    let server = resolve::server(client, name).await?;
+    let events = client.events(server.id).await?;
+    if let Some(f) = data_format(out) {
+        return print_data(&serde_json::json!({ "items": events }), f);
+    }
+    if events.is_empty() {
+        eprintln!("No events for {}.", server.id);
+        return Ok(());
+    }
+    let oldest_first: Vec<_> = events.iter().rev().collect();
+    describe::events_table(&oldest_first, chrono::Utc::now()).print();
+    Ok(())
+}
+
+fn ok_line(text: &str) {
+    let color = output::stdout_color();
+    println!("{}", output::paint(text, Some(Color::Green), color));
+}
+
+fn name_of(s: &Server) -> String {
+    match s.status.hostname.as_deref() {
+        Some(h) => format!("{} ({h})", s.id),
+        None => s.id.to_string(),
+    }
+}
+
+async fn reconcile(
+    client: &ApiClient,
+    args: ReconcileArgs,
+    out: Option<Output>,
+) -> Result<(), CliError> {
+    let targets: Vec<Server> = if args.all {
+        let filter = ListFilter {
+            customer: args.filter.customer.clone(),
+            phase: args.filter.phase,
+            kind: args.filter.kind,
+            ..Default::default()
+        };
+        client.list_all(&filter).await?
+    } else {
+        let mut v: Vec<Server> = Vec::new();
+        for name in &args.ids {
+            let s = resolve::server(client, name).await?;
+            if !v.iter().any(|x| x.id == s.id) {
+                v.push(s);
+            }
+        }
+        v
+    };
+    if targets.is_empty() {
+        eprintln!("No servers to reconcile.");
+        return Ok(());
+    }
+    let mut done = Vec::with_capacity(targets.len());
+    for s in &targets {
+        let s = client.reconcile(s.id, args.retry).await?;
+        if data_format(out).is_none() {
+            ok_line(&format!(
+                "reconcile{} requested: {}",
+                if args.retry { " with retry" } else { "" },
+                name_of(&s)
+            ));
+        }
+        done.push(s);
+    }
+    if let Some(f) = data_format(out) {
+        print_data(&items_json(&done), f)?;
+    }
+    if args.wait.wait {
+        let outcomes = wait::wait(client, &done, Goal::Ready, args.wait.timeout).await?;
+        return wait::summarize(&outcomes);
+    }
+    Ok(())
+}
+
+/// The request a spec file describes: `{customerId?, spec}` or a bare spec, YAML or JSON.
+fn load_request(path: &Path, customer: Option<String>) -> Result<CreateServerRequest, CliError> {
+    let (name, text) = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| CliError::usage(format!("cannot read the spec from stdin: {e}")))?;
+        ("stdin".to_string(), s)
+    } else {
+        let s = std::fs::read_to_string(path).map_err(|e| {
+            CliError::usage(format!("cannot read the spec file {}: {e}", path.display()))
+        })?;
+        (path.display().to_string(), s)
+    };
+    parse_request(&name, &text, customer)
+}
+
+fn parse_request(
+    name: &str,
+    text: &str,
+    customer: Option<String>,
+) -> Result<CreateServerRequest, CliError> {
+    let bad = |msg: String| {
+        CliError::usage(format!("{name}: {msg}"))
+            .detail("expected {customerId, spec} or a bare spec; see `zctl create --help`")
+    };
+    let trimmed = text.trim_start();
+    let value: serde_json::Value = if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| bad(format!("not valid YAML: {e}")))?
+    };
+    if !value.is_object() {
+        return Err(bad("the document is not a mapping".into()));
+    }
+    let mut req: CreateServerRequest = if value.get("spec").is_some() {
+        serde_json::from_value(value).map_err(|e| bad(e.to_string()))?
+    } else {
+        let spec: ServerSpec = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        CreateServerRequest {
+            customer_id: None,
+            spec,
+        }
+    };
+    if customer.is_some() {
+        req.customer_id = customer;
+    }
+    Ok(req)
+}
+
+async fn create(client: &ApiClient, args: CreateArgs, out: Option<Output>) -> Result<(), CliError> {
+    let req = load_request(&args.file, args.customer)?;
+    let accepted = client.create(&req, args.idempotency_key.as_deref()).await?;
+    match data_format(out) {
+        Some(f) => {
+            let doc = serde_json::json!({
+                "server": output::server_json(&accepted.server),
+                "operationId": accepted.operation_id,
+                "statusUrl": accepted.status_url,
+            });
+            print_data(&doc, f)?;
+        }
+        None => ok_line(&format!(
+            "server {} accepted (customer {}, operation {})",
+            accepted.server.id, accepted.server.customer_id, accepted.operation_id
+        )),
+    }
+    if args.wait.wait {
+        let outcomes = wait::wait(
+            client,
+            std::slice::from_ref(&accepted.server),
+            Goal::Ready,
+            args.wait.timeout,
+        )
+        .await?;
+        return wait::summarize(&outcomes);
+    }
+    Ok(())
+}
+
+async fn delete(client: &ApiClient, args: DeleteArgs, out: Option<Output>) -> Result<(), CliError> {
+    let server = resolve::server(client, &args.id).await?;
+    let accepted = client.delete(server.id).await?;
+    match data_format(out) {
+        Some(f) => {
+            let doc = serde_json::json!({
+                "server": output::server_json(&accepted.server),
+                "operationId": accepted.operation_id,
+                "statusUrl": accepted.status_url,
+            });
+            print_data(&doc, f)?;
+        }
+        None => ok_line(&format!(
+            "deletion requested: {} (operation {})",
+            name_of(&accepted.server),
+            accepted.operation_id
+        )),
+    }
+    if args.wait.wait {
+        let outcomes = wait::wait(
+            client,
+            std::slice::from_ref(&accepted.server),
+            Goal::Gone,
+            args.wait.timeout,
+        )
+        .await?;
+        return wait::summarize(&outcomes);
+    }
+    Ok(())
+}
+
+async fn set_paused(
+    client: &ApiClient,
+    name: &str,
+    paused: bool,
+    out: Option<Output>,
+) -> Result<(), CliError> {
+    let server = resolve::server(client, name).await?;
+    let s = if paused {
+        client.pause(server.id).await?
+    } else {
+        client.resume(server.id).await?
+    };
+    if let Some(f) = data_format(out) {
+        return print_data(&output::server_json(&s), f);
+    }
+    ok_line(&format!(
+        "{} {}",
+        name_of(&s),
+        if paused {
+            "paused: the controller observes it but does not act (zctl resume ID)"
+        } else {
+            "resumed: the controller reconciles it now"
+        }
+    ));
+    Ok(())
+}
+
+async fn orphans(client: &ApiClient, out: Option<Output>) -> Result<(), CliError> {
+    let items = client.orphans().await?;
+    if let Some(f) = data_format(out) {
+        return print_data(&serde_json::json!({ "items": items }), f);
+    }
+    if items.is_empty() {
+        eprintln!("No orphans.");
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let mut t = Table::new(vec![
+        "VMID",
+        "NODE",
+        "MARKER",
+        "NAME",
+        "FIRST SEEN",
+        "LAST SEEN",
+    ]);
+    for o in &items {
+        t.row(vec![
+            o.vmid.to_string().into(),
+            o.node.clone().into(),
+            o.marker.clone().into(),
+            output::dash(o.name.as_deref()).into(),
+            age(o.first_seen, now).into(),
+            age(o.last_seen, now).into(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+async fn status(client: &ApiClient, out: Option<Output>) -> Result<(), CliError> {
+    let st = client.controller_status().await?;
+    if let Some(f) = data_format(out) {
+        return print_data(&st, f);
+    }
+    let color = output::stdout_color();
+    let summary = format!(
+        "controller: {} replica(s) alive, {} lease(s) held, queue depth {}",
+        st.replicas.len(),
+        st.leases_held,
+        st.queue_depth
+    );
+    if st.replicas.is_empty() {
+        println!("{}", output::paint(&summary, Some(Color::Red), color));
+        eprintln!(
+            "no controller replica has sent a heartbeat recently: nothing is being reconciled"
+        );
+        return Ok(());
+    }
+    println!("{summary}");
+    let now = chrono::Utc::now();
+    let mut t = Table::new(vec![
+        "REPLICA",
+        "STARTED",
+        "LAST SEEN",
+        "LEASES",
+        "QUEUE",
+        "BUSY",
+    ]);
+    for r in &st.replicas {
+        t.row(vec![
+            r.id.clone().into(),
+            age(r.started_at, now).into(),
+            Cell::from(age(r.last_seen, now)),
+            r.leases_held.to_string().into(),
+            r.queue_depth.to_string().into(),
+            r.workers_busy.to_string().into(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_files_parse() {
+        type Case = (&'static str, &'static str, Option<&'static str>, bool);
+        let cases: &[Case] = &[
+            (
+                "a YAML document with customerId and spec",
+                "customerId: u000\nspec:\n  kind: game\n  game: minecraft\n  variant: paper\n  version: \"1.21.7\"\n",
+                Some("u000"),
+                true,
+            ),
+            (
+                "a bare YAML spec",
+                "kind: dev\nruntime: node\nversion: \"22\"\n",
+                None,
+                true,
+            ),
+            (
+                "a JSON document",
+                r#"{"customerId":"u1","spec":{"kind":"game","game":"minecraft","variant":"paper","version":"1.21.7","resources":{"cores":2,"memoryMib":2048,"diskGib":16}}}"#,
+                Some("u1"),
+                true,
+            ),
+            (
+                "an unknown field is refused",
+                "kind: game\nversion: \"1\"\nmemory: 3\n",
+                None,
+                false,
+            ),
+            ("a scalar is not a spec", "hello", None, false),
+        ];
+        for (reason, text, customer, ok) in cases {
+            let r = parse_request("t", text, None);
+            assert_eq!(r.is_ok(), *ok, "{reason}: {r:?}");
+            if let Ok(r) = r {
+                assert_eq!(r.customer_id.as_deref(), *customer, "{reason}");
+            }
+        }
+    }
+}
