@@ -90,6 +90,7 @@ async fn kill9_at_random_moments_converges_without_double_clones() {
     }
 
     // The last incarnation runs undisturbed: everything must converge.
+    let last_start = std::time::Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let servers = w.servers().await;
@@ -105,6 +106,11 @@ async fn kill9_at_random_moments_converges_without_double_clones() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    eprintln!(
+        "converged {:?} after the last restart; Cloudflare sim saw {} requests in total",
+        last_start.elapsed(),
+        w.sims.cloudflare.as_ref().map(|c| c.requests().len()).unwrap_or(0)
+    );
     assert_fleet(&w, &deleted, 0, "after kill -9 storm").await;
     // Every remaining server's VMID got exactly one clone (plus one per deleted server that
     // held the same VMID before it was released and reused).
