@@ -516,7 +516,14 @@ mod tests {
 
     #[test]
     fn config_error_table() {
-        let cases: &[(&str, &str, &[(&str, &str)], &str)] = &[
+        /// (reason, file, environment, text the error must name)
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            &'static str,
+        );
+        let cases: &[Case] = &[
             (
                 "a typo is named",
                 "[controller]\nwrkers = 3\n",

@@ -109,7 +109,7 @@ impl ContainerObs {
     /// description marker at our reserved VMID with the hostname we gave it.
     pub fn ownership(&self, d: &Desired) -> Ownership {
         let tag = marker_tag(d.id);
-        if self.tags.iter().any(|t| *t == tag) {
+        if self.tags.contains(&tag) {
             return Ownership::Ours;
         }
         let line = marker_line(d.id);
@@ -129,17 +129,17 @@ impl ContainerObs {
             memory_mib: (self.memory_mib != Some(d.memory_mib)).then_some(d.memory_mib),
             swap_mib: (self.swap_mib != Some(d.swap_mib)).then_some(d.swap_mib),
             bridge: (self.bridge.as_deref() != Some(d.bridge.as_str())).then(|| d.bridge.clone()),
-            tags: (!self.tags.iter().any(|t| *t == tag)
-                || !self.tags.iter().any(|t| t == FLEET_TAG))
-            .then(|| {
-                let mut t = self.tags.clone();
-                for want in [FLEET_TAG.to_string(), tag] {
-                    if !t.contains(&want) {
-                        t.push(want);
+            tags: (!self.tags.contains(&tag) || !self.tags.iter().any(|t| t == FLEET_TAG)).then(
+                || {
+                    let mut t = self.tags.clone();
+                    for want in [FLEET_TAG.to_string(), tag] {
+                        if !t.contains(&want) {
+                            t.push(want);
+                        }
                     }
-                }
-                t
-            }),
+                    t
+                },
+            ),
         }
     }
 }

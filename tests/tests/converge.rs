@@ -9,8 +9,12 @@ use zlh_tests::{World, WorldOptions, check_invariants};
 fn mixed(i: usize) -> ServerSpec {
     if i % 3 == 2 {
         ServerSpec::dev(
-            if i % 2 == 0 { "node" } else { "python" },
-            if i % 2 == 0 { "22" } else { "3.12" },
+            if i.is_multiple_of(2) {
+                "node"
+            } else {
+                "python"
+            },
+            if i.is_multiple_of(2) { "22" } else { "3.12" },
         )
     } else {
         ServerSpec::minecraft(Variant::ALL[i % Variant::ALL.len()], "1.21.7")
