@@ -251,8 +251,17 @@ pub async fn wait(
             .count()
     };
 
+    // Servers of one customer: watch only that customer (a smaller initial listing).
+    let filter = ListFilter {
+        customer: targets
+            .first()
+            .map(|s| s.customer_id.clone())
+            .filter(|c| targets.iter().all(|s| &s.customer_id == c)),
+        ..Default::default()
+    };
+
     'connect: while pending(&outcomes) > 0 {
-        let mut stream = Box::pin(client.watch(&ListFilter::default(), resume));
+        let mut stream = Box::pin(client.watch(&filter, resume));
         let mut seen: HashSet<ServerId> = HashSet::new();
         loop {
             if pending(&outcomes) == 0 {
