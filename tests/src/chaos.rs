@@ -23,7 +23,9 @@ pub fn seed(test: &str) -> u64 {
             .unwrap_or_else(|_| panic!("ZLH_SEED={s:?} is not a u64")),
         Err(_) => rand::random::<u64>(),
     };
-    eprintln!("{test}: seed={seed} (replay: ZLH_SEED={seed} cargo test -p zlh-tests --test <file> {test})");
+    eprintln!(
+        "{test}: seed={seed} (replay: ZLH_SEED={seed} cargo test -p zlh-tests --test <file> {test})"
+    );
     seed
 }
 
@@ -40,8 +42,12 @@ pub fn soak() -> bool {
 pub fn mixed(i: usize) -> ServerSpec {
     if i % 3 == 2 {
         ServerSpec::dev(
-            if i % 2 == 0 { "node" } else { "python" },
-            if i % 2 == 0 { "22" } else { "3.12" },
+            if i.is_multiple_of(2) {
+                "node"
+            } else {
+                "python"
+            },
+            if i.is_multiple_of(2) { "22" } else { "3.12" },
         )
     } else {
         ServerSpec::minecraft(Variant::ALL[i % Variant::ALL.len()], "1.21.7")
@@ -64,7 +70,11 @@ pub async fn assert_fleet(w: &World, deleted: &[ServerId], extra_clones: u64, wh
     let mut v = zlh_tests::check_invariants(w).await;
     v.extend(check_deleted(w, deleted).await);
     v.extend(check_clones(w, deleted, extra_clones).await);
-    assert!(v.is_empty(), "{what}: fleet invariants violated:\n{}", v.join("\n"));
+    assert!(
+        v.is_empty(),
+        "{what}: fleet invariants violated:\n{}",
+        v.join("\n")
+    );
 }
 
 /// Wait for every live server to be Ready; the panic names the stragglers.
@@ -121,8 +131,8 @@ impl PgDb {
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
             )))
-                .execute(&mut conn)
-                .await;
+            .execute(&mut conn)
+            .await;
             let _ = conn.close().await;
         }
     }

@@ -308,7 +308,10 @@ pub async fn check_clones(w: &World, deleted: &[ServerId], extra: u64) -> Vec<St
         if let Some(vm) = s.reserved_vmid.or(s.status.vmid) {
             *holders.entry(vm).or_default() += 1;
             if s.phase().0 == Phase::Ready && pve.clone_calls_for(vm) == 0 {
-                v.push(format!("{}: Ready at VMID {vm} but it was never cloned", s.id));
+                v.push(format!(
+                    "{}: Ready at VMID {vm} but it was never cloned",
+                    s.id
+                ));
             }
         }
     }

@@ -55,7 +55,10 @@ fn build_zlhd(profile_dir: &Path) {
     }
     eprintln!("building zlhd: {cmd:?}");
     let status = cmd.status().expect("run cargo build for zlhd");
-    assert!(status.success(), "cargo build -p controller --bin zlhd failed");
+    assert!(
+        status.success(),
+        "cargo build -p controller --bin zlhd failed"
+    );
 }
 
 /// Write `zlhd`'s config for `w` into `dir`: the World's store and engine timings (scaled
@@ -135,7 +138,10 @@ impl Zlhd {
             .arg(config)
             .args(args)
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", std::env::var("ZLH_CHILD_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("ZLH_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))

@@ -54,7 +54,11 @@ async fn three_replicas_one_killed_at_random_converge() {
                 }
             }
             if deleted.len() < to_delete && k >= 2 && rng.random_bool(0.6) {
-                let c: Vec<ServerId> = ids.iter().copied().filter(|i| !deleted.contains(i)).collect();
+                let c: Vec<ServerId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|i| !deleted.contains(i))
+                    .collect();
                 let victim = c[rng.random_range(0..c.len())];
                 w.store.request_deletion(victim).await.unwrap();
                 deleted.push(victim);

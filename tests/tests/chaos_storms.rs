@@ -78,7 +78,7 @@ async fn weather(w: &World, len: Duration) -> Seen {
     let end = tokio::time::Instant::now() + len;
     let mut tick = 0u32;
     while tokio::time::Instant::now() < end {
-        if tick % 2 == 0 {
+        if tick.is_multiple_of(2) {
             poke_all(w).await;
         }
         tick += 1;
@@ -93,8 +93,16 @@ async fn weather(w: &World, len: Duration) -> Seen {
             );
             seen.phases.entry(s.id).or_default().insert(p);
         }
-        assert_eq!(pve.destroy_calls(), destroys, "a container was destroyed during a storm");
-        assert_eq!(pve.clone_calls(), clones, "a container was cloned during a storm");
+        assert_eq!(
+            pve.destroy_calls(),
+            destroys,
+            "a container was destroyed during a storm"
+        );
+        assert_eq!(
+            pve.clone_calls(),
+            clones,
+            "a container was cloned during a storm"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     seen
@@ -302,7 +310,10 @@ async fn agent_restarts_get_config_again() {
     assert!(before.iter().all(|c| *c >= 1), "every Agent got a config");
     for ip in &ips {
         agent.restart_agent(*ip);
-        assert!(agent.last_config(*ip).is_none(), "the Agent sim did not forget");
+        assert!(
+            agent.last_config(*ip).is_none(),
+            "the Agent sim did not forget"
+        );
     }
     weather(&w, storm_len()).await;
     w.wait_for("every Agent got its config again", CONVERGE, async || {
@@ -363,7 +374,12 @@ async fn provisioning_during_a_storm_converges_after_it() {
     after_storm(&w, n, "provisioned during a storm").await;
     for s in w.servers().await {
         let vm = s.reserved_vmid.unwrap();
-        assert_eq!(pve.clone_calls_for(vm), 1, "{}: VMID {vm} cloned twice", s.id);
+        assert_eq!(
+            pve.clone_calls_for(vm),
+            1,
+            "{}: VMID {vm} cloned twice",
+            s.id
+        );
     }
     ctl.stop().await;
 }

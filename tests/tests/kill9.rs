@@ -109,7 +109,11 @@ async fn kill9_at_random_moments_converges_without_double_clones() {
     eprintln!(
         "converged {:?} after the last restart; Cloudflare sim saw {} requests in total",
         last_start.elapsed(),
-        w.sims.cloudflare.as_ref().map(|c| c.requests().len()).unwrap_or(0)
+        w.sims
+            .cloudflare
+            .as_ref()
+            .map(|c| c.requests().len())
+            .unwrap_or(0)
     );
     assert_fleet(&w, &deleted, 0, "after kill -9 storm").await;
     // Every remaining server's VMID got exactly one clone (plus one per deleted server that

@@ -61,7 +61,14 @@ async fn fault_on(w: &World, f: Fault, rng: &mut StdRng) {
             .unwrap()
             .faults()
             .set_error_rate("*", 0.4, 429),
-        Fault::TechnitiumDown => w.sims.technitium.as_ref().unwrap().set_outage(true).await.unwrap(),
+        Fault::TechnitiumDown => w
+            .sims
+            .technitium
+            .as_ref()
+            .unwrap()
+            .set_outage(true)
+            .await
+            .unwrap(),
         Fault::ProxyRestart => w.sims.velocity.as_ref().unwrap().restart(),
         Fault::AgentRestart => {
             let servers = w.servers().await;
@@ -213,7 +220,10 @@ async fn run_case(case_seed: u64, steps: usize) {
         let ct = pve.container(vm).expect("container");
         assert_eq!(
             (ct.cores, ct.memory),
-            (s.spec.resources.cores, u64::from(s.spec.resources.memory_mib)),
+            (
+                s.spec.resources.cores,
+                u64::from(s.spec.resources.memory_mib)
+            ),
             "seed={case_seed}: {} container {vm} resources differ from its spec",
             s.id
         );
@@ -224,7 +234,11 @@ async fn run_case(case_seed: u64, steps: usize) {
             s.id
         );
         if s.spec.kind == Kind::Game && s.spec.power == Power::Running {
-            assert!(s.status.ip.is_some(), "seed={case_seed}: {} Ready without an IP", s.id);
+            assert!(
+                s.status.ip.is_some(),
+                "seed={case_seed}: {} Ready without an IP",
+                s.id
+            );
         }
     }
     if let Some(c) = ctl {
