@@ -28,6 +28,8 @@ pub struct Controller {
     /// Leases and fencing only where several replicas can exist (PostgreSQL).
     use_leases: bool,
     started_at: chrono::DateTime<chrono::Utc>,
+    /// Reconciles this replica completed under its lease (work spread across replicas).
+    pub reconciled: std::sync::atomic::AtomicU64,
 }
 
 impl Controller {
@@ -43,7 +45,7 @@ impl Controller {
                 backends,
                 catalog,
                 clock,
-                slots: TemplateSlots::new(timing.clone_deadline),
+                slots: TemplateSlots::new((timing.lease_ttl * 2).max(timing.lock_retry * 4)),
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 wake: std::sync::Mutex::new(Vec::new()),
                 cfg,
@@ -53,6 +55,7 @@ impl Controller {
             replica_id,
             use_leases,
             started_at,
+            reconciled: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -194,6 +197,10 @@ impl Controller {
             None => "lease_lost",
         };
         metrics::counter!(m::RECONCILE_TOTAL, "result" => label).increment(1);
+        if matches!(result, Some(Ok(_))) {
+            self.reconciled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match result {
             Some(Ok(Outcome::Done(next))) => {
                 self.backoff.reset(&id);

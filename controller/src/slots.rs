@@ -2,6 +2,10 @@
 //! clone, so clones from one template are serialized here instead of being discovered as lock
 //! errors. A slot is held by a server from its clone call until its clone task finishes
 //! (across reconciles, since workers never block); waiters are woken in FIFO order.
+//!
+//! Holders and waiters must keep asking (every reconcile of theirs does): with several
+//! replicas a server's next reconcile may run elsewhere, so whoever stops asking is dropped
+//! after a while instead of blocking the template here forever.
 
 use model::ServerId;
 use std::collections::{HashMap, VecDeque};
@@ -11,57 +15,65 @@ use tokio::time::Instant;
 
 #[derive(Default)]
 struct Slot {
+    /// The holder and when it last asked.
     holder: Option<(ServerId, Instant)>,
-    waiters: VecDeque<ServerId>,
+    waiters: VecDeque<(ServerId, Instant)>,
 }
 
 pub struct TemplateSlots {
     slots: Mutex<HashMap<u32, Slot>>,
-    /// A holder that has not released after this is presumed lost (its server was deleted or
-    /// its state rebuilt) and the slot is taken over.
-    stale_after: Duration,
+    /// A holder or waiter that has not asked for this long is presumed gone.
+    forget_after: Duration,
 }
 
 impl TemplateSlots {
-    pub fn new(stale_after: Duration) -> Self {
+    pub fn new(forget_after: Duration) -> Self {
         TemplateSlots {
             slots: Mutex::new(HashMap::new()),
-            stale_after,
+            forget_after,
         }
     }
 
     /// Take the slot for `template` if it is free (or already ours); otherwise join the queue.
     pub fn try_acquire(&self, template: u32, id: ServerId) -> bool {
+        let now = Instant::now();
         let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = map.entry(template).or_default();
+        let forget = self.forget_after;
+        slot.waiters
+            .retain(|(w, asked)| *w == id || now.duration_since(*asked) <= forget);
         let free = match slot.holder {
             None => true,
-            Some((h, _)) if h == id => return true,
-            Some((_, since)) => since.elapsed() > self.stale_after,
+            Some((h, _)) if h == id => {
+                slot.holder = Some((id, now));
+                return true;
+            }
+            Some((_, asked)) => now.duration_since(asked) > forget,
         };
         // FIFO: a free slot goes to the head of the queue, not to whoever asks first.
-        let first_in_line = slot.waiters.front().is_none_or(|w| *w == id);
+        let first_in_line = slot.waiters.front().is_none_or(|(w, _)| *w == id);
         if free && first_in_line {
-            slot.waiters.retain(|w| *w != id);
-            slot.holder = Some((id, Instant::now()));
+            slot.waiters.retain(|(w, _)| *w != id);
+            slot.holder = Some((id, now));
             true
         } else {
-            if !slot.waiters.contains(&id) {
-                slot.waiters.push_back(id);
+            match slot.waiters.iter_mut().find(|(w, _)| *w == id) {
+                Some(entry) => entry.1 = now,
+                None => slot.waiters.push_back((id, now)),
             }
             false
         }
     }
 
-    /// Give up whatever slot `id` holds or waits for; returns the waiter to wake, if any.
+    /// Give up whatever slot `id` holds or waits for; returns the waiters to wake.
     pub fn release(&self, id: ServerId) -> Vec<ServerId> {
         let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut wake = Vec::new();
         for slot in map.values_mut() {
-            slot.waiters.retain(|w| *w != id);
+            slot.waiters.retain(|(w, _)| *w != id);
             if slot.holder.is_some_and(|(h, _)| h == id) {
                 slot.holder = None;
-                if let Some(next) = slot.waiters.front() {
+                if let Some((next, _)) = slot.waiters.front() {
                     wake.push(*next);
                 }
             }
@@ -80,7 +92,7 @@ impl TemplateSlots {
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn one_clone_per_template_in_fifo_order() {
         let s = TemplateSlots::new(Duration::from_secs(60));
         let (a, b, c) = (ServerId::new(), ServerId::new(), ServerId::new());
@@ -96,7 +108,23 @@ mod tests {
         assert!(!s.try_acquire(900, c));
         assert!(s.try_acquire(901, c), "other templates are independent");
         assert_eq!(s.release(a), vec![b], "the first waiter is woken");
-        assert!(!s.try_acquire(900, c), "c does not jump the queue... ");
+        assert!(!s.try_acquire(900, c), "c does not jump the queue...");
         assert!(s.try_acquire(900, b), "...b, first in line, gets it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn holders_and_waiters_that_stop_asking_are_forgotten() {
+        let s = TemplateSlots::new(Duration::from_secs(10));
+        let (a, b, c) = (ServerId::new(), ServerId::new(), ServerId::new());
+        assert!(s.try_acquire(900, a));
+        assert!(
+            !s.try_acquire(900, b),
+            "b waits, then moves to another replica"
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(
+            s.try_acquire(900, c),
+            "neither a's stale hold nor b's stale place blocks c"
+        );
     }
 }

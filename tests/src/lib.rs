@@ -2,6 +2,7 @@
 //! controllers can be started, crashed and restarted, and the fleet invariant checker.
 
 pub mod invariants;
+pub mod pg;
 pub mod world;
 
 pub use invariants::check_invariants;

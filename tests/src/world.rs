@@ -100,13 +100,14 @@ impl World {
     }
 
     pub fn start_controller_with(&self, cfg: Config) -> Running {
+        self.start_controller_on(cfg, self.store.clone())
+    }
+
+    /// A controller with its own store connection (replicas in separate "processes" wake each
+    /// other through LISTEN/NOTIFY, not through a shared in-process channel).
+    pub fn start_controller_on(&self, cfg: Config, store: AnyStore) -> Running {
         let backends = self.sims.backends(&cfg).expect("backends");
-        let controller = Arc::new(Controller::new(
-            self.store.clone(),
-            backends,
-            cfg,
-            Arc::new(SystemClock),
-        ));
+        let controller = Arc::new(Controller::new(store, backends, cfg, Arc::new(SystemClock)));
         let stop = CancellationToken::new();
         let task = tokio::spawn(controller.clone().run(stop.clone()));
         Running {
