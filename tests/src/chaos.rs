@@ -1,17 +1,14 @@
 //! Helpers shared by the chaos suites (`tests/tests/chaos*.rs`, `kill9.rs`, `scenario*.rs`):
-//! seeds that can be replayed, the soak switch, fresh PostgreSQL databases, fleet specs and
-//! the end-of-run assertions. Included by each test crate with `#[path = "../src/chaos.rs"]`.
+//! seeds that can be replayed, the soak switch, fleet specs and the end-of-run assertions.
 
-#![allow(dead_code)]
-
+use crate::World;
+use crate::invariants::{check_clones, check_deleted};
 use model::store::Store;
 use model::{Phase, ServerId, ServerSpec, Variant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use zlh_tests::World;
-use zlh_tests::invariants::{check_clones, check_deleted};
 
 /// The seed of this run: `ZLH_SEED` if set (replay), else random. Printed either way, so a
 /// failure's output always says how to replay it.
@@ -67,7 +64,7 @@ pub async fn phases(w: &World) -> BTreeMap<String, usize> {
 /// gone without a trace, and no server cloned twice (`extra_clones` more clones per VMID
 /// allowed where a test injects failed clone tasks).
 pub async fn assert_fleet(w: &World, deleted: &[ServerId], extra_clones: u64, what: &str) {
-    let mut v = zlh_tests::check_invariants(w).await;
+    let mut v = crate::check_invariants(w).await;
     v.extend(check_deleted(w, deleted).await);
     v.extend(check_clones(w, deleted, extra_clones).await);
     assert!(
@@ -86,54 +83,5 @@ pub async fn converge(w: &World, timeout: Duration) {
 pub async fn poke_all(w: &World) {
     for s in w.servers().await {
         let _ = w.store.request_reconcile(s.id, false).await;
-    }
-}
-
-/// A fresh PostgreSQL database for one test, dropped by `drop_db` (or left behind, named
-/// `zlh_chaos_*`, if the test panics first). The server is `DATABASE_URL` (default
-/// `postgres://postgres@127.0.0.1:5432/test`, trust auth).
-pub struct PgDb {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl PgDb {
-    pub async fn create() -> PgDb {
-        use sqlx::Connection;
-        let admin_url = std::env::var("DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!("zlh_chaos_{}", ServerId::new().0.simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let _ = conn.close().await;
-        let (base, query) = match admin_url.split_once('?') {
-            Some((b, q)) => (b, format!("?{q}")),
-            None => (admin_url.as_str(), String::new()),
-        };
-        let prefix = base.rsplit_once('/').map(|(p, _)| p).unwrap_or(base);
-        PgDb {
-            url: format!("{prefix}/{name}{query}"),
-            admin_url,
-            name,
-        }
-    }
-
-    pub async fn drop_db(self) {
-        use sqlx::Connection;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut conn)
-            .await;
-            let _ = conn.close().await;
-        }
     }
 }

@@ -25,9 +25,14 @@ pub async fn fresh_database(prefix: &str) -> FreshDb {
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    let _ = conn.close().await;
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin.as_str(), String::new()),
+    };
+    let prefix = base.rsplit_once('/').map(|(p, _)| p).unwrap_or(base);
     FreshDb {
-        url: format!("{base}/{name}"),
+        url: format!("{prefix}/{name}{query}"),
         name,
     }
 }
@@ -42,6 +47,7 @@ impl FreshDb {
             )))
             .execute(&mut conn)
             .await;
+            let _ = conn.close().await;
         }
     }
 }

@@ -1,19 +1,16 @@
 //! Running `zlhd` as a child process against a `World`'s simulators (which stay in the test
-//! process, so their state survives the daemon being killed). Included by test crates with
-//! `#[path = "../src/process.rs"]`.
+//! process, so their state survives the daemon being killed)..
 
-#![allow(dead_code)]
-
+use crate::World;
 use controller::config::{CloudflareSection, Config, TechnitiumSection, VelocitySection};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use zlh_tests::World;
 
 /// The `zlhd` binary: `$CARGO_BIN_EXE_zlhd` or `$ZLHD` if set, else `<target>/<profile>/zlhd`
 /// next to this test binary (`<target>/<profile>/deps/<test>`), built with
-/// `cargo build -p controller --bin zlhd` when it is missing (a plain
-/// `cargo test -p zlh-tests` does not build other packages' binaries).
+/// `cargo build -p controller --bin zlhd` first (a test run does not build other packages'
+/// binaries, and one left from an earlier build may be stale).
 pub fn zlhd_path() -> PathBuf {
     for var in ["CARGO_BIN_EXE_zlhd", "ZLHD"] {
         if let Ok(p) = std::env::var(var) {
@@ -26,9 +23,10 @@ pub fn zlhd_path() -> PathBuf {
         .and_then(Path::parent)
         .expect("test binary lives in <target>/<profile>/deps");
     let path = profile_dir.join(format!("zlhd{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        build_zlhd(profile_dir);
-    }
+    // Always (re)build: a stale binary would test old code. Up to date, this is a no-op;
+    // one build per test process.
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| build_zlhd(profile_dir));
     assert!(path.exists(), "zlhd not found at {}", path.display());
     path
 }

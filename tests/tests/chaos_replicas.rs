@@ -6,10 +6,9 @@
 //! Seeded: `seed=...` is printed; replay with `ZLH_SEED=...`. `ZLH_SOAK=1`: 40 servers, 40
 //! kills.
 
-#[path = "../src/chaos.rs"]
-mod chaos;
+use zlh_tests::chaos;
 
-use chaos::{PgDb, assert_fleet, mixed, phases, poke_all, rng, seed, soak};
+use chaos::{assert_fleet, mixed, phases, poke_all, rng, seed, soak};
 use model::store::Store;
 use model::{Phase, ServerId};
 use rand::Rng;
@@ -29,7 +28,7 @@ async fn three_replicas_one_killed_at_random_converge() {
     let mut rng = rng(seed);
     let (total, to_delete, kills): (usize, usize, usize) =
         if soak() { (40, 10, 40) } else { (20, 5, 12) };
-    let db = PgDb::create().await;
+    let db = zlh_tests::pg::fresh_database("zlh_chaos").await;
     {
         let w = World::new(WorldOptions {
             database_url: Some(db.url.clone()),
@@ -37,12 +36,22 @@ async fn three_replicas_one_killed_at_random_converge() {
             ..WorldOptions::default()
         })
         .await;
-        let start = |i: usize| -> Running {
+        // Each replica has its own connection, so they wake each other via LISTEN/NOTIFY.
+        let start = async |i: usize| -> Running {
             let mut cfg = w.cfg.clone();
             cfg.replica_id = format!("replica-{i}");
-            w.start_controller_with(cfg)
+            let store = model::store::AnyStore::connect(
+                &cfg.database_url,
+                std::sync::Arc::new(model::SystemClock),
+            )
+            .await
+            .expect("replica store");
+            w.start_controller_on(cfg, store)
         };
-        let mut replicas: Vec<Option<Running>> = (0..3).map(|i| Some(start(i))).collect();
+        let mut replicas: Vec<Option<Running>> = Vec::new();
+        for i in 0..3 {
+            replicas.push(Some(start(i).await));
+        }
         let pve = w.sims.pve.as_ref().unwrap();
         let mut ids = Vec::new();
         let mut deleted: Vec<ServerId> = Vec::new();
@@ -76,7 +85,7 @@ async fn three_replicas_one_killed_at_random_converge() {
             );
             replicas[victim].take().unwrap().kill();
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await;
-            replicas[victim] = Some(start(victim));
+            replicas[victim] = Some(start(victim).await);
         }
         while ids.len() < total {
             ids.push(w.create("u000", mixed(ids.len())).await);

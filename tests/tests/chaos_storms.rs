@@ -9,8 +9,7 @@
 //! Storms last `STORM` of real time (≈ 10 simulated minutes at time scale 200, longer than
 //! the engine's maximum backoff); `ZLH_SOAK=1` makes them 5× longer and fleets bigger.
 
-#[path = "../src/chaos.rs"]
-mod chaos;
+use zlh_tests::chaos;
 
 use chaos::{assert_fleet, converge, mixed, poke_all, soak};
 use model::{Kind, Phase, ServerId};

@@ -1,25 +1,11 @@
 //! End-to-end: servers declared in the store converge to Ready against the simulators, and
 //! tear down without leaving anything behind.
 
+use model::Phase;
 use model::store::Store;
-use model::{Phase, ServerSpec, Variant};
 use std::time::Duration;
+use zlh_tests::chaos::mixed;
 use zlh_tests::{World, WorldOptions, check_invariants};
-
-fn mixed(i: usize) -> ServerSpec {
-    if i % 3 == 2 {
-        ServerSpec::dev(
-            if i.is_multiple_of(2) {
-                "node"
-            } else {
-                "python"
-            },
-            if i.is_multiple_of(2) { "22" } else { "3.12" },
-        )
-    } else {
-        ServerSpec::minecraft(Variant::ALL[i % Variant::ALL.len()], "1.21.7")
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_servers_converge_and_tear_down_cleanly() {

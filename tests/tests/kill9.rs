@@ -1,10 +1,8 @@
 //! Crash safety of the real daemon: `zlhd controller` runs as a child process and is killed
 //! with SIGKILL at random instants while a fleet is being provisioned and torn down.
 
-#[path = "../src/chaos.rs"]
-mod chaos;
-#[path = "../src/process.rs"]
-mod process;
+use zlh_tests::chaos;
+use zlh_tests::process;
 
 use chaos::{assert_fleet, mixed, phases, rng, seed, soak};
 use model::store::Store;

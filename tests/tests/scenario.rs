@@ -6,8 +6,7 @@
 //! Each case prints `case i seed=...`; replay one with `ZLH_SEED=<that seed> ZLH_CASES=1`.
 //! `ZLH_CASES` sets the number of cases (default 3; `ZLH_SOAK=1`: 20 cases of 3× the steps).
 
-#[path = "../src/chaos.rs"]
-mod chaos;
+use zlh_tests::chaos;
 
 use chaos::{assert_fleet, mixed, phases, rng, seed, soak};
 use model::store::Store;
