@@ -106,7 +106,7 @@ impl Backends {
                 &c.url,
                 &c.zone_id,
                 read_secret("cloudflare.token_file", &c.token_file)?,
-                1.0,
+                c.requests_per_5min,
             )?),
             None => None,
         };
@@ -166,18 +166,16 @@ pub fn technitium_client(
     .map_err(|e| edge_err("technitium", e))
 }
 
-/// `time_scale` > 1 when the Cloudflare simulator runs in scaled time: its 5-minute budget
-/// window is shorter by that factor, and so must our pacing be.
 pub fn cloudflare_client(
     cfg: &Config,
     url: &str,
     zone_id: &str,
     token: SecretString,
-    time_scale: f64,
+    requests_per_5min: u32,
 ) -> Result<CloudflareClient, ConfigError> {
     let mut c = edge_client::CloudflareConfig::new(zone_id, &cfg.edge.zone, token);
     c.base_url = url.into();
-    c.requests_per_5min = (f64::from(c.requests_per_5min) * time_scale.max(1.0)) as u32;
+    c.requests_per_5min = requests_per_5min;
     CloudflareClient::new(c).map_err(|e| edge_err("cloudflare", e))
 }
 

@@ -338,6 +338,14 @@ pub struct CloudflareSection {
     pub url: String,
     pub zone_id: String,
     pub token_file: PathBuf,
+    /// Our share of Cloudflare's 1200 requests per 5 minutes (per user/token, shared with the
+    /// dashboard and other tools); 900 leaves headroom.
+    #[serde(default = "cloudflare_default_budget")]
+    pub requests_per_5min: u32,
+}
+
+fn cloudflare_default_budget() -> u32 {
+    900
 }
 
 fn cloudflare_default_url() -> String {
@@ -351,8 +359,10 @@ pub struct VelocitySection {
     pub secret_file: PathBuf,
 }
 
-/// Environment keys that are not config (used by zctl) and must not be mistaken for it.
-const NOT_CONFIG_ENV: &[&str] = &["ZLH_API_URL", "ZLH_TOKEN", "ZLH_CONFIG"];
+/// Top-level keys settable from the environment; section keys use `__`
+/// (`ZLH_CONTROLLER__WORKERS`). Other `ZLH_*` variables (zctl's `ZLH_API_URL`/`ZLH_TOKEN`,
+/// `ZLH_CONFIG`, test seeds) are not config and are ignored rather than refused.
+const TOP_LEVEL_ENV: &[&str] = &["ZLH_DATABASE_URL", "ZLH_REPLICA_ID"];
 
 impl Config {
     /// Load `path` (if given) and apply `ZLH_*` overrides. Errors name the key.
@@ -376,7 +386,10 @@ impl Config {
         }
         let vars: config::Map<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("ZLH_") && !NOT_CONFIG_ENV.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                TOP_LEVEL_ENV.contains(&k.as_str())
+                    || k.strip_prefix("ZLH_").is_some_and(|rest| rest.contains("__"))
+            })
             .collect();
         b = b.add_source(
             config::Environment::with_prefix("ZLH")
@@ -510,6 +523,13 @@ mod tests {
     }
 
     #[test]
+    fn the_annotated_example_config_loads() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/zlh.toml"));
+        let cfg = Config::load_with_env(Some(path), std::iter::empty()).unwrap();
+        assert!(cfg.cloudflare.is_some() && cfg.technitium.is_some() && cfg.velocity.is_some());
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }
@@ -580,6 +600,7 @@ mod tests {
             &[
                 ("ZLH_CONTROLLER__WORKERS", "7"),
                 ("ZLH_TOKEN", "not-config"),
+                ("ZLH_SEED", "42"),
                 ("ZLH_API_URL", "http://127.0.0.1:1"),
             ],
         )

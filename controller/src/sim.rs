@@ -249,7 +249,8 @@ impl SimStack {
                 &c.url(),
                 c.zone_id(),
                 SecretString::from(c.token().to_string()),
-                self.options.time_scale,
+                // The simulator's 5-minute window is shorter by the time scale; so is ours.
+                (900.0 * self.options.time_scale.max(1.0)) as u32,
             )?),
             None => None,
         };

@@ -95,6 +95,8 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
             url: c.url(),
             zone_id: c.zone_id().to_string(),
             token_file: secret("cloudflare-token", c.token()),
+            // The simulator's 5-minute window is shorter by the time scale; so is ours.
+            requests_per_5min: (900.0 * w.sims.options.time_scale) as u32,
         });
     }
     if let Some(v) = &w.sims.velocity {
