@@ -388,7 +388,8 @@ impl Config {
             .into_iter()
             .filter(|(k, _)| {
                 TOP_LEVEL_ENV.contains(&k.as_str())
-                    || k.strip_prefix("ZLH_").is_some_and(|rest| rest.contains("__"))
+                    || k.strip_prefix("ZLH_")
+                        .is_some_and(|rest| rest.contains("__"))
             })
             .collect();
         b = b.add_source(

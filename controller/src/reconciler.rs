@@ -141,7 +141,7 @@ impl Reconciler {
                     ConditionStatus::False
                 },
                 r::PAUSED,
-                "paused: observed, not acted on",
+                "paused: not acted on until resumed",
                 server.generation,
                 now,
             );
