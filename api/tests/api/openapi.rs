@@ -85,5 +85,12 @@ fn every_reference_resolves_and_every_response_is_described() {
 
 #[test]
 fn openapi_snapshot() {
-    insta::assert_json_snapshot!("openapi", api::openapi());
+    // An absolute snapshot path: insta otherwise asks `cargo metadata` for the workspace root,
+    // and when that is not answered (parallel test processes) it looks in the wrong place.
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/snapshots"),
+        omit_expression => false,
+    }, {
+        insta::assert_json_snapshot!("openapi", api::openapi());
+    });
 }
