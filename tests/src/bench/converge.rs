@@ -61,6 +61,8 @@ pub struct ZlhResult {
     pub cpu: Cpu,
     pub peak_rss: f64,
     pub ready: usize,
+    /// Proxmox requests per endpoint, most first.
+    pub by_endpoint: Vec<(&'static str, u64)>,
 }
 
 pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
@@ -77,6 +79,10 @@ pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
     }
     let pve = b.sims.pve.clone().expect("proxmox sim");
     let (pve0, lock0, clone0) = (pve.requests_total(), pve.lock_errors(), pve.clone_calls());
+    let ep0: Vec<u64> = proxmox_client::Endpoint::ALL
+        .iter()
+        .map(|e| pve.requests_for(e))
+        .collect();
     let e0 = b.edge_requests();
     reset_peak_rss();
     let cpu0 = Cpu::now();
@@ -115,7 +121,15 @@ pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
         .collect();
     let wall_sim = ttr.iter().cloned().fold(0.0, f64::max);
     let e1 = b.edge_requests();
+    let mut by_endpoint: Vec<(&'static str, u64)> = proxmox_client::Endpoint::ALL
+        .iter()
+        .zip(ep0)
+        .map(|(e, before)| (*e, pve.requests_for(e) - before))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    by_endpoint.sort_by(|a, b| b.1.cmp(&a.1));
     Ok(ZlhResult {
+        by_endpoint,
         wall_sim,
         wall_real: (wall_sim / scale).min(real_done),
         lower_bound: lb,
@@ -195,6 +209,23 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
             "Proxmox calls per server",
             z.pve_calls as f64 / n,
             format!("{:.1} ({} total)", z.pve_calls as f64 / n, z.pve_calls),
+        );
+        let breakdown: Vec<String> = z
+            .by_endpoint
+            .iter()
+            .take(5)
+            .map(|(e, c)| format!("{e} {:.0}", *c as f64 / n))
+            .collect();
+        tb.add(
+            "pve_calls_per_server_by_endpoint",
+            "  of which per server",
+            serde_json::json!(
+                z.by_endpoint
+                    .iter()
+                    .map(|(e, c)| (e.to_string(), *c as f64 / n))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            ),
+            breakdown.join(", "),
         );
         tb.add(
             "clone_calls",

@@ -85,7 +85,8 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
     let deadline = build0 + a.build_timeout;
     let mut last_print = Instant::now();
     let ready = loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let poll = if a.n > 1000 { 2000 } else { 250 };
+        tokio::time::sleep(Duration::from_millis(poll)).await;
         let s = b.servers().await?;
         let n_ready = s.iter().filter(|s| s.phase().0 == Phase::Ready).count();
         if n_ready == a.n {
