@@ -14,6 +14,9 @@ use model::{
     ConditionStatus, ConditionType, ErrorClass, Kind, Power, ServerId, ServerStatus, Step,
 };
 
+mod teardown;
+pub use teardown::decide_teardown;
+
 /// The tag and description line that mark a container as ours.
 pub fn marker_tag(id: ServerId) -> String {
     format!("zlh-{}", id.0.hyphenated())
@@ -310,15 +313,20 @@ fn cond(t: ConditionType, ok: bool, reason: &'static str, msg: impl Into<String>
     (t, s, reason, msg.into())
 }
 
-struct Builder {
+pub(crate) struct Builder {
     conditions: Vec<Cond>,
 }
 
 impl Builder {
-    fn set(&mut self, c: Cond) {
+    pub(crate) fn new() -> Self {
+        Builder {
+            conditions: Vec::new(),
+        }
+    }
+    pub(crate) fn set(&mut self, c: Cond) {
         self.conditions.push(c);
     }
-    fn done(self, action: Action) -> Decision {
+    pub(crate) fn done(self, action: Action) -> Decision {
         Decision {
             action,
             conditions: self.conditions,
@@ -329,9 +337,7 @@ impl Builder {
 /// Provisioning and drift repair for a live (not deleting, not paused) server.
 pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
     use ConditionType as C;
-    let mut b = Builder {
-        conditions: Vec::new(),
-    };
+    let mut b = Builder::new();
     let timing = cx.timing;
 
     // Allocate the VMID (rule 2: in the DB, before anything exists in Proxmox).
@@ -702,77 +708,6 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
     b.done(Action::Ready)
 }
 
-/// Teardown (deletion requested), step by step; each step safe to repeat after a crash and
-/// none skipped because of a transient error.
-pub fn decide_teardown(d: &Desired, o: &Observed, cx: &Context) -> Decision {
-    let b = Builder {
-        conditions: Vec::new(),
-    };
-    if d.needs_edge() {
-        let Some(proxy) = &o.proxy else {
-            return b.done(Action::Observe(Layer::Proxy));
-        };
-        match proxy {
-            Err(e) => return degraded(b, Step::Teardown, e),
-            Ok(true) => return b.done(Action::Unregister),
-            Ok(false) => {}
-        }
-        let Some(dns) = &o.dns else {
-            return b.done(Action::Observe(Layer::Dns));
-        };
-        match dns {
-            Err(e) => return degraded(b, Step::Teardown, e),
-            // For teardown the DNS layer reports "anything of ours still published".
-            Ok(true) => return b.done(Action::RemoveDns),
-            Ok(false) => {}
-        }
-    }
-    if d.vmid.is_none() {
-        return b.done(Action::Archive);
-    }
-    if let Some(t) = &cx.status.in_flight_task {
-        match &o.task {
-            None => return b.done(Action::Observe(Layer::Task)),
-            Some(Err(e)) => return degraded(b, Step::Teardown, e),
-            Some(Ok(TaskObs::Running)) => return b.done(Action::AwaitTask),
-            Some(Ok(TaskObs::Succeeded)) => return b.done(Action::ClearTask),
-            Some(Ok(TaskObs::Failed(m))) => {
-                return b.done(Action::TaskFailed {
-                    action: t.action.clone(),
-                    message: m.clone(),
-                });
-            }
-        }
-    }
-    let Some(container) = &o.container else {
-        return b.done(Action::Observe(Layer::Container));
-    };
-    let c = match container {
-        Err(e) => return degraded(b, Step::Teardown, e),
-        Ok(None) => return b.done(Action::Archive),
-        Ok(Some(c)) => c,
-    };
-    if c.ownership(d) == Ownership::Foreign {
-        // Never touch the intruder; our reservation simply goes.
-        return b.done(Action::Archive);
-    }
-    if let Some(lock) = &c.lock {
-        return b.done(Action::Wait {
-            step: Step::Teardown,
-            reason: r::LOCKED,
-            message: format!("container is locked ({lock})"),
-        });
-    }
-    let Some(power) = &o.power else {
-        return b.done(Action::Observe(Layer::Power));
-    };
-    match power {
-        Err(e) => degraded(b, Step::Teardown, e),
-        Ok(PowerObs::Running) => b.done(Action::Stop),
-        Ok(PowerObs::Stopped) => b.done(Action::Destroy),
-    }
-}
-
 pub const TASK_CLONE: &str = "clone";
 pub const TASK_START: &str = "start";
 pub const TASK_SHUTDOWN: &str = "shutdown";
@@ -791,7 +726,7 @@ fn task_step(cx: &Context) -> Step {
     }
 }
 
-fn degraded(mut b: Builder, step: Step, e: &Unavailable) -> Decision {
+pub(crate) fn degraded(mut b: Builder, step: Step, e: &Unavailable) -> Decision {
     b.set((
         ConditionType::Degraded,
         ConditionStatus::True,
@@ -814,20 +749,20 @@ pub fn degraded_reason(backend: &str) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use model::ServerStatus;
     use model::status::InFlightTask;
 
-    fn t0() -> DateTime<Utc> {
+    pub(crate) fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
-    fn id() -> ServerId {
+    pub(crate) fn id() -> ServerId {
         "0190f0f0-0000-7000-8000-000000000001".parse().unwrap()
     }
 
-    fn desired() -> Desired {
+    pub(crate) fn desired() -> Desired {
         Desired {
             id: id(),
             kind: Kind::Game,
@@ -844,7 +779,7 @@ mod tests {
         }
     }
 
-    fn ours() -> ContainerObs {
+    pub(crate) fn ours() -> ContainerObs {
         ContainerObs {
             hostname: Some("mc-paper-5001".into()),
             description: format!("{}\n", marker_line(id())),
@@ -858,7 +793,7 @@ mod tests {
         }
     }
 
-    fn down() -> Unavailable {
+    pub(crate) fn down() -> Unavailable {
         Unavailable {
             backend: "proxmox",
             class: ErrorClass::Transient,
@@ -867,7 +802,7 @@ mod tests {
     }
 
     /// Everything observed and healthy: a Ready game server.
-    fn all_good() -> Observed {
+    pub(crate) fn all_good() -> Observed {
         Observed {
             task: None,
             container: Some(Ok(Some(ours()))),
@@ -881,7 +816,7 @@ mod tests {
         }
     }
 
-    fn task(action: &str, started: DateTime<Utc>) -> InFlightTask {
+    pub(crate) fn task(action: &str, started: DateTime<Utc>) -> InFlightTask {
         InFlightTask {
             upid: "UPID:pve:00001234:00ABCDEF:65000000:vzclone:900:zlh@pve!ctl:".into(),
             action: action.into(),
@@ -889,17 +824,17 @@ mod tests {
         }
     }
 
-    struct Case {
-        reason: &'static str,
-        desired: fn(&mut Desired),
-        observed: fn(&mut Observed),
-        status: fn(&mut ServerStatus),
-        want: Action,
+    pub(crate) struct Case {
+        pub reason: &'static str,
+        pub desired: fn(&mut Desired),
+        pub observed: fn(&mut Observed),
+        pub status: fn(&mut ServerStatus),
+        pub want: Action,
     }
 
-    fn none(_: &mut Desired) {}
-    fn no_obs(_: &mut Observed) {}
-    fn no_status(_: &mut ServerStatus) {}
+    pub(crate) fn none(_: &mut Desired) {}
+    pub(crate) fn no_obs(_: &mut Observed) {}
+    pub(crate) fn no_status(_: &mut ServerStatus) {}
 
     #[test]
     fn provisioning_table() {
@@ -958,145 +893,6 @@ mod tests {
             };
             let got = decide(&d, &o, &cx);
             assert_eq!(got.action, c.want, "{}", c.reason);
-        }
-    }
-
-    #[test]
-    fn teardown_table() {
-        let timing = ControllerSection::default();
-        let cases = vec![
-            Case {
-                reason: "the proxy registration goes first",
-                desired: none,
-                observed: no_obs,
-                status: no_status,
-                want: Action::Unregister,
-            },
-            Case {
-                reason: "then the DNS records",
-                desired: none,
-                observed: |o| o.proxy = Some(Ok(false)),
-                status: no_status,
-                want: Action::RemoveDns,
-            },
-            Case {
-                reason: "a proxy outage delays teardown, it never skips the step",
-                desired: none,
-                observed: |o| o.proxy = Some(Err(down())),
-                status: no_status,
-                want: Action::Degraded {
-                    step: Step::Teardown,
-                    error: down(),
-                },
-            },
-            Case {
-                reason: "a running container is stopped before destroy",
-                desired: none,
-                observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false))
-                },
-                status: no_status,
-                want: Action::Stop,
-            },
-            Case {
-                reason: "the stop task is waited for before destroy",
-                desired: none,
-                observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
-                    o.task = Some(Ok(TaskObs::Running))
-                },
-                status: |s| s.in_flight_task = Some(task(TASK_STOP, t0())),
-                want: Action::AwaitTask,
-            },
-            Case {
-                reason: "a stopped container of ours is destroyed",
-                desired: none,
-                observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
-                    o.power = Some(Ok(PowerObs::Stopped))
-                },
-                status: no_status,
-                want: Action::Destroy,
-            },
-            Case {
-                reason: "unknown container state during teardown degrades (no skipping to archive)",
-                desired: none,
-                observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
-                    o.container = Some(Err(down()))
-                },
-                status: no_status,
-                want: Action::Degraded {
-                    step: Step::Teardown,
-                    error: down(),
-                },
-            },
-            Case {
-                reason: "a container that is gone lets the row be archived",
-                desired: none,
-                observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
-                    o.container = Some(Ok(None))
-                },
-                status: no_status,
-                want: Action::Archive,
-            },
-            Case {
-                reason: "an intruder at our VMID is left alone; only our reservation goes",
-                desired: none,
-                observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
-                    o.container = Some(Ok(Some(ContainerObs::default())))
-                },
-                status: no_status,
-                want: Action::Archive,
-            },
-            Case {
-                reason: "a server deleted before it had a VMID is archived at once",
-                desired: |d| {
-                    d.vmid = None;
-                    d.kind = Kind::Dev
-                },
-                observed: no_obs,
-                status: no_status,
-                want: Action::Archive,
-            },
-            Case {
-                reason: "a locked container is waited for",
-                desired: |d| d.kind = Kind::Dev,
-                observed: |o| {
-                    o.container = Some(Ok(Some(ContainerObs {
-                        lock: Some("backup".into()),
-                        ..ours()
-                    })))
-                },
-                status: no_status,
-                want: Action::Wait {
-                    step: Step::Teardown,
-                    reason: r::LOCKED,
-                    message: "container is locked (backup)".into(),
-                },
-            },
-        ];
-        for c in cases {
-            let mut d = desired();
-            (c.desired)(&mut d);
-            let mut o = all_good();
-            (c.observed)(&mut o);
-            let mut s = ServerStatus::default();
-            (c.status)(&mut s);
-            let cx = Context {
-                status: &s,
-                now: t0(),
-                timing: &timing,
-            };
-            assert_eq!(decide_teardown(&d, &o, &cx).action, c.want, "{}", c.reason);
         }
     }
 
