@@ -29,6 +29,9 @@ pub enum ConfigError {
 pub struct Config {
     /// `sqlite://path/zlh.db` (one controller) or `postgres://...` (any number of replicas).
     pub database_url: String,
+    /// Read the URL from this file instead (a PostgreSQL URL carries a password): a path, or
+    /// a systemd credential name.
+    pub database_url_file: Option<PathBuf>,
     /// Names this process in leases and heartbeats; empty = `<hostname>-<pid>`.
     pub replica_id: String,
     pub api: ApiSection,
@@ -50,6 +53,7 @@ impl Default for Config {
         Config {
             // A file next to the working directory: the zero-set-up default.
             database_url: "sqlite://zlh-data/zlh.db".into(),
+            database_url_file: None,
             replica_id: String::new(),
             api: ApiSection::default(),
             controller: ControllerSection::default(),
@@ -459,6 +463,17 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The database URL, from `database_url_file` when set. Never logged.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        use secrecy::ExposeSecret;
+        match &self.database_url_file {
+            Some(f) => Ok(read_secret("database_url_file", f)?
+                .expose_secret()
+                .to_string()),
+            None => Ok(self.database_url.clone()),
+        }
     }
 
     pub fn catalog(&self) -> Catalog {

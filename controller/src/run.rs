@@ -35,14 +35,15 @@ pub fn init_logging(format: LogFormat) {
 
 pub async fn open_store(cfg: &Config) -> anyhow::Result<AnyStore> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    if let Some(path) = cfg.database_url.strip_prefix("sqlite://")
+    let url = cfg.database_url()?;
+    if let Some(path) = url.strip_prefix("sqlite://")
         && let Some(dir) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
         && !dir.as_os_str().is_empty()
     {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
     }
-    let store = AnyStore::connect(&cfg.database_url, clock)
+    let store = AnyStore::connect(&url, clock)
         .await
         .context("cannot open the database")?;
     store.migrate().await.context("cannot apply migrations")?;
