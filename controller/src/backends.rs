@@ -44,86 +44,13 @@ impl From<&EdgeError> for Unavailable {
 impl Backends {
     /// Clients for the real systems named in the config.
     pub fn from_config(cfg: &Config) -> Result<Backends, ConfigError> {
-        let p = &cfg.proxmox;
-        if p.url.is_empty() {
-            return Err(ConfigError::Invalid(
-                "proxmox.url: is empty (only `zlhd dev` runs without a Proxmox)".into(),
-            ));
-        }
-        let secret = match &p.token_secret_file {
-            Some(f) => read_secret("proxmox.token_secret_file", f)?,
-            None => {
-                return Err(ConfigError::Invalid(
-                    "proxmox.token_secret_file: is required".into(),
-                ));
-            }
-        };
-        let tls = if p.insecure {
-            proxmox_client::TlsMode::Insecure
-        } else if let Some(fp) = &p.fingerprint {
-            proxmox_client::TlsMode::Fingerprint(fp.clone())
-        } else if let Some(ca) = &p.ca_file {
-            proxmox_client::TlsMode::CaFile(ca.clone())
-        } else {
-            proxmox_client::TlsMode::System
-        };
-        let pve = PveClient::new(proxmox_client::PveConfig {
-            base_url: p.url.clone(),
-            token_id: p.token_id.clone(),
-            token_secret: secret,
-            tls,
-            connect_timeout: p.connect_timeout,
-            request_timeout: p.request_timeout,
-            rate_per_node_per_sec: p.rate_per_node,
-        })
-        .map_err(|e| ConfigError::Invalid(format!("proxmox: {e}")))?;
-        let agent_token = cfg
-            .agent
-            .token_file
-            .as_ref()
-            .map(|f| read_secret("agent.token_file", f))
-            .transpose()?;
-        let admin_secret = match &cfg.agent.admin_secret_file {
-            Some(f) => read_secret("agent.admin_secret_file", f)?,
-            None => {
-                return Err(ConfigError::Invalid(
-                    "agent.admin_secret_file: is required (admin passwords derive from it)".into(),
-                ));
-            }
-        };
-        let agent = agent_client(cfg, agent_token)?;
-        let technitium = match &cfg.technitium {
-            Some(t) => Some(technitium_client(
-                cfg,
-                &t.url,
-                read_secret("technitium.token_file", &t.token_file)?,
-            )?),
-            None => None,
-        };
-        let cloudflare = match &cfg.cloudflare {
-            Some(c) => Some(cloudflare_client(
-                cfg,
-                &c.url,
-                &c.zone_id,
-                read_secret("cloudflare.token_file", &c.token_file)?,
-                c.requests_per_5min,
-            )?),
-            None => None,
-        };
-        let velocity = match &cfg.velocity {
-            Some(v) => Some(velocity_client(
-                &v.url,
-                read_secret("velocity.secret_file", &v.secret_file)?,
-            )?),
-            None => None,
-        };
         Ok(Backends {
-            pve,
-            agent,
-            technitium,
-            cloudflare,
-            velocity,
-            admin_secret,
+            pve: pve_from_config(cfg)?,
+            agent: agent_from_config(cfg)?,
+            technitium: technitium_from_config(cfg)?,
+            cloudflare: cloudflare_from_config(cfg)?,
+            velocity: velocity_from_config(cfg)?,
+            admin_secret: admin_secret_from_config(cfg)?,
         })
     }
 
@@ -137,6 +64,93 @@ impl Backends {
         h.update(id.0.as_bytes());
         SecretString::from(hex::encode(h.finalize())[..24].to_string())
     }
+}
+
+pub fn pve_from_config(cfg: &Config) -> Result<PveClient, ConfigError> {
+    let p = &cfg.proxmox;
+    if p.url.is_empty() {
+        return Err(ConfigError::Invalid(
+            "proxmox.url: is empty (only `zlhd dev` runs without a Proxmox)".into(),
+        ));
+    }
+    let Some(secret_file) = &p.token_secret_file else {
+        return Err(ConfigError::Invalid(
+            "proxmox.token_secret_file: is required".into(),
+        ));
+    };
+    let tls = if p.insecure {
+        proxmox_client::TlsMode::Insecure
+    } else if let Some(fp) = &p.fingerprint {
+        proxmox_client::TlsMode::Fingerprint(fp.clone())
+    } else if let Some(ca) = &p.ca_file {
+        proxmox_client::TlsMode::CaFile(ca.clone())
+    } else {
+        proxmox_client::TlsMode::System
+    };
+    PveClient::new(proxmox_client::PveConfig {
+        base_url: p.url.clone(),
+        token_id: p.token_id.clone(),
+        token_secret: read_secret("proxmox.token_secret_file", secret_file)?,
+        tls,
+        connect_timeout: p.connect_timeout,
+        request_timeout: p.request_timeout,
+        rate_per_node_per_sec: p.rate_per_node,
+    })
+    .map_err(|e| ConfigError::Invalid(format!("proxmox: {e}")))
+}
+
+pub fn agent_from_config(cfg: &Config) -> Result<AgentClient, ConfigError> {
+    let token = cfg
+        .agent
+        .token_file
+        .as_ref()
+        .map(|f| read_secret("agent.token_file", f))
+        .transpose()?;
+    agent_client(cfg, token)
+}
+
+pub fn admin_secret_from_config(cfg: &Config) -> Result<SecretString, ConfigError> {
+    match &cfg.agent.admin_secret_file {
+        Some(f) => read_secret("agent.admin_secret_file", f),
+        None => Err(ConfigError::Invalid(
+            "agent.admin_secret_file: is required (admin passwords derive from it)".into(),
+        )),
+    }
+}
+
+pub fn technitium_from_config(cfg: &Config) -> Result<Option<TechnitiumClient>, ConfigError> {
+    cfg.technitium
+        .as_ref()
+        .map(|t| {
+            technitium_client(
+                cfg,
+                &t.url,
+                read_secret("technitium.token_file", &t.token_file)?,
+            )
+        })
+        .transpose()
+}
+
+pub fn cloudflare_from_config(cfg: &Config) -> Result<Option<CloudflareClient>, ConfigError> {
+    cfg.cloudflare
+        .as_ref()
+        .map(|c| {
+            cloudflare_client(
+                cfg,
+                &c.url,
+                &c.zone_id,
+                read_secret("cloudflare.token_file", &c.token_file)?,
+                c.requests_per_5min,
+            )
+        })
+        .transpose()
+}
+
+pub fn velocity_from_config(cfg: &Config) -> Result<Option<VelocityClient>, ConfigError> {
+    cfg.velocity
+        .as_ref()
+        .map(|v| velocity_client(&v.url, read_secret("velocity.secret_file", &v.secret_file)?))
+        .transpose()
 }
 
 fn edge_err(what: &str, e: EdgeError) -> ConfigError {

@@ -36,12 +36,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.data_dir)
         .with_context(|| format!("cannot create {}", opts.data_dir.display()))?;
-    let sims = SimStack::start(SimOptions {
-        time_scale: opts.time_scale,
-        ..SimOptions::default()
-    })
-    .await
-    .context("cannot start the simulators")?;
+    let sims = SimStack::start(SimOptions::for_config(&cfg, opts.time_scale))
+        .await
+        .context("cannot start the simulators")?;
     cfg.database_url = format!("sqlite://{}/zlh.db", opts.data_dir.display());
     sims.configure(&mut cfg);
     let store = run::open_store(&cfg).await?;

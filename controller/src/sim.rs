@@ -201,47 +201,46 @@ impl SimStack {
         }
     }
 
-    /// Point `cfg` at the simulators: zone, agent ports, and engine timings scaled like the
-    /// simulators' clocks.
+    /// Point `cfg` at the simulators: the zone (unless a real DNS server is configured), the
+    /// Agent ports, and engine timings scaled like the simulated Proxmox's clock.
     pub fn configure(&self, cfg: &mut Config) {
-        cfg.edge.zone = self.options.zone.clone();
+        if cfg.technitium.is_none() && cfg.cloudflare.is_none() {
+            cfg.edge.zone = self.options.zone.clone();
+        }
         if let Some(a) = &self.agent {
             cfg.agent.port = a.agent_port();
             cfg.agent.game_port = a.game_port();
             cfg.agent.timeout = Duration::from_secs(2);
         }
-        cfg.controller = cfg.controller.scaled(1.0 / self.options.time_scale);
+        if self.pve.is_some() {
+            cfg.controller = cfg.controller.scaled(1.0 / self.options.time_scale);
+        }
     }
 
-    /// Clients for the simulators, plus `base` for anything not simulated.
+    /// Clients for the simulators, and for every backend not simulated, the real system the
+    /// config names (e.g. a third-party Proxmox with simulated edges).
     pub fn backends(&self, cfg: &Config) -> Result<Backends, crate::config::ConfigError> {
         let pve = match &self.pve {
             Some(p) => proxmox_client::PveClient::new(proxmox_client::PveConfig {
-                base_url: p.url(),
-                token_id: p.token_id().to_string(),
-                token_secret: SecretString::from(p.token_secret().to_string()),
-                tls: proxmox_client::TlsMode::System,
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(10),
                 rate_per_node_per_sec: 10_000,
+                ..p.client_config()
             })
             .map_err(|e| crate::config::ConfigError::Invalid(format!("proxmox: {e}")))?,
-            None => return Backends::from_config(cfg),
+            None => backends::pve_from_config(cfg)?,
         };
-        let agent = backends::agent_client(
-            cfg,
-            self.agent
-                .as_ref()
-                .and_then(|a| a.token())
-                .map(SecretString::from),
-        )?;
+        let agent = match &self.agent {
+            Some(a) => backends::agent_client(cfg, a.token().map(SecretString::from))?,
+            None => backends::agent_from_config(cfg)?,
+        };
         let technitium = match &self.technitium {
             Some(t) => Some(backends::technitium_client(
                 cfg,
                 &t.url(),
                 SecretString::from(t.token().to_string()),
             )?),
-            None => None,
+            None => backends::technitium_from_config(cfg)?,
         };
         let cloudflare = match &self.cloudflare {
             Some(c) => Some(backends::cloudflare_client(
@@ -252,14 +251,18 @@ impl SimStack {
                 // The simulator's 5-minute window is shorter by the time scale; so is ours.
                 (900.0 * self.options.time_scale.max(1.0)) as u32,
             )?),
-            None => None,
+            None => backends::cloudflare_from_config(cfg)?,
         };
         let velocity = match &self.velocity {
             Some(v) => Some(backends::velocity_client(
                 &v.url(),
                 SecretString::from(v.secret().to_string()),
             )?),
-            None => None,
+            None => backends::velocity_from_config(cfg)?,
+        };
+        let admin_secret = match cfg.agent.admin_secret_file {
+            Some(_) => backends::admin_secret_from_config(cfg)?,
+            None => SecretString::from("zlh-dev-admin-secret".to_string()),
         };
         Ok(Backends {
             pve,
@@ -267,8 +270,35 @@ impl SimStack {
             technitium,
             cloudflare,
             velocity,
-            admin_secret: SecretString::from("zlh-dev-admin-secret".to_string()),
+            admin_secret,
         })
+    }
+}
+
+impl SimOptions {
+    /// What `zlhd dev` simulates for `cfg`: every backend the config does not point at a real
+    /// system (Agents live in the containers, so a real Proxmox means real Agents), in the
+    /// configured zone when a real DNS server is configured.
+    pub fn for_config(cfg: &Config, time_scale: f64) -> SimOptions {
+        let real_pve = !cfg.proxmox.url.is_empty();
+        let real_dns = cfg.technitium.is_some() || cfg.cloudflare.is_some();
+        let defaults = SimOptions::default();
+        SimOptions {
+            set: SimSet {
+                proxmox: !real_pve,
+                agent: !real_pve,
+                technitium: cfg.technitium.is_none(),
+                cloudflare: cfg.cloudflare.is_none(),
+                velocity: cfg.velocity.is_none(),
+            },
+            time_scale,
+            zone: if real_dns {
+                cfg.edge.zone.clone()
+            } else {
+                defaults.zone.clone()
+            },
+            ..defaults
+        }
     }
 }
 

@@ -138,3 +138,85 @@ async fn zlhd_dev_runs_serves_stops_cleanly_and_resumes() {
     assert!(sigterm_and_wait(&mut child).success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `zlhd dev` simulates only what the config does not point at a real system: here a
+/// "real" Technitium (another process's server, as far as zlh can tell) is configured, so dev
+/// runs no Technitium simulator and the records land on the configured server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_uses_a_configured_backend_instead_of_its_simulator() {
+    use controller::config::{Config, TechnitiumSection};
+    use controller::sim::{SimOptions, SimStack};
+    use edge_client::sim::{TechnitiumSim, TechnitiumSimConfig};
+
+    let external = TechnitiumSim::start(TechnitiumSimConfig {
+        zone: "example.test".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("zlh-devmix-{}", model::ServerId::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("technitium-token");
+    std::fs::write(&token_file, external.token()).unwrap();
+    let mut cfg = Config {
+        database_url: format!("sqlite://{}/zlh.db", dir.display()),
+        technitium: Some(TechnitiumSection {
+            url: external.url(),
+            token_file,
+        }),
+        ..Config::default()
+    };
+    cfg.edge.zone = "example.test".into();
+    let options = SimOptions::for_config(&cfg, 200.0);
+    let set = options.set;
+    assert!(
+        !set.technitium && set.proxmox && set.cloudflare,
+        "only Technitium is real"
+    );
+    let sims = SimStack::start(options).await.unwrap();
+    sims.configure(&mut cfg);
+    assert_eq!(
+        cfg.edge.zone, "example.test",
+        "the real server's zone is kept"
+    );
+    let store = controller::run::open_store(&cfg).await.unwrap();
+    let ctl = std::sync::Arc::new(controller::engine::Controller::new(
+        store.clone(),
+        sims.backends(&cfg).unwrap(),
+        cfg.clone(),
+        std::sync::Arc::new(model::SystemClock),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(ctl.clone().run(stop.clone()));
+    use model::store::Store;
+    let created = store
+        .create_server(model::store::NewServer {
+            customer_id: "u1".into(),
+            spec: ServerSpec::minecraft(Variant::Paper, "1.21.7"),
+            idempotency: None,
+            enforce_quota: false,
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let s = store.get_server(created.server.id).await.unwrap().unwrap();
+        if s.phase().0 == Phase::Ready {
+            let fqdn = s.status.fqdn.unwrap();
+            assert!(
+                !external.observed(&fqdn).is_empty(),
+                "records on the configured server"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not Ready: {:?}",
+            s.phase()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let _ = task.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
