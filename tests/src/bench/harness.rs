@@ -154,6 +154,38 @@ impl Bench {
         )
     }
 
+    /// Bring up the Agent of every running container that has none. The simulator stack's
+    /// event forwarder skips `CtEvent`s when its broadcast channel (1024) lags, which happens
+    /// when thousands of containers start at once with zero timings; `container_started` is
+    /// idempotent. Runs on the simulators' runtime. Returns how many were missing.
+    pub async fn rebind_agents(&self) -> usize {
+        let (Some(pve), Some(agent)) = (&self.sims.pve, &self.sims.agent) else {
+            return 0;
+        };
+        let have = agent.states();
+        let missing: Vec<_> = pve
+            .containers()
+            .into_iter()
+            .filter(|c| !c.template && c.status == proxmox_client::CtState::Running)
+            .map(|c| c.ip)
+            .filter(|ip| !have.contains_key(ip))
+            .collect();
+        let n = missing.len();
+        if n > 0 {
+            let agent = agent.clone();
+            let _ = self
+                ._rt
+                .handle()
+                .spawn(async move {
+                    for ip in missing {
+                        let _ = agent.container_started(ip).await;
+                    }
+                })
+                .await;
+        }
+        n
+    }
+
     pub fn agent_requests(&self) -> usize {
         self.sims
             .agent
