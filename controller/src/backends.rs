@@ -106,7 +106,7 @@ pub fn agent_from_config(cfg: &Config) -> Result<AgentClient, ConfigError> {
         .as_ref()
         .map(|f| read_secret("agent.token_file", f))
         .transpose()?;
-    agent_client(cfg, token)
+    Ok(agent_client(cfg, token)?.with_rate_limit(cfg.agent.requests_per_sec))
 }
 
 pub fn admin_secret_from_config(cfg: &Config) -> Result<SecretString, ConfigError> {
@@ -122,11 +122,12 @@ pub fn technitium_from_config(cfg: &Config) -> Result<Option<TechnitiumClient>, 
     cfg.technitium
         .as_ref()
         .map(|t| {
-            technitium_client(
+            Ok(technitium_client(
                 cfg,
                 &t.url,
                 read_secret("technitium.token_file", &t.token_file)?,
-            )
+            )?
+            .with_rate_limit(t.requests_per_sec))
         })
         .transpose()
 }
@@ -149,7 +150,12 @@ pub fn cloudflare_from_config(cfg: &Config) -> Result<Option<CloudflareClient>, 
 pub fn velocity_from_config(cfg: &Config) -> Result<Option<VelocityClient>, ConfigError> {
     cfg.velocity
         .as_ref()
-        .map(|v| velocity_client(&v.url, read_secret("velocity.secret_file", &v.secret_file)?))
+        .map(|v| {
+            Ok(
+                velocity_client(&v.url, read_secret("velocity.secret_file", &v.secret_file)?)?
+                    .with_rate_limit(v.requests_per_sec),
+            )
+        })
         .transpose()
 }
 

@@ -314,6 +314,8 @@ pub struct AgentSection {
     pub admin_secret_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Outgoing requests per second to all Agents together.
+    pub requests_per_sec: u32,
 }
 
 impl Default for AgentSection {
@@ -324,6 +326,9 @@ impl Default for AgentSection {
             token_file: None,
             admin_secret_file: None,
             timeout: Duration::from_secs(5),
+            // Status polls of a fleet in flux; each Agent is its own host, so this only
+            // bounds the controller's own fan-out.
+            requests_per_sec: 200,
         }
     }
 }
@@ -333,6 +338,15 @@ impl Default for AgentSection {
 pub struct TechnitiumSection {
     pub url: String,
     pub token_file: PathBuf,
+    /// Outgoing pacing; one DNS server also answers the whole network's queries.
+    #[serde(default = "default_edge_rate")]
+    pub requests_per_sec: u32,
+}
+
+/// 50 requests/s: a burst of provisioning or a resync never floods a DNS server or the proxy
+/// bridge, and a 1,000-server fleet still publishes in well under a minute.
+fn default_edge_rate() -> u32 {
+    50
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -361,6 +375,9 @@ fn cloudflare_default_url() -> String {
 pub struct VelocitySection {
     pub url: String,
     pub secret_file: PathBuf,
+    /// Outgoing pacing; the bridge is a plugin inside the proxy players are connected to.
+    #[serde(default = "default_edge_rate")]
+    pub requests_per_sec: u32,
 }
 
 /// Top-level keys settable from the environment; section keys use `__`

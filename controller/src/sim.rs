@@ -230,16 +230,22 @@ impl SimStack {
             .map_err(|e| crate::config::ConfigError::Invalid(format!("proxmox: {e}")))?,
             None => backends::pve_from_config(cfg)?,
         };
+        // Pacing follows the simulators' clock, like every other timing.
+        let scaled = |per_sec: u32| (f64::from(per_sec) * self.options.time_scale.max(1.0)) as u32;
         let agent = match &self.agent {
-            Some(a) => backends::agent_client(cfg, a.token().map(SecretString::from))?,
+            Some(a) => backends::agent_client(cfg, a.token().map(SecretString::from))?
+                .with_rate_limit(scaled(cfg.agent.requests_per_sec)),
             None => backends::agent_from_config(cfg)?,
         };
         let technitium = match &self.technitium {
-            Some(t) => Some(backends::technitium_client(
-                cfg,
-                &t.url(),
-                SecretString::from(t.token().to_string()),
-            )?),
+            Some(t) => Some(
+                backends::technitium_client(
+                    cfg,
+                    &t.url(),
+                    SecretString::from(t.token().to_string()),
+                )?
+                .with_rate_limit(scaled(50)),
+            ),
             None => backends::technitium_from_config(cfg)?,
         };
         let cloudflare = match &self.cloudflare {
@@ -249,15 +255,15 @@ impl SimStack {
                 c.zone_id(),
                 SecretString::from(c.token().to_string()),
                 // The simulator's 5-minute window is shorter by the time scale; so is ours.
-                (900.0 * self.options.time_scale.max(1.0)) as u32,
+                scaled(900),
             )?),
             None => backends::cloudflare_from_config(cfg)?,
         };
         let velocity = match &self.velocity {
-            Some(v) => Some(backends::velocity_client(
-                &v.url(),
-                SecretString::from(v.secret().to_string()),
-            )?),
+            Some(v) => Some(
+                backends::velocity_client(&v.url(), SecretString::from(v.secret().to_string()))?
+                    .with_rate_limit(scaled(50)),
+            ),
             None => backends::velocity_from_config(cfg)?,
         };
         let admin_secret = match cfg.agent.admin_secret_file {

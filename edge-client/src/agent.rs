@@ -239,6 +239,7 @@ impl StatusWire {
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     http: reqwest::Client,
+    pace: crate::pace::Pace,
     port: u16,
     token: Option<SecretString>,
 }
@@ -247,9 +248,16 @@ impl AgentClient {
     pub fn new(cfg: AgentConfig) -> Result<Self, EdgeError> {
         Ok(AgentClient {
             http: http::client(BACKEND, cfg.timeout, false)?,
+            pace: crate::pace::Pace::default(),
             port: cfg.port,
             token: cfg.token,
         })
+    }
+
+    /// Pace outgoing requests to at most `per_second` (0 = unpaced).
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.pace = crate::pace::Pace::per_second(per_second);
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -281,6 +289,7 @@ impl AgentClient {
         what: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<http::Response, EdgeError> {
+        self.pace.wait().await;
         let r = http::send(BACKEND, what, req)
             .await
             .map_err(|e| self.scrub(e))?;

@@ -12,6 +12,7 @@ pub mod cloudflare;
 pub mod dns;
 pub mod error;
 mod http;
+pub mod pace;
 pub mod slp;
 pub mod technitium;
 pub mod velocity;

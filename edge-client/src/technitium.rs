@@ -57,6 +57,7 @@ pub struct TechnitiumConfig {
 #[derive(Debug, Clone)]
 pub struct TechnitiumClient {
     http: reqwest::Client,
+    pace: crate::pace::Pace,
     base: String,
     zone: String,
     token: SecretString,
@@ -117,10 +118,17 @@ impl TechnitiumClient {
     pub fn new(cfg: TechnitiumConfig) -> Result<Self, EdgeError> {
         Ok(TechnitiumClient {
             http: http::client(BACKEND, cfg.timeout, false)?,
+            pace: crate::pace::Pace::default(),
             base: cfg.base_url.trim_end_matches('/').to_string(),
             zone: normalize(&cfg.zone),
             token: cfg.token,
         })
+    }
+
+    /// Pace outgoing requests to at most `per_second` (0 = unpaced).
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.pace = crate::pace::Pace::per_second(per_second);
+        self
     }
 
     pub fn zone(&self) -> &str {
@@ -143,6 +151,7 @@ impl TechnitiumClient {
         }
         .header(reqwest::header::AUTHORIZATION, http::bearer(&self.token));
         let what = format!("{} records/{endpoint}", if post { "POST" } else { "GET" });
+        self.pace.wait().await;
         let r = http::send(BACKEND, &what, req)
             .await
             .map_err(|e| self.scrub(e))?;

@@ -106,6 +106,7 @@ pub fn secret_header_value(secret: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct VelocityClient {
     http: reqwest::Client,
+    pace: crate::pace::Pace,
     base: String,
     secret: SecretString,
     /// Hashed once; the raw secret never leaves this process.
@@ -117,10 +118,17 @@ impl VelocityClient {
         let header = secret_header_value(cfg.secret.expose_secret()).into();
         Ok(VelocityClient {
             http: http::client(BACKEND, cfg.timeout, false)?,
+            pace: crate::pace::Pace::default(),
             base: cfg.base_url.trim_end_matches('/').to_string(),
             secret: cfg.secret,
             header,
         })
+    }
+
+    /// Pace outgoing requests to at most `per_second` (0 = unpaced).
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.pace = crate::pace::Pace::per_second(per_second);
+        self
     }
 
     fn scrub(&self, e: EdgeError) -> EdgeError {
@@ -145,6 +153,7 @@ impl VelocityClient {
             req = req.json(&b);
         }
         let what = format!("{method} {path}");
+        self.pace.wait().await;
         let r = http::send(BACKEND, &what, req)
             .await
             .map_err(|e| self.scrub(e))?;

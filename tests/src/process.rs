@@ -81,6 +81,7 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
     cfg.proxmox.connect_timeout = Duration::from_secs(2);
     cfg.proxmox.request_timeout = Duration::from_secs(10);
     cfg.agent.admin_secret_file = Some(secret("admin-secret", "zlh-kill9-admin-secret"));
+    cfg.agent.requests_per_sec = (200.0 * w.sims.options.time_scale) as u32;
     if let Some(t) = w.sims.agent.as_ref().and_then(|a| a.token()) {
         cfg.agent.token_file = Some(secret("agent-token", &t));
     }
@@ -88,6 +89,7 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
         cfg.technitium = Some(TechnitiumSection {
             url: t.url(),
             token_file: secret("technitium-token", t.token()),
+            requests_per_sec: (50.0 * w.sims.options.time_scale) as u32,
         });
     }
     if let Some(c) = &w.sims.cloudflare {
@@ -103,6 +105,7 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
         cfg.velocity = Some(VelocitySection {
             url: v.url(),
             secret_file: secret("velocity-secret", v.secret()),
+            requests_per_sec: (50.0 * w.sims.options.time_scale) as u32,
         });
     }
     edit(&mut cfg);

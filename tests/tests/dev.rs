@@ -163,6 +163,7 @@ async fn dev_uses_a_configured_backend_instead_of_its_simulator() {
         technitium: Some(TechnitiumSection {
             url: external.url(),
             token_file,
+            requests_per_sec: 1000,
         }),
         ..Config::default()
     };
