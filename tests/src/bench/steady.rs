@@ -72,7 +72,6 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
     b.cfg.controller.resync_interval = RESYNC_INTERVAL;
     b.cfg.vmids.game = [5000, 5000 + a.n as u32 + 1000];
     let build0 = Instant::now();
-    let running = b.start_controller()?;
     eprintln!(
         "steady: provisioning {} servers through the engine (default profile ×1000; open files {nofile})...",
         a.n
@@ -81,6 +80,8 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         let (_, spec) = assignment(4, i);
         b.create(&format!("cust-{}", i % 500), spec).await?;
     }
+    // Declared first, then the controller starts (as in `converge`).
+    let running = b.start_controller()?;
     let deadline = build0 + a.build_timeout;
     let mut last_print = Instant::now();
     let mut rebound = 0;
