@@ -303,7 +303,7 @@ impl Reconciler {
                         && t.action == TASK_CLONE
                     {
                         // Keep the fleet-wide hold on the template while the clone runs.
-                        self.acquire_slot(*tpl, id).await;
+                        self.hold_template(*tpl, id).await;
                     }
                     outcome = Outcome::Done(Some(timing.task_poll));
                     break;
@@ -395,9 +395,13 @@ impl Reconciler {
     /// woken in order), then fleet-wide in the store, so replicas do not race for a template
     /// either. Re-acquiring renews the fleet-wide hold while the clone runs.
     async fn acquire_slot(&self, tpl: u32, id: ServerId) -> bool {
-        if !self.slots.try_acquire(tpl, id) {
-            return false;
-        }
+        self.slots.try_acquire(tpl, id) && self.hold_template(tpl, id).await
+    }
+
+    /// Take or renew the fleet-wide hold on template `tpl`. The holder is the server, not the
+    /// replica, so whichever replica reconciles it next renews and releases it; a holder lost
+    /// without a release (its status wiped mid-clone) expires after the TTL.
+    async fn hold_template(&self, tpl: u32, id: ServerId) -> bool {
         let t = &self.cfg.controller;
         let ttl = (t.lease_ttl * 2).max(t.task_poll * 10);
         matches!(
@@ -408,11 +412,10 @@ impl Reconciler {
         )
     }
 
-    /// Give up the clone slot `id` holds (if any) and wake the next waiter.
+    /// Give up the clone slot of `id` (a no-op in the store if it is not the holder) and wake
+    /// the next local waiter.
     async fn release_slot(&self, id: ServerId, tpl: Option<u32>) {
-        if let Some(tpl) = tpl
-            && self.slots.holds(id)
-        {
+        if let Some(tpl) = tpl {
             let _ = self
                 .store
                 .release_singleton(&slot_name(tpl), &id.to_string())
@@ -904,10 +907,9 @@ impl Reconciler {
     ) -> Result<Outcome, ReconcileError> {
         let now = self.clock.now();
         let changed = status_changed(&server.status, &status);
-        let stale_stamp = server.status.last_reconcile_at.is_none_or(|t| {
-            (now - t).to_std().unwrap_or_default() > self.cfg.controller.resync_interval
-        });
-        if changed || stale_stamp {
+        // Nothing observed changed: no write (a resync of a steady fleet costs no writes, and
+        // watchers see only real changes).
+        if changed {
             status.last_reconcile_at = Some(now);
             status.next_retry_at = match outcome {
                 Outcome::Done(Some(d)) if !d.is_zero() => {

@@ -164,7 +164,17 @@ impl SimStack {
                             Ok(CtEvent::Stopped { vmid }) | Ok(CtEvent::Destroyed { vmid }) => {
                                 a.container_stopped(p.ip_for(vmid)).await;
                             }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                                // Events were lost: bring the Agents in line with the
+                                // containers instead (starting is idempotent).
+                                for c in p.containers().into_iter().filter(|c| !c.template) {
+                                    if c.status == proxmox_client::CtState::Running {
+                                        let _ = a.container_started(c.ip).await;
+                                    } else {
+                                        a.container_stopped(c.ip).await;
+                                    }
+                                }
+                            }
                             Err(_) => return,
                         }
                     }

@@ -35,6 +35,10 @@ pub const DEFAULT_BASE_URL: &str = "https://api.cloudflare.com/client/v4";
 pub const DEFAULT_REQUESTS_PER_5MIN: u32 = 900;
 /// Page size for listings (set explicitly; the default is not documented reliably).
 pub const PER_PAGE: u32 = 100;
+/// Zone listings (the fleet resync) use large pages so their cost stays flat as the fleet
+/// grows: the API's `per_page` allows up to 5,000,000 (`cloudflare/api-schemas`,
+/// `dns-records_per_page`), and 5,000 keeps each answer a few MB at most.
+pub const ZONE_PER_PAGE: u32 = 5000;
 /// Safety stop for pagination (100 × 1000 records is far beyond one zone of ours).
 const MAX_PAGES: u32 = 1000;
 
@@ -421,13 +425,14 @@ impl CloudflareClient {
 
     /// List records by type and (optionally) exact name, following `result_info.total_pages`.
     async fn list(&self, rtype: &str, name: Option<&str>) -> Result<Vec<CfRecord>, EdgeError> {
+        let per_page = if name.is_some() { PER_PAGE } else { ZONE_PER_PAGE };
         let mut out = Vec::new();
         let mut page = 1u32;
         loop {
             let mut q = vec![
                 ("type", rtype.to_string()),
                 ("page", page.to_string()),
-                ("per_page", PER_PAGE.to_string()),
+                ("per_page", per_page.to_string()),
             ];
             if let Some(n) = name {
                 q.push(("name", n.to_string()));

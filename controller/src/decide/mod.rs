@@ -384,6 +384,28 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
         (Some(t), Some(Ok(TaskObs::Failed(msg)))) => Some((t.clone(), msg.clone())),
     };
 
+    // Waiting for the template: ask for it before reading anything from Proxmox, so a queue
+    // of waiters costs the cluster nothing. (Only an optimisation: the container is still
+    // observed before any clone.)
+    let waiting_for_template = cx
+        .status
+        .condition(C::ContainerCreated)
+        .is_some_and(|c| c.reason == r::WAITING_FOR_TEMPLATE);
+    if waiting_for_template && failed_task.is_none() && o.container.is_none() {
+        match o.clone_slot {
+            None => return b.done(Action::Observe(Layer::CloneSlot)),
+            Some(false) => {
+                let tpl = d.template.as_ref().map(|t| t.1).unwrap_or_default();
+                return b.done(Action::Wait {
+                    step: Step::CloneContainer,
+                    reason: r::WAITING_FOR_TEMPLATE,
+                    message: format!("waiting for template {tpl}"),
+                });
+            }
+            Some(true) => {}
+        }
+    }
+
     // The container at the reserved VMID.
     let Some(container) = &o.container else {
         return b.done(Action::Observe(Layer::Container));
