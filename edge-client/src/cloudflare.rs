@@ -425,7 +425,11 @@ impl CloudflareClient {
 
     /// List records by type and (optionally) exact name, following `result_info.total_pages`.
     async fn list(&self, rtype: &str, name: Option<&str>) -> Result<Vec<CfRecord>, EdgeError> {
-        let per_page = if name.is_some() { PER_PAGE } else { ZONE_PER_PAGE };
+        let per_page = if name.is_some() {
+            PER_PAGE
+        } else {
+            ZONE_PER_PAGE
+        };
         let mut out = Vec::new();
         let mut page = 1u32;
         loop {

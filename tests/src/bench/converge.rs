@@ -127,7 +127,7 @@ pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
         .map(|(e, before)| (*e, pve.requests_for(e) - before))
         .filter(|(_, n)| *n > 0)
         .collect();
-    by_endpoint.sort_by(|a, b| b.1.cmp(&a.1));
+    by_endpoint.sort_by_key(|e| std::cmp::Reverse(e.1));
     Ok(ZlhResult {
         by_endpoint,
         wall_sim,
