@@ -2,12 +2,14 @@
 //!
 //! - `decide`: (desired, observed) → next action, pure and table-tested;
 //! - `observe`: fills what `decide` asks for (snapshot first, then per server);
-//! - `reconciler`: one reconcile of one server (acts, records status and events);
+//! - `reconciler`: one reconcile of one server (the observe/decide loop, status, events);
+//! - `act`: the one mutating call a reconcile makes, and what its answer means;
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
 //!   (batched fleet observation), `orphans`, `metrics`;
 //! - `config`, `backends`, `sim` (every simulator wired together), `run`, `dev`.
 
+pub mod act;
 pub mod backends;
 pub mod backoff;
 pub mod config;
