@@ -130,7 +130,12 @@ impl Controller {
 
     async fn worker(self: Arc<Self>, _n: usize, stop: CancellationToken) {
         while let Some(id) = self.queue.get().await {
-            let span = tracing::info_span!("reconcile", server = %id);
+            let span = tracing::info_span!(
+                "reconcile",
+                server = %id,
+                vmid = tracing::field::Empty,
+                step = tracing::field::Empty
+            );
             tokio::select! {
                 _ = stop.cancelled() => { self.queue.done(&id); return; }
                 _ = self.process(id).instrument(span) => {}

@@ -218,6 +218,11 @@ impl Reconciler {
                     .await;
             }
             let step = status.current_step().unwrap_or(Step::PublishEdge);
+            let span = tracing::Span::current();
+            span.record("step", step.as_str());
+            if let Some(v) = desired.vmid {
+                span.record("vmid", v);
+            }
             tracing::trace!(?action, "decided");
             match action {
                 Action::Observe(Layer::CloneSlot) => {
