@@ -161,9 +161,13 @@ impl Default for ControllerSection {
 }
 
 impl ControllerSection {
-    /// Scale every timing by `factor` (for simulators running at scaled time).
+    /// Scale every timing by `factor` (for simulators running at scaled time). Deadlines are
+    /// safety nets, not part of the pace: they never drop below `MIN_SCALED_DEADLINE`, so a
+    /// busy machine running scaled simulators does not turn slowness into failures.
     pub fn scaled(&self, factor: f64) -> Self {
+        const MIN_SCALED_DEADLINE: Duration = Duration::from_secs(10);
         let s = |d: Duration| d.mul_f64(factor);
+        let deadline = |d: Duration| s(d).max(MIN_SCALED_DEADLINE.min(d));
         ControllerSection {
             resync_interval: s(self.resync_interval),
             lease_ttl: s(self.lease_ttl),
@@ -172,10 +176,10 @@ impl ControllerSection {
             task_poll: s(self.task_poll),
             wait_poll: s(self.wait_poll),
             lock_retry: s(self.lock_retry),
-            clone_deadline: s(self.clone_deadline),
-            start_deadline: s(self.start_deadline),
-            ip_deadline: s(self.ip_deadline),
-            agent_deadline: s(self.agent_deadline),
+            clone_deadline: deadline(self.clone_deadline),
+            start_deadline: deadline(self.start_deadline),
+            ip_deadline: deadline(self.ip_deadline),
+            agent_deadline: deadline(self.agent_deadline),
             shutdown_grace: s(self.shutdown_grace),
             ..self.clone()
         }

@@ -384,21 +384,37 @@ async fn rate_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn a_request_that_outlives_the_timeout_is_a_503_problem() {
-    // A zero timeout: anything that waits on the store (every authenticated route) times out.
+    // Another connection holds SQLite's write lock, so a create waits on the store far longer
+    // (the 5 s busy timeout) than the API's 200 ms request timeout: deterministic.
     let h = Harness::start_with(ApiConfig {
-        request_timeout: std::time::Duration::ZERO,
+        request_timeout: std::time::Duration::from_millis(200),
         ..ApiConfig::default()
     })
     .await;
-    let t = h.token(Role::Viewer, None).await;
+    let t = h.token(Role::Operator, None).await;
+    let model::store::AnyStore::Sqlite(sqlite) = &h.store else {
+        panic!("the harness runs on SQLite");
+    };
+    let mut blocker = sqlite.pool().acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
     let res = h
         .http
-        .get(h.url("/api/servers"))
+        .post(h.url("/api/servers"))
         .bearer_auth(&t)
+        .json(&json!({"customerId": "u3", "spec": spec_json()}))
         .send()
+        .await
+        .unwrap();
+    sqlx::query("ROLLBACK")
+        .execute(&mut *blocker)
         .await
         .unwrap();
     assert!(res.headers().contains_key("retry-after"));
     let p = expect_problem(res, 503, "timed out").await;
     assert!(p["type"].as_str().unwrap().ends_with("unavailable"), "{p}");
+    drop(blocker);
+    assert!(h.all_servers().await.is_empty(), "nothing written");
 }
