@@ -221,3 +221,82 @@ async fn dev_uses_a_configured_backend_instead_of_its_simulator() {
     let _ = task.await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Bad configuration is one clear message naming the key, and exit code 2; the effective
+/// configuration prints without secrets.
+#[test]
+fn zlhd_config_errors_name_the_key_and_exit_2() {
+    let dir = std::env::temp_dir().join(format!("zlh-cfg-{}", model::ServerId::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases: &[(&str, &str, &[&str], &str)] = &[
+        (
+            "a typo in a section",
+            "[controller]\nwrkers = 4\n",
+            &["config", "print"],
+            "wrkers",
+        ),
+        (
+            "a wrong type",
+            "[controller]\nworkers = \"x\"\n",
+            &["config", "print"],
+            "workers",
+        ),
+        (
+            "an impossible range",
+            "[vmids]\ngame = [7000, 6000]\n",
+            &["migrate"],
+            "vmids.game",
+        ),
+        (
+            "a customer token needs its customer",
+            "",
+            &["token", "create", "--role", "customer"],
+            "--customer",
+        ),
+    ];
+    for (reason, toml, args, needle) in cases {
+        let file = dir.join("zlh.toml");
+        std::fs::write(&file, toml).unwrap();
+        let out = Command::new(zlhd_path())
+            .arg("--config")
+            .arg(&file)
+            .args(*args)
+            .env(
+                "ZLH_DATABASE_URL",
+                format!("sqlite://{}/zlh.db", dir.display()),
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{reason}: {stderr}");
+        assert!(stderr.contains(needle), "{reason}: {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{reason}: one line: {stderr}"
+        );
+    }
+    let secret = dir.join("pve-secret");
+    std::fs::write(&secret, "super-secret-value").unwrap();
+    std::fs::write(
+        dir.join("zlh.toml"),
+        format!(
+            "[proxmox]\nurl = \"https://127.0.0.1:8006\"\ntoken_secret_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(zlhd_path())
+        .args(["--config"])
+        .arg(dir.join("zlh.toml"))
+        .args(["config", "print"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("token_secret_file") && !stdout.contains("super-secret-value"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
