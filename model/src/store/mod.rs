@@ -17,6 +17,7 @@ use std::time::Duration;
 mod any;
 pub mod notify;
 mod pg;
+mod shared;
 mod sql;
 mod sqlite;
 

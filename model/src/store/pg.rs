@@ -39,6 +39,33 @@ const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 const SELECT_LEASE_FOR_SHARE: &str = "SELECT holder, token, expires_at, released \
      FROM leases WHERE server_id = $1 FOR SHARE";
 
+/// Leave a transaction early, rolling back *now*. A dropped transaction rolls back only when
+/// its connection is next touched by the pool, a moment later: until then its row locks make
+/// a concurrent `FOR UPDATE SKIP LOCKED` claim see a free lease as taken.
+async fn rollback<T>(tx: Transaction<'static, Postgres>, r: Result<T>) -> Result<T> {
+    let _ = tx.rollback().await;
+    r
+}
+
+/// Load and lock `id`, or leave the transaction with `NotFound`.
+macro_rules! lock_or_leave {
+    ($tx:ident, $id:expr) => {
+        match lock(&mut $tx, $id).await? {
+            Some(s) => s,
+            None => return rollback($tx, Err(StoreError::NotFound)).await,
+        }
+    };
+}
+
+/// Check the fence on `id`'s lease, or leave the transaction with `Fenced`.
+macro_rules! fence_or_leave {
+    ($tx:ident, $id:expr, $fence:expr) => {
+        if let Err(e) = check_fence(lease_for_share(&mut $tx, $id).await?.as_ref(), $fence) {
+            return rollback($tx, Err(e)).await;
+        }
+    };
+}
+
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
@@ -141,10 +168,10 @@ impl PgStore {
     ) -> Result<(Server, Option<Operation>)> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
-        let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
-        check_fence(lease_for_share(&mut tx, id).await?.as_ref(), fence)?;
+        let mut server = lock_or_leave!(tx, id);
+        fence_or_leave!(tx, id, fence);
         if expected_rv.is_some_and(|rv| rv != server.resource_version) {
-            return Err(StoreError::Stale);
+            return rollback(tx, Err(StoreError::Stale)).await;
         }
         let op = change(&mut server, now);
         if let Some(op) = &op {
@@ -320,16 +347,20 @@ impl Store for PgStore {
                     .fetch_one(&mut *tx)
                     .await?;
                 if row.request_hash != idem.request_hash {
-                    return Err(StoreError::IdempotencyConflict);
+                    return rollback(tx, Err(StoreError::IdempotencyConflict)).await;
                 }
                 let server = load(&mut tx, ServerId(row.server_id)).await?;
                 let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
-                let (server, operation) = server.zip(operation).ok_or(StoreError::NotFound)?;
-                return Ok(Created {
-                    server,
-                    operation,
-                    created: false,
-                });
+                let replay = server.zip(operation).ok_or(StoreError::NotFound);
+                return rollback(
+                    tx,
+                    replay.map(|(server, operation)| Created {
+                        server,
+                        operation,
+                        created: false,
+                    }),
+                )
+                .await;
             }
         } else {
             let servers = live_servers(&mut tx, &new.customer_id).await?;
@@ -337,16 +368,18 @@ impl Store for PgStore {
                 let operation = operation(&mut tx, LATEST_SPEC_OPERATION, busy.id.0)
                     .await?
                     .ok_or(StoreError::NotFound)?;
-                if busy.spec != new.spec {
-                    return Err(StoreError::InProgress {
+                let answer = if busy.spec != new.spec {
+                    Err(StoreError::InProgress {
                         operation: operation.id,
-                    });
-                }
-                return Ok(Created {
-                    server: busy.clone(),
-                    operation,
-                    created: false,
-                });
+                    })
+                } else {
+                    Ok(Created {
+                        server: busy.clone(),
+                        operation,
+                        created: false,
+                    })
+                };
+                return rollback(tx, answer).await;
             }
             live = Some(servers);
         }
@@ -356,7 +389,9 @@ impl Store for PgStore {
                 Some(l) => l,
                 None => live_servers(&mut tx, &new.customer_id).await?,
             };
-            check_quota(&customer, &live, &new.spec)?;
+            if let Err(e) = check_quota(&customer, &live, &new.spec) {
+                return rollback(tx, Err(e)).await;
+            }
         }
         let mut server = new_server(id, &new.customer_id, new.spec, now);
         stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
@@ -465,7 +500,7 @@ impl Store for PgStore {
     async fn request_deletion(&self, id: ServerId) -> Result<(Server, Operation)> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
-        let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        let mut server = lock_or_leave!(tx, id);
         if server.is_deleting() {
             let existing = sqlx::query_as::<_, OperationRow>(LATEST_OPERATION_OF_KIND)
                 .bind(id.0)
@@ -473,7 +508,7 @@ impl Store for PgStore {
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(op) = existing {
-                return Ok((server, op.try_into()?));
+                return rollback(tx, op.try_into().map(|op| (server, op))).await;
             }
         }
         server.deletion_requested_at.get_or_insert(now);
@@ -490,9 +525,9 @@ impl Store for PgStore {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
         let Some(mut server) = lock(&mut tx, id).await? else {
-            return Ok(());
+            return rollback(tx, Ok(())).await;
         };
-        check_fence(lease_for_share(&mut tx, id).await?.as_ref(), fence)?;
+        fence_or_leave!(tx, id, fence);
         stamp(
             &mut tx,
             &mut server,
@@ -542,7 +577,7 @@ impl Store for PgStore {
     ) -> Result<u32> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
-        let mut server = lock(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        let mut server = lock_or_leave!(tx, id);
         let existing: Option<i64> = sqlx::query_scalar(SELECT_RESERVATION)
             .bind(id.0)
             .fetch_optional(&mut *tx)
@@ -550,7 +585,7 @@ impl Store for PgStore {
         let mut skip: BTreeSet<u32> = taken.iter().copied().collect();
         if let Some(old) = existing.map(|v| v as u32) {
             if !replace && server.reserved_vmid == Some(old) {
-                return Ok(old);
+                return rollback(tx, Ok(old)).await;
             }
             if replace {
                 sqlx::query(DELETE_RESERVATION)
@@ -568,8 +603,9 @@ impl Store for PgStore {
                     .bind(i64::from(range.max))
                     .fetch_all(&mut *tx)
                     .await?;
-                let v = pick_vmid(range, &skip, &reserved)
-                    .ok_or_else(|| range_exhausted(server.spec.kind, range))?;
+                let Some(v) = pick_vmid(range, &skip, &reserved) else {
+                    return rollback(tx, Err(range_exhausted(server.spec.kind, range))).await;
+                };
                 let won: Option<i64> = sqlx::query_scalar(INSERT_RESERVATION)
                     .bind(i64::from(v))
                     .bind(id.0)
@@ -671,7 +707,7 @@ impl Store for PgStore {
         let expires_at = expiry(now, ttl);
         let mut tx = self.write_tx().await?;
         if load(&mut tx, id).await?.is_none() {
-            return Err(StoreError::NotFound);
+            return rollback(tx, Err(StoreError::NotFound)).await;
         }
         let row = sqlx::query_as::<_, LeaseRow>(SELECT_LEASE_SKIP_LOCKED)
             .bind(id.0)
@@ -689,11 +725,11 @@ impl Store for PgStore {
                     .await?;
                 match token {
                     Some(t) => t,
-                    None => return Ok(None),
+                    None => return rollback(tx, Ok(None)).await,
                 }
             }
             Some(row) => match claim_decision(&row, holder, now) {
-                ClaimDecision::Refuse => return Ok(None),
+                ClaimDecision::Refuse => return rollback(tx, Ok(None)).await,
                 ClaimDecision::Renew(token) | ClaimDecision::TakeOver(token) => {
                     sqlx::query(UPDATE_LEASE)
                         .bind(id.0)
@@ -710,210 +746,7 @@ impl Store for PgStore {
         Ok(Some(lease_of(id, holder, token, expires_at)))
     }
 
-    async fn renew_lease(
-        &self,
-        id: ServerId,
-        holder: &str,
-        fence: Fence,
-        ttl: Duration,
-    ) -> Result<Lease> {
-        let expires_at = expiry(self.clock.now(), ttl);
-        let done = sqlx::query(RENEW_LEASE)
-            .bind(id.0)
-            .bind(holder)
-            .bind(fence.token)
-            .bind(ts(expires_at))
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Fenced);
-        }
-        Ok(lease_of(id, holder, fence.token, expires_at))
-    }
-
-    async fn release_lease(&self, id: ServerId, holder: &str, fence: Fence) -> Result<()> {
-        sqlx::query(RELEASE_LEASE)
-            .bind(id.0)
-            .bind(holder)
-            .bind(fence.token)
-            .bind(ts(self.clock.now()))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn release_all_leases(&self, holder: &str) -> Result<u64> {
-        let done = sqlx::query(RELEASE_ALL_LEASES)
-            .bind(holder)
-            .bind(ts(self.clock.now()))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
-        let now = self.clock.now();
-        let got: Option<String> = sqlx::query_scalar(TRY_SINGLETON)
-            .bind(name)
-            .bind(holder)
-            .bind(ts(expiry(now, ttl)))
-            .bind(ts(now))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(got.is_some())
-    }
-
-    async fn release_singleton(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query(RELEASE_SINGLETON)
-            .bind(name)
-            .bind(holder)
-            .bind(ts(self.clock.now()))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
-        sqlx::query_as::<_, ChangeRow>(CHANGES_SINCE)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Change::try_from)
-            .collect()
-    }
-
-    async fn latest_seq(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar(LATEST_SEQ).fetch_one(&self.pool).await?)
-    }
-
-    async fn get_customer(&self, id: &str) -> Result<Customer> {
-        customer(&mut *self.pool.acquire().await?, id, self.clock.now()).await
-    }
-
-    async fn upsert_customer(
-        &self,
-        id: &str,
-        quota: Option<Quota>,
-        standing: Option<Standing>,
-    ) -> Result<Customer> {
-        let now = self.clock.now();
-        let mut tx = self.write_tx().await?;
-        let mut c = customer(&mut tx, id, now).await?;
-        c.quota = quota.unwrap_or(c.quota);
-        c.standing = standing.unwrap_or(c.standing);
-        c.updated_at = now;
-        let (max_servers, max_memory_mib) = quota_cols(&c.quota);
-        sqlx::query(UPSERT_CUSTOMER)
-            .bind(id)
-            .bind(max_servers)
-            .bind(max_memory_mib)
-            .bind(c.standing.as_str())
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(c)
-    }
-
-    async fn create_token(
-        &self,
-        name: &str,
-        hash: &str,
-        role: Role,
-        customer_id: Option<&str>,
-    ) -> Result<ApiToken> {
-        let token = ApiToken {
-            id: Uuid::now_v7(),
-            name: name.to_owned(),
-            hash: hash.to_owned(),
-            role,
-            customer_id: customer_id.map(str::to_owned),
-            created_at: self.clock.now(),
-        };
-        sqlx::query(INSERT_TOKEN)
-            .bind(token.id)
-            .bind(&token.name)
-            .bind(&token.hash)
-            .bind(role.as_str())
-            .bind(customer_id)
-            .bind(ts(token.created_at))
-            .execute(&self.pool)
-            .await?;
-        Ok(token)
-    }
-
-    async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
-        sqlx::query_as::<_, TokenRow>(SELECT_TOKEN_BY_HASH)
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(ApiToken::try_from)
-            .transpose()
-    }
-
-    async fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
-        sqlx::query(UPSERT_REPLICA)
-            .bind(&info.id)
-            .bind(ts(info.started_at))
-            .bind(ts(self.clock.now()))
-            .bind(info.queue_depth)
-            .bind(info.workers_busy)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn list_replicas(&self, alive_within: Duration) -> Result<Vec<ReplicaInfo>> {
-        let now = self.clock.now();
-        let since =
-            now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
-        let rows = sqlx::query_as::<_, ReplicaRow>(LIST_REPLICAS)
-            .bind(ts(since))
-            .bind(ts(now))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(ReplicaInfo::from).collect())
-    }
-
-    async fn replace_orphans(&self, found: &[Orphan]) -> Result<()> {
-        let mut tx = self.write_tx().await?;
-        let stored: Vec<i64> = sqlx::query_scalar(ORPHAN_VMIDS).fetch_all(&mut *tx).await?;
-        for vmid in vanished_orphans(&stored, found) {
-            sqlx::query(DELETE_ORPHAN)
-                .bind(vmid)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for o in found {
-            sqlx::query(UPSERT_ORPHAN)
-                .bind(i64::from(o.vmid))
-                .bind(&o.node)
-                .bind(&o.marker)
-                .bind(o.name.as_deref())
-                .bind(ts(o.first_seen))
-                .bind(ts(o.last_seen))
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    async fn list_orphans(&self) -> Result<Vec<Orphan>> {
-        sqlx::query_as::<_, OrphanRow>(LIST_ORPHANS)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Orphan::try_from)
-            .collect()
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query(PING).execute(&self.pool).await?;
-        Ok(())
-    }
+    shared::shared_store_methods!();
 }
 
 /// Feed `NOTIFY`s from other processes into the broadcast, reconnecting after errors, until

@@ -1,0 +1,214 @@
+//! Store methods whose SQL and code are the same on both backends. Expanded inside each
+//! backend's `impl Store`, so `self.pool`, `self.clock`, the time binding `ts` and the row
+//! types are the backend's own (TIMESTAMPTZ on PostgreSQL, RFC 3339 text on SQLite).
+
+macro_rules! shared_store_methods {
+    () => {
+        async fn renew_lease(
+            &self,
+            id: ServerId,
+            holder: &str,
+            fence: Fence,
+            ttl: Duration,
+        ) -> Result<Lease> {
+            let expires_at = expiry(self.clock.now(), ttl);
+            let done = sqlx::query(RENEW_LEASE)
+                .bind(id.0)
+                .bind(holder)
+                .bind(fence.token)
+                .bind(ts(expires_at))
+                .execute(&self.pool)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Fenced);
+            }
+            Ok(lease_of(id, holder, fence.token, expires_at))
+        }
+
+        async fn release_lease(&self, id: ServerId, holder: &str, fence: Fence) -> Result<()> {
+            sqlx::query(RELEASE_LEASE)
+                .bind(id.0)
+                .bind(holder)
+                .bind(fence.token)
+                .bind(ts(self.clock.now()))
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn release_all_leases(&self, holder: &str) -> Result<u64> {
+            let done = sqlx::query(RELEASE_ALL_LEASES)
+                .bind(holder)
+                .bind(ts(self.clock.now()))
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected())
+        }
+
+        async fn try_singleton(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+            let now = self.clock.now();
+            let got: Option<String> = sqlx::query_scalar(TRY_SINGLETON)
+                .bind(name)
+                .bind(holder)
+                .bind(ts(expiry(now, ttl)))
+                .bind(ts(now))
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(got.is_some())
+        }
+
+        async fn release_singleton(&self, name: &str, holder: &str) -> Result<()> {
+            sqlx::query(RELEASE_SINGLETON)
+                .bind(name)
+                .bind(holder)
+                .bind(ts(self.clock.now()))
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
+            sqlx::query_as::<_, ChangeRow>(CHANGES_SINCE)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(Change::try_from)
+                .collect()
+        }
+
+        async fn latest_seq(&self) -> Result<i64> {
+            Ok(sqlx::query_scalar(LATEST_SEQ).fetch_one(&self.pool).await?)
+        }
+
+        async fn get_customer(&self, id: &str) -> Result<Customer> {
+            customer(&mut *self.pool.acquire().await?, id, self.clock.now()).await
+        }
+
+        async fn upsert_customer(
+            &self,
+            id: &str,
+            quota: Option<Quota>,
+            standing: Option<Standing>,
+        ) -> Result<Customer> {
+            let now = self.clock.now();
+            let mut tx = self.write_tx().await?;
+            let mut c = customer(&mut tx, id, now).await?;
+            c.quota = quota.unwrap_or(c.quota);
+            c.standing = standing.unwrap_or(c.standing);
+            c.updated_at = now;
+            let (max_servers, max_memory_mib) = quota_cols(&c.quota);
+            sqlx::query(UPSERT_CUSTOMER)
+                .bind(id)
+                .bind(max_servers)
+                .bind(max_memory_mib)
+                .bind(c.standing.as_str())
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(c)
+        }
+
+        async fn create_token(
+            &self,
+            name: &str,
+            hash: &str,
+            role: Role,
+            customer_id: Option<&str>,
+        ) -> Result<ApiToken> {
+            let token = ApiToken {
+                id: Uuid::now_v7(),
+                name: name.to_owned(),
+                hash: hash.to_owned(),
+                role,
+                customer_id: customer_id.map(str::to_owned),
+                created_at: self.clock.now(),
+            };
+            sqlx::query(INSERT_TOKEN)
+                .bind(token.id)
+                .bind(&token.name)
+                .bind(&token.hash)
+                .bind(role.as_str())
+                .bind(customer_id)
+                .bind(ts(token.created_at))
+                .execute(&self.pool)
+                .await?;
+            Ok(token)
+        }
+
+        async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
+            sqlx::query_as::<_, TokenRow>(SELECT_TOKEN_BY_HASH)
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(ApiToken::try_from)
+                .transpose()
+        }
+
+        async fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
+            sqlx::query(UPSERT_REPLICA)
+                .bind(&info.id)
+                .bind(ts(info.started_at))
+                .bind(ts(self.clock.now()))
+                .bind(info.queue_depth)
+                .bind(info.workers_busy)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn list_replicas(&self, alive_within: Duration) -> Result<Vec<ReplicaInfo>> {
+            let now = self.clock.now();
+            let since =
+                now - chrono::Duration::from_std(alive_within).unwrap_or(chrono::Duration::MAX / 2);
+            let rows = sqlx::query_as::<_, ReplicaRow>(LIST_REPLICAS)
+                .bind(ts(since))
+                .bind(ts(now))
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.into_iter().map(ReplicaInfo::from).collect())
+        }
+
+        async fn replace_orphans(&self, found: &[Orphan]) -> Result<()> {
+            let mut tx = self.write_tx().await?;
+            let stored: Vec<i64> = sqlx::query_scalar(ORPHAN_VMIDS).fetch_all(&mut *tx).await?;
+            for vmid in vanished_orphans(&stored, found) {
+                sqlx::query(DELETE_ORPHAN)
+                    .bind(vmid)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for o in found {
+                sqlx::query(UPSERT_ORPHAN)
+                    .bind(i64::from(o.vmid))
+                    .bind(&o.node)
+                    .bind(&o.marker)
+                    .bind(o.name.as_deref())
+                    .bind(ts(o.first_seen))
+                    .bind(ts(o.last_seen))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn list_orphans(&self) -> Result<Vec<Orphan>> {
+            sqlx::query_as::<_, OrphanRow>(LIST_ORPHANS)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(Orphan::try_from)
+                .collect()
+        }
+
+        async fn ping(&self) -> Result<()> {
+            sqlx::query(PING).execute(&self.pool).await?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use shared_store_methods;
