@@ -75,10 +75,10 @@ impl Controller {
         }
         let mut tasks = JoinSet::new();
         let workers = CancellationToken::new();
-        for n in 0..self.timing().workers {
+        for _ in 0..self.timing().workers {
             let me = self.clone();
             let stop = workers.clone();
-            tasks.spawn(async move { me.worker(n, stop).await });
+            tasks.spawn(async move { me.worker(stop).await });
         }
         let mut resync = tokio::time::interval(self.timing().resync_interval);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,7 +128,7 @@ impl Controller {
         Ok(())
     }
 
-    async fn worker(self: Arc<Self>, _n: usize, stop: CancellationToken) {
+    async fn worker(self: Arc<Self>, stop: CancellationToken) {
         while let Some(id) = self.queue.get().await {
             let span = tracing::info_span!(
                 "reconcile",
