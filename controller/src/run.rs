@@ -139,7 +139,6 @@ pub async fn run(
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.api.listen))?,
         };
-        info!(addr = %listener.local_addr()?, "API listening");
         let state = api::AppState {
             store: store.clone(),
             catalog: Arc::new(cfg.catalog()),
