@@ -141,8 +141,14 @@ async fn a_stalled_replica_cannot_overwrite_the_new_holders_status() {
     // start; the write is fenced off, and B's status stands.
     let vmid = before.reserved_vmid.unwrap();
     w.sims.pve.as_ref().unwrap().stop_behind_back(vmid);
-    let a = w.start_controller_on(cfg_a, store_a);
-    let result = a.controller.rec.reconcile(id, Some(stale)).await;
+    // A is only the resumed reconcile (no engine of its own running beside it).
+    let a = controller::engine::Controller::new(
+        store_a,
+        w.sims.backends(&cfg_a).unwrap(),
+        cfg_a,
+        Arc::new(SystemClock),
+    );
+    let result = a.rec.reconcile(id, Some(stale)).await;
     assert!(
         matches!(
             result,
@@ -157,7 +163,6 @@ async fn a_stalled_replica_cannot_overwrite_the_new_holders_status() {
         after.status, before.status,
         "the new holder's status is untouched"
     );
-    a.kill();
     drop(w);
     db.drop_db().await;
 }

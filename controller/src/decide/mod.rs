@@ -384,6 +384,31 @@ pub fn decide(d: &Desired, o: &Observed, cx: &Context) -> Decision {
         (Some(t), Some(Ok(TaskObs::Failed(msg)))) => Some((t.clone(), msg.clone())),
     };
 
+    // Installing: an Agent that answers proves the container runs and has its address, so
+    // the Agent is asked first and Proxmox is not read on every poll of a long install. Any
+    // other answer (or none) falls through to the full observation below.
+    let installing = cx.status.is_true(C::ContainerRunning)
+        && cx.status.is_true(C::NetworkReady)
+        && cx.status.ip.is_some()
+        && cx.status.condition(C::AgentReady).is_some_and(|c| {
+            c.observed_generation == d.generation
+                && (c.reason == r::INSTALLING || c.reason == r::CONFIG_SENT)
+        });
+    if installing && failed_task.is_none() && o.container.is_none() {
+        match &o.agent {
+            None => return b.done(Action::Observe(Layer::Agent)),
+            Some(Ok(AgentObs::Installing)) if !cx.overdue(C::AgentReady, timing.agent_deadline) => {
+                b.set(cond(C::AgentReady, false, r::INSTALLING, "installing"));
+                return b.done(Action::Wait {
+                    step: Step::WaitForAgent,
+                    reason: r::INSTALLING,
+                    message: "the Agent is installing".into(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+
     // Waiting for the template: ask for it before reading anything from Proxmox, so a queue
     // of waiters costs the cluster nothing. (Only an optimisation: the container is still
     // observed before any clone.)
@@ -858,6 +883,33 @@ pub(crate) mod tests {
     pub(crate) fn no_obs(_: &mut Observed) {}
     pub(crate) fn no_status(_: &mut ServerStatus) {}
 
+    fn waiting_for_template(s: &mut ServerStatus) {
+        s.set_condition(
+            ConditionType::ContainerCreated,
+            ConditionStatus::False,
+            r::WAITING_FOR_TEMPLATE,
+            "",
+            1,
+            t0(),
+        );
+    }
+
+    /// Provisioned up to the Agent, which is installing.
+    fn installing(s: &mut ServerStatus) {
+        for t in [ConditionType::ContainerRunning, ConditionType::NetworkReady] {
+            s.set_condition(t, ConditionStatus::True, "", "", 1, t0());
+        }
+        s.set_condition(
+            ConditionType::AgentReady,
+            ConditionStatus::False,
+            r::INSTALLING,
+            "",
+            1,
+            t0(),
+        );
+        s.ip = Some("127.1.19.137".into());
+    }
+
     #[test]
     fn provisioning_table() {
         let timing = ControllerSection::default();
@@ -868,6 +920,60 @@ pub(crate) mod tests {
             Case { reason: "confirmed absent: ask for the template slot first", desired: none, observed: |o| o.container = Some(Ok(None)), status: no_status, want: Action::Observe(Layer::CloneSlot) },
             Case { reason: "confirmed absent and the template is free: clone", desired: none, observed: |o| { o.container = Some(Ok(None)); o.clone_slot = Some(true) }, status: no_status, want: Action::Clone },
             Case { reason: "the template is being cloned for another server: wait, do not collect lock errors", desired: none, observed: |o| { o.container = Some(Ok(None)); o.clone_slot = Some(false) }, status: no_status, want: Action::Wait { step: Step::CloneContainer, reason: r::WAITING_FOR_TEMPLATE, message: "waiting for template 900".into() } },
+            Case {
+                reason: "a server waiting for its template asks for it before reading Proxmox",
+                desired: none,
+                observed: |o| o.container = None,
+                status: waiting_for_template,
+                want: Action::Observe(Layer::CloneSlot),
+            },
+            Case {
+                reason: "still no template: wait without any Proxmox call",
+                desired: none,
+                observed: |o| {
+                    o.container = None;
+                    o.clone_slot = Some(false)
+                },
+                status: waiting_for_template,
+                want: Action::Wait { step: Step::CloneContainer, reason: r::WAITING_FOR_TEMPLATE, message: "waiting for template 900".into() },
+            },
+            Case {
+                reason: "the template is ours now: the container is observed before any clone",
+                desired: none,
+                observed: |o| {
+                    o.container = None;
+                    o.clone_slot = Some(true)
+                },
+                status: waiting_for_template,
+                want: Action::Observe(Layer::Container),
+            },
+            Case {
+                reason: "during a long install the Agent is asked first, without reading Proxmox",
+                desired: none,
+                observed: |o| *o = Observed::default(),
+                status: installing,
+                want: Action::Observe(Layer::Agent),
+            },
+            Case {
+                reason: "still installing: wait, Proxmox untouched",
+                desired: none,
+                observed: |o| {
+                    *o = Observed::default();
+                    o.agent = Some(Ok(AgentObs::Installing))
+                },
+                status: installing,
+                want: Action::Wait { step: Step::WaitForAgent, reason: r::INSTALLING, message: "the Agent is installing".into() },
+            },
+            Case {
+                reason: "an Agent that does not answer during install: the container is looked at again",
+                desired: none,
+                observed: |o| {
+                    *o = Observed::default();
+                    o.agent = Some(Err(down()))
+                },
+                status: installing,
+                want: Action::Observe(Layer::Container),
+            },
             Case { reason: "no template offers the spec: fail visibly", desired: |d| d.template = None, observed: |o| o.container = Some(Ok(None)), status: no_status, want: Action::Fail { step: Step::CloneContainer, message: "no template in the catalog builds this spec".into() } },
             Case { reason: "someone else's container at our VMID: reserve another, never touch it", desired: none, observed: |o| o.container = Some(Ok(Some(ContainerObs { hostname: Some("legacy".into()), description: String::new(), tags: vec![], ..ours() }))), status: no_status, want: Action::ReserveVmid { replace: true } },
             Case { reason: "our description marker but another hostname is not proof of ownership", desired: none, observed: |o| o.container = Some(Ok(Some(ContainerObs { hostname: Some("other".into()), tags: vec![], ..ours() }))), status: no_status, want: Action::ReserveVmid { replace: true } },
