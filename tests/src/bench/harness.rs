@@ -38,6 +38,7 @@ impl SimRuntime {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("sim")
+                .on_thread_start(super::proc::mark_sim_thread)
                 .enable_all()
                 .build()
                 .expect("simulator runtime"),
@@ -154,30 +155,41 @@ impl Bench {
         )
     }
 
-    /// Bring up the Agent of every running container that has none. The simulator stack's
-    /// event forwarder skips `CtEvent`s when its broadcast channel (1024) lags, which happens
-    /// when thousands of containers start at once with zero timings; `container_started` is
-    /// idempotent. Runs on the simulators' runtime. Returns how many were missing.
-    pub async fn rebind_agents(&self) -> usize {
+    /// Bring up the Agent of every running container that had none at the previous call too
+    /// (`missing_before`, updated in place). The simulator stack's event forwarder now
+    /// re-syncs the Agents when its broadcast lags, so this is only a safety net: a container
+    /// is rebound only when its Agent is still missing one poll later (not while the forwarder
+    /// is binding it), and the count says how many events were really lost.
+    /// `container_started` is idempotent. Runs on the simulators' runtime.
+    pub async fn rebind_agents(
+        &self,
+        missing_before: &mut std::collections::HashSet<std::net::Ipv4Addr>,
+    ) -> usize {
         let (Some(pve), Some(agent)) = (&self.sims.pve, &self.sims.agent) else {
             return 0;
         };
         let have = agent.states();
-        let missing: Vec<_> = pve
+        let missing_now: std::collections::HashSet<_> = pve
             .containers()
             .into_iter()
             .filter(|c| !c.template && c.status == proxmox_client::CtState::Running)
             .map(|c| c.ip)
             .filter(|ip| !have.contains_key(ip))
             .collect();
-        let n = missing.len();
+        let stuck: Vec<_> = missing_now
+            .iter()
+            .filter(|ip| missing_before.contains(ip))
+            .copied()
+            .collect();
+        *missing_before = missing_now;
+        let n = stuck.len();
         if n > 0 {
             let agent = agent.clone();
             let _ = self
                 ._rt
                 .handle()
                 .spawn(async move {
-                    for ip in missing {
+                    for ip in stuck {
                         let _ = agent.container_started(ip).await;
                     }
                 })

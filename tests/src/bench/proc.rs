@@ -1,7 +1,94 @@
 //! Process figures from `/proc/self`: CPU per thread group (controller vs simulators) and
 //! resident memory.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The system allocator, counting live heap bytes (`zlh-bench` installs it as its global
+/// allocator). In-process the controller's RSS cannot be told apart from the simulators';
+/// its heap can: live heap with the controller running minus live heap once the controller
+/// and the store are dropped.
+pub struct CountingAlloc;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Bytes freed on simulator threads (see `mark_sim_thread`), to tell which side gives memory
+/// back when something is dropped.
+static FREED_ON_SIMS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SIM_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Mark the current thread as a simulator thread (`on_thread_start` of the sims' runtime).
+pub fn mark_sim_thread() {
+    SIM_THREAD.with(|c| c.set(true));
+}
+
+fn on_sim_thread() -> bool {
+    SIM_THREAD.try_with(|c| c.get()).unwrap_or(false)
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // SAFETY: same contract as `System.alloc`.
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        // SAFETY: same contract as `System.alloc_zeroed`.
+        let p = unsafe { System.alloc_zeroed(l) };
+        if !p.is_null() {
+            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: same contract as `System.dealloc`.
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        if on_sim_thread() {
+            FREED_ON_SIMS.fetch_add(l.size(), Ordering::Relaxed);
+        }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        // SAFETY: same contract as `System.realloc`.
+        let q = unsafe { System.realloc(p, l, new) };
+        if !q.is_null() {
+            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+            LIVE.fetch_add(new, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+/// Give freed heap back to the system (glibc `malloc_trim`), so RSS reflects live memory.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim takes a byte count and only releases free memory.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
+/// Bytes freed so far on simulator threads, MiB.
+pub fn freed_on_sims_mib() -> f64 {
+    FREED_ON_SIMS.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
+
+/// Live heap bytes in MiB if `CountingAlloc` is the global allocator (else 0).
+pub fn live_heap_mib() -> f64 {
+    LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+}
 
 /// Clock ticks per second for `/proc/*/stat` times (`getconf CLK_TCK`; 100 on Linux).
 const CLK_TCK: f64 = 100.0;

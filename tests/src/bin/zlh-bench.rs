@@ -9,7 +9,11 @@
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
-use zlh_tests::bench::{api, converge, report::Table, steady};
+use zlh_tests::bench::{api, converge, proc::CountingAlloc, report::Table, steady};
+
+/// Counts live heap bytes (the controller's share of memory in `steady`).
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 #[derive(Parser)]
 #[command(name = "zlh-bench", about = "zlh benchmarks against the simulators")]
@@ -54,6 +58,14 @@ enum Cmd {
         resyncs: usize,
         #[arg(long, default_value_t = 16)]
         workers: usize,
+        /// Servers declared at a time while building the fleet (each batch once the previous
+        /// one is Ready).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Seconds to stay idle after the resyncs before measuring memory (pooled Agent
+        /// connections close after 90 s idle).
+        #[arg(long, default_value_t = 0)]
+        idle_wait: u64,
         /// Longest fleet build, seconds (real).
         #[arg(long, default_value_t = 900)]
         build_timeout: u64,
@@ -138,12 +150,16 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
             n,
             resyncs,
             workers,
+            batch,
+            idle_wait,
             build_timeout,
         } => {
             steady::run(&steady::Args {
                 n: n.unwrap_or(if q { 300 } else { 10_000 }),
                 resyncs: (*resyncs).max(1),
                 workers: *workers,
+                batch: *batch,
+                idle_wait: Duration::from_secs(*idle_wait),
                 build_timeout: Duration::from_secs(*build_timeout),
             })
             .await
