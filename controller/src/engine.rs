@@ -45,7 +45,10 @@ impl Controller {
                 backends,
                 catalog,
                 clock,
-                slots: TemplateSlots::new((timing.lease_ttl * 2).max(timing.lock_retry * 4)),
+                slots: TemplateSlots::new(
+                    (timing.lease_ttl * 2).max(timing.lock_retry * 4),
+                    crate::reconciler::local_waiter_poll(&timing) * 3,
+                ),
                 snapshot: RwLock::new(Arc::new(Snapshot::default())),
                 wake: std::sync::Mutex::new(Vec::new()),
                 cfg,

@@ -293,10 +293,15 @@ impl Reconciler {
                     break;
                 }
                 Action::Wait { reason, .. } => {
-                    let poll = if reason == r::WAITING_FOR_TEMPLATE {
-                        timing.lock_retry
-                    } else {
+                    let poll = if reason != r::WAITING_FOR_TEMPLATE {
                         timing.wait_poll
+                    } else if self.slots.waits(id) {
+                        // Queued behind a clone in this process: woken when it ends.
+                        local_waiter_poll(timing)
+                    } else {
+                        // The template is held by a server on another replica (or by a
+                        // human): no wake-up will come from here.
+                        timing.lock_retry
                     };
                     outcome = Outcome::Done(Some(poll));
                     break;
@@ -587,6 +592,13 @@ impl Reconciler {
 enum ReserveError {
     Backend(Unavailable),
     Store(StoreError),
+}
+
+/// How often a server queued behind a clone in this process looks again on its own: only a
+/// safety net, since the slot's release wakes the next waiter. Polling faster would let a
+/// large queue of waiters crowd out the clone holders' own polls.
+pub fn local_waiter_poll(timing: &crate::config::ControllerSection) -> Duration {
+    timing.lock_retry * 6
 }
 
 fn slot_name(template: u32) -> String {

@@ -22,15 +22,19 @@ struct Slot {
 
 pub struct TemplateSlots {
     slots: Mutex<HashMap<u32, Slot>>,
-    /// A holder or waiter that has not asked for this long is presumed gone.
-    forget_after: Duration,
+    /// A holder that has not asked for this long is presumed gone (holders ask on every poll
+    /// of their clone task).
+    holder_ttl: Duration,
+    /// Same for waiters, which are woken on release and otherwise ask only now and then.
+    waiter_ttl: Duration,
 }
 
 impl TemplateSlots {
-    pub fn new(forget_after: Duration) -> Self {
+    pub fn new(holder_ttl: Duration, waiter_ttl: Duration) -> Self {
         TemplateSlots {
             slots: Mutex::new(HashMap::new()),
-            forget_after,
+            holder_ttl,
+            waiter_ttl,
         }
     }
 
@@ -39,16 +43,16 @@ impl TemplateSlots {
         let now = Instant::now();
         let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let slot = map.entry(template).or_default();
-        let forget = self.forget_after;
+        let waiter_ttl = self.waiter_ttl;
         slot.waiters
-            .retain(|(w, asked)| *w == id || now.duration_since(*asked) <= forget);
+            .retain(|(w, asked)| *w == id || now.duration_since(*asked) <= waiter_ttl);
         let free = match slot.holder {
             None => true,
             Some((h, _)) if h == id => {
                 slot.holder = Some((id, now));
                 return true;
             }
-            Some((_, asked)) => now.duration_since(asked) > forget,
+            Some((_, asked)) => now.duration_since(asked) > self.holder_ttl,
         };
         // FIFO: a free slot goes to the head of the queue, not to whoever asks first.
         let first_in_line = slot.waiters.front().is_none_or(|(w, _)| *w == id);
@@ -81,6 +85,13 @@ impl TemplateSlots {
         wake
     }
 
+    /// Is `id` queued in this process behind another holder of some template?
+    pub fn waits(&self, id: ServerId) -> bool {
+        let map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .any(|s| s.waiters.iter().any(|(w, _)| *w == id))
+    }
+
     /// Is any slot held by `id`?
     pub fn holds(&self, id: ServerId) -> bool {
         let map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,7 +105,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_clone_per_template_in_fifo_order() {
-        let s = TemplateSlots::new(Duration::from_secs(60));
+        let s = TemplateSlots::new(Duration::from_secs(60), Duration::from_secs(60));
         let (a, b, c) = (ServerId::new(), ServerId::new(), ServerId::new());
         assert!(s.try_acquire(900, a), "a free template is taken");
         assert!(
@@ -114,7 +125,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn holders_and_waiters_that_stop_asking_are_forgotten() {
-        let s = TemplateSlots::new(Duration::from_secs(10));
+        let s = TemplateSlots::new(Duration::from_secs(10), Duration::from_secs(10));
         let (a, b, c) = (ServerId::new(), ServerId::new(), ServerId::new());
         assert!(s.try_acquire(900, a));
         assert!(

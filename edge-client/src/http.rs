@@ -26,6 +26,12 @@ pub(crate) fn client(
     if !proxy {
         b = b.no_proxy();
     }
+    if backend == Backend::Agent {
+        // Every container is its own host, polled a few times a minute at most: keeping an
+        // idle connection to each would hold thousands of sockets (and their buffers) open
+        // at fleet scale for no gain.
+        b = b.pool_max_idle_per_host(0);
+    }
     b.build().map_err(|e| {
         EdgeError::new(
             backend,
