@@ -4,6 +4,101 @@
 
 macro_rules! shared_store_methods {
     () => {
+        async fn get_server(&self, id: ServerId) -> Result<Option<Server>> {
+            load(&mut *self.pool.acquire().await?, id).await
+        }
+
+        async fn list_servers(
+            &self,
+            filter: &ServerFilter,
+            page: PageRequest,
+        ) -> Result<Page<Server>> {
+            page_servers(filter.phase, page, |after, n| async move {
+                servers(
+                    sqlx::query_as::<_, ServerRow>(LIST_SERVERS)
+                        .bind(after)
+                        .bind(filter.customer_id.as_deref())
+                        .bind(filter.kind.map(Kind::as_str))
+                        .bind(filter.hostname.as_deref())
+                        .bind(filter.vmid.map(i64::from))
+                        .bind(n)
+                        .fetch_all(&self.pool)
+                        .await?,
+                )
+            })
+            .await
+        }
+
+        async fn all_server_ids(&self) -> Result<Vec<ServerId>> {
+            let ids: Vec<Uuid> = sqlx::query_scalar(ALL_SERVER_IDS)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(ids.into_iter().map(ServerId).collect())
+        }
+
+        /// Allowed while deleting (the API refuses that case first); the phase stays Deleting.
+        async fn update_spec(
+            &self,
+            id: ServerId,
+            spec: ServerSpec,
+            expected_rv: Option<i64>,
+        ) -> Result<(Server, Operation)> {
+            let (server, op) = self
+                .modify(id, expected_rv, None, Origin::User, |s, now| {
+                    s.spec = spec;
+                    s.generation += 1;
+                    Some(new_operation(
+                        s.id,
+                        s.generation,
+                        OperationKind::Update,
+                        now,
+                    ))
+                })
+                .await?;
+            Ok((
+                server,
+                op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?,
+            ))
+        }
+
+        async fn write_status(
+            &self,
+            id: ServerId,
+            status: &ServerStatus,
+            expected_rv: i64,
+            fence: Option<Fence>,
+        ) -> Result<Server> {
+            let (server, _) = self
+                .modify(id, Some(expected_rv), fence, Origin::Controller, |s, _| {
+                    s.status = status.clone();
+                    None
+                })
+                .await?;
+            Ok(server)
+        }
+
+        async fn set_paused(&self, id: ServerId, paused: bool) -> Result<Server> {
+            let (server, _) = self
+                .modify(id, None, None, Origin::User, |s, _| {
+                    s.paused = paused;
+                    None
+                })
+                .await?;
+            Ok(server)
+        }
+
+        async fn request_reconcile(&self, id: ServerId, retry: bool) -> Result<Server> {
+            let (server, _) = self
+                .modify(id, None, None, Origin::User, |s, now| {
+                    if retry {
+                        s.retry_requested_at = Some(now);
+                    }
+                    None
+                })
+                .await?;
+            Ok(server)
+        }
+
         async fn renew_lease(
             &self,
             id: ServerId,
