@@ -883,6 +883,29 @@ pub(crate) mod tests {
     pub(crate) fn no_obs(_: &mut Observed) {}
     pub(crate) fn no_status(_: &mut ServerStatus) {}
 
+    /// Each case starts from a healthy game server (`desired`, `all_good`, empty status),
+    /// applies its changes, and checks the decided action.
+    pub(crate) fn run_table(
+        cases: Vec<Case>,
+        decide: fn(&Desired, &Observed, &Context) -> Decision,
+    ) {
+        let timing = ControllerSection::default();
+        for c in cases {
+            let mut d = desired();
+            (c.desired)(&mut d);
+            let mut o = all_good();
+            (c.observed)(&mut o);
+            let mut s = ServerStatus::default();
+            (c.status)(&mut s);
+            let cx = Context {
+                status: &s,
+                now: t0(),
+                timing: &timing,
+            };
+            assert_eq!(decide(&d, &o, &cx).action, c.want, "{}", c.reason);
+        }
+    }
+
     fn waiting_for_template(s: &mut ServerStatus) {
         s.set_condition(
             ConditionType::ContainerCreated,
@@ -912,7 +935,6 @@ pub(crate) mod tests {
 
     #[test]
     fn provisioning_table() {
-        let timing = ControllerSection::default();
         let cases = vec![
             Case { reason: "no reservation: reserve a VMID before anything exists in Proxmox", desired: |d| d.vmid = None, observed: no_obs, status: no_status, want: Action::ReserveVmid { replace: false } },
             Case { reason: "the container is observed before anything is done to it", desired: none, observed: |o| o.container = None, status: no_status, want: Action::Observe(Layer::Container) },
@@ -1007,21 +1029,7 @@ pub(crate) mod tests {
             Case { reason: "everything in place is Ready", desired: none, observed: no_obs, status: no_status, want: Action::Ready },
             Case { reason: "dev containers are Ready without edge steps", desired: |d| { d.kind = Kind::Dev; d.bridge = "vmbr3".into() }, observed: |o| { o.dns = None; o.proxy = None; o.slp = None }, status: no_status, want: Action::Ready },
         ];
-        for c in cases {
-            let mut d = desired();
-            (c.desired)(&mut d);
-            let mut o = all_good();
-            (c.observed)(&mut o);
-            let mut s = ServerStatus::default();
-            (c.status)(&mut s);
-            let cx = Context {
-                status: &s,
-                now: t0(),
-                timing: &timing,
-            };
-            let got = decide(&d, &o, &cx);
-            assert_eq!(got.action, c.want, "{}", c.reason);
-        }
+        run_table(cases, decide);
     }
 
     #[test]

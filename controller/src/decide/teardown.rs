@@ -79,14 +79,12 @@ pub fn decide_teardown(d: &Desired, o: &Observed, cx: &Context) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ControllerSection;
     use crate::decide::tests::*;
     use crate::decide::{ContainerObs, TASK_STOP};
-    use model::{Kind, ServerStatus};
+    use model::Kind;
 
     #[test]
     fn teardown_table() {
-        let timing = ControllerSection::default();
         let cases = vec![
             Case {
                 reason: "the proxy registration goes first",
@@ -207,19 +205,6 @@ mod tests {
                 },
             },
         ];
-        for c in cases {
-            let mut d = desired();
-            (c.desired)(&mut d);
-            let mut o = all_good();
-            (c.observed)(&mut o);
-            let mut s = ServerStatus::default();
-            (c.status)(&mut s);
-            let cx = Context {
-                status: &s,
-                now: t0(),
-                timing: &timing,
-            };
-            assert_eq!(decide_teardown(&d, &o, &cx).action, c.want, "{}", c.reason);
-        }
+        run_table(cases, decide_teardown);
     }
 }
