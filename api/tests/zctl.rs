@@ -170,7 +170,7 @@ impl Api {
             st.node = Some("pve1".into());
             st.hostname = Some(format!("mc-paper-{vmid}"));
             st.fqdn = Some(format!("mc-paper-{vmid}.zlh.test"));
-            st.ip = Some("10.0.0.7".into());
+            st.ip = Some("127.0.0.7".into());
         })
         .await;
     }
@@ -360,7 +360,7 @@ async fn get_servers_shows_the_fleet_in_every_format() {
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains(&ready.id.to_string()), "full id: {r}");
     assert!(
-        r.stdout.contains("pve1") && r.stdout.contains("10.0.0.7"),
+        r.stdout.contains("pve1") && r.stdout.contains("127.0.0.7"),
         "{r}"
     );
 

@@ -252,7 +252,7 @@ fn every_request() -> Vec<(&'static str, PveRequest)> {
         ..ConfigUpdate::default()
     };
     let static_ip = ConfigUpdate {
-        net0: Some("name=eth0,bridge=vmbr1,ip=10.0.0.5/24,gw=10.0.0.1,firewall=1,tag=20".into()),
+        net0: Some("name=eth0,bridge=vmbr1,ip=127.0.5.5/24,gw=127.0.5.1,firewall=1,tag=20".into()),
         ..ConfigUpdate::default()
     };
     let all_delete = DeleteOptions {

@@ -154,7 +154,7 @@ async fn create_and_poll_until_ready() {
             "sending the agent config",
             Box::new(|st| {
                 set(st, T::NetworkReady, S::True, "HasIp");
-                st.ip = Some("10.0.0.8".into());
+                st.ip = Some("127.0.0.8".into());
                 set(st, T::AgentReady, S::False, "Pending");
             }),
             ("provisioning_running", "send-agent-config"),
