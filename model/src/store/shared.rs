@@ -1,6 +1,7 @@
-//! Store methods whose SQL and code are the same on both backends. Expanded inside each
-//! backend's `impl Store`, so `self.pool`, `self.clock`, the time binding `ts` and the row
-//! types are the backend's own (TIMESTAMPTZ on PostgreSQL, RFC 3339 text on SQLite).
+//! What the two store backends share: `Store` methods whose SQL and code are the same, and
+//! connection-level helpers that differ only in the connection type. Expanded in each backend,
+//! so `self.pool`, `self.clock`, the time binding `ts` and the row types are the backend's own
+//! (TIMESTAMPTZ on PostgreSQL, RFC 3339 text on SQLite).
 
 macro_rules! shared_store_methods {
     () => {
@@ -307,3 +308,77 @@ macro_rules! shared_store_methods {
 }
 
 pub(crate) use shared_store_methods;
+
+/// Connection-level helpers that are the same on both backends but for the connection type.
+macro_rules! shared_conn_helpers {
+    ($conn:ty) => {
+        async fn operation(
+            conn: &mut $conn,
+            sql: &'static str,
+            id: Uuid,
+        ) -> Result<Option<Operation>> {
+            sqlx::query_as::<_, OperationRow>(sql)
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+                .map(Operation::try_from)
+                .transpose()
+        }
+
+        async fn insert_operation(conn: &mut $conn, op: &Operation) -> Result<()> {
+            sqlx::query(INSERT_OPERATION)
+                .bind(op.id.0)
+                .bind(op.server_id.0)
+                .bind(op.generation)
+                .bind(op.kind.as_str())
+                .bind(ts(op.created_at))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        /// `INSERT_SERVER` or `UPDATE_SERVER` (same parameters).
+        async fn save(conn: &mut $conn, sql: &'static str, s: &Server) -> Result<()> {
+            let d = Denorm::of(s);
+            sqlx::query(sql)
+                .bind(s.id.0)
+                .bind(&s.customer_id)
+                .bind(d.kind)
+                .bind(d.memory_mib)
+                .bind(d.hostname)
+                .bind(d.status_vmid)
+                .bind(Json(&s.spec))
+                .bind(Json(&s.status))
+                .bind(s.generation)
+                .bind(s.resource_version)
+                .bind(d.reserved_vmid)
+                .bind(s.deletion_requested_at.map(ts))
+                .bind(s.paused)
+                .bind(s.retry_requested_at.map(ts))
+                .bind(ts(s.created_at))
+                .bind(ts(s.updated_at))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+
+        async fn customer(conn: &mut $conn, id: &str, now: DateTime<Utc>) -> Result<Customer> {
+            sqlx::query_as::<_, CustomerRow>(SELECT_CUSTOMER)
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+                .map_or_else(|| Ok(default_customer(id, now)), Customer::try_from)
+        }
+
+        async fn live_servers(conn: &mut $conn, customer_id: &str) -> Result<Vec<Server>> {
+            servers(
+                sqlx::query_as::<_, ServerRow>(CUSTOMER_LIVE_SERVERS)
+                    .bind(customer_id)
+                    .fetch_all(conn)
+                    .await?,
+            )
+        }
+    };
+}
+
+pub(crate) use shared_conn_helpers;

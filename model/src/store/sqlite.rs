@@ -155,31 +155,6 @@ async fn lease(conn: &mut SqliteConnection, id: ServerId) -> Result<Option<Lease
         .await?)
 }
 
-async fn operation(
-    conn: &mut SqliteConnection,
-    sql: &'static str,
-    id: Uuid,
-) -> Result<Option<Operation>> {
-    sqlx::query_as::<_, OperationRow>(sql)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .map(Operation::try_from)
-        .transpose()
-}
-
-async fn insert_operation(conn: &mut SqliteConnection, op: &Operation) -> Result<()> {
-    sqlx::query(INSERT_OPERATION)
-        .bind(op.id.0)
-        .bind(op.server_id.0)
-        .bind(op.generation)
-        .bind(op.kind.as_str())
-        .bind(ts(op.created_at))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 /// Append to the change feed; the new seq becomes the row's resource_version.
 async fn stamp(
     conn: &mut SqliteConnection,
@@ -198,47 +173,7 @@ async fn stamp(
     Ok(())
 }
 
-/// `INSERT_SERVER` or `UPDATE_SERVER` (same parameters).
-async fn save(conn: &mut SqliteConnection, sql: &'static str, s: &Server) -> Result<()> {
-    let d = Denorm::of(s);
-    sqlx::query(sql)
-        .bind(s.id.0)
-        .bind(&s.customer_id)
-        .bind(d.kind)
-        .bind(d.memory_mib)
-        .bind(d.hostname)
-        .bind(d.status_vmid)
-        .bind(Json(&s.spec))
-        .bind(Json(&s.status))
-        .bind(s.generation)
-        .bind(s.resource_version)
-        .bind(d.reserved_vmid)
-        .bind(s.deletion_requested_at.map(ts))
-        .bind(s.paused)
-        .bind(s.retry_requested_at.map(ts))
-        .bind(ts(s.created_at))
-        .bind(ts(s.updated_at))
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-async fn customer(conn: &mut SqliteConnection, id: &str, now: DateTime<Utc>) -> Result<Customer> {
-    sqlx::query_as::<_, CustomerRow>(SELECT_CUSTOMER)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .map_or_else(|| Ok(default_customer(id, now)), Customer::try_from)
-}
-
-async fn live_servers(conn: &mut SqliteConnection, customer_id: &str) -> Result<Vec<Server>> {
-    servers(
-        sqlx::query_as::<_, ServerRow>(CUSTOMER_LIVE_SERVERS)
-            .bind(customer_id)
-            .fetch_all(conn)
-            .await?,
-    )
-}
+shared::shared_conn_helpers!(SqliteConnection);
 
 impl Store for SqliteStore {
     async fn create_server(&self, new: NewServer) -> Result<Created> {
