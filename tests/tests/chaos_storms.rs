@@ -127,6 +127,24 @@ async fn kinds(w: &World) -> HashMap<ServerId, Kind> {
         .collect()
 }
 
+/// ~30 % of all Proxmox requests fail with the transient errors seen in production: command
+/// socket reset, config lock timeout, 596 proxy timeout (about 11 % each).
+fn proxmox_storm(pve: &proxmox_client::sim::PveSimHandle) {
+    for (code, message) in [
+        (
+            500,
+            "failed to read from command socket: Connection reset by peer",
+        ),
+        (
+            500,
+            "can't lock file '/run/lock/lxc/pve-config-105.lock' - got timeout",
+        ),
+        (596, "Connection timed out"),
+    ] {
+        pve.fail_rate("*", 0.11, code, message);
+    }
+}
+
 /// Proxmox answers ~30 % of all requests with the transient 500s seen in production (command
 /// socket reset, config lock timeout, 596 proxy timeout): servers that need Proxmox show
 /// `Degraded`, nothing is destroyed or re-cloned, and the fleet is whole afterwards.
@@ -135,19 +153,7 @@ async fn proxmox_transient_500s_at_30_percent() {
     let n = fleet_size();
     let (w, ctl, _) = ready_fleet(n).await;
     let pve = w.sims.pve.as_ref().unwrap();
-    pve.fail_rate(
-        "*",
-        0.11,
-        500,
-        "failed to read from command socket: Connection reset by peer",
-    );
-    pve.fail_rate(
-        "*",
-        0.11,
-        500,
-        "can't lock file '/run/lock/lxc/pve-config-105.lock' - got timeout",
-    );
-    pve.fail_rate("*", 0.11, 596, "Connection timed out");
+    proxmox_storm(pve);
     let seen = weather(&w, storm_len()).await;
     assert!(
         !seen.ids_in(Phase::Degraded).is_empty(),
@@ -338,19 +344,7 @@ async fn provisioning_during_a_storm_converges_after_it() {
     .await;
     let ctl = w.start_controller();
     let pve = w.sims.pve.as_ref().unwrap();
-    pve.fail_rate(
-        "*",
-        0.11,
-        500,
-        "failed to read from command socket: Connection reset by peer",
-    );
-    pve.fail_rate(
-        "*",
-        0.11,
-        500,
-        "can't lock file '/run/lock/lxc/pve-config-105.lock' - got timeout",
-    );
-    pve.fail_rate("*", 0.11, 596, "Connection timed out");
+    proxmox_storm(pve);
     for i in 0..n {
         w.create("u000", mixed(i)).await;
     }
