@@ -85,6 +85,34 @@ async fn install_runs_and_slp_answers() {
     assert_eq!(sim.configs_received(addr), 2);
 }
 
+/// `share_port`: the Agent and the SLP responder answer on one socket per container.
+#[tokio::test]
+async fn shared_port_serves_agent_and_slp() {
+    let sim = AgentSim::start(AgentSimConfig {
+        share_port: true,
+        ..fast()
+    })
+    .await
+    .unwrap();
+    assert_eq!(sim.game_port(), sim.agent_port());
+    let c = client(&sim, None);
+    let addr = ip(102);
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+    c.send_config(&a, &payload(102)).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+    // Alternate the protocols on the same address: each is told apart on every connection.
+    for _ in 0..3 {
+        let st = slp::ping(sim.game_addr(addr), "mc-paper-102.zlh.test", T)
+            .await
+            .unwrap();
+        assert!(st.description.contains("102"), "{st:?}");
+        assert_eq!(c.status(&a).await.unwrap().state, AgentState::Running);
+    }
+    sim.container_stopped(addr).await;
+    assert!(slp::ping(sim.game_addr(addr), "x", T).await.is_err());
+}
+
 #[tokio::test]
 async fn failures_crash_restart_and_stop() {
     let sim = AgentSim::start(fast()).await.unwrap();

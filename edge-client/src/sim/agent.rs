@@ -1,7 +1,9 @@
 //! zpack Agent simulator serving many containers. Each started container (an address in
 //! 127.0.0.0/8, told by the Proxmox simulator's owner through `container_started`) gets an
 //! Agent on `ip:agent_port` and a Server List Ping responder on `ip:game_port`; both ports are
-//! the same for every address, so `http://{ip}:{port}` stays meaningful.
+//! the same for every address, so `http://{ip}:{port}` stays meaningful. With `share_port`
+//! both are served on one socket per address (the game port is the Agent port), which halves
+//! the open files a large simulated fleet needs.
 //!
 //! Agent lifecycle per container: `idle` → (`POST /config`) `installing` (step, progress) →
 //! `running` after `install_time` (scaled), or `error` with a message when failing is
@@ -52,6 +54,9 @@ pub struct AgentSimConfig {
     pub fail_ips: Vec<Ipv4Addr>,
     /// The next N installs (any address) end in `error`.
     pub fail_next: u32,
+    /// Serve SLP on the Agent's socket (`game_port` = `agent_port`): one listening socket per
+    /// container instead of two. An Agent outage then closes SLP too.
+    pub share_port: bool,
 }
 
 impl Default for AgentSimConfig {
@@ -65,6 +70,7 @@ impl Default for AgentSimConfig {
             failure: None,
             fail_ips: vec![],
             fail_next: 0,
+            share_port: false,
         }
     }
 }
@@ -314,7 +320,10 @@ impl AgentSim {
         } else {
             cfg.game_port
         };
-        while game_port == agent_port {
+        if cfg.share_port {
+            game_port = agent_port;
+        }
+        while game_port == agent_port && !cfg.share_port {
             game_port = free_port()?;
         }
         let core = Core::new(Arc::new(plain_error));
@@ -377,19 +386,28 @@ impl AgentSim {
                 core.clone(),
                 middleware,
             ));
-        let agent = SimServer::start(
+        let shared = self.shared.clone();
+        let slp: super::OtherProtocol = Arc::new(move |stream| {
+            tokio::spawn(serve_slp(stream, shared.clone(), ip));
+        });
+        let share = lock(&self.shared).cfg.share_port;
+        let agent = SimServer::start_shared(
             SocketAddr::new(IpAddr::V4(ip), self.agent_port),
             router,
             core.alive.clone(),
+            share.then(|| slp.clone()),
         )
         .await?;
-        let game = tokio::net::TcpListener::bind(self.game_addr(ip)).await?;
-        let shared = self.shared.clone();
-        let game = tokio::spawn(async move {
-            while let Ok((stream, _)) = game.accept().await {
-                tokio::spawn(serve_slp(stream, shared.clone(), ip));
-            }
-        });
+        let game = if share {
+            None
+        } else {
+            let game = tokio::net::TcpListener::bind(self.game_addr(ip)).await?;
+            Some(tokio::spawn(async move {
+                while let Ok((stream, _)) = game.accept().await {
+                    slp(stream);
+                }
+            }))
+        };
         lock(&self.shared).containers.insert(
             ip,
             Container {
@@ -397,7 +415,7 @@ impl AgentSim {
                 configs: 0,
                 last_config: None,
                 agent: Some(Arc::new(agent)),
-                game: Some(game),
+                game,
             },
         );
         Ok(())

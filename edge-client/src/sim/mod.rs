@@ -105,11 +105,54 @@ pub(crate) fn plain_error(status: u16) -> Response {
     (s, s.canonical_reason().unwrap_or("error").to_string()).into_response()
 }
 
+/// Serves a connection that is not HTTP (see `SimServer::start_shared`).
+pub(crate) type OtherProtocol = Arc<dyn Fn(tokio::net::TcpStream) + Send + Sync>;
+
+/// A listener that hands HTTP connections to axum and every other connection to `other`,
+/// told apart by the first bytes: an HTTP/1 request starts with an upper-case method and a
+/// space, a Minecraft handshake with a length varint and packet id 0.
+struct SniffingListener {
+    inner: tokio::net::TcpListener,
+    other: OtherProtocol,
+}
+
+impl axum::serve::Listener for SniffingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            let mut head = [0u8; 4];
+            // Both clients speak first; one that says nothing for a second is served as HTTP
+            // (hyper then times it out or closes it).
+            let n = tokio::time::timeout(Duration::from_secs(1), stream.peek(&mut head))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let http = n < 2
+                || head[..n]
+                    .iter()
+                    .all(|b| b.is_ascii_uppercase() || *b == b' ');
+            if http {
+                return (stream, addr);
+            }
+            (self.other)(stream);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
 /// An axum server that can be stopped (connection refused) and restarted on the same address.
 pub(crate) struct SimServer {
     addr: SocketAddr,
     router: Router,
     alive: Arc<AtomicBool>,
+    other: Option<OtherProtocol>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -119,6 +162,17 @@ impl SimServer {
         router: Router,
         alive: Arc<AtomicBool>,
     ) -> std::io::Result<Self> {
+        Self::start_shared(addr, router, alive, None).await
+    }
+
+    /// Like `start`, and with `other` set, connections that are not HTTP go to `other`: two
+    /// protocols on one listening socket.
+    pub(crate) async fn start_shared(
+        addr: SocketAddr,
+        router: Router,
+        alive: Arc<AtomicBool>,
+        other: Option<OtherProtocol>,
+    ) -> std::io::Result<Self> {
         ensure_loopback(addr)?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -126,6 +180,7 @@ impl SimServer {
             addr,
             router,
             alive,
+            other,
             task: Mutex::new(None),
         };
         s.spawn(listener);
@@ -134,9 +189,15 @@ impl SimServer {
 
     fn spawn(&self, listener: tokio::net::TcpListener) {
         let router = self.router.clone();
+        let other = self.other.clone();
         self.alive.store(true, Ordering::SeqCst);
         let t = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = match other {
+                Some(other) => {
+                    axum::serve(SniffingListener { inner: listener, other }, router).await
+                }
+                None => axum::serve(listener, router).await,
+            };
         });
         *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(t);
     }
