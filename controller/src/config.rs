@@ -99,6 +99,13 @@ pub struct ControllerSection {
     /// Full resync of every server (drift detection; covers lost notifications).
     #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
+    /// How often each Ready server's Agent and game (SLP) are asked whether they are healthy.
+    /// A resync checks everything else about a Ready server in memory against the fleet
+    /// snapshot; the probes (an HTTP call and a TCP connection per server) are spread evenly
+    /// over the resyncs of one interval, so each resync probes a fixed share of the fleet.
+    /// 5 min bounds how long a crashed game still shows Ready.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
     /// Lease on a server while a replica works on it. Long enough to outlive a slow Proxmox
     /// call (30 s proxy timeout), short enough that a dead replica's servers move on quickly.
     #[serde(with = "humantime_serde")]
@@ -141,6 +148,7 @@ impl Default for ControllerSection {
         ControllerSection {
             workers: 16,
             resync_interval: Duration::from_secs(60),
+            health_interval: Duration::from_secs(5 * 60),
             lease_ttl: Duration::from_secs(30),
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -170,6 +178,7 @@ impl ControllerSection {
         let deadline = |d: Duration| s(d).max(MIN_SCALED_DEADLINE.min(d));
         ControllerSection {
             resync_interval: s(self.resync_interval),
+            health_interval: s(self.health_interval),
             lease_ttl: s(self.lease_ttl),
             backoff_base: s(self.backoff_base),
             backoff_max: s(self.backoff_max),

@@ -30,6 +30,8 @@ pub struct Controller {
     started_at: chrono::DateTime<chrono::Utc>,
     /// Reconciles this replica completed under its lease (work spread across replicas).
     pub reconciled: std::sync::atomic::AtomicU64,
+    /// Resyncs this replica ran: picks which share of the fleet is health-probed.
+    resync_round: std::sync::atomic::AtomicU64,
 }
 
 impl Controller {
@@ -59,6 +61,7 @@ impl Controller {
             use_leases,
             started_at,
             reconciled: std::sync::atomic::AtomicU64::new(0),
+            resync_round: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -231,7 +234,8 @@ impl Controller {
     }
 
     /// The periodic resync: on one replica at a time, take the fleet snapshot, report
-    /// orphans, and requeue every server.
+    /// orphans, and requeue every server the snapshot does not show settled, plus this
+    /// round's share of health probes.
     pub async fn resync(&self) {
         let store = &self.rec.store;
         let ttl = self.timing().resync_interval * 2;
@@ -247,14 +251,31 @@ impl Controller {
             }
         }
         metrics::counter!(m::RESYNC_TOTAL).increment(1);
-        let snap = resync::take_snapshot(&self.rec.backends).await;
-        orphans::report(&self.rec, &snap).await;
-        *self.rec.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
-        match store.all_server_ids().await {
-            Ok(ids) => ids.into_iter().for_each(|id| self.queue.add(id)),
+        let snap = Arc::new(resync::take_snapshot(&self.rec.backends).await);
+        *self.rec.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        let t = self.timing();
+        let every = t
+            .health_interval
+            .as_secs_f64()
+            .div_euclid(t.resync_interval.as_secs_f64().max(1e-9))
+            .max(1.0) as u64;
+        let round = self
+            .resync_round
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match resync::sweep(&self.rec, &snap, round, every).await {
+            Ok(sweep) => {
+                orphans::report(&self.rec, &snap, &sweep.ids).await;
+                resync::record_phases(&sweep.phases);
+                metrics::counter!(m::RESYNC_REQUEUED).increment(sweep.requeue.len() as u64);
+                debug!(
+                    requeued = sweep.requeue.len(),
+                    settled = sweep.settled,
+                    "resync swept the fleet"
+                );
+                sweep.requeue.into_iter().for_each(|id| self.queue.add(id));
+            }
             Err(e) => warn!(error = %e, "resync: cannot list servers"),
         }
-        resync::record_phase_gauge(store).await;
     }
 
     async fn heartbeat(&self) {

@@ -8,6 +8,8 @@ pub const SERVERS: &str = "zlh_servers";
 pub const TIME_TO_READY: &str = "zlh_time_to_ready_seconds";
 pub const ORPHANS: &str = "zlh_orphans";
 pub const RESYNC_TOTAL: &str = "zlh_resync_total";
+/// Servers a resync sent to be reconciled (not settled, or due a health probe).
+pub const RESYNC_REQUEUED: &str = "zlh_resync_requeued_total";
 
 /// Install the global Prometheus recorder once per process; later calls return the same
 /// handle (tests build several engines in one process).

@@ -47,6 +47,9 @@ pub struct ObserveCtx<'a> {
     pub snapshot: &'a Snapshot,
     /// Use the snapshot to confirm a healthy server (steady state).
     pub steady: bool,
+    /// Take the Agent and the game as healthy without asking (the resync's in-memory check of
+    /// a Ready server whose health probe is not due).
+    pub assume_healthy: bool,
     pub upid: Option<&'a str>,
     pub known_ip: Option<&'a str>,
     pub edge: Option<EdgeTarget<'a>>,
@@ -58,14 +61,103 @@ pub fn pve_seen<T>(r: Result<T, proxmox_client::PveError>) -> Seen<T> {
     r.map_err(|e| Unavailable::from(&e))
 }
 
+/// Fill `layer` without calling anything, when the fleet snapshot (or what needs no call)
+/// confirms it; `false` means it must be observed on the backend.
+pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'_>) -> bool {
+    let steady = cx.steady && !cx.teardown;
+    match layer {
+        Layer::Task if cx.upid.is_none() => o.task = Some(Ok(TaskObs::Succeeded)),
+        Layer::Container if steady => {
+            let Some(e) = cx.snapshot.containers.get(&d.vmid.unwrap_or_default()) else {
+                return false;
+            };
+            if e.lock.is_some() || !e.tags.iter().any(|t| *t == crate::decide::marker_tag(d.id)) {
+                return false;
+            }
+            o.container = Some(Ok(Some(ContainerObs {
+                hostname: e.name.clone().or_else(|| d.hostname.clone()),
+                description: String::new(),
+                tags: e.tags.clone(),
+                lock: None,
+                // cluster/resources carries no config; the fast path only runs while the spec
+                // is unchanged, and in-flux reconciles re-read the config.
+                cores: Some(d.cores),
+                memory_mib: Some(d.memory_mib),
+                // Not in cluster/resources; a spec change leaves steady mode, so drift in
+                // these is caught on the next in-flux reconcile.
+                swap_mib: Some(d.swap_mib),
+                bridge: Some(d.bridge.clone()),
+                net0: None,
+            })));
+            if e.running {
+                o.power = Some(Ok(PowerObs::Running));
+            }
+        }
+        Layer::Ip if steady && cx.known_ip.is_some() => {
+            o.ip = Some(Ok(cx.known_ip.map(str::to_string)));
+        }
+        Layer::Agent if steady && cx.assume_healthy => o.agent = Some(Ok(AgentObs::Running)),
+        Layer::Slp if cx.edge.is_none() || (steady && cx.assume_healthy) => {
+            o.slp = Some(Ok(true));
+        }
+        Layer::Dns if cx.edge.is_none() => o.dns = Some(Ok(!cx.teardown)),
+        Layer::Dns if steady => {
+            let Some(edge) = &cx.edge else { return false };
+            let b = cx.backends;
+            let providers = [
+                b.technitium.as_ref().map(|t| (t.name(), false)),
+                b.cloudflare.as_ref().map(|c| (c.name(), true)),
+            ];
+            let confirmed = providers.into_iter().flatten().all(|(name, public)| {
+                cx.snapshot
+                    .dns
+                    .get(name)
+                    .and_then(|z| z.get(edge.fqdn))
+                    .is_some_and(|s| s.matches(&edge.records(public)))
+            });
+            if !confirmed {
+                return false;
+            }
+            o.dns = Some(Ok(true));
+        }
+        Layer::Proxy if cx.edge.is_none() || cx.backends.velocity.is_none() => {
+            o.proxy = Some(Ok(!cx.teardown));
+        }
+        Layer::Proxy if steady => {
+            let (Some(edge), Some(regs)) = (&cx.edge, &cx.snapshot.proxy) else {
+                return false;
+            };
+            let ip =
+                o.ip.as_ref()
+                    .and_then(|r| r.as_ref().ok())
+                    .cloned()
+                    .flatten();
+            let ip = ip.or_else(|| cx.known_ip.map(str::to_string));
+            match regs.get(&edge.hostname.to_lowercase()) {
+                Some((addr, port))
+                    if Some(addr.as_str()) == ip.as_deref() && *port == Some(edge.game_port) =>
+                {
+                    o.proxy = Some(Ok(true));
+                }
+                _ => return false,
+            }
+        }
+        _ => return false,
+    }
+    true
+}
+
 pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'_>) {
+    if from_snapshot(layer, d, o, cx) {
+        return;
+    }
     let pve = &cx.backends.pve;
     let node = d.node().unwrap_or_default();
     let vmid = d.vmid.unwrap_or_default();
     match layer {
         Layer::Task => {
             let Some(upid) = cx.upid else {
-                o.task = Some(Ok(TaskObs::Succeeded));
+                // Filled by `from_snapshot`.
                 return;
             };
             let parsed: Result<proxmox_client::Upid, _> = upid.parse();
@@ -82,31 +174,6 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             });
         }
         Layer::Container => {
-            if cx.steady
-                && let Some(e) = cx.snapshot.containers.get(&vmid)
-                && e.lock.is_none()
-                && e.tags.iter().any(|t| *t == crate::decide::marker_tag(d.id))
-            {
-                o.container = Some(Ok(Some(ContainerObs {
-                    hostname: e.name.clone().or_else(|| d.hostname.clone()),
-                    description: String::new(),
-                    tags: e.tags.clone(),
-                    lock: None,
-                    // cluster/resources carries no config; the fast path only runs while
-                    // the spec is unchanged, and in-flux reconciles re-read the config.
-                    cores: Some(d.cores),
-                    memory_mib: Some(d.memory_mib),
-                    // Not in cluster/resources; a spec change leaves steady mode, so drift in
-                    // these is caught on the next in-flux reconcile.
-                    swap_mib: Some(d.swap_mib),
-                    bridge: Some(d.bridge.clone()),
-                    net0: None,
-                })));
-                if e.running {
-                    o.power = Some(Ok(PowerObs::Running));
-                }
-                return;
-            }
             o.container = Some(match pve.ct_config(node, vmid).await {
                 Ok(c) => Ok(Some(container_obs(&c))),
                 // Rule 4: only a confirmed "does not exist" means absent.
@@ -124,10 +191,6 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             }));
         }
         Layer::Ip => {
-            if cx.steady && cx.known_ip.is_some() {
-                o.ip = Some(Ok(cx.known_ip.map(str::to_string)));
-                return;
-            }
             o.ip = Some(pve_seen(pve.ct_interfaces(node, vmid).await).map(|ifs| {
                 // `null` while stopped; match the clone's MAC when we know it.
                 let mac = match &o.container {
@@ -164,15 +227,12 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             );
         }
         Layer::Dns => {
-            let Some(edge) = &cx.edge else {
-                o.dns = Some(Ok(!cx.teardown));
-                return;
-            };
-            o.dns = Some(dns_state(cx, edge).await);
+            if let Some(edge) = &cx.edge {
+                o.dns = Some(dns_state(cx, edge).await);
+            }
         }
         Layer::Proxy => {
             let (Some(edge), Some(v)) = (&cx.edge, &cx.backends.velocity) else {
-                o.proxy = Some(Ok(!cx.teardown));
                 return;
             };
             let ip =
@@ -184,14 +244,6 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             let matches = |addr: &str, port: Option<u16>| {
                 cx.teardown || (Some(addr) == ip.as_deref() && port == Some(edge.game_port))
             };
-            if cx.steady
-                && let Some(regs) = &cx.snapshot.proxy
-                && let Some((addr, port)) = regs.get(&edge.hostname.to_lowercase())
-                && matches(addr, *port)
-            {
-                o.proxy = Some(Ok(true));
-                return;
-            }
             o.proxy = Some(
                 v.observe(edge.hostname)
                     .await
@@ -206,6 +258,7 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
                     .cloned()
                     .flatten();
             let (Some(edge), Some(ip)) = (&cx.edge, ip) else {
+                // No edge is filled by `from_snapshot`; no IP yet: nothing to ping.
                 o.slp = Some(Ok(true));
                 return;
             };
@@ -236,28 +289,12 @@ async fn dns_state(cx: &ObserveCtx<'_>, edge: &EdgeTarget<'_>) -> Seen<bool> {
         }
     };
     if let Some(t) = &b.technitium {
-        let snap = cx.snapshot.dns.get(t.name()).and_then(|z| z.get(edge.fqdn));
-        match snap {
-            Some(s) if cx.steady && s.matches(&edge.records(false)) => check(false, s),
-            _ => check(
-                false,
-                &t.observe(edge.fqdn)
-                    .await
-                    .map_err(|e| Unavailable::from(&e))?,
-            ),
-        }
+        let seen = t.observe(edge.fqdn).await;
+        check(false, &seen.map_err(|e| Unavailable::from(&e))?);
     }
     if let Some(c) = &b.cloudflare {
-        let snap = cx.snapshot.dns.get(c.name()).and_then(|z| z.get(edge.fqdn));
-        match snap {
-            Some(s) if cx.steady && s.matches(&edge.records(true)) => check(true, s),
-            _ => check(
-                true,
-                &c.observe(edge.fqdn)
-                    .await
-                    .map_err(|e| Unavailable::from(&e))?,
-            ),
-        }
+        let seen = c.observe(edge.fqdn).await;
+        check(true, &seen.map_err(|e| Unavailable::from(&e))?);
     }
     Ok(if cx.teardown { any_left } else { all_ok })
 }

@@ -10,18 +10,14 @@ use model::store::{Orphan, Store};
 use std::collections::HashSet;
 use tracing::warn;
 
-pub async fn report(rec: &Reconciler, snap: &Snapshot) {
+/// `live`: every server in the store, read after `snap` was taken (a container is created
+/// only after its server is stored).
+pub async fn report(rec: &Reconciler, snap: &Snapshot, live: &[ServerId]) {
     if snap.taken_at.is_none() || snap.containers.is_empty() {
         return;
     }
     let store = &rec.store;
-    let live: HashSet<ServerId> = match store.all_server_ids().await {
-        Ok(ids) => ids.into_iter().collect(),
-        Err(e) => {
-            warn!(error = %e, "orphan scan skipped");
-            return;
-        }
-    };
+    let live: HashSet<ServerId> = live.iter().copied().collect();
     let now = rec.clock.now();
     let found: Vec<Orphan> = snap
         .containers

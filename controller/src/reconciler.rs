@@ -165,10 +165,7 @@ impl Reconciler {
         let mut obs = Observed::default();
         let timing = &self.cfg.controller;
         let mut outcome = Outcome::Done(None);
-        let steady = !deleting
-            && status.observed_generation == server.generation
-            && status.is_true(ConditionType::Ready)
-            && snapshot.is_fresh(timing.resync_interval * 2);
+        let steady = self.is_steady(&server, &snapshot);
 
         for _ in 0..MAX_ROUNDS {
             let cx = Context {
@@ -181,19 +178,7 @@ impl Reconciler {
             } else {
                 decide::decide(&desired, &obs, &cx)
             };
-            for (t, st, reason, msg) in conditions {
-                status.set_condition(t, st, reason, msg, server.generation, now);
-            }
-            if !matches!(action, Action::Degraded { .. } | Action::Observe(_)) {
-                status.set_condition(
-                    ConditionType::Degraded,
-                    ConditionStatus::False,
-                    r::HEALTHY,
-                    "",
-                    server.generation,
-                    now,
-                );
-            }
+            apply_conditions(&mut status, conditions, &action, server.generation, now);
             if let Some(Ok(Some(c))) = &obs.container
                 && may_adopt
                 && c.ownership(&desired) == decide::Ownership::Ours
@@ -230,19 +215,12 @@ impl Reconciler {
                     obs.clone_slot = Some(self.acquire_slot(tpl, id).await);
                 }
                 Action::Observe(layer) => {
-                    let hostname = desired.hostname.clone().unwrap_or_default();
-                    let fqdn = format!("{hostname}.{}", self.cfg.edge.zone);
+                    let (hostname, fqdn) = self.names(&desired);
+                    let ocx = self.observe_ctx(&snapshot, &desired, &status, &hostname, &fqdn);
                     let ocx = ObserveCtx {
-                        backends: &self.backends,
-                        snapshot: &snapshot,
                         steady,
-                        upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),
-                        known_ip: status.ip.as_deref(),
-                        edge: desired
-                            .needs_edge()
-                            .then(|| self.edge_target(&hostname, &fqdn)),
                         teardown: deleting,
-                        slp_timeout: self.cfg.agent.timeout,
+                        ..ocx
                     };
                     observe::fill(layer, &desired, &mut obs, &ocx).await;
                 }
@@ -320,13 +298,7 @@ impl Reconciler {
                     if !deleting {
                         let was_ready = server.status.is_true(ConditionType::Ready)
                             && server.status.observed_generation == server.generation;
-                        status.observed_generation = server.generation;
-                        status.attempts = 0;
-                        status.last_error = None;
-                        status.next_retry_at = None;
-                        if let Some(Ok(Some(ip))) = &obs.ip {
-                            status.ip = Some(ip.clone());
-                        }
+                        mark_ready(&mut status, server.generation, &obs);
                         if !was_ready {
                             let since = status.ready_since.unwrap_or(server.created_at);
                             let secs = (now - since).num_milliseconds() as f64 / 1000.0;
@@ -373,6 +345,89 @@ impl Reconciler {
             status.ip = Some(ip.clone());
         }
         self.finish(&server, status, p, fence, outcome).await
+    }
+
+    /// A Ready server whose spec has not changed since, with a fresh fleet snapshot: its
+    /// observations may come from the snapshot.
+    fn is_steady(&self, server: &Server, snapshot: &Snapshot) -> bool {
+        !server.is_deleting()
+            && server.status.observed_generation == server.generation
+            && server.status.is_true(ConditionType::Ready)
+            && snapshot.is_fresh(self.cfg.controller.resync_interval * 2)
+    }
+
+    /// The resync's in-memory check: would a reconcile of `server` (its Agent and game taken
+    /// as healthy) find nothing to do and nothing to record? Decided by the same `decide`
+    /// as a reconcile, fed only from the snapshot; anything the snapshot does not confirm
+    /// means "no" (the server is then reconciled for real).
+    pub fn is_settled(&self, server: &Server, snapshot: &Snapshot) -> bool {
+        if server.paused
+            || server.status.failure.is_some()
+            || server.status.in_flight_task.is_some()
+            || !self.is_steady(server, snapshot)
+        {
+            return false;
+        }
+        let now = self.clock.now();
+        let desired = self.desired(server);
+        let mut status = server.status.clone();
+        self.record_identity(&mut status, &desired);
+        let (hostname, fqdn) = self.names(&desired);
+        let ocx = ObserveCtx {
+            steady: true,
+            assume_healthy: true,
+            ..self.observe_ctx(snapshot, &desired, &server.status, &hostname, &fqdn)
+        };
+        let mut obs = Observed::default();
+        let timing = &self.cfg.controller;
+        for _ in 0..MAX_ROUNDS {
+            let cx = Context {
+                status: &status,
+                now,
+                timing,
+            };
+            let Decision { action, conditions } = decide::decide(&desired, &obs, &cx);
+            apply_conditions(&mut status, conditions, &action, server.generation, now);
+            match action {
+                Action::Observe(layer)
+                    if observe::from_snapshot(layer, &desired, &mut obs, &ocx) => {}
+                Action::Ready => {
+                    mark_ready(&mut status, server.generation, &obs);
+                    return !status_changed(&server.status, &status);
+                }
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    /// Hostname and FQDN (empty before a VMID is reserved).
+    fn names(&self, d: &Desired) -> (String, String) {
+        let hostname = d.hostname.clone().unwrap_or_default();
+        let fqdn = format!("{hostname}.{}", self.cfg.edge.zone);
+        (hostname, fqdn)
+    }
+
+    /// What an observation of `d` needs; per-server observation (not steady, provisioning).
+    fn observe_ctx<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        d: &Desired,
+        status: &'a ServerStatus,
+        hostname: &'a str,
+        fqdn: &'a str,
+    ) -> ObserveCtx<'a> {
+        ObserveCtx {
+            backends: &self.backends,
+            snapshot,
+            steady: false,
+            assume_healthy: false,
+            upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),
+            known_ip: status.ip.as_deref(),
+            edge: d.needs_edge().then(|| self.edge_target(hostname, fqdn)),
+            teardown: false,
+            slp_timeout: self.cfg.agent.timeout,
+        }
     }
 
     /// VMID, hostname, FQDN and node follow from the reservation and the spec: written on
@@ -606,6 +661,41 @@ fn slot_name(template: u32) -> String {
 }
 
 /// Did anything but the bookkeeping stamps change?
+/// Record what `decide` concluded; any action but waiting on an observation or a degraded
+/// backend means the server is healthy again.
+fn apply_conditions(
+    status: &mut ServerStatus,
+    conditions: Vec<decide::Cond>,
+    action: &Action,
+    generation: i64,
+    now: DateTime<Utc>,
+) {
+    for (t, st, reason, msg) in conditions {
+        status.set_condition(t, st, reason, msg, generation, now);
+    }
+    if !matches!(action, Action::Degraded { .. } | Action::Observe(_)) {
+        status.set_condition(
+            ConditionType::Degraded,
+            ConditionStatus::False,
+            r::HEALTHY,
+            "",
+            generation,
+            now,
+        );
+    }
+}
+
+/// The status of a server that reached Ready for `generation`.
+fn mark_ready(status: &mut ServerStatus, generation: i64, obs: &Observed) {
+    status.observed_generation = generation;
+    status.attempts = 0;
+    status.last_error = None;
+    status.next_retry_at = None;
+    if let Some(Ok(Some(ip))) = &obs.ip {
+        status.ip = Some(ip.clone());
+    }
+}
+
 fn status_changed(old: &ServerStatus, new: &ServerStatus) -> bool {
     let strip = |s: &ServerStatus| ServerStatus {
         last_reconcile_at: None,

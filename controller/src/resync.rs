@@ -2,10 +2,11 @@
 
 use crate::backends::Backends;
 use crate::metrics as m;
+use crate::reconciler::Reconciler;
 use crate::snapshot::{CtEntry, Snapshot};
 use edge_client::dns::DnsProvider;
-use model::Phase;
-use model::store::{AnyStore, PageRequest, ServerFilter, Store};
+use model::store::{PageRequest, ServerFilter, Store, StoreError};
+use model::{Phase, ServerId};
 use proxmox_client::Proxmox;
 use std::collections::HashMap;
 use tracing::warn;
@@ -69,30 +70,93 @@ pub async fn take_snapshot(b: &Backends) -> Snapshot {
     snap
 }
 
-/// `zlh_servers{phase}` from one pass over the store.
-pub async fn record_phase_gauge(store: &AnyStore) {
-    let mut counts: HashMap<Phase, u64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
+/// What a resync's pass over the store found.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Every server in the store.
+    pub ids: Vec<ServerId>,
+    /// The servers to reconcile now.
+    pub requeue: Vec<ServerId>,
+    /// Settled servers that were not requeued (no reconcile, no backend call).
+    pub settled: usize,
+    pub phases: HashMap<Phase, u64>,
+}
+
+/// One pass over the store, a page at a time: count phases, and requeue every server the
+/// snapshot does not show settled, plus the settled servers whose health probe (Agent and
+/// game) falls in this resync: round `round` of every `every`, spread by server id so each
+/// resync probes about 1/`every` of the fleet.
+pub async fn sweep(
+    rec: &Reconciler,
+    snap: &Snapshot,
+    round: u64,
+    every: u64,
+) -> Result<Sweep, StoreError> {
+    let mut out = Sweep {
+        phases: Phase::ALL.iter().map(|p| (*p, 0)).collect(),
+        ..Sweep::default()
+    };
     let mut after = None;
     loop {
-        let page = match store
+        let page = rec
+            .store
             .list_servers(&ServerFilter::default(), PageRequest { after, limit: 500 })
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(error = %e, "phase gauge: cannot list servers");
-                return;
-            }
-        };
+            .await?;
         for s in &page.items {
-            *counts.entry(s.phase().0).or_default() += 1;
+            *out.phases.entry(s.phase().0).or_default() += 1;
+            out.ids.push(s.id);
+            if probe_due(s.id, round, every) || !rec.is_settled(s, snap) {
+                out.requeue.push(s.id);
+            } else {
+                out.settled += 1;
+            }
         }
         match page.next {
             Some(n) => after = Some(n),
-            None => break,
+            None => return Ok(out),
         }
     }
-    for (phase, n) in counts {
-        metrics::gauge!(m::SERVERS, "phase" => phase.as_str()).set(n as f64);
+}
+
+/// Whether `id`'s health probe falls in resync `round` (of every `every`).
+pub fn probe_due(id: ServerId, round: u64, every: u64) -> bool {
+    let bits = id.0.as_u128();
+    let spread = (bits as u64) ^ ((bits >> 64) as u64);
+    every <= 1 || spread.wrapping_add(round).is_multiple_of(every)
+}
+
+/// `zlh_servers{phase}`.
+pub fn record_phases(phases: &HashMap<Phase, u64>) {
+    for (phase, n) in phases {
+        metrics::gauge!(m::SERVERS, "phase" => phase.as_str()).set(*n as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Over `every` consecutive rounds each server is probed exactly once, and each round
+    /// takes a fair share of the fleet.
+    #[test]
+    fn probes_are_spread_evenly_over_the_rounds() {
+        let ids: Vec<ServerId> = (0..3000).map(|_| ServerId::new()).collect();
+        for every in [1u64, 2, 5, 10] {
+            let mut per_round = vec![0usize; every as usize];
+            for id in &ids {
+                let due: Vec<u64> = (7..7 + every)
+                    .filter(|r| probe_due(*id, *r, every))
+                    .collect();
+                assert_eq!(due.len(), 1, "every={every}: probed once per cycle");
+                per_round[(due[0] - 7) as usize] += 1;
+            }
+            let fair = ids.len() / every as usize;
+            for n in per_round {
+                assert!(
+                    n > fair * 8 / 10 && n < fair * 12 / 10,
+                    "every={every}: {n} vs {fair}"
+                );
+            }
+        }
     }
 }

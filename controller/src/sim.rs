@@ -46,6 +46,9 @@ pub struct SimOptions {
     pub ip_delay: Duration,
     pub install: Duration,
     pub zone: String,
+    /// One listening socket per simulated container (SLP on the Agent's port) instead of
+    /// two: for fleets that would not fit in the open-file limit otherwise.
+    pub share_agent_port: bool,
 }
 
 impl Default for SimOptions {
@@ -60,6 +63,7 @@ impl Default for SimOptions {
             ip_delay: Duration::from_secs(5),
             install: Duration::from_secs(60),
             zone: "zlh.test".into(),
+            share_agent_port: false,
         }
     }
 }
@@ -112,6 +116,7 @@ impl SimStack {
                 AgentSim::start(AgentSimConfig {
                     install_time: options.install,
                     time_scale: scale,
+                    share_port: options.share_agent_port,
                     ..AgentSimConfig::default()
                 })
                 .await?,

@@ -333,6 +333,102 @@ async fn drift_is_repaired() {
     ctl.stop().await;
 }
 
+/// Wait until the controller's queue has been empty, with nothing running, for 100 ms.
+async fn drained(ctl: &controller::engine::Controller) {
+    let mut quiet = 0;
+    let t = std::time::Instant::now();
+    while quiet < 20 && t.elapsed() < T {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        quiet = if ctl.queue.depth() == 0 && ctl.queue.running() == 0 {
+            quiet + 1
+        } else {
+            0
+        };
+    }
+}
+
+/// A resync reconciles only what the fleet snapshot does not show settled, and probes the
+/// Agent and game of each Ready server once per health interval (here every 3rd resync), not
+/// on every resync: Proxmox sees one call per resync, the Agents one call per server per
+/// cycle. Drift the snapshot shows (a stopped container) is repaired at the next resync;
+/// a crashed game, which only a probe shows, within one health cycle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
+    const EVERY: u32 = 3;
+    let w = World::new(WorldOptions::default()).await;
+    let mut cfg = w.cfg.clone();
+    // No periodic resync after the first: the test calls them.
+    cfg.controller.resync_interval = Duration::from_secs(3600);
+    cfg.controller.health_interval = cfg.controller.resync_interval * EVERY;
+    let run = w.start_controller_with(cfg);
+    let ctl = run.controller.clone();
+    let n = 6;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(w.create(&format!("u{i}"), paper()).await);
+    }
+    w.wait_all(Some(Phase::Ready), T).await;
+    drained(&ctl).await;
+    let pve = w.sims.pve.as_ref().unwrap();
+    let agent = w.sims.agent.as_ref().unwrap();
+    let status_calls = || {
+        agent
+            .requests()
+            .iter()
+            .filter(|r| r.uri == "/status")
+            .count()
+    };
+
+    let mut per_resync = Vec::new();
+    for _ in 0..EVERY {
+        let (p0, a0) = (pve.requests_total(), status_calls());
+        ctl.resync().await;
+        drained(&ctl).await;
+        assert_eq!(
+            pve.requests_total() - p0,
+            1,
+            "a settled fleet costs one cluster/resources call per resync"
+        );
+        per_resync.push(status_calls() - a0);
+    }
+    assert_eq!(
+        per_resync.iter().sum::<usize>(),
+        n,
+        "each Agent is probed exactly once per health cycle: {per_resync:?}"
+    );
+
+    // Drift the snapshot shows: repaired at the next resync, whoever's probe turn it is.
+    let s = w.store.get_server(ids[0]).await.unwrap().unwrap();
+    let vmid = s.reserved_vmid.unwrap();
+    pve.stop_behind_back(vmid);
+    ctl.resync().await;
+    w.wait_for("container started again", T, async || {
+        pve.container(vmid)
+            .is_some_and(|c| c.status == proxmox_client::CtState::Running)
+    })
+    .await;
+
+    // A crash only a probe shows: repaired within one cycle of resyncs.
+    w.wait_all(Some(Phase::Ready), T).await;
+    drained(&ctl).await;
+    let s = w.store.get_server(ids[1]).await.unwrap().unwrap();
+    let ip: std::net::Ipv4Addr = s.status.ip.clone().unwrap().parse().unwrap();
+    let sent = agent.configs_received(ip);
+    agent.crash(ip);
+    for _ in 0..EVERY {
+        ctl.resync().await;
+        drained(&ctl).await;
+    }
+    w.wait_for("crashed game reinstalled", T, async || {
+        agent.configs_received(ip) > sent
+            && agent.state(ip) == Some(edge_client::AgentState::Running)
+    })
+    .await;
+    w.wait_all(Some(Phase::Ready), T).await;
+    assert_clean(&w).await;
+    run.stop().await;
+}
+
 /// Spec changes are applied (resources, power) and `observedGeneration` follows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spec_changes_are_applied() {

@@ -264,7 +264,7 @@ pub enum Action {
     Archive,
 }
 
-type Cond = (ConditionType, ConditionStatus, &'static str, String);
+pub type Cond = (ConditionType, ConditionStatus, &'static str, String);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {

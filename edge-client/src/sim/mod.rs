@@ -194,7 +194,14 @@ impl SimServer {
         let t = tokio::spawn(async move {
             let _ = match other {
                 Some(other) => {
-                    axum::serve(SniffingListener { inner: listener, other }, router).await
+                    axum::serve(
+                        SniffingListener {
+                            inner: listener,
+                            other,
+                        },
+                        router,
+                    )
+                    .await
                 }
                 None => axum::serve(listener, router).await,
             };

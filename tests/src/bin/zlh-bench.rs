@@ -53,9 +53,11 @@ enum Cmd {
         /// Servers (default 10000; 300 with --quick).
         #[arg(long)]
         n: Option<usize>,
-        /// Resyncs measured per kind (fresh stamps / interval elapsed).
-        #[arg(long, default_value_t = 2)]
-        resyncs: usize,
+        /// Resyncs measured per kind (fresh stamps / interval elapsed); default: one health
+        /// cycle (health_interval / resync_interval of the default config, 5), so every
+        /// server's health probe is in the figures once.
+        #[arg(long)]
+        resyncs: Option<usize>,
         #[arg(long, default_value_t = 16)]
         workers: usize,
         /// Servers declared at a time while building the fleet (each batch once the previous
@@ -156,7 +158,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
         } => {
             steady::run(&steady::Args {
                 n: n.unwrap_or(if q { 300 } else { 10_000 }),
-                resyncs: (*resyncs).max(1),
+                resyncs: resyncs.unwrap_or(steady::health_rounds() as usize).max(1),
                 workers: *workers,
                 batch: *batch,
                 idle_wait: Duration::from_secs(*idle_wait),
