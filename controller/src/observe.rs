@@ -211,6 +211,17 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
                 o.agent = Some(Ok(AgentObs::Idle));
                 return;
             };
+            // A steady game server whose game answers Server List Ping is running: its Agent
+            // is asked only when the game does not answer (to learn why). One connection per
+            // health probe instead of two.
+            if cx.steady
+                && let Some(edge) = &cx.edge
+                && slp_answers(&ip, edge, cx.slp_timeout).await
+            {
+                o.agent = Some(Ok(AgentObs::Running));
+                o.slp = Some(Ok(true));
+                return;
+            }
             o.agent = Some(
                 cx.backends
                     .agent
@@ -262,18 +273,22 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
                 o.slp = Some(Ok(true));
                 return;
             };
-            let Ok(addr) = format!("{ip}:{}", edge.game_port).parse::<SocketAddr>() else {
-                o.slp = Some(Ok(false));
-                return;
-            };
-            // A failed ping is "not connectable (yet)", not an outage of anything.
-            o.slp = Some(Ok(edge_client::slp::ping(addr, edge.fqdn, cx.slp_timeout)
-                .await
-                .is_ok()));
+            o.slp = Some(Ok(slp_answers(&ip, edge, cx.slp_timeout).await));
         }
         // Clone slots are bookkeeping of this process, observed by the reconciler itself.
         Layer::CloneSlot => {}
     }
+}
+
+/// Whether the game at `ip` answers Server List Ping. A failed ping is "not connectable
+/// (yet)", not an outage of anything.
+async fn slp_answers(ip: &str, edge: &EdgeTarget<'_>, timeout: Duration) -> bool {
+    let Ok(addr) = format!("{ip}:{}", edge.game_port).parse::<SocketAddr>() else {
+        return false;
+    };
+    edge_client::slp::ping(addr, edge.fqdn, timeout)
+        .await
+        .is_ok()
 }
 
 /// Provisioning: every provider has exactly the desired records. Teardown: anything left.

@@ -11,14 +11,35 @@ use proxmox_client::Proxmox;
 use std::collections::HashMap;
 use tracing::warn;
 
-/// One `cluster/resources` call, one listing per DNS zone, one proxy listing. A failed part
-/// stays empty, which only means reconciles observe per server.
+/// One `cluster/resources` call, one listing per DNS zone, one proxy listing, all at once. A
+/// failed part stays empty, which only means reconciles observe per server.
 pub async fn take_snapshot(b: &Backends) -> Snapshot {
+    let (containers, technitium, cloudflare, proxy) = tokio::join!(
+        b.pve.cluster_resources(),
+        async {
+            match &b.technitium {
+                Some(t) => Some((t.name(), t.list_zone().await)),
+                None => None,
+            }
+        },
+        async {
+            match &b.cloudflare {
+                Some(c) => Some((c.name(), c.list_zone().await)),
+                None => None,
+            }
+        },
+        async {
+            match &b.velocity {
+                Some(v) => Some(v.list().await),
+                None => None,
+            }
+        },
+    );
     let mut snap = Snapshot {
         taken_at: Some(tokio::time::Instant::now()),
         ..Default::default()
     };
-    match b.pve.cluster_resources().await {
+    match containers {
         Ok(list) => {
             for r in list
                 .into_iter()
@@ -39,33 +60,24 @@ pub async fn take_snapshot(b: &Backends) -> Snapshot {
         }
         Err(e) => warn!(error = %e, "resync: cluster/resources failed"),
     }
-    if let Some(t) = &b.technitium {
-        match t.list_zone().await {
+    for (name, listing) in [technitium, cloudflare].into_iter().flatten() {
+        match listing {
             Ok(z) => {
-                snap.dns.insert(t.name(), z);
+                snap.dns.insert(name, z);
             }
-            Err(e) => warn!(error = %e, "resync: technitium listing failed"),
+            Err(e) => warn!(provider = name, error = %e, "resync: zone listing failed"),
         }
     }
-    if let Some(c) = &b.cloudflare {
-        match c.list_zone().await {
-            Ok(z) => {
-                snap.dns.insert(c.name(), z);
-            }
-            Err(e) => warn!(error = %e, "resync: cloudflare listing failed"),
+    match proxy {
+        Some(Ok(regs)) => {
+            snap.proxy = Some(
+                regs.into_iter()
+                    .map(|r| (r.name.to_lowercase(), (r.address, r.port)))
+                    .collect(),
+            );
         }
-    }
-    if let Some(v) = &b.velocity {
-        match v.list().await {
-            Ok(regs) => {
-                snap.proxy = Some(
-                    regs.into_iter()
-                        .map(|r| (r.name.to_lowercase(), (r.address, r.port)))
-                        .collect(),
-                );
-            }
-            Err(e) => warn!(error = %e, "resync: proxy listing failed"),
-        }
+        Some(Err(e)) => warn!(error = %e, "resync: proxy listing failed"),
+        None => {}
     }
     snap
 }

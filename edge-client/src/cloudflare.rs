@@ -23,6 +23,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use model::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
@@ -124,8 +125,10 @@ struct Envelope {
     success: bool,
     #[serde(default)]
     errors: Vec<ApiMessage>,
+    /// Kept raw and decoded once into its target type (a zone listing has thousands of
+    /// records; going through `Value` first doubled the resync's parsing).
     #[serde(default)]
-    result: serde_json::Value,
+    result: Option<Box<RawValue>>,
     #[serde(default)]
     result_info: Option<ResultInfo>,
 }
@@ -451,7 +454,8 @@ impl CloudflareClient {
                 )
                 .await
                 .map_err(|f| f.err)?;
-            let recs: Vec<CfRecord> = serde_json::from_value(env.result).map_err(|e| {
+            let raw = env.result.as_deref().map_or("null", RawValue::get);
+            let recs: Vec<CfRecord> = serde_json::from_str(raw).map_err(|e| {
                 EdgeError::new(
                     BACKEND,
                     ErrorClass::Transient,

@@ -348,10 +348,11 @@ async fn drained(ctl: &controller::engine::Controller) {
 }
 
 /// A resync reconciles only what the fleet snapshot does not show settled, and probes the
-/// Agent and game of each Ready server once per health interval (here every 3rd resync), not
-/// on every resync: Proxmox sees one call per resync, the Agents one call per server per
-/// cycle. Drift the snapshot shows (a stopped container) is repaired at the next resync;
-/// a crashed game, which only a probe shows, within one health cycle.
+/// health of each Ready server once per health interval (here every 3rd resync), not on
+/// every resync: Proxmox sees one call per resync, each game one Server List Ping per cycle,
+/// and an Agent whose game answers is not asked. Drift the snapshot shows (a stopped
+/// container) is repaired at the next resync; a crashed game, which only a probe shows,
+/// within one health cycle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
     const EVERY: u32 = 3;
@@ -380,8 +381,9 @@ async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
     };
 
     let mut per_resync = Vec::new();
+    let agent_calls = status_calls();
     for _ in 0..EVERY {
-        let (p0, a0) = (pve.requests_total(), status_calls());
+        let (p0, s0) = (pve.requests_total(), agent.slp_answered());
         ctl.resync().await;
         drained(&ctl).await;
         assert_eq!(
@@ -389,12 +391,17 @@ async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
             1,
             "a settled fleet costs one cluster/resources call per resync"
         );
-        per_resync.push(status_calls() - a0);
+        per_resync.push(agent.slp_answered() - s0);
     }
     assert_eq!(
-        per_resync.iter().sum::<usize>(),
-        n,
-        "each Agent is probed exactly once per health cycle: {per_resync:?}"
+        per_resync.iter().sum::<u64>(),
+        n as u64,
+        "each game is probed exactly once per health cycle: {per_resync:?}"
+    );
+    assert_eq!(
+        status_calls(),
+        agent_calls,
+        "an Agent whose game answers is not asked"
     );
 
     // Drift the snapshot shows: repaired at the next resync, whoever's probe turn it is.

@@ -97,6 +97,8 @@ struct Container {
 struct Inner {
     cfg: AgentSimConfig,
     containers: HashMap<Ipv4Addr, Container>,
+    /// Server List Pings answered with a status, every container together.
+    slp_answered: u64,
 }
 
 impl Inner {
@@ -264,6 +266,7 @@ async fn serve_slp(mut stream: tokio::net::TcpStream, shared: Shared, ip: Ipv4Ad
             .get(&ip)
             .and_then(|c| c.last_config.clone());
         let cfg = cfg.unwrap_or_default();
+        inner.slp_answered += 1;
         let version = cfg["version"].as_str().unwrap_or("1.21.7").to_string();
         let name = format!(
             "zlh {} {}",
@@ -331,6 +334,7 @@ impl AgentSim {
             shared: Arc::new(Mutex::new(Inner {
                 cfg,
                 containers: HashMap::new(),
+                slp_answered: 0,
             })),
             core,
             agent_port,
@@ -505,6 +509,11 @@ impl AgentSim {
 
     pub fn state(&self, ip: Ipv4Addr) -> Option<AgentState> {
         lock(&self.shared).state(ip)
+    }
+
+    /// Server List Pings answered (by a running game), every container together.
+    pub fn slp_answered(&self) -> u64 {
+        lock(&self.shared).slp_answered
     }
 
     /// Every started container's Agent state.

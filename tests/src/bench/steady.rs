@@ -75,6 +75,9 @@ struct ResyncFig {
     agent: usize,
     cpu: Cpu,
     wall: f64,
+    /// `Controller::resync()` itself: the snapshot and the sweep (the requeued reconciles run
+    /// on the workers meanwhile and after).
+    call: f64,
 }
 
 pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
@@ -178,6 +181,10 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         }
     };
     drain().await;
+    eprintln!(
+        "steady: {ready} Ready after {:.0} s; measuring resyncs...",
+        build0.elapsed().as_secs_f64()
+    );
     let rss_ready = rss_mib();
     let mut heaps = vec![live_heap_mib()];
     let mut figs: Vec<(&str, ResyncFig)> = Vec::new();
@@ -190,6 +197,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
             let cpu0 = Cpu::now();
             let t = Instant::now();
             ctl.resync().await;
+            let call = t.elapsed().as_secs_f64();
             // Wait for the queue to drain (then subtract the 200 ms quiet window).
             drain().await;
             let wall = (t.elapsed().as_secs_f64() - 0.2).max(0.0);
@@ -205,6 +213,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
                     agent: c1.agent - c0.agent,
                     cpu,
                     wall,
+                    call,
                 },
             ));
         }
@@ -272,6 +281,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         let cpu_max = xs.iter().map(|f| f.cpu.controller()).fold(0.0, f64::max);
         let sims = xs.iter().map(|f| f.cpu.sims).sum::<f64>() / k;
         let wall = xs.iter().map(|f| f.wall).sum::<f64>() / k;
+        let call = xs.iter().map(|f| f.call).sum::<f64>() / k;
         tb.note(&format!("full resync, {kind} (mean of {})", xs.len()));
         tb.target(
             &format!("{key}_pve_calls_per_resync"),
@@ -324,6 +334,12 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
             "resync to drained queue (real)",
             wall,
             ms(wall),
+        );
+        tb.add(
+            &format!("{key}_call_s"),
+            "  of which snapshot + sweep (real)",
+            call,
+            ms(call),
         );
     }
     tb.note("memory: process = controller + simulators (1 listening socket per container) + store");
