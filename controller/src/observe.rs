@@ -127,12 +127,7 @@ pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCt
             let (Some(edge), Some(regs)) = (&cx.edge, &cx.snapshot.proxy) else {
                 return false;
             };
-            let ip =
-                o.ip.as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .cloned()
-                    .flatten();
-            let ip = ip.or_else(|| cx.known_ip.map(str::to_string));
+            let ip = observed_ip(o).or_else(|| cx.known_ip.map(str::to_string));
             match regs.get(&edge.hostname.to_lowercase()) {
                 Some((addr, port))
                     if Some(addr.as_str()) == ip.as_deref() && *port == Some(edge.game_port) =>
@@ -202,12 +197,7 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             }));
         }
         Layer::Agent => {
-            let ip =
-                o.ip.as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .cloned()
-                    .flatten();
-            let Some(ip) = ip.or_else(|| cx.known_ip.map(str::to_string)) else {
+            let Some(ip) = observed_ip(o).or_else(|| cx.known_ip.map(str::to_string)) else {
                 o.agent = Some(Ok(AgentObs::Idle));
                 return;
             };
@@ -246,12 +236,7 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             let (Some(edge), Some(v)) = (&cx.edge, &cx.backends.velocity) else {
                 return;
             };
-            let ip =
-                o.ip.as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .cloned()
-                    .flatten()
-                    .or_else(|| cx.known_ip.map(str::to_string));
+            let ip = observed_ip(o).or_else(|| cx.known_ip.map(str::to_string));
             let matches = |addr: &str, port: Option<u16>| {
                 cx.teardown || (Some(addr) == ip.as_deref() && port == Some(edge.game_port))
             };
@@ -263,13 +248,8 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
             );
         }
         Layer::Slp => {
-            let ip =
-                o.ip.as_ref()
-                    .and_then(|r| r.as_ref().ok())
-                    .cloned()
-                    .flatten();
-            let (Some(edge), Some(ip)) = (&cx.edge, ip) else {
-                // No edge is filled by `from_snapshot`; no IP yet: nothing to ping.
+            // (No edge: answered by `from_snapshot`.) No IP yet: nothing to ping.
+            let (Some(edge), Some(ip)) = (&cx.edge, observed_ip(o)) else {
                 o.slp = Some(Ok(true));
                 return;
             };
@@ -278,6 +258,14 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
         // Clone slots are bookkeeping of this process, observed by the reconciler itself.
         Layer::CloneSlot => {}
     }
+}
+
+/// The IP observed in this reconcile, if any.
+fn observed_ip(o: &Observed) -> Option<String> {
+    o.ip.as_ref()
+        .and_then(|r| r.as_ref().ok())
+        .cloned()
+        .flatten()
 }
 
 /// Whether the game at `ip` answers Server List Ping. A failed ping is "not connectable
