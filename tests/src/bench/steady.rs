@@ -56,6 +56,7 @@ struct Counts {
     dns: usize,
     proxy: usize,
     agent: usize,
+    slp: u64,
 }
 
 fn counts(b: &Bench) -> Counts {
@@ -65,6 +66,7 @@ fn counts(b: &Bench) -> Counts {
         dns: t + c,
         proxy: v,
         agent: b.agent_requests(),
+        slp: b.sims.agent.as_ref().map(|a| a.slp_answered()).unwrap_or(0),
     }
 }
 
@@ -73,6 +75,7 @@ struct ResyncFig {
     dns: usize,
     proxy: usize,
     agent: usize,
+    slp: u64,
     cpu: Cpu,
     wall: f64,
     /// `Controller::resync()` itself: the snapshot and the sweep (the requeued reconciles run
@@ -162,6 +165,18 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         }
         if Instant::now() > deadline {
             eprintln!("steady: only {n_ready} of {} Ready; measuring those", a.n);
+            // What the others wait for: phase and Ready reason, counted.
+            let mut why: std::collections::BTreeMap<String, usize> = Default::default();
+            for s in s.iter().filter(|s| s.phase().0 != Phase::Ready) {
+                let reason = s
+                    .status
+                    .condition(model::ConditionType::Ready)
+                    .map(|c| c.reason.clone())
+                    .unwrap_or_default();
+                *why.entry(format!("{:?} / {reason}", s.phase().0))
+                    .or_default() += 1;
+            }
+            eprintln!("steady: not Ready: {why:?}");
             break n_ready;
         }
     };
@@ -211,6 +226,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
                     dns: c1.dns - c0.dns,
                     proxy: c1.proxy - c0.proxy,
                     agent: c1.agent - c0.agent,
+                    slp: c1.slp - c0.slp,
                     cpu,
                     wall,
                     call,
@@ -218,6 +234,21 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
             ));
         }
     }
+    // Where a resync's CPU goes: the snapshot alone, then the sweep alone with no health
+    // probe due (every server checked in memory; only unsettled ones would be requeued).
+    // The rest of a resync's CPU is the requeued reconciles: the health probes.
+    let (mut snap_cpu, mut sweep_cpu, mut unsettled) = (0.0, 0.0, 0);
+    for _ in 0..a.resyncs {
+        let c0 = Cpu::now();
+        let snap = controller::resync::take_snapshot(&ctl.rec.backends).await;
+        let c1 = Cpu::now();
+        let sweep = controller::resync::sweep(&ctl.rec, &snap, 0, u64::MAX).await?;
+        snap_cpu += c1.since(&c0).controller();
+        sweep_cpu += Cpu::now().since(&c1).controller();
+        unsettled += sweep.requeue.len();
+    }
+    let parts = a.resyncs.max(1) as f64;
+    let (snap_cpu, sweep_cpu) = (snap_cpu / parts, sweep_cpu / parts);
     let rss_end = rss_mib();
     let peak = peak_rss_mib();
     // The controller's own memory: what the process gives back once the controller and the
@@ -277,6 +308,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         let dns = xs.iter().map(|f| f.dns).sum::<usize>() as f64 / k;
         let proxy = xs.iter().map(|f| f.proxy).sum::<usize>() as f64 / k;
         let agent = xs.iter().map(|f| f.agent).sum::<usize>() as f64 / k;
+        let slp = xs.iter().map(|f| f.slp).sum::<u64>() as f64 / k;
         let cpu = xs.iter().map(|f| f.cpu.controller()).sum::<f64>() / k;
         let cpu_max = xs.iter().map(|f| f.cpu.controller()).fold(0.0, f64::max);
         let sims = xs.iter().map(|f| f.cpu.sims).sum::<f64>() / k;
@@ -308,6 +340,12 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
             "Agent calls per full resync",
             agent,
             format!("{agent:.1}"),
+        );
+        tb.add(
+            &format!("{key}_health_probes_per_resync"),
+            "health probes per full resync (Server List Pings answered)",
+            slp,
+            format!("{slp:.1}"),
         );
         let scaled_cpu = cpu * 10_000.0 / ready.max(1) as f64;
         tb.target(
@@ -342,6 +380,40 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
             ms(call),
         );
     }
+    let probes: f64 = figs.iter().map(|f| f.1.slp as f64).sum::<f64>() / figs.len().max(1) as f64;
+    let resync_cpu =
+        figs.iter().map(|f| f.1.cpu.controller()).sum::<f64>() / figs.len().max(1) as f64;
+    let probe_cpu = (resync_cpu - snap_cpu - sweep_cpu).max(0.0);
+    let per10k = |x: f64| x * 10_000.0 / ready.max(1) as f64;
+    tb.note("controller CPU of a resync, by part (mean of both kinds)");
+    tb.add(
+        "snapshot_cpu_s",
+        "snapshot alone (listings fetched and parsed)",
+        snap_cpu,
+        format!("{} (≈{} per 10k)", ms(snap_cpu), ms(per10k(snap_cpu))),
+    );
+    tb.add(
+        "sweep_cpu_s",
+        "sweep alone, no probe due (store pages + in-memory check of every server)",
+        sweep_cpu,
+        format!(
+            "{} (≈{} per 10k; {} unsettled requeued)",
+            ms(sweep_cpu),
+            ms(per10k(sweep_cpu)),
+            unsettled / a.resyncs.max(1)
+        ),
+    );
+    tb.add(
+        "probe_cpu_s",
+        "health probes: resync − snapshot − sweep",
+        probe_cpu,
+        format!(
+            "{} (≈{} per 10k; {:.0} µs per probe)",
+            ms(probe_cpu),
+            ms(per10k(probe_cpu)),
+            probe_cpu * 1e6 / probes.max(1.0)
+        ),
+    );
     tb.note("memory: process = controller + simulators (1 listening socket per container) + store");
     tb.add(
         "rss_ready_mib",
