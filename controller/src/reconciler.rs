@@ -697,6 +697,10 @@ fn mark_ready(status: &mut ServerStatus, generation: i64, obs: &Observed) {
 }
 
 fn status_changed(old: &ServerStatus, new: &ServerStatus) -> bool {
+    // The common case (a steady server: same stamps) compares without copying.
+    if (old.last_reconcile_at, old.next_retry_at) == (new.last_reconcile_at, new.next_retry_at) {
+        return old != new;
+    }
     let strip = |s: &ServerStatus| ServerStatus {
         last_reconcile_at: None,
         next_retry_at: None,

@@ -210,7 +210,11 @@ async fn read_response(endpoint: &'static str, resp: reqwest::Response) -> Resul
     if (200..300).contains(&status) {
         let v: Value = serde_json::from_slice(&body)
             .map_err(|e| decode(endpoint, format!("invalid JSON in {status} answer: {e}")))?;
-        return Ok(v.get("data").cloned().unwrap_or(Value::Null));
+        // Move `data` out rather than clone it (`cluster/resources` holds the whole fleet).
+        return Ok(match v {
+            Value::Object(mut m) => m.remove("data").unwrap_or(Value::Null),
+            _ => Value::Null,
+        });
     }
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     let mut message = json
