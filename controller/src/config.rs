@@ -99,11 +99,11 @@ pub struct ControllerSection {
     /// Full resync of every server (drift detection; covers lost notifications).
     #[serde(with = "humantime_serde")]
     pub resync_interval: Duration,
-    /// How often each Ready server's Agent and game (SLP) are asked whether they are healthy.
-    /// A resync checks everything else about a Ready server in memory against the fleet
-    /// snapshot; the probes (an HTTP call and a TCP connection per server) are spread evenly
-    /// over the resyncs of one interval, so each resync probes a fixed share of the fleet.
-    /// 5 min bounds how long a crashed game still shows Ready.
+    /// How often each Ready server's health is probed: the game's Server List Ping (its Agent
+    /// is asked only when the game does not answer), a dev container's Agent status. A resync
+    /// checks everything else about a Ready server in memory against the fleet snapshot; the
+    /// probes are spread evenly over the resyncs of one interval, so each resync probes a
+    /// fixed share of the fleet. 5 min bounds how long a crashed game still shows Ready.
     #[serde(with = "humantime_serde")]
     pub health_interval: Duration,
     /// Lease on a server while a replica works on it. Long enough to outlive a slow Proxmox

@@ -254,11 +254,8 @@ impl Controller {
         let snap = Arc::new(resync::take_snapshot(&self.rec.backends).await);
         *self.rec.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         let t = self.timing();
-        let every = t
-            .health_interval
-            .as_secs_f64()
-            .div_euclid(t.resync_interval.as_secs_f64().max(1e-9))
-            .max(1.0) as u64;
+        let every = (t.health_interval.as_millis() / t.resync_interval.as_millis().max(1)).max(1);
+        let every = u64::try_from(every).unwrap_or(u64::MAX);
         let round = self
             .resync_round
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

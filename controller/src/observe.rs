@@ -48,7 +48,7 @@ pub struct ObserveCtx<'a> {
     /// Use the snapshot to confirm a healthy server (steady state).
     pub steady: bool,
     /// Take the Agent and the game as healthy without asking (the resync's in-memory check of
-    /// a Ready server whose health probe is not due).
+    /// a Ready server; its health is probed in its own turn).
     pub assume_healthy: bool,
     pub upid: Option<&'a str>,
     pub known_ip: Option<&'a str>,

@@ -95,8 +95,8 @@ pub struct Sweep {
 }
 
 /// One pass over the store, a page at a time: count phases, and requeue every server the
-/// snapshot does not show settled, plus the settled servers whose health probe (Agent and
-/// game) falls in this resync: round `round` of every `every`, spread by server id so each
+/// snapshot does not show settled, plus the settled servers whose health probe (the game's
+/// Server List Ping, or the Agent's status) falls in this resync: round `round` of every `every`, spread by server id so each
 /// resync probes about 1/`every` of the fleet.
 pub async fn sweep(
     rec: &Reconciler,
