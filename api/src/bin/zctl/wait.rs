@@ -28,6 +28,29 @@ fn reconnect_delay(n: u32) -> Duration {
     Duration::from_millis((base << n.min(8)).min(3000))
 }
 
+fn stream_keeps_closing() -> CliError {
+    CliError::new(crate::exit::UNREACHABLE, "the watch stream keeps closing")
+}
+
+/// Consecutive failed (re)connections of one watch.
+#[derive(Default)]
+struct Reconnects(u32);
+
+impl Reconnects {
+    /// Count one more failure; `true` once there were more than `MAX_RECONNECTS` in a row.
+    fn exhausted(&mut self) -> bool {
+        self.0 += 1;
+        self.0 > MAX_RECONNECTS
+    }
+    /// The pause before the next attempt.
+    async fn pause(&self) {
+        tokio::time::sleep(reconnect_delay(self.0.saturating_sub(1))).await;
+    }
+    fn connected(&mut self) {
+        self.0 = 0;
+    }
+}
+
 /// What a wait waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Goal {
@@ -240,7 +263,7 @@ pub async fn wait(
     let mut last_state: HashMap<ServerId, String> = HashMap::new();
     let deadline = Instant::now() + timeout;
     let mut resume: Option<i64> = None;
-    let mut failures: u32 = 0;
+    let mut failures = Reconnects::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     progress.redraw();
 
@@ -288,27 +311,22 @@ pub async fn wait(
             match item {
                 None => {
                     // The server closed the stream: reconnect from where we are.
-                    failures += 1;
-                    if failures > MAX_RECONNECTS {
-                        return Err(CliError::new(
-                            crate::exit::UNREACHABLE,
-                            "the watch stream keeps closing",
-                        ));
+                    if failures.exhausted() {
+                        return Err(stream_keeps_closing());
                     }
-                    tokio::time::sleep(reconnect_delay(failures - 1)).await;
+                    failures.pause().await;
                     continue 'connect;
                 }
                 Some(Err(e @ ClientError::Unreachable { .. })) => {
-                    failures += 1;
-                    if failures > MAX_RECONNECTS {
+                    if failures.exhausted() {
                         return Err(e.into());
                     }
-                    tokio::time::sleep(reconnect_delay(failures - 1)).await;
+                    failures.pause().await;
                     continue 'connect;
                 }
                 Some(Err(e)) => return Err(e.into()),
                 Some(Ok(ev)) => {
-                    failures = 0;
+                    failures.connected();
                     if let Some(seq) = ev.seq() {
                         resume = Some(seq);
                     }
@@ -420,7 +438,7 @@ pub async fn follow(
     let mut rows: Vec<Server> = Vec::new();
     let mut widths: Option<Vec<usize>> = None;
     let mut resume: Option<i64> = None;
-    let mut failures: u32 = 0;
+    let mut failures = Reconnects::default();
     let mut ever_connected = false;
     'connect: loop {
         let mut stream = Box::pin(client.watch(filter, resume));
@@ -432,18 +450,17 @@ pub async fn follow(
             let ev = match item {
                 Ok(ev) => ev,
                 Err(e @ ClientError::Unreachable { .. }) if ever_connected => {
-                    failures += 1;
-                    if failures > MAX_RECONNECTS {
+                    if failures.exhausted() {
                         return Err(e.into());
                     }
                     eprintln!("watch interrupted ({e}); reconnecting");
-                    tokio::time::sleep(reconnect_delay(failures - 1)).await;
+                    failures.pause().await;
                     continue 'connect;
                 }
                 Err(e) => return Err(e.into()),
             };
             ever_connected = true;
-            failures = 0;
+            failures.connected();
             if let Some(seq) = ev.seq() {
                 resume = Some(seq);
             }
@@ -475,14 +492,10 @@ pub async fn follow(
             }
         }
         // The stream ended (server shutdown or a proxy timeout): resume.
-        failures += 1;
-        if failures > MAX_RECONNECTS {
-            return Err(CliError::new(
-                crate::exit::UNREACHABLE,
-                "the watch stream keeps closing",
-            ));
+        if failures.exhausted() {
+            return Err(stream_keeps_closing());
         }
-        tokio::time::sleep(reconnect_delay(failures - 1)).await;
+        failures.pause().await;
     }
 }
 
