@@ -2,22 +2,23 @@
 //! over a real SQLite store in a temp dir. The tests play the controller: they write status
 //! through the store as it would.
 
-use api::{ApiConfig, AppState};
+use api::ApiConfig;
 use chrono::Utc;
-use model::customer::{new_token_secret, token_hash};
+use model::customer::new_token_secret;
 use model::status::Failure;
-use model::store::{AnyStore, Idempotency, NewServer, Orphan, ReplicaInfo, Store};
+use model::store::{Idempotency, NewServer, Orphan, ReplicaInfo, Store};
 use model::{
-    Catalog, ConditionStatus, ConditionType, EventType, Role, Server, ServerId, ServerSpec,
-    SystemClock, Variant,
+    ConditionStatus, ConditionType, EventType, Role, Server, ServerId, ServerSpec, Variant,
 };
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
+
+#[path = "api/common.rs"]
+#[allow(dead_code)] // the API tests' harness; zctl uses part of it
+mod common;
 
 const ZCTL: &str = env!("CARGO_BIN_EXE_zctl");
 
@@ -25,62 +26,29 @@ const ZCTL: &str = env!("CARGO_BIN_EXE_zctl");
 /// blocking the suite (no test asserts on timing).
 const HANG: Duration = Duration::from_secs(60);
 
+/// The API harness of the API tests, plus an operator token for `zctl`.
 struct Api {
-    store: AnyStore,
-    base: String,
-    dir: PathBuf,
+    h: common::Harness,
     /// An operator token.
     token: String,
-    stop: Option<oneshot::Sender<()>>,
+}
+
+impl std::ops::Deref for Api {
+    type Target = common::Harness;
+    fn deref(&self) -> &common::Harness {
+        &self.h
+    }
 }
 
 impl Api {
     async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("zlh-zctl-test-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}/t.db", dir.display());
-        let store = AnyStore::connect(&url, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState {
-            store: store.clone(),
-            catalog: Arc::new(Catalog::example()),
-            config: ApiConfig {
-                watch_poll_interval: Duration::from_millis(50),
-                ..ApiConfig::default()
-            },
-            metrics: None,
-        };
-        let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(api::serve(listener, state, async move {
-            let _ = rx.await;
-        }));
-        let mut api = Api {
-            store,
-            base,
-            dir,
-            token: String::new(),
-            stop: Some(tx),
-        };
-        api.token = api.token_for(Role::Operator, None).await;
-        api
-    }
-
-    async fn token_for(&self, role: Role, customer: Option<&str>) -> String {
-        let secret = new_token_secret();
-        self.store
-            .create_token(
-                &format!("{role}-zctl-test"),
-                &token_hash(&secret),
-                role,
-                customer,
-            )
-            .await
-            .unwrap();
-        secret
+        let h = common::Harness::start_with(ApiConfig {
+            watch_poll_interval: Duration::from_millis(50),
+            ..ApiConfig::default()
+        })
+        .await;
+        let token = h.token(Role::Operator, None).await;
+        Api { h, token }
     }
 
     /// `zctl` with this API and the operator token in the environment, no config file, no
@@ -237,15 +205,6 @@ impl Api {
         let p = self.dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -818,7 +777,7 @@ async fn exit_codes() {
     let api = Api::start().await;
     let s = api.seed("u1", paper()).await;
     let id = s.id.to_string();
-    let viewer = api.token_for(Role::Viewer, None).await;
+    let viewer = api.h.token(Role::Viewer, None).await;
     let wrong = new_token_secret();
     let closed = closed_port().await;
     let bad_spec = api.write("bad.yaml", "kind: game\nversion: 1\nmemory: lots\n");

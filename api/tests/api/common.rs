@@ -14,7 +14,7 @@ pub struct Harness {
     pub store: AnyStore,
     pub base: String,
     pub http: reqwest::Client,
-    dir: PathBuf,
+    pub dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
