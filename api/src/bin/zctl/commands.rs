@@ -2,12 +2,13 @@
 
 use crate::cli::{
     Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, ReconcileArgs,
+    WaitArgs,
 };
 use crate::output::{self, Cell, Color, Table, age, data_format, print_data};
 use crate::wait::{self, Goal};
 use crate::{CliError, config, describe, resolve};
 use api::ApiClient;
-use api::wire::{CreateServerRequest, ListFilter};
+use api::wire::{Accepted, CreateServerRequest, ListFilter};
 use clap::CommandFactory;
 use model::{Server, ServerSpec};
 use std::io::Read;
@@ -227,36 +228,34 @@ fn parse_request(
 async fn create(client: &ApiClient, args: CreateArgs, out: Option<Output>) -> Result<(), CliError> {
     let req = load_request(&args.file, args.customer)?;
     let accepted = client.create(&req, args.idempotency_key.as_deref()).await?;
-    match data_format(out) {
-        Some(f) => {
-            let doc = serde_json::json!({
-                "server": output::server_json(&accepted.server),
-                "operationId": accepted.operation_id,
-                "statusUrl": accepted.status_url,
-            });
-            print_data(&doc, f)?;
-        }
-        None => ok_line(&format!(
-            "server {} accepted (customer {}, operation {})",
-            accepted.server.id, accepted.server.customer_id, accepted.operation_id
-        )),
-    }
-    if args.wait.wait {
-        let outcomes = wait::wait(
-            client,
-            std::slice::from_ref(&accepted.server),
-            Goal::Ready,
-            args.wait.timeout,
-        )
-        .await?;
-        return wait::summarize(&outcomes);
-    }
-    Ok(())
+    let line = format!(
+        "server {} accepted (customer {}, operation {})",
+        accepted.server.id, accepted.server.customer_id, accepted.operation_id
+    );
+    report_accepted(client, &accepted, out, line, &args.wait, Goal::Ready).await
 }
 
 async fn delete(client: &ApiClient, args: DeleteArgs, out: Option<Output>) -> Result<(), CliError> {
     let server = resolve::server(client, &args.id).await?;
     let accepted = client.delete(server.id).await?;
+    let line = format!(
+        "deletion requested: {} (operation {})",
+        name_of(&accepted.server),
+        accepted.operation_id
+    );
+    report_accepted(client, &accepted, out, line, &args.wait, Goal::Gone).await
+}
+
+/// An accepted change: the document (with `--output`) or `line`, then, with `--wait`, wait
+/// until the server reaches `goal`.
+async fn report_accepted(
+    client: &ApiClient,
+    accepted: &Accepted,
+    out: Option<Output>,
+    line: String,
+    wait: &WaitArgs,
+    goal: Goal,
+) -> Result<(), CliError> {
     match data_format(out) {
         Some(f) => {
             let doc = serde_json::json!({
@@ -266,18 +265,14 @@ async fn delete(client: &ApiClient, args: DeleteArgs, out: Option<Output>) -> Re
             });
             print_data(&doc, f)?;
         }
-        None => ok_line(&format!(
-            "deletion requested: {} (operation {})",
-            name_of(&accepted.server),
-            accepted.operation_id
-        )),
+        None => ok_line(&line),
     }
-    if args.wait.wait {
+    if wait.wait {
         let outcomes = wait::wait(
             client,
             std::slice::from_ref(&accepted.server),
-            Goal::Gone,
-            args.wait.timeout,
+            goal,
+            wait.timeout,
         )
         .await?;
         return wait::summarize(&outcomes);
