@@ -234,7 +234,10 @@ impl Reconciler {
                     obs = Observed::default();
                 }
                 Action::ReserveVmid { replace } => {
-                    match self.reserve(&mut server, &desired, replace, &mut p).await {
+                    match self
+                        .reserve(&mut server, &desired, replace, &snapshot, &mut p)
+                        .await
+                    {
                         Ok(vmid) => {
                             debug_assert_eq!(server.reserved_vmid, Some(vmid));
                             desired = self.desired(&server);
@@ -353,7 +356,13 @@ impl Reconciler {
         !server.is_deleting()
             && server.status.observed_generation == server.generation
             && server.status.is_true(ConditionType::Ready)
-            && snapshot.is_fresh(self.cfg.controller.resync_interval * 2)
+            && snapshot.is_fresh(self.snapshot_max_age())
+    }
+
+    /// How long a fleet snapshot may stand in for per-server reads: two resync intervals, so
+    /// one late or failed resync does not send the fleet back to per-server reads.
+    fn snapshot_max_age(&self) -> std::time::Duration {
+        self.cfg.controller.resync_interval * 2
     }
 
     /// The resync's in-memory check: would a reconcile of `server` (its Agent and game taken
@@ -498,12 +507,18 @@ impl Reconciler {
         server: &mut Server,
         d: &Desired,
         replace: bool,
+        snapshot: &Snapshot,
         p: &mut Pending,
     ) -> Result<u32, ReserveError> {
-        // Skip what Proxmox already has (the DB only knows our own reservations).
-        let taken: Vec<u32> = match self.backends.pve.cluster_resources().await {
-            Ok(list) => list.iter().map(|c| c.vmid).collect(),
-            Err(e) => return Err(ReserveError::Backend(Unavailable::from(&e))),
+        // Skip what Proxmox already has (the DB only knows our own reservations). The fresh
+        // fleet snapshot says so without a call: listing the cluster per reservation would
+        // make each declared server cost O(fleet).
+        let taken = match snapshot.taken_vmids(self.snapshot_max_age()) {
+            Some(taken) => taken,
+            None => match self.backends.pve.cluster_resources().await {
+                Ok(list) => list.iter().map(|c| c.vmid).collect(),
+                Err(e) => return Err(ReserveError::Backend(Unavailable::from(&e))),
+            },
         };
         let range = self.cfg.vmids.range(d.kind);
         let old = server.reserved_vmid;

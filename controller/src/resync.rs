@@ -41,6 +41,7 @@ pub async fn take_snapshot(b: &Backends) -> Snapshot {
     };
     match containers {
         Ok(list) => {
+            snap.guests = Some(list.iter().map(|r| r.vmid).collect());
             for r in list
                 .into_iter()
                 .filter(|r| r.kind == proxmox_client::GuestType::Lxc)

@@ -4,7 +4,7 @@
 //! does not confirm is observed per server (a stale snapshot must never cause an action).
 
 use edge_client::dns::ObservedRecords;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub struct CtEntry {
 pub struct Snapshot {
     pub taken_at: Option<Instant>,
     pub containers: HashMap<u32, CtEntry>,
+    /// Every VMID Proxmox listed, LXC and QEMU alike (a VM's VMID is as taken as a CT's);
+    /// `None` when the listing failed.
+    pub guests: Option<HashSet<u32>>,
     /// Per provider name: host fqdn → records.
     pub dns: HashMap<&'static str, HashMap<String, ObservedRecords>>,
     /// Proxy registrations by (lower-cased) name: (address, port).
@@ -30,5 +33,13 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn is_fresh(&self, max_age: std::time::Duration) -> bool {
         self.taken_at.is_some_and(|t| t.elapsed() <= max_age)
+    }
+
+    /// The VMIDs a reservation must skip, if this snapshot is fresh and listed them. A VMID
+    /// taken since is caught by the clone's `already exists` (the VMID-conflict path), so a
+    /// slightly old list costs at most one failed clone, never a collision.
+    pub fn taken_vmids(&self, max_age: std::time::Duration) -> Option<Vec<u32>> {
+        let guests = self.guests.as_ref().filter(|_| self.is_fresh(max_age))?;
+        Some(guests.iter().copied().collect())
     }
 }

@@ -197,6 +197,75 @@ async fn intruder_at_reserved_vmid_is_left_alone() {
     ctl.stop().await;
 }
 
+/// Waits until the controller's first resync has listed the cluster (its snapshot is taken).
+async fn wait_first_snapshot(w: &World) {
+    let pve = w.sims.pve.as_ref().unwrap();
+    let t = std::time::Instant::now();
+    while pve.requests_for("cluster_resources") == 0 {
+        assert!(t.elapsed() < T, "no resync listed the cluster");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The listing is answered; give the resync a moment to install the snapshot.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Reserving a VMID takes the taken set from the fresh fleet snapshot: declaring servers
+/// costs no cluster listing each, so a declaration does not cost O(fleet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reservations_use_the_snapshot_not_a_listing_each() {
+    let w = World::new(WorldOptions::default()).await;
+    let pve = w.sims.pve.as_ref().unwrap();
+    // One resync (at start) in the whole test, so every other listing would be a reservation's.
+    let mut cfg = w.cfg.clone();
+    cfg.controller.resync_interval = Duration::from_secs(600);
+    let ctl = w.start_controller_with(cfg);
+    wait_first_snapshot(&w).await;
+    let listings = pve.requests_for("cluster_resources");
+    for i in 0..6 {
+        w.create(&format!("u{i}"), paper()).await;
+    }
+    w.wait_all(Some(Phase::Ready), T).await;
+    assert_eq!(
+        pve.requests_for("cluster_resources"),
+        listings,
+        "no cluster listing per reservation"
+    );
+    let mut vmids: Vec<u32> = w
+        .servers()
+        .await
+        .iter()
+        .filter_map(|s| s.reserved_vmid)
+        .collect();
+    vmids.sort_unstable();
+    vmids.dedup();
+    assert_eq!(vmids.len(), 6, "six distinct VMIDs");
+    assert_clean(&w).await;
+    ctl.stop().await;
+}
+
+/// A guest that appears after the snapshot at the VMID a reservation picks is not in the
+/// snapshot's taken set: the clone's `already exists` sends the server down the conflict
+/// path; the newcomer is left untouched and the server is Ready at another VMID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guest_created_after_the_snapshot_is_a_conflict_not_a_collision() {
+    let w = World::new(WorldOptions::default()).await;
+    let pve = w.sims.pve.as_ref().unwrap();
+    let ctl = w.start_controller();
+    wait_first_snapshot(&w).await;
+    let first = w.cfg.vmids.game[0];
+    pve.add_foreign_ct("pve", first, "late-arrival");
+    let id = w.create("u1", paper()).await;
+    w.wait_all(Some(Phase::Ready), T).await;
+    let s = w.store.get_server(id).await.unwrap().unwrap();
+    assert_ne!(s.reserved_vmid, Some(first), "moved to another VMID");
+    let intruder = pve.container(first).expect("the newcomer still exists");
+    assert_eq!(intruder.hostname, "late-arrival", "and is unchanged");
+    assert!(intruder.tags.is_empty(), "no tags written to it");
+    assert_eq!(pve.destroy_calls(), 0);
+    assert!(events(&w, id).await.contains(&"VmidConflict".to_string()));
+    ctl.stop().await;
+}
+
 /// An Agent install error is retried in place up to the configured attempts, then the server
 /// shows `failed` with the step and message; a forced retry brings it to Ready once the Agent
 /// stops failing.
