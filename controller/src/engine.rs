@@ -5,6 +5,7 @@ use crate::backends::Backends;
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::metrics as m;
+use crate::mirror::Mirror;
 use crate::queue::WorkQueue;
 use crate::reconciler::{Outcome, Reconciler};
 use crate::slots::TemplateSlots;
@@ -32,6 +33,8 @@ pub struct Controller {
     pub reconciled: std::sync::atomic::AtomicU64,
     /// Resyncs this replica ran: picks which share of the fleet is health-probed.
     resync_round: std::sync::atomic::AtomicU64,
+    /// The resync's copy of the fleet (only the resync touches it).
+    pub mirror: tokio::sync::Mutex<Mirror>,
 }
 
 impl Controller {
@@ -62,6 +65,7 @@ impl Controller {
             started_at,
             reconciled: std::sync::atomic::AtomicU64::new(0),
             resync_round: std::sync::atomic::AtomicU64::new(0),
+            mirror: Default::default(),
         }
     }
 
@@ -234,8 +238,9 @@ impl Controller {
     }
 
     /// The periodic resync: on one replica at a time, take the fleet snapshot, report
-    /// orphans, and requeue every server the snapshot does not show settled, plus this
-    /// round's share of health probes.
+    /// orphans, requeue every server the snapshot does not show settled, then run this
+    /// round's share of health probes: settled games are pinged here, and whatever does not
+    /// answer (or only its Agent can tell about, a dev container) is requeued.
     pub async fn resync(&self) {
         let store = &self.rec.store;
         let ttl = self.timing().resync_interval * 2;
@@ -259,7 +264,8 @@ impl Controller {
         let round = self
             .resync_round
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match resync::sweep(&self.rec, &snap, round, every).await {
+        let mut mirror = self.mirror.lock().await;
+        match resync::sweep(&self.rec, &mut mirror, &snap, round, every).await {
             Ok(sweep) => {
                 orphans::report(&self.rec, &snap, &sweep.ids).await;
                 resync::record_phases(&sweep.phases);
@@ -267,9 +273,18 @@ impl Controller {
                 debug!(
                     requeued = sweep.requeue.len(),
                     settled = sweep.settled,
+                    probes = sweep.probes.len(),
                     "resync swept the fleet"
                 );
                 sweep.requeue.into_iter().for_each(|id| self.queue.add(id));
+                drop(mirror);
+                // A quarter of the interval at most, so a fleet of unreachable games cannot
+                // hold up the next resync; what is left over is reconciled instead.
+                let budget = t.resync_interval / 4;
+                let unanswered =
+                    resync::probe(sweep.probes, self.rec.cfg.agent.timeout, budget).await;
+                metrics::counter!(m::RESYNC_REQUEUED).increment(unanswered.len() as u64);
+                unanswered.into_iter().for_each(|id| self.queue.add(id));
             }
             Err(e) => warn!(error = %e, "resync: cannot list servers"),
         }

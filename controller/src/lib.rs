@@ -6,7 +6,8 @@
 //! - `act`: the one mutating call a reconcile makes, and what its answer means;
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
-//!   (batched fleet observation), `orphans`, `metrics`;
+//!   (batched fleet observation), `mirror` (the resync's copy of the store, refreshed by
+//!   resource version), `orphans`, `metrics`;
 //! - `config`, `backends`, `sim` (every simulator wired together), `run`, `dev`.
 
 pub mod act;
@@ -17,6 +18,7 @@ pub mod decide;
 pub mod dev;
 pub mod engine;
 pub mod metrics;
+pub mod mirror;
 pub mod observe;
 pub mod orphans;
 pub mod queue;

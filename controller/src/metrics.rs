@@ -10,6 +10,9 @@ pub const ORPHANS: &str = "zlh_orphans";
 pub const RESYNC_TOTAL: &str = "zlh_resync_total";
 /// Servers a resync sent to be reconciled (not settled, or due a health probe).
 pub const RESYNC_REQUEUED: &str = "zlh_resync_requeued_total";
+/// Health probes a resync ran itself (a settled game's Server List Ping), by `result`
+/// (`answered`; `unanswered` ones are requeued).
+pub const HEALTH_PROBES: &str = "zlh_health_probes_total";
 
 /// Install the global Prometheus recorder once per process; later calls return the same
 /// handle (tests build several engines in one process).

@@ -268,15 +268,23 @@ fn observed_ip(o: &Observed) -> Option<String> {
         .flatten()
 }
 
-/// Whether the game at `ip` answers Server List Ping. A failed ping is "not connectable
-/// (yet)", not an outage of anything.
+/// Whether the game at `ip` answers Server List Ping.
 async fn slp_answers(ip: &str, edge: &EdgeTarget<'_>, timeout: Duration) -> bool {
-    let Ok(addr) = format!("{ip}:{}", edge.game_port).parse::<SocketAddr>() else {
-        return false;
-    };
-    edge_client::slp::ping(addr, edge.fqdn, timeout)
-        .await
-        .is_ok()
+    match game_addr(ip, edge.game_port) {
+        Some(addr) => game_answers(addr, edge.fqdn, timeout).await,
+        None => false,
+    }
+}
+
+/// The game's socket at a container's IP.
+pub fn game_addr(ip: &str, port: u16) -> Option<SocketAddr> {
+    Some(SocketAddr::new(ip.parse().ok()?, port))
+}
+
+/// Whether the game at `addr` answers Server List Ping, greeted with its `fqdn` (proxies
+/// route on it). A failed ping is "not connectable (yet)", not an outage of anything.
+pub async fn game_answers(addr: SocketAddr, fqdn: &str, timeout: Duration) -> bool {
+    edge_client::slp::ping(addr, fqdn, timeout).await.is_ok()
 }
 
 /// Provisioning: every provider has exactly the desired records. Teardown: anything left.

@@ -410,6 +410,19 @@ impl Reconciler {
         false
     }
 
+    /// Where a settled game server's health probe goes: its game's Server List Ping (at the
+    /// recorded IP, greeted with its FQDN). `None` for what only its Agent can tell (a dev
+    /// container, or no IP recorded): that probe is a reconcile.
+    pub fn game_probe(&self, server: &Server) -> Option<GameProbe> {
+        let desired = self.desired(server);
+        if !desired.needs_edge() {
+            return None;
+        }
+        let addr = observe::game_addr(server.status.ip.as_deref()?, self.cfg.agent.game_port)?;
+        let (_, fqdn) = self.names(&desired);
+        Some(GameProbe { addr, fqdn })
+    }
+
     /// Hostname and FQDN (empty before a VMID is reserved).
     fn names(&self, d: &Desired) -> (String, String) {
         let hostname = d.hostname.clone().unwrap_or_default();
@@ -656,6 +669,19 @@ impl Reconciler {
             self.store.append_event(server.id, t, reason, &msg).await?;
         }
         Ok(outcome)
+    }
+}
+
+/// A game's health probe target (see [`Reconciler::game_probe`]).
+#[derive(Debug, Clone)]
+pub struct GameProbe {
+    pub addr: std::net::SocketAddr,
+    pub fqdn: String,
+}
+
+impl GameProbe {
+    pub async fn answers(&self, timeout: std::time::Duration) -> bool {
+        observe::game_answers(self.addr, &self.fqdn, timeout).await
     }
 }
 

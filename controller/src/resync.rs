@@ -2,14 +2,21 @@
 
 use crate::backends::Backends;
 use crate::metrics as m;
-use crate::reconciler::Reconciler;
+use crate::mirror::Mirror;
+use crate::reconciler::{GameProbe, Reconciler};
 use crate::snapshot::{CtEntry, Snapshot};
 use edge_client::dns::DnsProvider;
-use model::store::{PageRequest, ServerFilter, Store, StoreError};
+use futures::StreamExt;
+use model::store::StoreError;
 use model::{Phase, ServerId};
 use proxmox_client::Proxmox;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 use tracing::warn;
+
+/// Health probes a resync runs at once: enough that a fifth of 10,000 games is pinged in well
+/// under a second on a LAN, few enough not to look like a flood to a node's conntrack.
+const PROBE_CONCURRENCY: usize = 64;
 
 /// One `cluster/resources` call, one listing per DNS zone, one proxy listing, all at once. A
 /// failed part stays empty, which only means reconciles observe per server.
@@ -92,43 +99,78 @@ pub struct Sweep {
     pub requeue: Vec<ServerId>,
     /// Settled servers that were not requeued (no reconcile, no backend call).
     pub settled: usize,
+    /// Settled games whose health probe is due: pinged by the resync itself ([`probe`]).
+    pub probes: Vec<(ServerId, GameProbe)>,
     pub phases: HashMap<Phase, u64>,
 }
 
-/// One pass over the store, a page at a time: count phases, and requeue every server the
-/// snapshot does not show settled, plus the settled servers whose health probe (the game's
-/// Server List Ping, or the Agent's status) falls in this resync: round `round` of every `every`, spread by server id so each
-/// resync probes about 1/`every` of the fleet.
+/// One pass over the fleet (the mirror brought up to date first): count phases, and requeue
+/// every server the snapshot does not show settled, plus the settled servers whose health
+/// probe (the game's Server List Ping, or the Agent's status) falls in this resync: round
+/// `round` of every `every`, spread by server id so each resync probes about 1/`every` of the
+/// fleet.
 pub async fn sweep(
     rec: &Reconciler,
+    mirror: &mut Mirror,
     snap: &Snapshot,
     round: u64,
     every: u64,
 ) -> Result<Sweep, StoreError> {
+    let servers = mirror.refresh(&rec.store).await?;
     let mut out = Sweep {
         phases: Phase::ALL.iter().map(|p| (*p, 0)).collect(),
+        ids: Vec::with_capacity(servers.len()),
         ..Sweep::default()
     };
-    let mut after = None;
-    loop {
-        let page = rec
-            .store
-            .list_servers(&ServerFilter::default(), PageRequest { after, limit: 500 })
-            .await?;
-        for s in &page.items {
-            *out.phases.entry(s.phase().0).or_default() += 1;
-            out.ids.push(s.id);
-            if probe_due(s.id, round, every) || !rec.is_settled(s, snap) {
-                out.requeue.push(s.id);
-            } else {
-                out.settled += 1;
-            }
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return Ok(out),
+    for s in &servers {
+        *out.phases.entry(s.phase().0).or_default() += 1;
+        out.ids.push(s.id);
+        if !rec.is_settled(s, snap) {
+            out.requeue.push(s.id);
+        } else if !probe_due(s.id, round, every) {
+            out.settled += 1;
+        } else if let Some(p) = rec.game_probe(s) {
+            out.probes.push((s.id, p));
+        } else {
+            // Only the Agent can tell: a reconcile asks it.
+            out.requeue.push(s.id);
         }
     }
+    Ok(out)
+}
+
+/// Ping each settled game in `probes` (`PROBE_CONCURRENCY` at a time, each within `timeout`,
+/// all within `budget`) and return the ones that did not answer in time: a reconcile then
+/// asks their Agent why. A game that answers needs nothing else: this is the same check a
+/// steady reconcile makes first, without a store read or a queue round trip per server.
+pub async fn probe(
+    probes: Vec<(ServerId, GameProbe)>,
+    timeout: Duration,
+    budget: Duration,
+) -> Vec<ServerId> {
+    let ids: Vec<ServerId> = probes.iter().map(|(id, _)| *id).collect();
+    let mut answered = HashSet::with_capacity(probes.len());
+    // Owned futures: a stream borrowing `probes` would make the resync future not `Send`.
+    let mut pings = futures::stream::iter(probes)
+        .map(|(id, p)| async move { (id, p.answers(timeout).await) })
+        .buffer_unordered(PROBE_CONCURRENCY);
+    // Past the budget, whatever has not answered is left to a reconcile.
+    let _ = tokio::time::timeout(budget, async {
+        while let Some((id, ok)) = pings.next().await {
+            if ok {
+                answered.insert(id);
+            }
+        }
+    })
+    .await;
+    metrics::counter!(m::HEALTH_PROBES, "result" => "answered").increment(answered.len() as u64);
+    let unanswered: Vec<ServerId> = ids
+        .into_iter()
+        .filter(|id| !answered.contains(id))
+        .collect();
+    metrics::counter!(m::HEALTH_PROBES, "result" => "unanswered")
+        .increment(unanswered.len() as u64);
+    unanswered
 }
 
 /// Whether `id`'s health probe falls in resync `round` (of every `every`).
@@ -148,6 +190,43 @@ pub fn record_phases(phases: &HashMap<Phase, u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A game that does not answer, whether it refuses or holds the connection past the
+    /// budget, is handed back to be reconciled; the budget bounds the wait (paused clock:
+    /// virtual time, so this is a bound, not a timing).
+    #[tokio::test(start_paused = true)]
+    async fn unanswered_probes_are_handed_back_within_the_budget() {
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let probes: Vec<(ServerId, GameProbe)> = [silent_addr, closed]
+            .into_iter()
+            .map(|addr| {
+                let fqdn = "mc.zlh.test".to_string();
+                (ServerId::new(), GameProbe { addr, fqdn })
+            })
+            .collect();
+        let ids: Vec<ServerId> = probes.iter().map(|p| p.0).collect();
+        let t = tokio::time::Instant::now();
+        let mut back = probe(probes, Duration::from_secs(30), Duration::from_millis(300)).await;
+        back.sort();
+        let mut want = ids;
+        want.sort();
+        assert_eq!(back, want, "both are reconciled");
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the budget, not the probe timeout, bounds the wait"
+        );
+    }
 
     /// Over `every` consecutive rounds each server is probed exactly once, and each round
     /// takes a fair share of the fleet.

@@ -1,5 +1,7 @@
 //! Minecraft Java Edition Server List Ping (reference/edge-apis.md §4): handshake (protocol
-//! -1, next state 1), status request, JSON status response, then ping/pong.
+//! -1, next state 1), status request, JSON status response. The protocol's last leg, ping/pong,
+//! only measures latency, so a probe closes after the status answer (one round trip less; a
+//! server takes the close like any client's).
 //! Framing: `VarInt length` + `VarInt packetId` + data.
 
 use crate::error::{Backend, EdgeError, record};
@@ -7,7 +9,7 @@ use model::ErrorClass;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BACKEND: Backend = Backend::Slp;
@@ -71,19 +73,25 @@ pub(crate) fn varint_from(buf: &[u8]) -> Option<(i32, usize)> {
     None
 }
 
-/// Write one packet: length-prefixed (id + data).
-pub(crate) async fn write_packet<W: AsyncWrite + Unpin>(
+/// Append one packet to `out`: length-prefixed (id + data).
+fn frame(out: &mut Vec<u8>, id: i32, data: &[u8]) {
+    let mut body = Vec::with_capacity(data.len() + 5);
+    write_varint(&mut body, id);
+    body.extend_from_slice(data);
+    write_varint(out, body.len() as i32);
+    out.extend_from_slice(&body);
+}
+
+/// Write one packet (the simulated server's side).
+#[cfg(feature = "sim")]
+pub(crate) async fn write_packet<W: tokio::io::AsyncWrite + Unpin>(
     w: &mut W,
     id: i32,
     data: &[u8],
 ) -> std::io::Result<()> {
-    let mut body = Vec::with_capacity(data.len() + 5);
-    write_varint(&mut body, id);
-    body.extend_from_slice(data);
-    let mut frame = Vec::with_capacity(body.len() + 5);
-    write_varint(&mut frame, body.len() as i32);
-    frame.extend_from_slice(&body);
-    w.write_all(&frame).await?;
+    let mut out = Vec::with_capacity(data.len() + 10);
+    frame(&mut out, id, data);
+    w.write_all(&out).await?;
     w.flush().await
 }
 
@@ -198,17 +206,19 @@ async fn exchange(addr: SocketAddr, server_address: &str) -> Result<SlpStatus, E
         .await
         .map_err(|e| io(crate::error::MSG_CONNECT, e))?;
     let _ = s.set_nodelay(true);
-    write_packet(
-        &mut s,
+    // Handshake and status request in one write: one segment, and the server frames them.
+    let mut out = Vec::with_capacity(server_address.len() + 16);
+    frame(
+        &mut out,
         0x00,
         &handshake(PROBE_PROTOCOL, server_address, addr.port(), STATE_STATUS),
-    )
-    .await
-    .map_err(|e| io("handshake", e))?;
-    write_packet(&mut s, 0x00, &[])
+    );
+    frame(&mut out, 0x00, &[]);
+    s.write_all(&out)
         .await
         .map_err(|e| io("status request", e))?;
-    let (id, data) = read_packet(&mut s)
+    // Buffered: the length VarInt is read a byte at a time.
+    let (id, data) = read_packet(&mut tokio::io::BufReader::new(&mut s))
         .await
         .map_err(|e| io("status response", e))?;
     if id != 0x00 {
@@ -220,14 +230,6 @@ async fn exchange(addr: SocketAddr, server_address: &str) -> Result<SlpStatus, E
         .ok_or_else(|| malformed("truncated status string"))?;
     let json = std::str::from_utf8(json).map_err(|_| malformed("status is not UTF-8"))?;
     let status = parse_status(json).map_err(malformed)?;
-    let payload: i64 = 0x7a6c_6800_0000_0001;
-    write_packet(&mut s, 0x01, &payload.to_be_bytes())
-        .await
-        .map_err(|e| io("ping", e))?;
-    let (id, data) = read_packet(&mut s).await.map_err(|e| io("pong", e))?;
-    if id != 0x01 || data.as_slice() != payload.to_be_bytes() {
-        return Err(malformed("pong does not echo the ping payload"));
-    }
     Ok(status)
 }
 

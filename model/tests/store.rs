@@ -294,6 +294,17 @@ async fn create_get_list(s: &impl Store, _h: &Harness) {
         .await
         .unwrap();
     assert_eq!(c2.status, st);
+    // Versions follow every write: a copy refreshed by version sees the status change.
+    assert_eq!(
+        s.server_versions().await.unwrap(),
+        vec![
+            (a.id, a.resource_version),
+            (b.id, b.resource_version),
+            (c.id, c2.resource_version)
+        ],
+        "one (id, resource_version) per server, by id, current"
+    );
+    assert_ne!(c2.resource_version, c.resource_version);
     s.reserve_vmid(
         b.id,
         VmidRange {

@@ -451,6 +451,7 @@ async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
 
     let mut per_resync = Vec::new();
     let agent_calls = status_calls();
+    let reconciles = ctl.reconciled.load(std::sync::atomic::Ordering::Relaxed);
     for _ in 0..EVERY {
         let (p0, s0) = (pve.requests_total(), agent.slp_answered());
         ctl.resync().await;
@@ -471,6 +472,11 @@ async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
         status_calls(),
         agent_calls,
         "an Agent whose game answers is not asked"
+    );
+    assert_eq!(
+        ctl.reconciled.load(std::sync::atomic::Ordering::Relaxed),
+        reconciles,
+        "a settled game that answers its probe costs no reconcile"
     );
 
     // Drift the snapshot shows: repaired at the next resync, whoever's probe turn it is.

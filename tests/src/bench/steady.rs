@@ -242,7 +242,9 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         let c0 = Cpu::now();
         let snap = controller::resync::take_snapshot(&ctl.rec.backends).await;
         let c1 = Cpu::now();
-        let sweep = controller::resync::sweep(&ctl.rec, &snap, 0, u64::MAX).await?;
+        let mut mirror = ctl.mirror.lock().await;
+        let sweep = controller::resync::sweep(&ctl.rec, &mut mirror, &snap, 0, u64::MAX).await?;
+        drop(mirror);
         snap_cpu += c1.since(&c0).controller();
         sweep_cpu += Cpu::now().since(&c1).controller();
         unsettled += sweep.requeue.len();
