@@ -62,6 +62,17 @@ impl Pending {
 
 /// Most decide/observe rounds in one reconcile (each observation is one round).
 const MAX_ROUNDS: usize = 24;
+/// The layers a fleet snapshot may confirm, in the order `decide` asks for them.
+const SNAPSHOT_LAYERS: [Layer; 8] = [
+    Layer::Task,
+    Layer::Container,
+    Layer::Power,
+    Layer::Ip,
+    Layer::Agent,
+    Layer::Dns,
+    Layer::Proxy,
+    Layer::Slp,
+];
 
 impl Reconciler {
     fn desired(&self, s: &Server) -> Desired {
@@ -388,6 +399,11 @@ impl Reconciler {
             ..self.observe_ctx(snapshot, &desired, &server.status, &hostname, &fqdn)
         };
         let mut obs = Observed::default();
+        // Everything the snapshot can tell, up front (in the order `decide` asks, as the proxy
+        // check reads the IP): `decide` then runs once, not once per layer.
+        for layer in SNAPSHOT_LAYERS {
+            observe::from_snapshot(layer, &desired, &mut obs, &ocx);
+        }
         let timing = &self.cfg.controller;
         for _ in 0..MAX_ROUNDS {
             let cx = Context {

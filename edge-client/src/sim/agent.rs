@@ -366,6 +366,10 @@ impl AgentSim {
     pub fn requests(&self) -> Vec<super::LoggedRequest> {
         self.core.log.all()
     }
+    /// How many requests were received (without copying the log).
+    pub fn request_count(&self) -> usize {
+        self.core.log.len()
+    }
 
     /// The container at `ip` started: its Agent comes up `idle` (listeners bound on
     /// `ip:agent_port` and `ip:game_port`). Idempotent while running.

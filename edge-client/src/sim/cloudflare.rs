@@ -217,6 +217,10 @@ impl CloudflareSim {
     pub fn requests(&self) -> Vec<super::LoggedRequest> {
         self.core.log.all()
     }
+    /// How many requests were received (without copying the log).
+    pub fn request_count(&self) -> usize {
+        self.core.log.len()
+    }
     pub async fn set_outage(&self, on: bool) -> std::io::Result<()> {
         self.server.set_outage(on).await
     }

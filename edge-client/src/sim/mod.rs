@@ -46,6 +46,9 @@ impl RequestLog {
     pub(crate) fn all(&self) -> Vec<LoggedRequest> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 pub(crate) type Render = Arc<dyn Fn(u16) -> Response + Send + Sync>;

@@ -156,6 +156,10 @@ impl TechnitiumSim {
     pub fn requests(&self) -> Vec<super::LoggedRequest> {
         self.core.log.all()
     }
+    /// How many requests were received (without copying the log).
+    pub fn request_count(&self) -> usize {
+        self.core.log.len()
+    }
     pub async fn set_outage(&self, on: bool) -> std::io::Result<()> {
         self.server.set_outage(on).await
     }

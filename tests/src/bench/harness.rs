@@ -140,17 +140,17 @@ impl Bench {
             self.sims
                 .technitium
                 .as_ref()
-                .map(|t| t.requests().len())
+                .map(|t| t.request_count())
                 .unwrap_or(0),
             self.sims
                 .cloudflare
                 .as_ref()
-                .map(|c| c.requests().len())
+                .map(|c| c.request_count())
                 .unwrap_or(0),
             self.sims
                 .velocity
                 .as_ref()
-                .map(|v| v.requests().len())
+                .map(|v| v.request_count())
                 .unwrap_or(0),
         )
     }
@@ -202,7 +202,7 @@ impl Bench {
         self.sims
             .agent
             .as_ref()
-            .map(|a| a.requests().len())
+            .map(|a| a.request_count())
             .unwrap_or(0)
     }
 
