@@ -251,6 +251,30 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
     }
     let parts = a.resyncs.max(1) as f64;
     let (snap_cpu, sweep_cpu) = (snap_cpu / parts, sweep_cpu / parts);
+    // The snapshot's listings one at a time (each fetched and parsed as the snapshot does).
+    let be = &ctl.rec.backends;
+    let mut listing_cpu = [0.0f64; 4];
+    for _ in 0..a.resyncs {
+        let c = Cpu::now();
+        let _ = proxmox_client::Proxmox::cluster_resources(&be.pve).await;
+        let c1 = Cpu::now();
+        listing_cpu[0] += c1.since(&c).controller();
+        if let Some(t) = &be.technitium {
+            let _ = edge_client::dns::DnsProvider::list_zone(t).await;
+        }
+        let c2 = Cpu::now();
+        listing_cpu[1] += c2.since(&c1).controller();
+        if let Some(cf) = &be.cloudflare {
+            let _ = edge_client::dns::DnsProvider::list_zone(cf).await;
+        }
+        let c3 = Cpu::now();
+        listing_cpu[2] += c3.since(&c2).controller();
+        if let Some(v) = &be.velocity {
+            let _ = v.list().await;
+        }
+        listing_cpu[3] += Cpu::now().since(&c3).controller();
+    }
+    let listing_cpu = listing_cpu.map(|x| x / parts);
     let rss_end = rss_mib();
     let peak = peak_rss_mib();
     // The controller's own memory: what the process gives back once the controller and the
@@ -393,6 +417,12 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         "snapshot alone (listings fetched and parsed)",
         snap_cpu,
         format!("{} (≈{} per 10k)", ms(snap_cpu), ms(per10k(snap_cpu))),
+    );
+    tb.add(
+        "snapshot_listing_cpu_s",
+        "  of which, each listing alone: Proxmox / Technitium / Cloudflare / proxy",
+        serde_json::json!(listing_cpu),
+        listing_cpu.map(ms).join(" / "),
     );
     tb.add(
         "sweep_cpu_s",
