@@ -182,19 +182,26 @@ async fn intruder_at_reserved_vmid_is_left_alone() {
     pve.add_foreign_ct("pve", vmid, "legacy-box");
     let ctl = w.start_controller();
     w.wait_all(Some(Phase::Ready), T).await;
-    let s = w.store.get_server(id).await.unwrap().unwrap();
-    assert_ne!(s.reserved_vmid, Some(vmid), "moved to another VMID");
-    let intruder = pve.container(vmid).expect("the intruder still exists");
-    assert_eq!(intruder.hostname, "legacy-box", "and is unchanged");
-    assert!(intruder.tags.is_empty(), "no tags written to it");
-    assert_eq!(pve.destroy_calls(), 0);
+    assert_left_alone(&w, id, vmid, "legacy-box").await;
     assert_eq!(
         pve.clone_calls_for(vmid),
         0,
         "never cloned onto the intruder"
     );
-    assert!(events(&w, id).await.contains(&"VmidConflict".to_string()));
     ctl.stop().await;
+}
+
+/// `id` moved off `vmid` with a visible conflict; the guest at `vmid` (named `hostname`) was
+/// not changed, tagged or destroyed.
+async fn assert_left_alone(w: &World, id: ServerId, vmid: u32, hostname: &str) {
+    let pve = w.sims.pve.as_ref().unwrap();
+    let s = w.store.get_server(id).await.unwrap().unwrap();
+    assert_ne!(s.reserved_vmid, Some(vmid), "moved to another VMID");
+    let intruder = pve.container(vmid).expect("the intruder still exists");
+    assert_eq!(intruder.hostname, hostname, "and is unchanged");
+    assert!(intruder.tags.is_empty(), "no tags written to it");
+    assert_eq!(pve.destroy_calls(), 0);
+    assert!(events(w, id).await.contains(&"VmidConflict".to_string()));
 }
 
 /// Waits until the controller's first resync has listed the cluster (its snapshot is taken).
@@ -256,13 +263,7 @@ async fn guest_created_after_the_snapshot_is_a_conflict_not_a_collision() {
     pve.add_foreign_ct("pve", first, "late-arrival");
     let id = w.create("u1", paper()).await;
     w.wait_all(Some(Phase::Ready), T).await;
-    let s = w.store.get_server(id).await.unwrap().unwrap();
-    assert_ne!(s.reserved_vmid, Some(first), "moved to another VMID");
-    let intruder = pve.container(first).expect("the newcomer still exists");
-    assert_eq!(intruder.hostname, "late-arrival", "and is unchanged");
-    assert!(intruder.tags.is_empty(), "no tags written to it");
-    assert_eq!(pve.destroy_calls(), 0);
-    assert!(events(&w, id).await.contains(&"VmidConflict".to_string()));
+    assert_left_alone(&w, id, first, "late-arrival").await;
     ctl.stop().await;
 }
 
