@@ -283,8 +283,21 @@ pub fn game_addr(ip: &str, port: u16) -> Option<SocketAddr> {
 
 /// Whether the game at `addr` answers Server List Ping, greeted with its `fqdn` (proxies
 /// route on it). A failed ping is "not connectable (yet)", not an outage of anything.
-pub async fn game_answers(addr: SocketAddr, fqdn: &str, timeout: Duration) -> bool {
+async fn game_answers(addr: SocketAddr, fqdn: &str, timeout: Duration) -> bool {
     edge_client::slp::ping(addr, fqdn, timeout).await.is_ok()
+}
+
+/// A settled game's health probe, run by the resync (see `Reconciler::game_probe`).
+#[derive(Debug, Clone)]
+pub struct GameProbe {
+    pub addr: SocketAddr,
+    pub fqdn: String,
+}
+
+impl GameProbe {
+    pub async fn answers(&self, timeout: Duration) -> bool {
+        game_answers(self.addr, &self.fqdn, timeout).await
+    }
 }
 
 /// Provisioning: every provider has exactly the desired records. Teardown: anything left.

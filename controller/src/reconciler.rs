@@ -7,7 +7,7 @@ use crate::decide::{
     self, Action, Context, Decision, Desired, Layer, Observed, TASK_CLONE, Unavailable,
 };
 use crate::metrics as m;
-use crate::observe::{self, EdgeTarget, ObserveCtx};
+use crate::observe::{self, EdgeTarget, GameProbe, ObserveCtx};
 use crate::reason as r;
 use crate::slots::TemplateSlots;
 use crate::snapshot::Snapshot;
@@ -685,19 +685,6 @@ impl Reconciler {
             self.store.append_event(server.id, t, reason, &msg).await?;
         }
         Ok(outcome)
-    }
-}
-
-/// A game's health probe target (see [`Reconciler::game_probe`]).
-#[derive(Debug, Clone)]
-pub struct GameProbe {
-    pub addr: std::net::SocketAddr,
-    pub fqdn: String,
-}
-
-impl GameProbe {
-    pub async fn answers(&self, timeout: std::time::Duration) -> bool {
-        observe::game_answers(self.addr, &self.fqdn, timeout).await
     }
 }
 

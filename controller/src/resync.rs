@@ -3,7 +3,8 @@
 use crate::backends::Backends;
 use crate::metrics as m;
 use crate::mirror::Mirror;
-use crate::reconciler::{GameProbe, Reconciler};
+use crate::observe::GameProbe;
+use crate::reconciler::Reconciler;
 use crate::snapshot::{CtEntry, Snapshot};
 use edge_client::dns::DnsProvider;
 use futures::StreamExt;
@@ -105,10 +106,10 @@ pub struct Sweep {
 }
 
 /// One pass over the fleet (the mirror brought up to date first): count phases, and requeue
-/// every server the snapshot does not show settled, plus the settled servers whose health
-/// probe (the game's Server List Ping, or the Agent's status) falls in this resync: round
-/// `round` of every `every`, spread by server id so each resync probes about 1/`every` of the
-/// fleet.
+/// every server the snapshot does not show settled. Settled servers whose health probe falls
+/// in this resync (round `round` of every `every`, spread by server id so each resync probes
+/// about 1/`every` of the fleet) are listed for [`probe`] if they are games (a Server List
+/// Ping), and requeued otherwise (a dev container's Agent is asked by a reconcile).
 pub async fn sweep(
     rec: &Reconciler,
     mirror: &mut Mirror,
