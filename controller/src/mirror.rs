@@ -4,7 +4,7 @@
 //! trusted past a version the store no longer shows.
 
 use model::Server;
-use model::store::{PageRequest, ServerFilter, Store, StoreError};
+use model::store::{ServerFilter, Store, StoreError, list_all};
 use model::{ServerId, store::AnyStore};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +12,6 @@ use std::sync::Arc;
 /// More changed rows than this are read a page at a time instead of one by one (the first
 /// resync, or after a mass change): one query per page beats one per row.
 const READ_ONE_BY_ONE_UP_TO: usize = 200;
-/// Rows per page when reading many.
-const PAGE: u32 = 500;
 
 #[derive(Default)]
 pub struct Mirror {
@@ -58,18 +56,9 @@ impl Mirror {
     }
 
     async fn read_all(&mut self, store: &AnyStore) -> Result<(), StoreError> {
-        let mut after = None;
-        loop {
-            let page = store
-                .list_servers(&ServerFilter::default(), PageRequest { after, limit: PAGE })
-                .await?;
-            for s in page.items {
-                self.servers.insert(s.id, Arc::new(s));
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(()),
-            }
+        for s in list_all(store, &ServerFilter::default()).await? {
+            self.servers.insert(s.id, Arc::new(s));
         }
+        Ok(())
     }
 }

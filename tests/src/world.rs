@@ -5,7 +5,7 @@
 use controller::config::Config;
 use controller::engine::Controller;
 use controller::sim::{SimOptions, SimStack};
-use model::store::{AnyStore, Idempotency, NewServer, PageRequest, ServerFilter, Store};
+use model::store::{AnyStore, Idempotency, NewServer, ServerFilter, Store, list_all};
 use model::{Phase, Server, ServerId, ServerSpec, SystemClock};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,20 +135,9 @@ impl World {
     }
 
     pub async fn servers(&self) -> Vec<Server> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .list_servers(&ServerFilter::default(), PageRequest { after, limit: 500 })
-                .await
-                .expect("list servers");
-            out.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return out,
-            }
-        }
+        list_all(&self.store, &ServerFilter::default())
+            .await
+            .expect("list servers")
     }
 
     /// Wait until every live server is in `phase` (with `None`: until no server is left),

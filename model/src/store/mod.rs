@@ -197,6 +197,23 @@ pub struct Archived {
     pub deleted_at: DateTime<Utc>,
 }
 
+/// Every server matching `filter`, read a page at a time (pages of 500: big enough to keep
+/// the query count low, small enough not to hold one long read).
+pub async fn list_all(store: &impl Store, filter: &ServerFilter) -> Result<Vec<Server>> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_servers(filter, PageRequest { after, limit: 500 })
+            .await?;
+        out.extend(page.items);
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Every operation the API and the controller need. Generic (native async fn), wrapped in
 /// `AnyStore` to stay non-generic at the edges.
 pub trait Store: Send + Sync + 'static {

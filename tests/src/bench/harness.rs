@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use controller::config::Config;
 use controller::engine::Controller;
 use controller::sim::{SimOptions, SimStack};
-use model::store::{AnyStore, Idempotency, NewServer, PageRequest, ServerFilter, Store};
+use model::store::{AnyStore, Idempotency, NewServer, ServerFilter, Store, list_all};
 use model::{Clock, Server, ServerId, ServerSpec, SystemClock};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -241,19 +241,7 @@ impl Bench {
     }
 
     pub async fn servers(&self) -> anyhow::Result<Vec<Server>> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store()
-                .list_servers(&ServerFilter::default(), PageRequest { after, limit: 500 })
-                .await?;
-            out.extend(page.items);
-            match page.next {
-                Some(n) => after = Some(n),
-                None => return Ok(out),
-            }
-        }
+        Ok(list_all(self.store(), &ServerFilter::default()).await?)
     }
 }
 
