@@ -1,64 +1,86 @@
-//! The resync's copy of the store's servers, kept up to date by resource version: each resync
-//! lists only (id, resource_version) and reads just the rows that changed since the last one,
-//! so sweeping a steady fleet decodes no JSON. The store stays the truth; a row is never
-//! trusted past a version the store no longer shows.
+//! The resync's copy of the store's servers, kept up to date from the change feed: each
+//! resync reads only the feed entries since the last one and the rows they name, so sweeping
+//! a steady fleet costs one small query and decodes no JSON. The store stays the truth; a row
+//! is never kept past a feed entry that names it.
+//!
+//! Relies on the feed's contract (`Store::changes_since`): every write to a server row is
+//! stamped in the same transaction, and sequence numbers become visible in order. Pruning the
+//! feed would have to make a mirror that fell behind read everything again.
 
 use model::Server;
 use model::store::{ServerFilter, Store, StoreError, list_all};
 use model::{ServerId, store::AnyStore};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// More changed rows than this are read a page at a time instead of one by one (the first
+/// More changed servers than this are read a page at a time instead of one by one (the first
 /// resync, or after a mass change): one query per page beats one per row.
 const READ_ONE_BY_ONE_UP_TO: usize = 200;
 
+/// Feed entries read per query.
+const FEED_PAGE: u32 = 1000;
+
 #[derive(Default)]
 pub struct Mirror {
-    servers: HashMap<ServerId, Arc<Server>>,
+    servers: BTreeMap<ServerId, Arc<Server>>,
+    /// The feed position the copy reflects; `None` until the first full read.
+    seq: Option<i64>,
 }
 
 impl Mirror {
     /// Every live server, by id, as the store has it now.
     pub async fn refresh(&mut self, store: &AnyStore) -> Result<Vec<Arc<Server>>, StoreError> {
-        let versions = store.server_versions().await?;
-        let changed: Vec<ServerId> = versions
-            .iter()
-            .filter(|(id, rv)| {
-                self.servers
-                    .get(id)
-                    .is_none_or(|s| s.resource_version != *rv)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        if changed.len() > READ_ONE_BY_ONE_UP_TO {
-            self.read_all(store).await?;
-        } else {
-            for id in changed {
-                match store.get_server(id).await? {
-                    Some(s) => self.servers.insert(id, Arc::new(s)),
-                    // Deleted since the listing.
-                    None => self.servers.remove(&id),
-                };
-            }
+        match self.seq {
+            None => self.read_all(store).await?,
+            Some(after) => match changed_since(store, after).await? {
+                Some((ids, seq)) => {
+                    for id in ids {
+                        match store.get_server(id).await? {
+                            Some(s) => self.servers.insert(id, Arc::new(s)),
+                            None => self.servers.remove(&id),
+                        };
+                    }
+                    self.seq = Some(seq);
+                }
+                None => self.read_all(store).await?,
+            },
         }
-        let mut live = Vec::with_capacity(versions.len());
-        let mut keep = HashMap::with_capacity(versions.len());
-        for (id, _) in versions {
-            if let Some(s) = self.servers.remove(&id) {
-                live.push(s.clone());
-                keep.insert(id, s);
-            }
-        }
-        // What is left was deleted.
-        self.servers = keep;
-        Ok(live)
+        Ok(self.servers.values().cloned().collect())
     }
 
     async fn read_all(&mut self, store: &AnyStore) -> Result<(), StoreError> {
-        for s in list_all(store, &ServerFilter::default()).await? {
-            self.servers.insert(s.id, Arc::new(s));
-        }
+        // The position first: a write during the listing is read again next time (reading a
+        // row twice is harmless; missing one is not).
+        let seq = store.latest_seq().await?;
+        self.servers = list_all(store, &ServerFilter::default())
+            .await?
+            .into_iter()
+            .map(|s| (s.id, Arc::new(s)))
+            .collect();
+        self.seq = Some(seq);
         Ok(())
+    }
+}
+
+/// The servers the feed names after `after`, and the feed position reached; `None` when more
+/// than [`READ_ONE_BY_ONE_UP_TO`] changed (cheaper to read everything).
+async fn changed_since(
+    store: &AnyStore,
+    after: i64,
+) -> Result<Option<(BTreeSet<ServerId>, i64)>, StoreError> {
+    let (mut ids, mut seq) = (BTreeSet::new(), after);
+    loop {
+        let page = store.changes_since(seq, FEED_PAGE).await?;
+        let last_page = page.len() < FEED_PAGE as usize;
+        for c in page {
+            ids.insert(c.server_id);
+            seq = c.seq;
+        }
+        if ids.len() > READ_ONE_BY_ONE_UP_TO {
+            return Ok(None);
+        }
+        if last_page {
+            return Ok(Some((ids, seq)));
+        }
     }
 }

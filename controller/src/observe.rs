@@ -71,7 +71,7 @@ pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCt
             let Some(e) = cx.snapshot.containers.get(&d.vmid.unwrap_or_default()) else {
                 return false;
             };
-            if e.lock.is_some() || !e.tags.iter().any(|t| *t == crate::decide::marker_tag(d.id)) {
+            if e.lock.is_some() || !crate::decide::has_marker_tag(&e.tags, d.id) {
                 return false;
             }
             o.container = Some(Ok(Some(ContainerObs {

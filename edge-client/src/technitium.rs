@@ -86,8 +86,31 @@ struct WireRecord {
     rtype: String,
     #[serde(default)]
     disabled: bool,
+    /// Kept raw and read only for A and SRV records, each on its own: the zone holds other
+    /// types (SOA, NS, ...) whose data we never need, and one odd record must not spoil the
+    /// listing.
     #[serde(default)]
-    r_data: serde_json::Value,
+    r_data: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ARData {
+    ip_address: Ipv4Addr,
+}
+
+#[derive(Debug, Deserialize)]
+struct SrvRData {
+    priority: u16,
+    weight: u16,
+    port: u16,
+    target: String,
+}
+
+impl WireRecord {
+    fn r_data<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_str(self.r_data.as_deref()?.get()).ok()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,20 +285,18 @@ impl Rdata {
 
 fn parse_a(r: &WireRecord) -> Option<Ipv4Addr> {
     (r.rtype == "A")
-        .then(|| r.r_data.get("ipAddress")?.as_str()?.parse().ok())
+        .then(|| r.r_data::<ARData>())
         .flatten()
+        .map(|d| d.ip_address)
 }
 
 fn parse_srv(r: &WireRecord) -> Option<SrvRecord> {
-    if r.rtype != "SRV" {
-        return None;
-    }
-    let n = |k: &str| r.r_data.get(k)?.as_u64()?.try_into().ok();
+    let d: SrvRData = (r.rtype == "SRV").then(|| r.r_data()).flatten()?;
     Some(SrvRecord {
-        priority: n("priority")?,
-        weight: n("weight")?,
-        port: n("port")?,
-        target: normalize(r.r_data.get("target")?.as_str()?),
+        priority: d.priority,
+        weight: d.weight,
+        port: d.port,
+        target: normalize(&d.target),
     })
 }
 
@@ -359,6 +380,53 @@ impl DnsProvider for TechnitiumClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_read_one_by_one() {
+        let srv = |port| SrvRecord {
+            priority: 0,
+            weight: 5,
+            port,
+            target: "mc-1.zlh.test".into(),
+        };
+        let cases: &[(&str, &str, Option<Ipv4Addr>, Option<SrvRecord>)] = &[
+            (
+                "an A record gives its address",
+                r#"{"name":"mc-1.zlh.test","type":"A","ttl":60,"rData":{"ipAddress":"127.0.0.9"}}"#,
+                Some(Ipv4Addr::new(127, 0, 0, 9)),
+                None,
+            ),
+            (
+                "an SRV record gives its target without the trailing dot",
+                r#"{"name":"_minecraft._tcp.mc-1.zlh.test","type":"SRV","rData":{"priority":0,"weight":5,"port":25565,"target":"MC-1.zlh.test."}}"#,
+                None,
+                Some(srv(25565)),
+            ),
+            (
+                "other types (SOA here) are skipped unread",
+                r#"{"name":"zlh.test","type":"SOA","rData":{"primaryNameServer":"ns","serial":7}}"#,
+                None,
+                None,
+            ),
+            (
+                "a malformed A record is skipped, not an error for the whole zone",
+                r#"{"name":"mc-2.zlh.test","type":"A","rData":{"ipAddress":42}}"#,
+                None,
+                None,
+            ),
+            (
+                "an SRV port out of range is skipped, never truncated",
+                r#"{"name":"_minecraft._tcp.mc-1.zlh.test","type":"SRV","rData":{"priority":0,"weight":5,"port":70000,"target":"mc-1.zlh.test"}}"#,
+                None,
+                None,
+            ),
+        ];
+        for (why, json, a, s) in cases {
+            let r: WireRecord = serde_json::from_str(json).expect(why);
+            assert_eq!(parse_a(&r), *a, "{why}");
+            assert_eq!(parse_srv(&r), *s, "{why}");
+        }
+    }
 
     #[test]
     fn classify_table() {

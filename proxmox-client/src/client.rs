@@ -10,6 +10,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use model::ErrorClass;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -149,6 +151,11 @@ impl PveClient {
 
     /// Send a built request and return the `data` member of the answer.
     pub async fn send(&self, r: &PveRequest) -> Result<Value, PveError> {
+        Ok(self.send_as::<Value>(r).await?.unwrap_or(Value::Null))
+    }
+
+    /// One request; the 2xx answer's `data` decoded as `T` (`None` when absent or null).
+    async fn send_as<T: DeserializeOwned>(&self, r: &PveRequest) -> Result<Option<T>, PveError> {
         let key = r.node.clone().unwrap_or_else(|| CLUSTER_KEY.to_string());
         self.inner.limiter.until_key_ready(&key).await;
         let url = format!("{}/api2/json{}", self.inner.base, r.path);
@@ -164,7 +171,7 @@ impl PveClient {
         tracing::debug!(endpoint = r.endpoint, method = r.method.as_str(), path = %r.path, "proxmox request");
         let res = match rb.send().await {
             Err(e) => Err(transport_err(r.endpoint, &e)),
-            Ok(resp) => read_response(r.endpoint, resp).await,
+            Ok(resp) => read_response::<T>(r.endpoint, resp).await,
         };
         let class = match &res {
             Ok(_) => "ok",
@@ -194,7 +201,16 @@ fn decode(endpoint: &'static str, m: impl Into<String>) -> PveError {
     PveError::other(endpoint, ErrorKind::Decode, ErrorClass::Transient, m)
 }
 
-async fn read_response(endpoint: &'static str, resp: reqwest::Response) -> Result<Value, PveError> {
+/// Every PVE answer is `{"data": ...}`.
+#[derive(Deserialize)]
+struct Data<T> {
+    data: Option<T>,
+}
+
+async fn read_response<T: DeserializeOwned>(
+    endpoint: &'static str,
+    resp: reqwest::Response,
+) -> Result<Option<T>, PveError> {
     let status = resp.status().as_u16();
     // Quirk: PVE puts the (first line of the) error message in the status line's reason phrase;
     // the JSON `message` exists only since libpve-http-server-perl 5.2.0, and 595/596 have no body.
@@ -208,13 +224,9 @@ async fn read_response(endpoint: &'static str, resp: reqwest::Response) -> Resul
         .await
         .map_err(|e| transport_err(endpoint, &e))?;
     if (200..300).contains(&status) {
-        let v: Value = serde_json::from_slice(&body)
+        let d: Data<T> = serde_json::from_slice(&body)
             .map_err(|e| decode(endpoint, format!("invalid JSON in {status} answer: {e}")))?;
-        // Move `data` out rather than clone it (`cluster/resources` holds the whole fleet).
-        return Ok(match v {
-            Value::Object(mut m) => m.remove("data").unwrap_or(Value::Null),
-            _ => Value::Null,
-        });
+        return Ok(d.data);
     }
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     let mut message = json
@@ -324,11 +336,14 @@ impl Proxmox for PveClient {
 
     async fn cluster_resources(&self) -> Result<Vec<ClusterResource>, PveError> {
         let r = request::build_cluster_resources();
-        let v = self.send(&r).await?;
-        let arr = v
-            .as_array()
+        let list: Vec<WireResource> = self
+            .send_as(&r)
+            .await?
             .ok_or_else(|| decode(r.endpoint, "expected an array"))?;
-        Ok(arr.iter().filter_map(ClusterResource::from_value).collect())
+        Ok(list
+            .into_iter()
+            .filter_map(WireResource::into_resource)
+            .collect())
     }
 
     async fn next_id(&self) -> Result<u32, PveError> {

@@ -74,22 +74,130 @@ pub struct ClusterResource {
     pub template: bool,
 }
 
-impl ClusterResource {
-    pub(crate) fn from_value(v: &Value) -> Option<Self> {
-        let kind = match v.get("type").and_then(Value::as_str) {
-            Some("lxc") => GuestType::Lxc,
-            Some("qemu") => GuestType::Qemu,
+/// A JSON scalar read leniently, as the `v_*` readers do (Perl may render a number as a string
+/// and a boolean as 0/1), but decoded in place instead of through a `Value`: the resource
+/// listing holds the whole fleet, and building and dropping a `Value` tree per guest was most
+/// of a resync's Proxmox CPU. Objects and arrays read as absent.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) enum Scalar {
+    #[default]
+    Absent,
+    Str(String),
+    Int(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn string(self) -> Option<String> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            Scalar::Int(n) => Some(n.to_string()),
+            Scalar::Float(f) => Some(f.to_string()),
+            Scalar::Bool(b) => Some(if b { "1" } else { "0" }.into()),
+            Scalar::Absent => None,
+        }
+    }
+
+    fn u64(&self) -> Option<u64> {
+        match self {
+            Scalar::Int(n) => Some(*n),
+            Scalar::Float(f) => Some(*f as u64),
+            Scalar::Str(s) => s.trim().parse().ok(),
+            Scalar::Bool(b) => Some(*b as u64),
+            Scalar::Absent => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
+                Ok(u64::try_from(v).map_or(Scalar::Float(v as f64), Scalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Absent)
+            }
+            fn visit_none<E>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Absent)
+            }
+            fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+                Scalar::deserialize(d)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Absent)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Scalar, A::Error> {
+                while a
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Scalar::Absent)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One `cluster/resources` entry as sent: only the fields we read (the many metrics fields
+/// are skipped unparsed).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct WireResource {
+    vmid: Scalar,
+    node: Scalar,
+    #[serde(rename = "type")]
+    kind: Scalar,
+    status: Scalar,
+    name: Scalar,
+    tags: Scalar,
+    lock: Scalar,
+    template: Scalar,
+}
+
+impl WireResource {
+    /// `None` for an entry without a usable vmid or node (skipped, as nothing can be said of it).
+    pub(crate) fn into_resource(self) -> Option<ClusterResource> {
+        let kind = match &self.kind {
+            Scalar::Str(t) if t == "lxc" => GuestType::Lxc,
+            Scalar::Str(t) if t == "qemu" => GuestType::Qemu,
             _ => GuestType::Other,
         };
         Some(ClusterResource {
-            vmid: u32::try_from(v_u64(v, "vmid")?).ok()?,
-            node: v_str(v, "node")?,
+            vmid: u32::try_from(self.vmid.u64()?).ok()?,
+            node: self.node.string()?,
             kind,
-            status: v_str(v, "status").unwrap_or_else(|| "unknown".into()),
-            name: v_str(v, "name"),
-            tags: v_str(v, "tags").map(|t| split_tags(&t)).unwrap_or_default(),
-            lock: v_str(v, "lock").filter(|l| !l.is_empty()),
-            template: v_bool(v, "template"),
+            status: self.status.string().unwrap_or_else(|| "unknown".into()),
+            name: self.name.string(),
+            tags: self
+                .tags
+                .string()
+                .map(|t| split_tags(&t))
+                .unwrap_or_default(),
+            lock: self.lock.string().filter(|l| !l.is_empty()),
+            template: self.template.u64().is_some_and(|n| n != 0),
         })
     }
 }
@@ -409,4 +517,74 @@ pub struct DeleteOptions {
     /// Stop the CT first if running.
     pub force: bool,
     pub destroy_unreferenced_disks: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_listing_is_read_leniently() {
+        let lxc = |vmid: u32, status: &str| ClusterResource {
+            vmid,
+            node: "pve1".into(),
+            kind: GuestType::Lxc,
+            status: status.into(),
+            name: Some("mc-1".into()),
+            tags: vec!["zlh".into(), "zlh-x".into()],
+            lock: None,
+            template: false,
+        };
+        let cases: &[(&str, &str, Option<ClusterResource>)] = &[
+            (
+                "the documented shape, metrics fields skipped",
+                r#"{"vmid":101,"node":"pve1","type":"lxc","status":"running","name":"mc-1","tags":"zlh;zlh-x","template":0,"maxmem":1024,"cpu":0.1,"id":"lxc/101"}"#,
+                Some(lxc(101, "running")),
+            ),
+            (
+                "Perl renders numbers as strings: vmid \"101\" is still 101",
+                r#"{"vmid":"101","node":"pve1","type":"lxc","status":"running","name":"mc-1","tags":"zlh,zlh-x","template":"0"}"#,
+                Some(lxc(101, "running")),
+            ),
+            (
+                "a just-created CT has no status or name yet (RRD lag): unknown, not stopped",
+                r#"{"vmid":102,"node":"pve1","type":"lxc","tags":"zlh zlh-x","lock":"create"}"#,
+                Some(ClusterResource {
+                    name: None,
+                    lock: Some("create".into()),
+                    ..lxc(102, "unknown")
+                }),
+            ),
+            (
+                "an empty lock is no lock",
+                r#"{"vmid":103,"node":"pve1","type":"lxc","status":"stopped","name":"mc-1","tags":"zlh;zlh-x","lock":""}"#,
+                Some(lxc(103, "stopped")),
+            ),
+            (
+                "a template (boolean or 0/1) is flagged, so it is never taken for a server",
+                r#"{"vmid":9000,"node":"pve1","type":"qemu","status":"stopped","template":true}"#,
+                Some(ClusterResource {
+                    kind: GuestType::Qemu,
+                    name: None,
+                    tags: vec![],
+                    template: true,
+                    ..lxc(9000, "stopped")
+                }),
+            ),
+            (
+                "an entry without a vmid says nothing usable: skipped, not an error",
+                r#"{"node":"pve1","type":"lxc","status":"running"}"#,
+                None,
+            ),
+            (
+                "an object where a scalar belongs reads as absent",
+                r#"{"vmid":104,"node":{"x":1},"type":"lxc"}"#,
+                None,
+            ),
+        ];
+        for (why, json, want) in cases {
+            let wire: WireResource = serde_json::from_str(json).expect(why);
+            assert_eq!(&wire.into_resource(), want, "{why}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The resync's mirror of the store: whatever was written, created or deleted since the last
-//! refresh is what the next refresh returns (it reads changed rows only, never stale ones).
+//! refresh is what the next refresh returns (it follows the change feed and reads the changed
+//! rows only, never keeps a stale one).
 
 use controller::mirror::Mirror;
 use model::store::Store;
@@ -10,13 +11,19 @@ fn paper() -> ServerSpec {
     ServerSpec::minecraft(Variant::Paper, "1.21.7")
 }
 
-/// Table of fleet sizes: a handful is read row by row, a large first refresh page by page;
-/// either way the mirror equals the store after every kind of change.
+/// Table of fleet sizes and later changes: a handful is read row by row, a large first refresh
+/// or a mass change page by page; either way the mirror equals the store after every kind of
+/// change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_returns_exactly_what_the_store_holds() {
-    for (n, why) in [
-        (3, "few changes: read one by one"),
-        (450, "first refresh of a larger fleet: read page by page"),
+    for (n, late, why) in [
+        (3, 1, "few changes: read one by one"),
+        (450, 1, "first refresh of a larger fleet: read page by page"),
+        (
+            3,
+            250,
+            "a mass change after the first refresh: read page by page again",
+        ),
     ] {
         let w = World::new(WorldOptions::default()).await;
         for i in 0..n {
@@ -39,7 +46,9 @@ async fn refresh_returns_exactly_what_the_store_holds() {
             .write_status(all[0].id, &st, all[0].resource_version, None)
             .await
             .unwrap();
-        w.create("late", paper()).await;
+        for i in 0..late {
+            w.create(&format!("late{i}"), paper()).await;
+        }
         w.store.archive_and_delete(all[1].id, None).await.unwrap();
         let got = m.refresh(&w.store).await.unwrap();
         assert!(

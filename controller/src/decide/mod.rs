@@ -19,7 +19,16 @@ pub use teardown::decide_teardown;
 
 /// The tag and description line that mark a container as ours.
 pub fn marker_tag(id: ServerId) -> String {
-    format!("zlh-{}", id.0.hyphenated())
+    format!("{MARKER_TAG_PREFIX}{}", id.0.hyphenated())
+}
+const MARKER_TAG_PREFIX: &str = "zlh-";
+/// Whether `tags` hold `id`'s marker tag, without building it: the resync asks this of every
+/// server each time.
+pub fn has_marker_tag(tags: &[String], id: ServerId) -> bool {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let want = id.0.hyphenated().encode_lower(&mut buf);
+    tags.iter()
+        .any(|t| t.strip_prefix(MARKER_TAG_PREFIX) == Some(want))
 }
 /// Tag on every container we create, so `cluster/resources` shows the fleet.
 pub const FLEET_TAG: &str = "zlh";
@@ -31,7 +40,7 @@ pub fn marker_line(id: ServerId) -> String {
 /// The server id named by a container's tags or description, if any.
 pub fn marker_in(tags: &[String], description: &str) -> Option<String> {
     tags.iter()
-        .find_map(|t| t.strip_prefix("zlh-").filter(|s| s.len() == 36))
+        .find_map(|t| t.strip_prefix(MARKER_TAG_PREFIX).filter(|s| s.len() == 36))
         .map(str::to_string)
         .or_else(|| {
             description
@@ -111,8 +120,7 @@ impl ContainerObs {
     /// Rule 2: ours if it carries our tag, or (before the first config write) our
     /// description marker at our reserved VMID with the hostname we gave it.
     pub fn ownership(&self, d: &Desired) -> Ownership {
-        let tag = marker_tag(d.id);
-        if self.tags.contains(&tag) {
+        if has_marker_tag(&self.tags, d.id) {
             return Ownership::Ours;
         }
         let line = marker_line(d.id);
@@ -1035,6 +1043,12 @@ pub(crate) mod tests {
     #[test]
     fn markers_round_trip() {
         assert_eq!(marker_in(&[marker_tag(id())], ""), Some(id().to_string()));
+        assert!(has_marker_tag(&["zlh".into(), marker_tag(id())], id()));
+        let other = ServerId(uuid::Uuid::now_v7());
+        assert!(
+            !has_marker_tag(&[marker_tag(other)], id()),
+            "another server's marker is not ours"
+        );
         assert_eq!(
             marker_in(&[], &format!("{}\n", marker_line(id()))),
             Some(id().to_string())

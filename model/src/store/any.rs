@@ -72,9 +72,6 @@ impl Store for AnyStore {
     async fn all_server_ids(&self) -> Result<Vec<ServerId>> {
         dispatch!(self, s => s.all_server_ids().await)
     }
-    async fn server_versions(&self) -> Result<Vec<(ServerId, i64)>> {
-        dispatch!(self, s => s.server_versions().await)
-    }
     async fn update_spec(
         &self,
         id: ServerId,

@@ -231,9 +231,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Page<Server>>> + Send;
     /// Ids of every live server (periodic resync).
     fn all_server_ids(&self) -> impl Future<Output = Result<Vec<ServerId>>> + Send;
-    /// (id, resource_version) of every live server, by id: what changed since a copy was
-    /// taken, without decoding a row.
-    fn server_versions(&self) -> impl Future<Output = Result<Vec<(ServerId, i64)>>> + Send;
     /// Replace the spec; generation + 1; records an `update` operation. `expected_rv` guards
     /// against lost updates when given.
     fn update_spec(

@@ -37,16 +37,6 @@ macro_rules! shared_store_methods {
             Ok(ids.into_iter().map(ServerId).collect())
         }
 
-        async fn server_versions(&self) -> Result<Vec<(ServerId, i64)>> {
-            let rows: Vec<(Uuid, i64)> = sqlx::query_as(SERVER_VERSIONS)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(id, rv)| (ServerId(id), rv))
-                .collect())
-        }
-
         /// Allowed while deleting (the API refuses that case first); the phase stays Deleting.
         async fn update_spec(
             &self,

@@ -56,8 +56,6 @@ pub(crate) const CUSTOMER_LIVE_SERVERS: &str = concat!(
     " FROM servers WHERE customer_id = $1 AND deletion_requested_at IS NULL ORDER BY id"
 );
 pub(crate) const ALL_SERVER_IDS: &str = "SELECT id FROM servers ORDER BY id";
-pub(crate) const SERVER_VERSIONS: &str = "SELECT id, resource_version FROM servers ORDER BY id";
-
 /// Binding order of [`INSERT_SERVER`] and [`UPDATE_SERVER`]: see `ServerParams`.
 pub(crate) const INSERT_SERVER: &str = "INSERT INTO servers (id, customer_id, kind, memory_mib, \
      hostname, status_vmid, spec, status, generation, resource_version, reserved_vmid, \

@@ -2,8 +2,9 @@
 //! resident memory.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::fs;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 /// The system allocator, counting live heap bytes (`zlh-bench` installs it as its global
 /// allocator). In-process the controller's RSS cannot be told apart from the simulators';
@@ -11,13 +12,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// and the store are dropped.
 pub struct CountingAlloc;
 
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-/// Bytes freed on simulator threads (see `mark_sim_thread`), to tell which side gives memory
-/// back when something is dropped.
-static FREED_ON_SIMS: AtomicUsize = AtomicUsize::new(0);
+/// Counters striped by thread, each on its own cache line: one shared counter made every
+/// allocation a cache-line transfer between the cores, which showed up as a tenth of the
+/// controller's CPU in the bench's own figures.
+const STRIPES: usize = 32;
+
+#[repr(align(64))]
+struct Stripe {
+    /// Bytes allocated minus bytes freed on the threads of this stripe (negative when they
+    /// free what others allocated).
+    live: AtomicIsize,
+    /// Bytes freed on simulator threads (see `mark_sim_thread`), to tell which side gives
+    /// memory back when something is dropped.
+    freed_on_sims: AtomicUsize,
+}
+
+static STRIPE: [Stripe; STRIPES] = [const {
+    Stripe {
+        live: AtomicIsize::new(0),
+        freed_on_sims: AtomicUsize::new(0),
+    }
+}; STRIPES];
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static SIM_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static SIM_THREAD: Cell<bool> = const { Cell::new(false) };
+    static MY_STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 /// Mark the current thread as a simulator thread (`on_thread_start` of the sims' runtime).
@@ -29,13 +49,39 @@ fn on_sim_thread() -> bool {
     SIM_THREAD.try_with(|c| c.get()).unwrap_or(false)
 }
 
+/// This thread's stripe (assigned round-robin on first use; stripe 0 while the thread-local
+/// is being torn down).
+fn stripe() -> &'static Stripe {
+    let i = MY_STRIPE
+        .try_with(|c| {
+            if c.get() == usize::MAX {
+                c.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES);
+            }
+            c.get()
+        })
+        .unwrap_or(0);
+    &STRIPE[i]
+}
+
+fn add_live(bytes: usize) {
+    stripe().live.fetch_add(bytes as isize, Ordering::Relaxed);
+}
+
+fn sub_live(bytes: usize) {
+    let s = stripe();
+    s.live.fetch_sub(bytes as isize, Ordering::Relaxed);
+    if on_sim_thread() {
+        s.freed_on_sims.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: every call is forwarded unchanged to `System`; only a counter is added.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         // SAFETY: same contract as `System.alloc`.
         let p = unsafe { System.alloc(l) };
         if !p.is_null() {
-            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+            add_live(l.size());
         }
         p
     }
@@ -43,24 +89,22 @@ unsafe impl GlobalAlloc for CountingAlloc {
         // SAFETY: same contract as `System.alloc_zeroed`.
         let p = unsafe { System.alloc_zeroed(l) };
         if !p.is_null() {
-            LIVE.fetch_add(l.size(), Ordering::Relaxed);
+            add_live(l.size());
         }
         p
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         // SAFETY: same contract as `System.dealloc`.
         unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-        if on_sim_thread() {
-            FREED_ON_SIMS.fetch_add(l.size(), Ordering::Relaxed);
-        }
+        sub_live(l.size());
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         // SAFETY: same contract as `System.realloc`.
         let q = unsafe { System.realloc(p, l, new) };
         if !q.is_null() {
-            LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-            LIVE.fetch_add(new, Ordering::Relaxed);
+            let s = stripe();
+            s.live
+                .fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
         }
         q
     }
@@ -82,25 +126,46 @@ pub fn trim_heap() {
 
 /// Bytes freed so far on simulator threads, MiB.
 pub fn freed_on_sims_mib() -> f64 {
-    FREED_ON_SIMS.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+    let freed: usize = STRIPE
+        .iter()
+        .map(|s| s.freed_on_sims.load(Ordering::Relaxed))
+        .sum();
+    freed as f64 / (1024.0 * 1024.0)
 }
 
 /// Live heap bytes in MiB if `CountingAlloc` is the global allocator (else 0).
 pub fn live_heap_mib() -> f64 {
-    LIVE.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0)
+    let live: isize = STRIPE.iter().map(|s| s.live.load(Ordering::Relaxed)).sum();
+    live.max(0) as f64 / (1024.0 * 1024.0)
 }
 
-/// Clock ticks per second for `/proc/*/stat` times (`getconf CLK_TCK`; 100 on Linux).
-const CLK_TCK: f64 = 100.0;
+/// `struct timespec` on 64-bit Linux.
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
 
-/// utime + stime in seconds from a `stat` line (fields 14 and 15, counted after `comm`).
-fn stat_cpu(stat: &str) -> Option<f64> {
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After `comm`: state is field 3, so utime (14) is index 11 and stime (15) index 12.
-    let ut: f64 = f.get(11)?.parse().ok()?;
-    let st: f64 = f.get(12)?.parse().ok()?;
-    Some((ut + st) / CLK_TCK)
+unsafe extern "C" {
+    fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+}
+
+/// `CLOCK_PROCESS_CPUTIME_ID`: every thread of the process, including exited ones.
+const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+
+/// CPU seconds of a POSIX clock, in nanosecond resolution (`/proc/*/stat` counts 10 ms ticks,
+/// too coarse for a resync of a few thousand servers).
+fn cpu_clock(clock: i32) -> Option<f64> {
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; an invalid clock id only returns -1.
+    let ok = unsafe { clock_gettime(clock, &mut ts) } == 0;
+    ok.then_some(ts.sec as f64 + ts.nsec as f64 * 1e-9)
+}
+
+/// The CPU clock of thread `tid` of this process: Linux's `MAKE_THREAD_CPUCLOCK(tid,
+/// CPUCLOCK_SCHED)` (what `pthread_getcpuclockid` returns, without needing a `pthread_t`).
+fn thread_clock(tid: i32) -> i32 {
+    ((!(tid as u32)) << 3) as i32 | 6
 }
 
 /// CPU seconds: (whole process, threads named `sim*`).
@@ -112,20 +177,18 @@ pub struct Cpu {
 
 impl Cpu {
     pub fn now() -> Cpu {
-        let total = fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| stat_cpu(&s))
-            .unwrap_or(0.0);
+        let total = cpu_clock(CLOCK_PROCESS_CPUTIME_ID).unwrap_or(0.0);
         let mut sims = 0.0;
         if let Ok(dir) = fs::read_dir("/proc/self/task") {
             for t in dir.flatten() {
-                let p = t.path();
-                let comm = fs::read_to_string(p.join("comm")).unwrap_or_default();
-                if comm.starts_with("sim") {
-                    sims += fs::read_to_string(p.join("stat"))
-                        .ok()
-                        .and_then(|s| stat_cpu(&s))
-                        .unwrap_or(0.0);
+                let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+                let tid = t.file_name().to_str().and_then(|s| s.parse().ok());
+                if comm.starts_with("sim")
+                    && let Some(tid) = tid
+                {
+                    // A thread that exited meanwhile has no clock: its time is lost to both
+                    // sides alike (sim threads live as long as the simulators).
+                    sims += cpu_clock(thread_clock(tid)).unwrap_or(0.0);
                 }
             }
         }
@@ -192,9 +255,27 @@ pub fn raise_nofile(want: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn gettid() -> i32 {
+        fs::read_link("/proc/thread-self")
+            .ok()
+            .and_then(|p| p.file_name()?.to_str()?.parse().ok())
+            .unwrap()
+    }
+
     #[test]
-    fn parses_stat() {
-        let s = "123 (tokio worker) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0";
-        assert_eq!(super::stat_cpu(s), Some(3.0));
+    fn thread_clock_counts_this_threads_work() {
+        // The per-thread clock id must name this thread: it grows with work done here, and
+        // never exceeds the whole process's clock.
+        let clock = thread_clock(gettid());
+        let before = cpu_clock(clock).expect("thread clock readable");
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        let after = cpu_clock(clock).unwrap();
+        assert!(after > before, "{before} -> {after}");
+        assert!(cpu_clock(CLOCK_PROCESS_CPUTIME_ID).unwrap() >= after);
     }
 }
