@@ -90,8 +90,25 @@ impl Controller {
             let stop = workers.clone();
             tasks.spawn(async move { me.worker(stop).await });
         }
-        let mut resync = tokio::time::interval(self.timing().resync_interval);
-        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Its own task: a resync probes games for up to a quarter of the interval, and the
+        // loop below must keep draining notifications meanwhile (a full broadcast buffer
+        // costs a requeue of the whole fleet).
+        let resyncs = {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(me.timing().resync_interval);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // Cancelling a resync midway is harmless: it only reads and requeues.
+                stop.run_until_cancelled(async {
+                    loop {
+                        every.tick().await;
+                        me.resync().await;
+                    }
+                })
+                .await;
+            })
+        };
         let mut beat =
             tokio::time::interval((self.timing().lease_ttl / 3).max(Duration::from_millis(50)));
         loop {
@@ -111,11 +128,11 @@ impl Controller {
                         notices = store.subscribe();
                     }
                 },
-                _ = resync.tick() => self.resync().await,
                 _ = beat.tick() => self.heartbeat().await,
             }
         }
         info!("shutting down: no new work; waiting for in-flight reconciles");
+        let _ = resyncs.await;
         self.queue.shut_down();
         let grace = self.timing().shutdown_grace;
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
