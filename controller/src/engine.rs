@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 pub const SINGLETON_RESYNC: &str = "resync";
+/// A worker or the resync loop ended before shutdown (it panicked).
+pub const ERR_TASK_ENDED: &str = "a controller task ended unexpectedly";
 
 pub struct Controller {
     pub rec: Arc<Reconciler>,
@@ -92,14 +94,16 @@ impl Controller {
         }
         // Its own task: a resync probes games for up to a quarter of the interval, and the
         // loop below must keep draining notifications meanwhile (a full broadcast buffer
-        // costs a requeue of the whole fleet).
-        let resyncs = {
+        // costs a requeue of the whole fleet). In the same set as the workers, so it ends
+        // with them (and is aborted with them if this future is dropped).
+        {
             let me = self.clone();
             let stop = shutdown.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 let mut every = tokio::time::interval(me.timing().resync_interval);
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                // Cancelling a resync midway is harmless: it only reads and requeues.
+                // Stopping midway is harmless: a resync's writes (the singleton claim, the
+                // orphan report) are each one transaction, and the rest is reads and requeues.
                 stop.run_until_cancelled(async {
                     loop {
                         every.tick().await;
@@ -107,8 +111,8 @@ impl Controller {
                     }
                 })
                 .await;
-            })
-        };
+            });
+        }
         let mut beat =
             tokio::time::interval((self.timing().lease_ttl / 3).max(Duration::from_millis(50)));
         loop {
@@ -129,10 +133,16 @@ impl Controller {
                     }
                 },
                 _ = beat.tick() => self.heartbeat().await,
+                // Workers and the resync loop run until shutdown: one that ends early has
+                // panicked, and a controller missing a part must not look alive.
+                Some(ended) = tasks.join_next() => {
+                    workers.cancel();
+                    tasks.shutdown().await;
+                    anyhow::bail!("{}: {ended:?}", ERR_TASK_ENDED);
+                }
             }
         }
         info!("shutting down: no new work; waiting for in-flight reconciles");
-        let _ = resyncs.await;
         self.queue.shut_down();
         let grace = self.timing().shutdown_grace;
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })

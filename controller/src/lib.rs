@@ -6,8 +6,8 @@
 //! - `act`: the one mutating call a reconcile makes, and what its answer means;
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
-//!   (batched fleet observation), `mirror` (the resync's copy of the store, refreshed by
-//!   resource version), `orphans`, `metrics`;
+//!   (batched fleet observation), `mirror` (the resync's copy of the store, kept up to date
+//!   from the change feed), `orphans`, `metrics`;
 //! - `config`, `backends`, `sim` (every simulator wired together), `run`, `dev`.
 
 pub mod act;

@@ -20,6 +20,11 @@ const READ_ONE_BY_ONE_UP_TO: usize = 200;
 /// Feed entries read per query.
 const FEED_PAGE: u32 = 1000;
 
+/// More feed pages than this since the last refresh (a replica that takes the resync over
+/// after hours, with a few servers changing all the time) are not walked: reading every row
+/// costs less.
+const FEED_PAGES_UP_TO: usize = 10;
+
 #[derive(Default)]
 pub struct Mirror {
     servers: BTreeMap<ServerId, Arc<Server>>,
@@ -63,13 +68,14 @@ impl Mirror {
 }
 
 /// The servers the feed names after `after`, and the feed position reached; `None` when more
-/// than [`READ_ONE_BY_ONE_UP_TO`] changed (cheaper to read everything).
+/// than [`READ_ONE_BY_ONE_UP_TO`] changed, or the backlog is longer than
+/// [`FEED_PAGES_UP_TO`] pages (cheaper to read everything).
 async fn changed_since(
     store: &AnyStore,
     after: i64,
 ) -> Result<Option<(BTreeSet<ServerId>, i64)>, StoreError> {
     let (mut ids, mut seq) = (BTreeSet::new(), after);
-    loop {
+    for _ in 0..FEED_PAGES_UP_TO {
         let page = store.changes_since(seq, FEED_PAGE).await?;
         let last_page = page.len() < FEED_PAGE as usize;
         for c in page {
@@ -83,4 +89,5 @@ async fn changed_since(
             return Ok(Some((ids, seq)));
         }
     }
+    Ok(None)
 }

@@ -73,8 +73,12 @@ pub(crate) async fn send(
     // Not `text()`: its lossy decode walks the body char by char (a tenth of a zone listing's
     // CPU); valid UTF-8, which every backend sends, only needs checking.
     let body = match resp.bytes().await {
-        Ok(b) => String::from_utf8(Vec::from(b))
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        // A UTF-8 byte order mark would make the JSON parse fail; `text()` dropped it too.
+        Ok(b) => match b.strip_prefix("\u{FEFF}".as_bytes()) {
+            Some(rest) => String::from_utf8_lossy(rest).into_owned(),
+            None => String::from_utf8(Vec::from(b))
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        },
         Err(e) => {
             let err = EdgeError::from_reqwest(backend, e);
             record::<()>(backend, &Err(err.clone()));

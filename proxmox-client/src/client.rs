@@ -224,9 +224,19 @@ async fn read_response<T: DeserializeOwned>(
         .await
         .map_err(|e| transport_err(endpoint, &e))?;
     if (200..300).contains(&status) {
-        let d: Data<T> = serde_json::from_slice(&body)
-            .map_err(|e| decode(endpoint, format!("invalid JSON in {status} answer: {e}")))?;
-        return Ok(d.data);
+        return match serde_json::from_slice::<Data<T>>(&body) {
+            Ok(d) => Ok(d.data),
+            // Only on failure, so the common path parses once: tell "not JSON" from "not
+            // what we expected", and read a body that is not an object as no data.
+            Err(e) => match serde_json::from_slice::<Value>(&body) {
+                Err(_) => Err(decode(
+                    endpoint,
+                    format!("invalid JSON in {status} answer: {e}"),
+                )),
+                Ok(Value::Object(_)) => Err(decode(endpoint, format!("unexpected data: {e}"))),
+                Ok(_) => Ok(None),
+            },
+        };
     }
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     let mut message = json
@@ -336,13 +346,13 @@ impl Proxmox for PveClient {
 
     async fn cluster_resources(&self) -> Result<Vec<ClusterResource>, PveError> {
         let r = request::build_cluster_resources();
-        let list: Vec<WireResource> = self
+        let list: Vec<MaybeResource> = self
             .send_as(&r)
             .await?
             .ok_or_else(|| decode(r.endpoint, "expected an array"))?;
         Ok(list
             .into_iter()
-            .filter_map(WireResource::into_resource)
+            .filter_map(|m| m.0?.into_resource())
             .collect())
     }
 

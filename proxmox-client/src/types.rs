@@ -177,6 +177,56 @@ pub(crate) struct WireResource {
     template: Scalar,
 }
 
+/// A `cluster/resources` element: an entry, or `None` for anything that is not an object (one
+/// odd element must not spoil the listing; the old `Value` reader skipped it too).
+#[derive(Debug)]
+pub(crate) struct MaybeResource(pub(crate) Option<WireResource>);
+
+impl<'de> Deserialize<'de> for MaybeResource {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MaybeResource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<Self::Value, A::Error> {
+                let de = serde::de::value::MapAccessDeserializer::new(a);
+                Ok(MaybeResource(Some(WireResource::deserialize(de)?)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeResource(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeResource(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeResource(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeResource(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeResource(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeResource(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeResource(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl WireResource {
     /// `None` for an entry without a usable vmid or node (skipped, as nothing can be said of it).
     pub(crate) fn into_resource(self) -> Option<ClusterResource> {

@@ -472,3 +472,75 @@ async fn wire_errors_read_reason_phrase_and_body() {
         );
     }
 }
+
+/// A loopback HTTP server answering every request with `200` and `body`.
+async fn answer_200(body: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The VMIDs listed, or the kind of error.
+type Listed = Result<&'static [u32], ErrorKind>;
+
+#[tokio::test]
+async fn resource_listings_are_read_leniently_but_never_guessed() {
+    let cases: &[(&str, Listed, &str)] = &[
+        (
+            r#"{"data":[{"vmid":101,"node":"pve1","type":"lxc"},null,"x",{"vmid":"102","node":"pve1","type":"lxc","template":"0"}]}"#,
+            Ok(&[101, 102]),
+            "odd elements are skipped and Perl's numbers-as-strings read, not a failed listing",
+        ),
+        (
+            r#"{"data":null}"#,
+            Err(ErrorKind::Decode),
+            "no listing is an error, never an empty fleet",
+        ),
+        (
+            r#"{"data":{"vmid":101}}"#,
+            Err(ErrorKind::Decode),
+            "data of the wrong shape is an error",
+        ),
+        (
+            "<html>proxy error</html>",
+            Err(ErrorKind::Decode),
+            "a 200 that is not JSON is an error",
+        ),
+    ];
+    for (body, want, why) in cases {
+        let addr = answer_200(body).await;
+        let c = PveClient::new(cfg(format!("http://{addr}"), Duration::from_secs(5))).unwrap();
+        match (c.cluster_resources().await, want) {
+            (Ok(list), Ok(vmids)) => {
+                let got: Vec<u32> = list.iter().map(|r| r.vmid).collect();
+                assert_eq!(got, *vmids, "{why}");
+            }
+            (Err(e), Err(kind)) => {
+                assert_eq!(e.kind, *kind, "{why}: {e}");
+                assert_eq!(e.class, Transient, "{why}: unknown, so only a delay: {e}");
+            }
+            (got, _) => panic!("{why}: got {got:?}"),
+        }
+    }
+}
