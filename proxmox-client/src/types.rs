@@ -8,21 +8,11 @@ use std::net::Ipv4Addr;
 // ---------- lenient readers (Perl numbers-as-strings) ----------
 
 pub(crate) fn v_str(v: &Value, k: &str) -> Option<String> {
-    match v.get(k)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(if *b { "1" } else { "0" }.into()),
-        _ => None,
-    }
+    Scalar::from(v.get(k)?).string()
 }
 
 pub(crate) fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Number(n) => n.as_u64().or_else(|| n.as_f64().map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Bool(b) => Some(*b as u64),
-        _ => None,
-    }
+    Scalar::from(v).u64()
 }
 
 pub(crate) fn v_u64(v: &Value, k: &str) -> Option<u64> {
@@ -74,10 +64,10 @@ pub struct ClusterResource {
     pub template: bool,
 }
 
-/// A JSON scalar read leniently, as the `v_*` readers do (Perl may render a number as a string
-/// and a boolean as 0/1), but decoded in place instead of through a `Value`: the resource
-/// listing holds the whole fleet, and building and dropping a `Value` tree per guest was most
-/// of a resync's Proxmox CPU. Objects and arrays read as absent.
+/// A JSON scalar read leniently (Perl may render a number as a string and a boolean as 0/1):
+/// the one set of rules behind the `v_*` readers. It also decodes in place, without a
+/// `Value`: the resource listing holds the whole fleet, and building and dropping a `Value`
+/// tree per guest was most of a resync's Proxmox CPU. Objects and arrays read as absent.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) enum Scalar {
     #[default]
@@ -106,6 +96,21 @@ impl Scalar {
             Scalar::Str(s) => s.trim().parse().ok(),
             Scalar::Bool(b) => Some(*b as u64),
             Scalar::Absent => None,
+        }
+    }
+}
+
+/// The same leniency for answers read as a `Value`.
+impl From<&Value> for Scalar {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::String(s) => Scalar::Str(s.clone()),
+            Value::Number(n) => n
+                .as_u64()
+                .map(Scalar::Int)
+                .unwrap_or_else(|| Scalar::Float(n.as_f64().unwrap_or_default())),
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Null | Value::Array(_) | Value::Object(_) => Scalar::Absent,
         }
     }
 }
