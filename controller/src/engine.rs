@@ -134,8 +134,12 @@ impl Controller {
                 },
                 _ = beat.tick() => self.heartbeat().await,
                 // Workers and the resync loop run until shutdown: one that ends early has
-                // panicked, and a controller missing a part must not look alive.
+                // panicked, and a controller missing a part must not look alive. (The resync
+                // loop also ends on shutdown, possibly before this loop sees the token.)
                 Some(ended) = tasks.join_next() => {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
                     workers.cancel();
                     tasks.shutdown().await;
                     anyhow::bail!("{}: {ended:?}", ERR_TASK_ENDED);
