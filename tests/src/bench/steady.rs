@@ -426,7 +426,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
     );
     tb.add(
         "sweep_cpu_s",
-        "sweep alone, no probe due (store pages + in-memory check of every server)",
+        "sweep alone, no probe due (change feed, changed rows + in-memory check of every server)",
         sweep_cpu,
         format!(
             "{} (≈{} per 10k; {} unsettled requeued)",
