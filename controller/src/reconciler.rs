@@ -400,30 +400,23 @@ impl Reconciler {
         };
         let mut obs = Observed::default();
         // Everything the snapshot can tell, up front (in the order `decide` asks, as the proxy
-        // check reads the IP): `decide` then runs once, not once per layer.
+        // check reads the IP). A layer it could not fill now, it cannot fill later either, so
+        // one `decide` settles it: Ready, or anything else (another layer, an action) is "no".
         for layer in SNAPSHOT_LAYERS {
             observe::from_snapshot(layer, &desired, &mut obs, &ocx);
         }
-        let timing = &self.cfg.controller;
-        for _ in 0..MAX_ROUNDS {
-            let cx = Context {
-                status: &status,
-                now,
-                timing,
-            };
-            let Decision { action, conditions } = decide::decide(&desired, &obs, &cx);
-            apply_conditions(&mut status, conditions, &action, server.generation, now);
-            match action {
-                Action::Observe(layer)
-                    if observe::from_snapshot(layer, &desired, &mut obs, &ocx) => {}
-                Action::Ready => {
-                    mark_ready(&mut status, server.generation, &obs);
-                    return !status_changed(&server.status, &status);
-                }
-                _ => return false,
-            }
+        let cx = Context {
+            status: &status,
+            now,
+            timing: &self.cfg.controller,
+        };
+        let Decision { action, conditions } = decide::decide(&desired, &obs, &cx);
+        if action != Action::Ready {
+            return false;
         }
-        false
+        apply_conditions(&mut status, conditions, &action, server.generation, now);
+        mark_ready(&mut status, server.generation, &obs);
+        !status_changed(&server.status, &status)
     }
 
     /// Where a settled game server's health probe goes: its game's Server List Ping (at the
