@@ -1,5 +1,5 @@
 //! The Portal's existing contract, unchanged: `POST /api/instances` and
-//! `GET /api/instances/operations/{operationId}` (see `reference/portal-contract.md`).
+//! `GET /api/instances/operations/{operationId}` (see `docs/portal-contract.md`).
 //!
 //! Status mapping from the server's derived phase:
 //! - `queued` → `provisioning_queued`, phase `queued`;

@@ -435,7 +435,7 @@ async fn describe_resolves_every_kind_of_name_and_shows_why() {
         });
         st.in_flight_task = Some(model::status::InFlightTask {
             upid: "UPID:pve1:00001234:00ABCDEF:65000000:vzstart:105:root@pam:".into(),
-            action: "start".into(),
+            action: model::TaskKind::Start,
             started_at: Utc::now(),
         });
     })

@@ -1,30 +1,104 @@
-//! The external systems the engine drives, each behind its client. Built from config (real
-//! systems) or from the simulators' handles (`zlhd dev`, tests).
+//! The external systems the engine drives, each behind a narrow trait: `Proxmox`
+//! (proxmox-client), `Agent`, `DnsProvider` and `Proxy` (edge-client). A [`Stack`] names one
+//! implementation of each: [`Live`] is the HTTP clients, built from config (real systems) or
+//! from the simulators' handles (`zlhd dev`, tests); unit tests use the in-memory fakes.
 
 use crate::config::{Config, ConfigError, read_secret};
 use crate::decide::Unavailable;
-use edge_client::{AgentClient, CloudflareClient, EdgeError, TechnitiumClient, VelocityClient};
-use proxmox_client::{PveClient, PveError};
+use crate::reason::{self as r, Reason};
+use edge_client::dns::DnsProvider;
+use edge_client::{
+    Agent, AgentClient, CloudflareClient, EdgeError, Proxy, TechnitiumClient, VelocityClient,
+};
+use proxmox_client::{Proxmox, PveClient, PveError};
 use secrecy::{ExposeSecret, SecretString};
+use std::fmt;
 
-pub struct Backends {
-    pub pve: PveClient,
-    pub agent: AgentClient,
-    pub technitium: Option<TechnitiumClient>,
-    pub cloudflare: Option<CloudflareClient>,
-    pub velocity: Option<VelocityClient>,
+/// One implementation of every backend.
+pub trait Stack: Send + Sync + 'static {
+    type Pve: Proxmox + 'static;
+    type Agent: Agent + 'static;
+    type Technitium: DnsProvider + 'static;
+    type Cloudflare: DnsProvider + 'static;
+    type Proxy: Proxy + 'static;
+}
+
+/// The HTTP clients.
+pub struct Live;
+
+impl Stack for Live {
+    type Pve = PveClient;
+    type Agent = AgentClient;
+    type Technitium = TechnitiumClient;
+    type Cloudflare = CloudflareClient;
+    type Proxy = VelocityClient;
+}
+
+pub struct Backends<S: Stack = Live> {
+    pub pve: S::Pve,
+    pub agent: S::Agent,
+    pub technitium: Option<S::Technitium>,
+    pub cloudflare: Option<S::Cloudflare>,
+    pub velocity: Option<S::Proxy>,
     /// Key for deriving per-server admin passwords.
     pub admin_secret: SecretString,
 }
 
-pub const BACKEND_PROXMOX: &str = "proxmox";
-pub const BACKEND_AGENT: &str = "agent";
-pub const BACKEND_VELOCITY: &str = "velocity";
+/// Which backend an answer came from: in Degraded reasons, events, `last_error` messages and
+/// metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Proxmox,
+    Agent,
+    Technitium,
+    Cloudflare,
+    Velocity,
+}
+
+impl Backend {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Backend::Proxmox => "proxmox",
+            Backend::Agent => "agent",
+            Backend::Technitium => "technitium",
+            Backend::Cloudflare => "cloudflare",
+            Backend::Velocity => "velocity",
+        }
+    }
+
+    /// The `Degraded` condition's reason while this backend fails.
+    pub const fn degraded_reason(self) -> Reason {
+        match self {
+            Backend::Proxmox => r::PROXMOX_UNAVAILABLE,
+            Backend::Agent => r::AGENT_UNAVAILABLE,
+            Backend::Technitium | Backend::Cloudflare => r::DNS_UNAVAILABLE,
+            Backend::Velocity => r::PROXY_UNAVAILABLE,
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<edge_client::Backend> for Backend {
+    fn from(b: edge_client::Backend) -> Self {
+        match b {
+            // The game's Server List Ping answers from inside the container, as the Agent does.
+            edge_client::Backend::Agent | edge_client::Backend::Slp => Backend::Agent,
+            edge_client::Backend::Technitium => Backend::Technitium,
+            edge_client::Backend::Cloudflare => Backend::Cloudflare,
+            edge_client::Backend::Velocity => Backend::Velocity,
+        }
+    }
+}
 
 impl From<&PveError> for Unavailable {
     fn from(e: &PveError) -> Self {
         Unavailable {
-            backend: BACKEND_PROXMOX,
+            backend: Backend::Proxmox,
             class: e.class,
             message: e.message.clone(),
         }
@@ -34,26 +108,14 @@ impl From<&PveError> for Unavailable {
 impl From<&EdgeError> for Unavailable {
     fn from(e: &EdgeError) -> Self {
         Unavailable {
-            backend: e.backend.as_str(),
+            backend: e.backend.into(),
             class: e.class,
             message: e.message.clone(),
         }
     }
 }
 
-impl Backends {
-    /// Clients for the real systems named in the config.
-    pub fn from_config(cfg: &Config) -> Result<Backends, ConfigError> {
-        Ok(Backends {
-            pve: pve_from_config(cfg)?,
-            agent: agent_from_config(cfg)?,
-            technitium: technitium_from_config(cfg)?,
-            cloudflare: cloudflare_from_config(cfg)?,
-            velocity: velocity_from_config(cfg)?,
-            admin_secret: admin_secret_from_config(cfg)?,
-        })
-    }
-
+impl<S: Stack> Backends<S> {
     /// A stable admin password per server: derived, so nothing secret is stored and a
     /// re-sent config carries the same credentials.
     pub fn admin_password(&self, id: model::ServerId) -> SecretString {
@@ -63,6 +125,20 @@ impl Backends {
         h.update(b"/admin/");
         h.update(id.0.as_bytes());
         SecretString::from(hex::encode(h.finalize())[..24].to_string())
+    }
+}
+
+impl Backends<Live> {
+    /// Clients for the real systems named in the config.
+    pub fn from_config(cfg: &Config) -> Result<Backends, ConfigError> {
+        Ok(Backends::<Live> {
+            pve: pve_from_config(cfg)?,
+            agent: agent_from_config(cfg)?,
+            technitium: technitium_from_config(cfg)?,
+            cloudflare: cloudflare_from_config(cfg)?,
+            velocity: velocity_from_config(cfg)?,
+            admin_secret: admin_secret_from_config(cfg)?,
+        })
     }
 }
 

@@ -141,6 +141,11 @@ pub struct ControllerSection {
     /// Graceful shutdown: how long in-flight reconciles may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How long Proxmox lets a container shut down cleanly (the game saves its world) before
+    /// it forces it off (`forceStop`). Passed to Proxmox, which runs on its own clock: not
+    /// scaled by `scaled()`. Proxmox takes whole seconds.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ControllerSection {
@@ -164,6 +169,9 @@ impl Default for ControllerSection {
             agent_attempts: 3,
             clone_attempts: 3,
             shutdown_grace: Duration::from_secs(20),
+            // Proxmox's own default for a shutdown that may be forced; a Minecraft world
+            // saves in seconds, a large modded one in well under a minute.
+            shutdown_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -172,26 +180,114 @@ impl ControllerSection {
     /// Scale every timing by `factor` (for simulators running at scaled time). Deadlines are
     /// safety nets, not part of the pace: they never drop below `MIN_SCALED_DEADLINE`, so a
     /// busy machine running scaled simulators does not turn slowness into failures.
+    ///
+    /// Every field is named here, so a new one does not compile until it is either scaled or
+    /// explicitly kept.
     pub fn scaled(&self, factor: f64) -> Self {
         const MIN_SCALED_DEADLINE: Duration = Duration::from_secs(10);
         let s = |d: Duration| d.mul_f64(factor);
         let deadline = |d: Duration| s(d).max(MIN_SCALED_DEADLINE.min(d));
+        let ControllerSection {
+            workers,
+            resync_interval,
+            health_interval,
+            lease_ttl,
+            backoff_base,
+            backoff_max,
+            task_poll,
+            wait_poll,
+            lock_retry,
+            clone_deadline,
+            start_deadline,
+            ip_deadline,
+            agent_deadline,
+            agent_attempts,
+            clone_attempts,
+            shutdown_grace,
+            shutdown_timeout,
+        } = *self;
         ControllerSection {
-            resync_interval: s(self.resync_interval),
-            health_interval: s(self.health_interval),
-            lease_ttl: s(self.lease_ttl),
-            backoff_base: s(self.backoff_base),
-            backoff_max: s(self.backoff_max),
-            task_poll: s(self.task_poll),
-            wait_poll: s(self.wait_poll),
-            lock_retry: s(self.lock_retry),
-            clone_deadline: deadline(self.clone_deadline),
-            start_deadline: deadline(self.start_deadline),
-            ip_deadline: deadline(self.ip_deadline),
-            agent_deadline: deadline(self.agent_deadline),
-            shutdown_grace: s(self.shutdown_grace),
-            ..self.clone()
+            // Counts, not timings.
+            workers,
+            agent_attempts,
+            clone_attempts,
+            resync_interval: s(resync_interval),
+            health_interval: s(health_interval),
+            lease_ttl: s(lease_ttl),
+            backoff_base: s(backoff_base),
+            backoff_max: s(backoff_max),
+            task_poll: s(task_poll),
+            wait_poll: s(wait_poll),
+            lock_retry: s(lock_retry),
+            clone_deadline: deadline(clone_deadline),
+            start_deadline: deadline(start_deadline),
+            ip_deadline: deadline(ip_deadline),
+            agent_deadline: deadline(agent_deadline),
+            shutdown_grace: s(shutdown_grace),
+            // Proxmox counts it on its own clock, which scaling ours does not change.
+            shutdown_timeout,
         }
+    }
+
+    /// How long a fleet snapshot may stand in for per-server reads: two resync intervals, so
+    /// one late or failed resync does not send the fleet back to per-server reads.
+    pub fn snapshot_max_age(&self) -> Duration {
+        self.resync_interval * 2
+    }
+
+    /// TTL of the fleet-wide hold on a template while a clone from it runs. The hold is
+    /// renewed on every poll of the clone task, so it must outlive several polls and a lease
+    /// hand-over to another replica; a holder lost without a release (its status wiped
+    /// mid-clone) expires after it.
+    pub fn template_hold_ttl(&self) -> Duration {
+        (self.lease_ttl * 2).max(self.task_poll * 10)
+    }
+
+    /// The in-process `TemplateSlots`: a holder that has not asked for this long is presumed
+    /// gone. Holders ask on every poll of their clone task; with several replicas the next
+    /// poll may run elsewhere, so this outlives a lease hand-over and a few lock retries.
+    pub fn slot_holder_ttl(&self) -> Duration {
+        (self.lease_ttl * 2).max(self.lock_retry * 4)
+    }
+
+    /// The in-process `TemplateSlots`: a waiter that has not asked for this long is presumed
+    /// gone. Waiters ask every `local_waiter_poll()`; three missed polls mean it is reconciled
+    /// elsewhere (or deleted).
+    pub fn slot_waiter_ttl(&self) -> Duration {
+        self.local_waiter_poll() * 3
+    }
+
+    /// How often a server queued behind a clone in this process looks again on its own: only
+    /// a safety net, since the slot's release wakes the next waiter. Polling faster would let
+    /// a large queue of waiters crowd out the clone holders' own polls.
+    pub fn local_waiter_poll(&self) -> Duration {
+        self.lock_retry * 6
+    }
+
+    /// How often this replica heartbeats: three beats per lease TTL, so one late beat does not
+    /// make a live replica look dead; at least 50 ms, so a scaled-down TTL does not turn the
+    /// heartbeat into a busy loop on the store.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.lease_ttl / 3).max(Duration::from_millis(50))
+    }
+
+    /// How often a server's lease is renewed while it is being reconciled: three renewals per
+    /// TTL, so one slow store round-trip does not lose the lease.
+    pub fn lease_renew_interval(&self) -> Duration {
+        self.lease_ttl / 3
+    }
+
+    /// TTL of the singleton claim of the resync: two intervals, so the claiming replica keeps
+    /// it across one late round, and a dead replica's claim passes on within two.
+    pub fn resync_claim_ttl(&self) -> Duration {
+        self.resync_interval * 2
+    }
+
+    /// The longest a resync spends on health probes: a quarter of the interval, so a fleet of
+    /// unreachable games cannot hold up the next resync (what is left over is reconciled
+    /// instead).
+    pub fn probe_budget(&self) -> Duration {
+        self.resync_interval / 4
     }
 }
 
@@ -352,35 +448,73 @@ pub struct TechnitiumSection {
     pub url: String,
     pub token_file: PathBuf,
     /// Outgoing pacing; one DNS server also answers the whole network's queries.
-    #[serde(default = "default_edge_rate")]
+    #[serde(default = "TechnitiumSection::default_requests_per_sec")]
     pub requests_per_sec: u32,
+    /// Whole-request timeout of each call.
+    #[serde(
+        default = "TechnitiumSection::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
 }
 
 /// 50 requests/s: a burst of provisioning or a resync never floods a DNS server or the proxy
 /// bridge, and a 1,000-server fleet still publishes in well under a minute.
-fn default_edge_rate() -> u32 {
-    50
+const DEFAULT_EDGE_REQUESTS_PER_SEC: u32 = 50;
+
+/// 10 s: a record change or a registration is one small request to a service on the local
+/// network (or Cloudflare's API); one that takes longer is failing, and the reconcile retries
+/// with backoff instead of holding a worker.
+const DEFAULT_EDGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TechnitiumSection {
+    pub const DEFAULT_REQUESTS_PER_SEC: u32 = DEFAULT_EDGE_REQUESTS_PER_SEC;
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_EDGE_TIMEOUT;
+
+    fn default_requests_per_sec() -> u32 {
+        Self::DEFAULT_REQUESTS_PER_SEC
+    }
+
+    fn default_timeout() -> Duration {
+        Self::DEFAULT_TIMEOUT
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CloudflareSection {
-    #[serde(default = "cloudflare_default_url")]
+    #[serde(default = "CloudflareSection::default_url")]
     pub url: String,
     pub zone_id: String,
     pub token_file: PathBuf,
     /// Our share of Cloudflare's 1200 requests per 5 minutes (per user/token, shared with the
     /// dashboard and other tools); 900 leaves headroom.
-    #[serde(default = "cloudflare_default_budget")]
+    #[serde(default = "CloudflareSection::default_requests_per_5min")]
     pub requests_per_5min: u32,
+    /// Whole-request timeout of each call.
+    #[serde(
+        default = "CloudflareSection::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
 }
 
-fn cloudflare_default_budget() -> u32 {
-    900
-}
+impl CloudflareSection {
+    pub const DEFAULT_URL: &str = "https://api.cloudflare.com/client/v4";
+    pub const DEFAULT_REQUESTS_PER_5MIN: u32 = 900;
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_EDGE_TIMEOUT;
 
-fn cloudflare_default_url() -> String {
-    "https://api.cloudflare.com/client/v4".into()
+    fn default_url() -> String {
+        Self::DEFAULT_URL.into()
+    }
+
+    fn default_requests_per_5min() -> u32 {
+        Self::DEFAULT_REQUESTS_PER_5MIN
+    }
+
+    fn default_timeout() -> Duration {
+        Self::DEFAULT_TIMEOUT
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,8 +523,24 @@ pub struct VelocitySection {
     pub url: String,
     pub secret_file: PathBuf,
     /// Outgoing pacing; the bridge is a plugin inside the proxy players are connected to.
-    #[serde(default = "default_edge_rate")]
+    #[serde(default = "VelocitySection::default_requests_per_sec")]
     pub requests_per_sec: u32,
+    /// Whole-request timeout of each call.
+    #[serde(default = "VelocitySection::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl VelocitySection {
+    pub const DEFAULT_REQUESTS_PER_SEC: u32 = DEFAULT_EDGE_REQUESTS_PER_SEC;
+    pub const DEFAULT_TIMEOUT: Duration = DEFAULT_EDGE_TIMEOUT;
+
+    fn default_requests_per_sec() -> u32 {
+        Self::DEFAULT_REQUESTS_PER_SEC
+    }
+
+    fn default_timeout() -> Duration {
+        Self::DEFAULT_TIMEOUT
+    }
 }
 
 /// Top-level keys settable from the environment; section keys use `__`
@@ -573,6 +723,127 @@ mod tests {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/zlh.toml"));
         let cfg = Config::load_with_env(Some(path), std::iter::empty()).unwrap();
         assert!(cfg.cloudflare.is_some() && cfg.technitium.is_some() && cfg.velocity.is_some());
+    }
+
+    #[test]
+    fn scaled_halves_every_timing_and_keeps_the_rest() {
+        /// (field, its value in nanoseconds or as a count, halved?, reason)
+        type Case = (
+            &'static str,
+            fn(&ControllerSection) -> u128,
+            bool,
+            &'static str,
+        );
+        let cases: &[Case] = &[
+            (
+                "workers",
+                |c| c.workers as u128,
+                false,
+                "a count, not a timing",
+            ),
+            (
+                "resync_interval",
+                |c| c.resync_interval.as_nanos(),
+                true,
+                "the engine's pace",
+            ),
+            (
+                "health_interval",
+                |c| c.health_interval.as_nanos(),
+                true,
+                "the engine's pace",
+            ),
+            (
+                "lease_ttl",
+                |c| c.lease_ttl.as_nanos(),
+                true,
+                "covers scaled reconciles",
+            ),
+            (
+                "backoff_base",
+                |c| c.backoff_base.as_nanos(),
+                true,
+                "backends recover sooner",
+            ),
+            (
+                "backoff_max",
+                |c| c.backoff_max.as_nanos(),
+                true,
+                "backends recover sooner",
+            ),
+            (
+                "task_poll",
+                |c| c.task_poll.as_nanos(),
+                true,
+                "simulated tasks end sooner",
+            ),
+            (
+                "wait_poll",
+                |c| c.wait_poll.as_nanos(),
+                true,
+                "IPs and Agents come sooner",
+            ),
+            (
+                "lock_retry",
+                |c| c.lock_retry.as_nanos(),
+                true,
+                "clones release sooner",
+            ),
+            (
+                "clone_deadline",
+                |c| c.clone_deadline.as_nanos(),
+                true,
+                "above the 10 s floor",
+            ),
+            (
+                "start_deadline",
+                |c| c.start_deadline.as_nanos(),
+                true,
+                "above the 10 s floor",
+            ),
+            (
+                "ip_deadline",
+                |c| c.ip_deadline.as_nanos(),
+                true,
+                "above the 10 s floor",
+            ),
+            (
+                "agent_deadline",
+                |c| c.agent_deadline.as_nanos(),
+                true,
+                "above the 10 s floor",
+            ),
+            (
+                "agent_attempts",
+                |c| u128::from(c.agent_attempts),
+                false,
+                "a count",
+            ),
+            (
+                "clone_attempts",
+                |c| u128::from(c.clone_attempts),
+                false,
+                "a count",
+            ),
+            (
+                "shutdown_grace",
+                |c| c.shutdown_grace.as_nanos(),
+                true,
+                "in-flight work is faster",
+            ),
+            (
+                "shutdown_timeout",
+                |c| c.shutdown_timeout.as_nanos(),
+                false,
+                "Proxmox counts it on its own clock",
+            ),
+        ];
+        let base = ControllerSection::default();
+        let half = base.scaled(0.5);
+        for (field, get, halved, reason) in cases {
+            let want = if *halved { get(&base) / 2 } else { get(&base) };
+            assert_eq!(get(&half), want, "{field}: {reason}");
+        }
     }
 
     #[test]

@@ -1,20 +1,17 @@
 //! The controller: work queue, workers, triggers (notifications, resync, requeue timers),
 //! leases on PostgreSQL, heartbeats, graceful shutdown.
 
-use crate::backends::Backends;
+use crate::backends::{Backends, Live, Stack};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::metrics as m;
 use crate::mirror::Mirror;
 use crate::queue::WorkQueue;
-use crate::reconciler::{Outcome, Reconciler};
-use crate::slots::TemplateSlots;
-use crate::snapshot::Snapshot;
+use crate::reconcile::{self, Context, Requeue};
 use crate::{orphans, resync};
 use model::store::{AnyStore, Fence, Origin, ReplicaInfo, Store};
 use model::{Clock, ServerId};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
@@ -23,8 +20,8 @@ pub const SINGLETON_RESYNC: &str = "resync";
 /// A worker or the resync loop ended before shutdown (it panicked).
 pub const ERR_TASK_ENDED: &str = "a controller task ended unexpectedly";
 
-pub struct Controller {
-    pub rec: Arc<Reconciler>,
+pub struct Controller<S: Stack = Live> {
+    pub ctx: Arc<Context<S>>,
     pub queue: Arc<WorkQueue<ServerId>>,
     backoff: Backoff<ServerId>,
     pub replica_id: String,
@@ -39,27 +36,14 @@ pub struct Controller {
     pub mirror: tokio::sync::Mutex<Mirror>,
 }
 
-impl Controller {
-    pub fn new(store: AnyStore, backends: Backends, cfg: Config, clock: Arc<dyn Clock>) -> Self {
+impl<S: Stack> Controller<S> {
+    pub fn new(store: AnyStore, backends: Backends<S>, cfg: Config, clock: Arc<dyn Clock>) -> Self {
         let use_leases = store.backend() == "postgres";
         let replica_id = cfg.replica_id();
         let timing = cfg.controller.clone();
-        let catalog = cfg.catalog();
         let started_at = clock.now();
         Controller {
-            rec: Arc::new(Reconciler {
-                store,
-                backends,
-                catalog,
-                clock,
-                slots: TemplateSlots::new(
-                    (timing.lease_ttl * 2).max(timing.lock_retry * 4),
-                    crate::reconciler::local_waiter_poll(&timing) * 3,
-                ),
-                snapshot: RwLock::new(Arc::new(Snapshot::default())),
-                wake: std::sync::Mutex::new(Vec::new()),
-                cfg,
-            }),
+            ctx: Arc::new(Context::new(store, backends, cfg, clock)),
             queue: Arc::new(WorkQueue::new()),
             backoff: Backoff::new(timing.backoff_base, timing.backoff_max),
             replica_id,
@@ -72,13 +56,13 @@ impl Controller {
     }
 
     fn timing(&self) -> &crate::config::ControllerSection {
-        &self.rec.cfg.controller
+        self.ctx.timing()
     }
 
     /// Run until `shutdown`; then stop taking work, let in-flight reconciles finish within the
     /// grace period, and release leases.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let store = &self.rec.store;
+        let store = &self.ctx.store;
         let mut notices = store.subscribe();
         info!(replica = %self.replica_id, backend = store.backend(), "controller starting");
         // Everything once at start: rebuild the picture after a restart.
@@ -113,8 +97,7 @@ impl Controller {
                 .await;
             });
         }
-        let mut beat =
-            tokio::time::interval((self.timing().lease_ttl / 3).max(Duration::from_millis(50)));
+        let mut beat = tokio::time::interval(self.timing().heartbeat_interval());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -188,8 +171,9 @@ impl Controller {
 
     /// One reconcile of `id` under its lease, then schedule the next look.
     pub async fn process(&self, id: ServerId) {
-        let store = &self.rec.store;
+        let store = &self.ctx.store;
         let ttl = self.timing().lease_ttl;
+        let renew_every = self.timing().lease_renew_interval();
         let fence = if self.use_leases {
             match store.claim_lease(id, &self.replica_id, ttl).await {
                 Ok(Some(l)) => Some(Fence { token: l.token }),
@@ -214,7 +198,7 @@ impl Controller {
                 // over after a stall), stop acting at once.
                 let renew = async {
                     loop {
-                        tokio::time::sleep(ttl / 3).await;
+                        tokio::time::sleep(renew_every).await;
                         if let Err(e) = store.renew_lease(id, &self.replica_id, f, ttl).await {
                             warn!(error = %e, "lease lost; abandoning this reconcile");
                             return;
@@ -222,23 +206,23 @@ impl Controller {
                     }
                 };
                 tokio::select! {
-                    r = self.rec.reconcile(id, fence) => Some(r),
+                    r = reconcile::reconcile(&self.ctx, id, fence) => Some(r),
                     _ = renew => None,
                 }
             }
-            None => Some(self.rec.reconcile(id, None).await),
+            None => Some(reconcile::reconcile(&self.ctx, id, None).await),
         };
         let elapsed = started.elapsed().as_secs_f64();
         metrics::histogram!(m::RECONCILE_DURATION).record(elapsed);
         if let Some(f) = fence {
             let _ = store.release_lease(id, &self.replica_id, f).await;
         }
-        for w in std::mem::take(&mut *self.rec.wake.lock().unwrap_or_else(|e| e.into_inner())) {
+        for w in self.ctx.take_woken() {
             self.queue.add(w);
         }
         let label = match &result {
-            Some(Ok(Outcome::Done(_))) => "success",
-            Some(Ok(Outcome::Backoff)) => "backoff",
+            Some(Ok(Requeue::Backoff)) => "backoff",
+            Some(Ok(_)) => "success",
             Some(Err(_)) => "error",
             None => "lease_lost",
         };
@@ -248,13 +232,16 @@ impl Controller {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         match result {
-            Some(Ok(Outcome::Done(next))) => {
+            Some(Ok(Requeue::AwaitChange)) => self.backoff.reset(&id),
+            Some(Ok(Requeue::After(d))) => {
                 self.backoff.reset(&id);
-                if let Some(d) = next {
-                    self.queue.add_after(id, d);
-                }
+                self.queue.add_after(id, d);
             }
-            Some(Ok(Outcome::Backoff)) => {
+            Some(Ok(Requeue::Now)) => {
+                self.backoff.reset(&id);
+                self.queue.add(id);
+            }
+            Some(Ok(Requeue::Backoff)) => {
                 metrics::counter!(m::WORKQUEUE_RETRIES).increment(1);
                 self.queue.add_after(id, self.backoff.next(&id));
             }
@@ -273,8 +260,8 @@ impl Controller {
     /// round's share of health probes: settled games are pinged here, and whatever does not
     /// answer (or only its Agent can tell about, a dev container) is requeued.
     pub async fn resync(&self) {
-        let store = &self.rec.store;
-        let ttl = self.timing().resync_interval * 2;
+        let store = &self.ctx.store;
+        let ttl = self.timing().resync_claim_ttl();
         match store
             .try_singleton(SINGLETON_RESYNC, &self.replica_id, ttl)
             .await
@@ -287,8 +274,8 @@ impl Controller {
             }
         }
         metrics::counter!(m::RESYNC_TOTAL).increment(1);
-        let snap = Arc::new(resync::take_snapshot(&self.rec.backends).await);
-        *self.rec.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        let snap = Arc::new(resync::take_snapshot(&self.ctx.backends).await);
+        *self.ctx.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         let t = self.timing();
         let every = (t.health_interval.as_millis() / t.resync_interval.as_millis().max(1)).max(1);
         let every = u64::try_from(every).unwrap_or(u64::MAX);
@@ -296,9 +283,9 @@ impl Controller {
             .resync_round
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut mirror = self.mirror.lock().await;
-        match resync::sweep(&self.rec, &mut mirror, &snap, round, every).await {
+        match resync::sweep(&self.ctx, &mut mirror, &snap, round, every).await {
             Ok(sweep) => {
-                orphans::report(&self.rec, &snap, &sweep.ids).await;
+                orphans::report(&self.ctx, &snap, &sweep.ids).await;
                 resync::record_phases(&sweep.phases);
                 metrics::counter!(m::RESYNC_REQUEUED).increment(sweep.requeue.len() as u64);
                 debug!(
@@ -309,11 +296,10 @@ impl Controller {
                 );
                 sweep.requeue.into_iter().for_each(|id| self.queue.add(id));
                 drop(mirror);
-                // A quarter of the interval at most, so a fleet of unreachable games cannot
-                // hold up the next resync; what is left over is reconciled instead.
-                let budget = t.resync_interval / 4;
+                // What is left over when the budget runs out is reconciled instead.
+                let budget = t.probe_budget();
                 let unanswered =
-                    resync::probe(sweep.probes, self.rec.cfg.agent.timeout, budget).await;
+                    resync::probe(sweep.probes, self.ctx.cfg.agent.timeout, budget).await;
                 metrics::counter!(m::RESYNC_REQUEUED).increment(unanswered.len() as u64);
                 unanswered.into_iter().for_each(|id| self.queue.add(id));
             }
@@ -325,12 +311,12 @@ impl Controller {
         let info = ReplicaInfo {
             id: self.replica_id.clone(),
             started_at: self.started_at,
-            last_seen: self.rec.clock.now(),
+            last_seen: self.ctx.clock.now(),
             queue_depth: self.queue.depth() as i64,
             workers_busy: self.queue.running() as i64,
             leases_held: 0,
         };
-        if let Err(e) = self.rec.store.heartbeat(&info).await {
+        if let Err(e) = self.ctx.store.heartbeat(&info).await {
             warn!(error = %e, "heartbeat failed");
         }
         metrics::gauge!(m::WORKQUEUE_DEPTH).set(self.queue.depth() as f64);

@@ -1,31 +1,34 @@
 //! The reconcile engine: observe → decide → act, level-triggered, crash-safe.
 //!
-//! - `decide`: (desired, observed) → next action, pure and table-tested;
+//! - `decide`: (desired, observed) → next action, a chain of named layers, pure and
+//!   table-tested;
 //! - `observe`: fills what `decide` asks for (snapshot first, then per server);
-//! - `reconciler`: one reconcile of one server (the observe/decide loop, status, events);
-//! - `act`: the one mutating call a reconcile makes, and what its answer means;
+//! - `ownership`: the markers that prove a container ours, and hostnames;
+//! - `reconcile`: one reconcile of one server over the shared `Context` (the loop, `act`
+//!   for the calls that change the world, `record` for status and events);
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
 //!   (batched fleet observation), `mirror` (the resync's copy of the store, kept up to date
 //!   from the change feed), `orphans`, `metrics`;
-//! - `config`, `backends`, `sim` (every simulator wired together), `run`, `dev`.
+//! - `config` (the configuration, and every timing derived from it), `backends` (every
+//!   external system behind a trait, the clients the config describes).
+//!
+//! The application shell (`run`, `dev`, `sim` and the `zlhd` binary) is the `zlhd` package
+//! (`controller/zlhd/`).
 
-pub mod act;
 pub mod backends;
 pub mod backoff;
 pub mod config;
 pub mod decide;
-pub mod dev;
 pub mod engine;
 pub mod metrics;
 pub mod mirror;
 pub mod observe;
 pub mod orphans;
+pub mod ownership;
 pub mod queue;
 pub mod reason;
-pub mod reconciler;
+pub mod reconcile;
 pub mod resync;
-pub mod run;
-pub mod sim;
 pub mod slots;
 pub mod snapshot;

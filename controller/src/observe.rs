@@ -1,13 +1,16 @@
 //! Observation: fill one layer of `Observed` for one server, from the fleet snapshot when it
-//! confirms the server is fine, otherwise from the backend directly.
+//! confirms the server is fine, otherwise from the backend directly. Observations report
+//! facts ([`EdgeObs`]: what is desired, what is there), never a verdict that depends on what
+//! the reconcile is doing.
 
-use crate::backends::Backends;
+use crate::backends::{Backends, Stack};
 use crate::decide::{
-    AgentObs, ContainerObs, Desired, Layer, Observed, PowerObs, Seen, TaskObs, Unavailable,
+    AgentObs, ContainerObs, Desired, EdgeObs, Layer, Observed, PowerObs, Seen, TaskObs, Unavailable,
 };
+use crate::ownership::has_marker_tag;
 use crate::snapshot::Snapshot;
-use edge_client::AgentState;
-use edge_client::dns::{DesiredRecords, DnsProvider, ObservedRecords, SrvRecord};
+use edge_client::dns::{DesiredRecords, DnsProvider, SrvRecord};
+use edge_client::{Agent, AgentState, Proxy};
 use model::ErrorClass;
 use proxmox_client::Proxmox;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -41,19 +44,33 @@ impl EdgeTarget<'_> {
     }
 }
 
+/// Where observations may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Every layer from its backend: a server in flux, or being deleted.
+    Backends,
+    /// A Ready server with an unchanged spec and a fresh snapshot: the snapshot confirms what
+    /// it can, the rest is read; a game that answers its Server List Ping needs no Agent call.
+    Snapshot,
+    /// The resync's in-memory check of a settled server: the snapshot only, the Agent and the
+    /// game taken as healthy (they are probed in their own turn).
+    SnapshotAssumingHealthy,
+}
+
+impl Source {
+    fn steady(self) -> bool {
+        matches!(self, Source::Snapshot | Source::SnapshotAssumingHealthy)
+    }
+}
+
 /// Inputs an observation may need beyond the desired state.
-pub struct ObserveCtx<'a> {
-    pub backends: &'a Backends,
+pub struct ObserveCtx<'a, S: Stack> {
+    pub backends: &'a Backends<S>,
     pub snapshot: &'a Snapshot,
-    /// Use the snapshot to confirm a healthy server (steady state).
-    pub steady: bool,
-    /// Take the Agent and the game as healthy without asking (the resync's in-memory check of
-    /// a Ready server; its health is probed in its own turn).
-    pub assume_healthy: bool,
+    pub source: Source,
     pub upid: Option<&'a str>,
     pub known_ip: Option<&'a str>,
     pub edge: Option<EdgeTarget<'a>>,
-    pub teardown: bool,
     pub slp_timeout: Duration,
 }
 
@@ -63,15 +80,21 @@ pub fn pve_seen<T>(r: Result<T, proxmox_client::PveError>) -> Seen<T> {
 
 /// Fill `layer` without calling anything, when the fleet snapshot (or what needs no call)
 /// confirms it; `false` means it must be observed on the backend.
-pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'_>) -> bool {
-    let steady = cx.steady && !cx.teardown;
+pub fn from_snapshot<S: Stack>(
+    layer: Layer,
+    d: &Desired,
+    o: &mut Observed,
+    cx: &ObserveCtx<'_, S>,
+) -> bool {
+    let steady = cx.source.steady();
+    let assume_healthy = cx.source == Source::SnapshotAssumingHealthy;
     match layer {
         Layer::Task if cx.upid.is_none() => o.task = Some(Ok(TaskObs::Succeeded)),
         Layer::Container if steady => {
             let Some(e) = cx.snapshot.containers.get(&d.vmid.unwrap_or_default()) else {
                 return false;
             };
-            if e.lock.is_some() || !crate::decide::has_marker_tag(&e.tags, d.id) {
+            if e.lock.is_some() || !has_marker_tag(&e.tags, d.id) {
                 return false;
             }
             o.container = Some(Ok(Some(ContainerObs {
@@ -79,8 +102,8 @@ pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCt
                 description: String::new(),
                 tags: e.tags.clone(),
                 lock: None,
-                // cluster/resources carries no config; the fast path only runs while the spec
-                // is unchanged, and in-flux reconciles re-read the config.
+                // cluster/resources carries no config; the snapshot is used only while the
+                // spec is unchanged, and a server in flux re-reads the config.
                 cores: Some(d.cores),
                 memory_mib: Some(d.memory_mib),
                 // Not in cluster/resources; a spec change leaves steady mode, so drift in
@@ -96,11 +119,9 @@ pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCt
         Layer::Ip if steady && cx.known_ip.is_some() => {
             o.ip = Some(Ok(cx.known_ip.map(str::to_string)));
         }
-        Layer::Agent if steady && cx.assume_healthy => o.agent = Some(Ok(AgentObs::Running)),
-        Layer::Slp if cx.edge.is_none() || (steady && cx.assume_healthy) => {
-            o.slp = Some(Ok(true));
-        }
-        Layer::Dns if cx.edge.is_none() => o.dns = Some(Ok(!cx.teardown)),
+        Layer::Agent if assume_healthy => o.agent = Some(Ok(AgentObs::Running)),
+        Layer::Slp if cx.edge.is_none() || assume_healthy => o.slp = Some(Ok(true)),
+        Layer::Dns if cx.edge.is_none() => o.dns = Some(Ok(EdgeObs::NOT_REQUIRED)),
         Layer::Dns if steady => {
             let Some(edge) = &cx.edge else { return false };
             let b = cx.backends;
@@ -118,21 +139,27 @@ pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCt
             if !confirmed {
                 return false;
             }
-            o.dns = Some(Ok(true));
+            o.dns = Some(Ok(EdgeObs {
+                desired_present: true,
+                any_ours_present: true,
+            }));
         }
         Layer::Proxy if cx.edge.is_none() || cx.backends.velocity.is_none() => {
-            o.proxy = Some(Ok(!cx.teardown));
+            o.proxy = Some(Ok(EdgeObs::NOT_REQUIRED));
         }
         Layer::Proxy if steady => {
             let (Some(edge), Some(regs)) = (&cx.edge, &cx.snapshot.proxy) else {
                 return false;
             };
-            let ip = observed_ip(o).or_else(|| cx.known_ip.map(str::to_string));
+            let ip = o.ip().or(cx.known_ip);
             match regs.get(&edge.hostname.to_lowercase()) {
                 Some((addr, port))
-                    if Some(addr.as_str()) == ip.as_deref() && *port == Some(edge.game_port) =>
+                    if Some(addr.as_str()) == ip && *port == Some(edge.game_port) =>
                 {
-                    o.proxy = Some(Ok(true));
+                    o.proxy = Some(Ok(EdgeObs {
+                        desired_present: true,
+                        any_ours_present: true,
+                    }));
                 }
                 _ => return false,
             }
@@ -142,7 +169,7 @@ pub fn from_snapshot(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCt
     true
 }
 
-pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'_>) {
+pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'_, S>) {
     if from_snapshot(layer, d, o, cx) {
         return;
     }
@@ -171,7 +198,8 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
         Layer::Container => {
             o.container = Some(match pve.ct_config(node, vmid).await {
                 Ok(c) => Ok(Some(container_obs(&c))),
-                // Rule 4: only a confirmed "does not exist" means absent.
+                // Only a confirmed "does not exist" means absent (docs/reconcile-contract.md,
+                // rule 4).
                 Err(e) if e.class == ErrorClass::NotFound => Ok(None),
                 Err(e) => Err(Unavailable::from(&e)),
             });
@@ -188,23 +216,23 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
         Layer::Ip => {
             o.ip = Some(pve_seen(pve.ct_interfaces(node, vmid).await).map(|ifs| {
                 // `null` while stopped; match the clone's MAC when we know it.
-                let mac = match &o.container {
-                    Some(Ok(Some(c))) => c.net0.as_deref().and_then(|n| net_param(n, "hwaddr")),
-                    _ => None,
-                };
+                let mac = o
+                    .container()
+                    .and_then(|c| c.net0.as_deref())
+                    .and_then(|n| net_param(n, "hwaddr"));
                 proxmox_client::primary_ipv4(&ifs.unwrap_or_default(), mac.as_deref())
                     .map(|ip| ip.to_string())
             }));
         }
         Layer::Agent => {
-            let Some(ip) = observed_ip(o).or_else(|| cx.known_ip.map(str::to_string)) else {
+            let Some(ip) = o.ip().or(cx.known_ip).map(str::to_string) else {
                 o.agent = Some(Ok(AgentObs::Idle));
                 return;
             };
             // A steady game server whose game answers Server List Ping is running: its Agent
             // is asked only when the game does not answer (to learn why). One connection per
             // health probe instead of two.
-            if cx.steady
+            if cx.source.steady()
                 && let Some(edge) = &cx.edge
                 && slp_answers(&ip, edge, cx.slp_timeout).await
             {
@@ -229,43 +257,37 @@ pub async fn fill(layer: Layer, d: &Desired, o: &mut Observed, cx: &ObserveCtx<'
         }
         Layer::Dns => {
             if let Some(edge) = &cx.edge {
-                o.dns = Some(dns_state(cx, edge).await);
+                o.dns = Some(dns_state(cx.backends, edge).await);
             }
         }
         Layer::Proxy => {
             let (Some(edge), Some(v)) = (&cx.edge, &cx.backends.velocity) else {
                 return;
             };
-            let ip = observed_ip(o).or_else(|| cx.known_ip.map(str::to_string));
-            let matches = |addr: &str, port: Option<u16>| {
-                cx.teardown || (Some(addr) == ip.as_deref() && port == Some(edge.game_port))
-            };
+            let ip = o.ip().or(cx.known_ip);
             o.proxy = Some(
                 v.observe(edge.hostname)
                     .await
-                    .map(|r| r.is_some_and(|r| matches(&r.address, r.port)))
+                    .map(|r| EdgeObs {
+                        desired_present: r.as_ref().is_some_and(|r| {
+                            Some(r.address.as_str()) == ip && r.port == Some(edge.game_port)
+                        }),
+                        any_ours_present: r.is_some(),
+                    })
                     .map_err(|e| Unavailable::from(&e)),
             );
         }
         Layer::Slp => {
             // (No edge: answered by `from_snapshot`.) No IP yet: nothing to ping.
-            let (Some(edge), Some(ip)) = (&cx.edge, observed_ip(o)) else {
+            let (Some(edge), Some(ip)) = (&cx.edge, o.ip()) else {
                 o.slp = Some(Ok(true));
                 return;
             };
-            o.slp = Some(Ok(slp_answers(&ip, edge, cx.slp_timeout).await));
+            o.slp = Some(Ok(slp_answers(ip, edge, cx.slp_timeout).await));
         }
-        // Clone slots are bookkeeping of this process, observed by the reconciler itself.
+        // Clone slots are bookkeeping of this process, observed by the reconcile itself.
         Layer::CloneSlot => {}
     }
-}
-
-/// The IP observed in this reconcile, if any.
-fn observed_ip(o: &Observed) -> Option<String> {
-    o.ip.as_ref()
-        .and_then(|r| r.as_ref().ok())
-        .cloned()
-        .flatten()
 }
 
 /// Whether the game at `ip` answers Server List Ping.
@@ -300,27 +322,29 @@ impl GameProbe {
     }
 }
 
-/// Provisioning: every provider has exactly the desired records. Teardown: anything left.
-async fn dns_state(cx: &ObserveCtx<'_>, edge: &EdgeTarget<'_>) -> Seen<bool> {
-    let b = cx.backends;
-    let mut all_ok = true;
-    let mut any_left = false;
-    let mut check = |public: bool, seen: &ObservedRecords| {
-        if cx.teardown {
-            any_left |= !seen.is_empty();
-        } else {
-            all_ok &= seen.matches(&edge.records(public));
-        }
+/// Every provider has exactly the desired records; any provider has anything of ours.
+async fn dns_state<S: Stack>(b: &Backends<S>, edge: &EdgeTarget<'_>) -> Seen<EdgeObs> {
+    let mut seen = EdgeObs {
+        desired_present: true,
+        any_ours_present: false,
     };
     if let Some(t) = &b.technitium {
-        let seen = t.observe(edge.fqdn).await;
-        check(false, &seen.map_err(|e| Unavailable::from(&e))?);
+        let r = t
+            .observe(edge.fqdn)
+            .await
+            .map_err(|e| Unavailable::from(&e))?;
+        seen.desired_present &= r.matches(&edge.records(false));
+        seen.any_ours_present |= !r.is_empty();
     }
     if let Some(c) = &b.cloudflare {
-        let seen = c.observe(edge.fqdn).await;
-        check(true, &seen.map_err(|e| Unavailable::from(&e))?);
+        let r = c
+            .observe(edge.fqdn)
+            .await
+            .map_err(|e| Unavailable::from(&e))?;
+        seen.desired_present &= r.matches(&edge.records(true));
+        seen.any_ours_present |= !r.is_empty();
     }
-    Ok(if cx.teardown { any_left } else { all_ok })
+    Ok(seen)
 }
 
 pub fn container_obs(c: &proxmox_client::LxcConfig) -> ContainerObs {

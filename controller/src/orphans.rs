@@ -1,9 +1,10 @@
 //! Orphans: containers carrying our marker that no server owns. Reported (metric, log, store
 //! for `zctl orphans`), never destroyed automatically: a human decides.
 
-use crate::decide::marker_in;
+use crate::backends::Stack;
 use crate::metrics as m;
-use crate::reconciler::Reconciler;
+use crate::ownership::marker_in;
+use crate::reconcile::Context;
 use crate::snapshot::Snapshot;
 use model::ServerId;
 use model::store::{Orphan, Store};
@@ -12,13 +13,13 @@ use tracing::warn;
 
 /// `live`: every server in the store, read after `snap` was taken (a container is created
 /// only after its server is stored).
-pub async fn report(rec: &Reconciler, snap: &Snapshot, live: &[ServerId]) {
+pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, live: &[ServerId]) {
     if snap.taken_at.is_none() || snap.containers.is_empty() {
         return;
     }
-    let store = &rec.store;
+    let store = &ctx.store;
     let live: HashSet<ServerId> = live.iter().copied().collect();
-    let now = rec.clock.now();
+    let now = ctx.clock.now();
     let found: Vec<Orphan> = snap
         .containers
         .values()

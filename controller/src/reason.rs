@@ -1,65 +1,129 @@
-//! Condition reasons and event reasons: one CamelCase word each, stable and greppable.
+//! Condition reasons, event reasons and the failure and wait messages the README's runbook
+//! quotes: one CamelCase word (or one fixed sentence) each, stable and greppable. Two types,
+//! so a condition reason cannot be written where an event reason belongs.
 
-pub use model::status::reason::{CONFIG_SENT, CONFIGURING, INSTALLING};
+use std::fmt;
 
-// Condition reasons.
-pub const RESERVED: &str = "Reserved";
-pub const NOT_RESERVED: &str = "NotReserved";
-pub const CLONING: &str = "Cloning";
-pub const WAITING_FOR_TEMPLATE: &str = "WaitingForTemplate";
-pub const CREATED: &str = "Created";
-pub const ABSENT: &str = "Absent";
-pub const LOCKED: &str = "Locked";
-pub const RUNNING: &str = "Running";
-pub const STOPPED: &str = "Stopped";
-pub const STARTING: &str = "Starting";
-pub const STOPPING: &str = "Stopping";
-pub const WAITING_FOR_IP: &str = "WaitingForIp";
-pub const HAS_IP: &str = "HasIp";
-pub const AGENT_STARTING: &str = "AgentStarting";
-pub const AGENT_RUNNING: &str = "AgentRunning";
-pub const AGENT_ERROR: &str = "AgentError";
-pub const PUBLISHED: &str = "Published";
-pub const NOT_PUBLISHED: &str = "NotPublished";
-pub const REGISTERED: &str = "Registered";
-pub const NOT_REGISTERED: &str = "NotRegistered";
-pub const NOT_CONNECTABLE: &str = "NotConnectable";
-pub const NOT_REQUIRED: &str = "NotRequired";
-pub const READY: &str = "Ready";
-pub const PROVISIONING: &str = "Provisioning";
-pub const FAILED: &str = "Failed";
-pub const PAUSED: &str = "Paused";
-pub const HEALTHY: &str = "Healthy";
-pub const DELETING: &str = "Deleting";
+/// Why a condition has its status (`Condition.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reason(&'static str);
 
-// Degraded reasons, one per backend.
-pub const PROXMOX_UNAVAILABLE: &str = "ProxmoxUnavailable";
-pub const AGENT_UNAVAILABLE: &str = "AgentUnavailable";
-pub const DNS_UNAVAILABLE: &str = "DnsUnavailable";
-pub const PROXY_UNAVAILABLE: &str = "ProxyUnavailable";
+/// Why an event was recorded (`Event.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EventReason(&'static str);
+
+impl Reason {
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl EventReason {
+    pub const fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Display for EventReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+// Condition reasons. The three the phase derivation reads are the model's own strings.
+pub const CONFIGURING: Reason = Reason(model::status::reason::CONFIGURING);
+pub const CONFIG_SENT: Reason = Reason(model::status::reason::CONFIG_SENT);
+pub const INSTALLING: Reason = Reason(model::status::reason::INSTALLING);
+pub const RESERVED: Reason = Reason("Reserved");
+pub const NOT_RESERVED: Reason = Reason("NotReserved");
+pub const CLONING: Reason = Reason("Cloning");
+pub const WAITING_FOR_TEMPLATE: Reason = Reason("WaitingForTemplate");
+pub const CREATED: Reason = Reason("Created");
+pub const LOCKED: Reason = Reason("Locked");
+pub const RUNNING: Reason = Reason("Running");
+pub const STOPPED: Reason = Reason("Stopped");
+pub const STARTING: Reason = Reason("Starting");
+pub const STOPPING: Reason = Reason("Stopping");
+pub const WAITING_FOR_IP: Reason = Reason("WaitingForIp");
+pub const HAS_IP: Reason = Reason("HasIp");
+pub const AGENT_STARTING: Reason = Reason("AgentStarting");
+pub const AGENT_RUNNING: Reason = Reason("AgentRunning");
+pub const AGENT_ERROR: Reason = Reason("AgentError");
+pub const PUBLISHED: Reason = Reason("Published");
+pub const NOT_PUBLISHED: Reason = Reason("NotPublished");
+pub const REGISTERED: Reason = Reason("Registered");
+pub const NOT_REGISTERED: Reason = Reason("NotRegistered");
+pub const NOT_CONNECTABLE: Reason = Reason("NotConnectable");
+pub const NOT_REQUIRED: Reason = Reason("NotRequired");
+pub const READY: Reason = Reason("Ready");
+pub const FAILED: Reason = Reason("Failed");
+pub const PAUSED: Reason = Reason("Paused");
+pub const HEALTHY: Reason = Reason("Healthy");
+
+// Degraded reasons, one per kind of backend (`Backend::degraded_reason`).
+pub const PROXMOX_UNAVAILABLE: Reason = Reason("ProxmoxUnavailable");
+pub const AGENT_UNAVAILABLE: Reason = Reason("AgentUnavailable");
+pub const DNS_UNAVAILABLE: Reason = Reason("DnsUnavailable");
+pub const PROXY_UNAVAILABLE: Reason = Reason("ProxyUnavailable");
 
 // Event reasons.
-pub const EV_VMID_RESERVED: &str = "VmidReserved";
-pub const EV_VMID_CONFLICT: &str = "VmidConflict";
-pub const EV_CLONE_STARTED: &str = "CloneStarted";
-pub const EV_CLONE_FAILED: &str = "CloneFailed";
-pub const EV_CLONE_CLEANED_UP: &str = "CloneCleanedUp";
-pub const EV_ADOPTED: &str = "Adopted";
-pub const EV_CONFIGURED: &str = "Configured";
-pub const EV_STARTED: &str = "Started";
-pub const EV_STOPPED: &str = "Stopped";
-pub const EV_AGENT_CONFIG_SENT: &str = "AgentConfigSent";
-pub const EV_AGENT_INSTALL_FAILED: &str = "AgentInstallFailed";
-pub const EV_DNS_PUBLISHED: &str = "DnsPublished";
-pub const EV_PROXY_REGISTERED: &str = "ProxyRegistered";
-pub const EV_READY: &str = "Ready";
-pub const EV_FAILED: &str = "Failed";
-pub const EV_RETRY_REQUESTED: &str = "RetryRequested";
-pub const EV_DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
-pub const EV_PROXMOX_UNAVAILABLE: &str = "ProxmoxUnavailable";
-pub const EV_BACKEND_UNAVAILABLE: &str = "BackendUnavailable";
-pub const EV_DRIFT_REPAIRED: &str = "DriftRepaired";
-pub const EV_TEARDOWN_STEP: &str = "TeardownStep";
-pub const EV_DESTROYED: &str = "Destroyed";
-pub const EV_ORPHAN_FOUND: &str = "OrphanFound";
-pub const EV_INVALID: &str = "InvalidRequest";
+pub const EV_VMID_RESERVED: EventReason = EventReason("VmidReserved");
+pub const EV_VMID_CONFLICT: EventReason = EventReason("VmidConflict");
+pub const EV_CLONE_STARTED: EventReason = EventReason("CloneStarted");
+pub const EV_CLONE_FAILED: EventReason = EventReason("CloneFailed");
+pub const EV_CLONE_CLEANED_UP: EventReason = EventReason("CloneCleanedUp");
+pub const EV_ADOPTED: EventReason = EventReason("Adopted");
+pub const EV_CONFIGURED: EventReason = EventReason("Configured");
+pub const EV_STARTED: EventReason = EventReason("Started");
+pub const EV_STOPPED: EventReason = EventReason("Stopped");
+pub const EV_AGENT_CONFIG_SENT: EventReason = EventReason("AgentConfigSent");
+pub const EV_AGENT_INSTALL_FAILED: EventReason = EventReason("AgentInstallFailed");
+pub const EV_DNS_PUBLISHED: EventReason = EventReason("DnsPublished");
+pub const EV_PROXY_REGISTERED: EventReason = EventReason("ProxyRegistered");
+pub const EV_READY: EventReason = EventReason("Ready");
+pub const EV_FAILED: EventReason = EventReason("Failed");
+pub const EV_RETRY_REQUESTED: EventReason = EventReason("RetryRequested");
+pub const EV_PROXMOX_UNAVAILABLE: EventReason = EventReason("ProxmoxUnavailable");
+pub const EV_BACKEND_UNAVAILABLE: EventReason = EventReason("BackendUnavailable");
+pub const EV_DRIFT_REPAIRED: EventReason = EventReason("DriftRepaired");
+pub const EV_TEARDOWN_STEP: EventReason = EventReason("TeardownStep");
+pub const EV_DESTROYED: EventReason = EventReason("Destroyed");
+
+/// Failure and wait messages the runbook quotes verbatim (those with a variable part are
+/// built by the functions next to them, so the fixed part stays greppable).
+pub mod msg {
+    pub const NO_TEMPLATE: &str = "no template in the catalog builds this spec";
+    pub const NO_IP_BEFORE_DEADLINE: &str = "no IPv4 address before the deadline";
+    pub const AGENT_INSTALL_DEADLINE: &str = "Agent install did not finish before the deadline";
+    pub const AGENT_UNREACHABLE: &str = "Agent unreachable";
+    pub const AGENT_REFUSED: &str = "Agent refused";
+    pub const PROCESS_CRASHED: &str = "the server process crashed";
+    pub const PAUSED: &str = "paused: not acted on until resumed";
+    pub const WAITING_FOR_IP: &str = "waiting for an IPv4 address";
+    pub const AGENT_INSTALLING: &str = "the Agent is installing";
+    pub const WAITING_FOR_AGENT: &str = "waiting for the Agent to answer";
+    pub const NO_SLP_ANSWER: &str = "no Server List Ping answer";
+
+    /// `Agent unreachable: <error>` (the Agent deadline passed while it did not answer).
+    pub fn agent_unreachable(error: &str) -> String {
+        format!("{AGENT_UNREACHABLE}: {error}")
+    }
+    /// `Agent refused: <error>` (usually a wrong Agent token).
+    pub fn agent_refused(error: &str) -> String {
+        format!("{AGENT_REFUSED}: {error}")
+    }
+    /// `template T on NODE is being cloned for another server`.
+    pub fn template_busy(template: u32, node: &str) -> String {
+        format!("template {template} on {node} is being cloned for another server")
+    }
+    /// `container N is locked (LOCK)`.
+    pub fn container_locked(vmid: u32, lock: &str) -> String {
+        format!("container {vmid} is locked ({lock})")
+    }
+}

@@ -1,11 +1,12 @@
 //! The batched fleet observation behind each resync.
 
-use crate::backends::Backends;
+use crate::backends::{Backends, Stack};
 use crate::metrics as m;
 use crate::mirror::Mirror;
 use crate::observe::GameProbe;
-use crate::reconciler::Reconciler;
+use crate::reconcile::Context;
 use crate::snapshot::{CtEntry, Snapshot};
+use edge_client::Proxy;
 use edge_client::dns::DnsProvider;
 use futures::StreamExt;
 use model::store::StoreError;
@@ -21,7 +22,7 @@ const PROBE_CONCURRENCY: usize = 64;
 
 /// One `cluster/resources` call, one listing per DNS zone, one proxy listing, all at once. A
 /// failed part stays empty, which only means reconciles observe per server.
-pub async fn take_snapshot(b: &Backends) -> Snapshot {
+pub async fn take_snapshot<S: Stack>(b: &Backends<S>) -> Snapshot {
     let (containers, technitium, cloudflare, proxy) = tokio::join!(
         b.pve.cluster_resources(),
         async {
@@ -110,14 +111,14 @@ pub struct Sweep {
 /// in this resync (round `round` of every `every`, spread by server id so each resync probes
 /// about 1/`every` of the fleet) are listed for [`probe`] if they are games (a Server List
 /// Ping), and requeued otherwise (a dev container's Agent is asked by a reconcile).
-pub async fn sweep(
-    rec: &Reconciler,
+pub async fn sweep<S: Stack>(
+    ctx: &Context<S>,
     mirror: &mut Mirror,
     snap: &Snapshot,
     round: u64,
     every: u64,
 ) -> Result<Sweep, StoreError> {
-    let servers = mirror.refresh(&rec.store).await?;
+    let servers = mirror.refresh(&ctx.store).await?;
     let mut out = Sweep {
         phases: Phase::ALL.iter().map(|p| (*p, 0)).collect(),
         ids: Vec::with_capacity(servers.len()),
@@ -126,11 +127,11 @@ pub async fn sweep(
     for s in &servers {
         *out.phases.entry(s.phase().0).or_default() += 1;
         out.ids.push(s.id);
-        if !rec.is_settled(s, snap) {
+        if !ctx.is_settled(s, snap) {
             out.requeue.push(s.id);
         } else if !probe_due(s.id, round, every) {
             out.settled += 1;
-        } else if let Some(p) = rec.game_probe(s) {
+        } else if let Some(p) = ctx.game_probe(s) {
             out.probes.push((s.id, p));
         } else {
             // Only the Agent can tell: a reconcile asks it.

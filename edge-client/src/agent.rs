@@ -1,6 +1,6 @@
 //! The zpack Agent inside each container: `POST /config`, `GET /status`, `GET /health` at
 //! `http://{ip}:{port}` (default 18888), optional `Authorization: Bearer` token
-//! (reference/edge-apis.md §6).
+//! (docs/edge-apis.md §6).
 
 use crate::error::{Backend, EdgeError};
 use crate::http;
@@ -333,6 +333,30 @@ impl AgentClient {
         self.call("GET /health", self.req(reqwest::Method::GET, ip, "/health"))
             .await
             .map(|_| ())
+    }
+}
+
+/// What zlh asks of the in-container Agent: its lifecycle state, and (once) the config to
+/// install. The engine depends on this rather than on `AgentClient`, so its glue can be
+/// tested against an in-memory Agent (feature `fake`).
+pub trait Agent: Send + Sync {
+    /// `GET /status`.
+    fn status(&self, ip: &str) -> impl Future<Output = Result<AgentStatus, EdgeError>> + Send;
+    /// `POST /config`; the install then runs asynchronously (poll `status`).
+    fn send_config(
+        &self,
+        ip: &str,
+        payload: &AgentPayload,
+    ) -> impl Future<Output = Result<(), EdgeError>> + Send;
+}
+
+impl Agent for AgentClient {
+    async fn status(&self, ip: &str) -> Result<AgentStatus, EdgeError> {
+        AgentClient::status(self, ip).await
+    }
+
+    async fn send_config(&self, ip: &str, payload: &AgentPayload) -> Result<(), EdgeError> {
+        AgentClient::send_config(self, ip, payload).await
     }
 }
 

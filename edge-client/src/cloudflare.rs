@@ -1,4 +1,4 @@
-//! Cloudflare API v4 DNS records (reference/edge-apis.md §2).
+//! Cloudflare API v4 DNS records (docs/edge-apis.md §2).
 //!
 //! Quirks handled here:
 //! - SRV bodies use the flat `data{priority,weight,port,target}` + outer `name`; the old
@@ -43,7 +43,7 @@ pub const ZONE_PER_PAGE: u32 = 5000;
 /// Safety stop for pagination (100 × 1000 records is far beyond one zone of ours).
 const MAX_PAGES: u32 = 1000;
 
-/// Error codes (issue threads cited in the reference; api-schemas `common.yaml`).
+/// Error codes (issue threads cited in docs/edge-apis.md §2; api-schemas `common.yaml`).
 pub mod code {
     /// `Record does not exist.` (HTTP 404): gone, success for delete.
     pub const RECORD_NOT_FOUND: u32 = 81044;

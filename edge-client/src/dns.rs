@@ -1,6 +1,6 @@
 //! The DNS provider interface the controller uses for both Technitium (internal view) and
 //! Cloudflare (public view). Each host has one A record and, for game servers, one SRV record
-//! `_minecraft._tcp.<host>` (reference/edge-apis.md §4).
+//! `_minecraft._tcp.<host>` (docs/edge-apis.md §4).
 
 use crate::error::EdgeError;
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! One error type for every edge backend, classified with the shared taxonomy
-//! (`model::ErrorClass`, DESIGN.md "Error taxonomy").
+//! (`model::ErrorClass`, docs/errors.md).
 //!
 //! Messages never carry a token or secret: clients never put secrets in URLs, reqwest errors
 //! are stripped of their URL, and every client scrubs its own secret from messages built from
@@ -116,7 +116,7 @@ impl EdgeError {
         EdgeError::new(backend, ErrorClass::Transient, None, message)
     }
 
-    /// Generic HTTP status classification (DESIGN.md taxonomy); backends refine it.
+    /// Generic HTTP status classification (docs/errors.md); backends refine it.
     pub(crate) fn from_status(backend: Backend, status: u16, body: &str) -> Self {
         EdgeError::new(
             backend,
@@ -136,8 +136,9 @@ impl EdgeError {
     }
 }
 
-/// DESIGN.md: 5xx/429/595.. Transient; 401/403 Unauthorized; 404 NotFound; 409 Conflict;
-/// 423 Locked; 400/422/501 and other 4xx Invalid. An unknown 500 is Transient, never NotFound.
+/// docs/errors.md, "Classification rules": 401/403 Unauthorized; 404/410 NotFound; 409
+/// Conflict; 423 Locked; 408/429 and 5xx (501 aside) Transient; 501 and other 4xx Invalid. An
+/// unknown 500 is Transient, never NotFound.
 pub fn classify_status(status: u16) -> ErrorClass {
     match status {
         401 | 403 => ErrorClass::Unauthorized,

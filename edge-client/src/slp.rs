@@ -1,4 +1,4 @@
-//! Minecraft Java Edition Server List Ping (reference/edge-apis.md §4): handshake (protocol
+//! Minecraft Java Edition Server List Ping (docs/edge-apis.md §4): handshake (protocol
 //! -1, next state 1), status request, JSON status response. The protocol's last leg, ping/pong,
 //! only measures latency, so a probe closes after the status answer (one round trip less; a
 //! server takes the close like any client's).

@@ -1,4 +1,4 @@
-//! Technitium DNS Server HTTP API (reference/edge-apis.md §1).
+//! Technitium DNS Server HTTP API (docs/edge-apis.md §1).
 //!
 //! Quirks handled here:
 //! - Every `/api/*` answer is HTTP 200; success or failure is the JSON `status`

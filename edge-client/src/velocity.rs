@@ -1,4 +1,4 @@
-//! The ZpackVelocityBridge plugin's HTTP API (reference/edge-apis.md §3):
+//! The ZpackVelocityBridge plugin's HTTP API (docs/edge-apis.md §3):
 //! `POST /zpack/register {server_name,address,port}`, `POST /zpack/unregister {server_name}`,
 //! `GET /zpack/list`, header `X-Zpack-Secret` = hex SHA-256 of the shared secret.
 //!
@@ -238,6 +238,45 @@ impl VelocityClient {
     /// Unregister `name`; absent is success. Returns whether it was registered.
     pub async fn remove(&self, name: &str) -> Result<bool, EdgeError> {
         self.unregister(name).await
+    }
+}
+
+/// What zlh asks of the Velocity proxy, as `VelocityClient` does it; the engine depends on
+/// this so its glue can be tested against an in-memory proxy (feature `fake`).
+pub trait Proxy: Send + Sync {
+    /// Every registration the proxy holds.
+    fn list(&self) -> impl Future<Output = Result<Vec<Registration>, EdgeError>> + Send;
+    /// The registration of `name` (case-insensitive), if any.
+    fn observe(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Registration>, EdgeError>> + Send;
+    /// Make `name` point at `address:port`; returns whether anything changed.
+    fn ensure(
+        &self,
+        name: &str,
+        address: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<bool, EdgeError>> + Send;
+    /// Unregister `name`; absent is success. Returns whether it was registered.
+    fn remove(&self, name: &str) -> impl Future<Output = Result<bool, EdgeError>> + Send;
+}
+
+impl Proxy for VelocityClient {
+    async fn list(&self) -> Result<Vec<Registration>, EdgeError> {
+        VelocityClient::list(self).await
+    }
+
+    async fn observe(&self, name: &str) -> Result<Option<Registration>, EdgeError> {
+        VelocityClient::observe(self, name).await
+    }
+
+    async fn ensure(&self, name: &str, address: &str, port: u16) -> Result<bool, EdgeError> {
+        VelocityClient::ensure(self, name, address, port).await
+    }
+
+    async fn remove(&self, name: &str) -> Result<bool, EdgeError> {
+        VelocityClient::remove(self, name).await
     }
 }
 

@@ -1,4 +1,4 @@
-//! The error taxonomy shared by every backend client (DESIGN.md, "Error taxonomy").
+//! The error taxonomy shared by every backend client (docs/errors.md).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,5 +1,6 @@
 //! zlh's domain: what a customer wants (`ServerSpec`), what the controller has seen
-//! (`ServerStatus`), and the `Store` that keeps both, on SQLite or PostgreSQL.
+//! (`ServerStatus`), and (feature `store`) the `Store` that keeps both, on SQLite or
+//! PostgreSQL.
 
 pub mod catalog;
 pub mod class;
@@ -11,6 +12,7 @@ pub mod operation;
 pub mod server;
 pub mod spec;
 pub mod status;
+#[cfg(feature = "store")]
 pub mod store;
 
 pub use catalog::{Catalog, Template};
@@ -22,4 +24,7 @@ pub use ids::{OperationId, ServerId};
 pub use operation::{Operation, OperationKind};
 pub use server::Server;
 pub use spec::{FieldError, Kind, Power, Resources, ServerSpec, Variant};
-pub use status::{Condition, ConditionStatus, ConditionType, LastError, Phase, ServerStatus, Step};
+pub use status::{
+    Condition, ConditionStatus, ConditionType, LastError, Phase, Progress, ServerStatus, Step,
+    TaskKind,
+};

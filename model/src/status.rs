@@ -68,14 +68,77 @@ pub struct LastError {
     pub at: DateTime<Utc>,
 }
 
-/// A Proxmox task being waited on (rule 3: never block a worker).
+/// A Proxmox task being waited on (docs/reconcile-contract.md, rule 3: never block a worker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InFlightTask {
     pub upid: String,
-    /// What the task does (`clone`, `start`, `stop`, `destroy`).
-    pub action: String,
+    /// What the task does.
+    pub action: TaskKind,
     pub started_at: DateTime<Utc>,
+}
+
+/// The kinds of Proxmox task zlh starts and waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Clone,
+    Start,
+    Shutdown,
+    Stop,
+    Destroy,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Clone => "clone",
+            TaskKind::Start => "start",
+            TaskKind::Shutdown => "shutdown",
+            TaskKind::Stop => "stop",
+            TaskKind::Destroy => "destroy",
+        }
+    }
+
+    /// The provisioning step a task of this kind belongs to (a destroy during provisioning
+    /// cleans up a failed clone).
+    pub fn step(self) -> Step {
+        match self {
+            TaskKind::Clone | TaskKind::Destroy => Step::CloneContainer,
+            TaskKind::Start | TaskKind::Shutdown | TaskKind::Stop => Step::StartContainer,
+        }
+    }
+}
+
+impl fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Work in progress the engine must remember because no observation shows it: the reconcile
+/// reads these (and the in-flight task), never a condition's reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// The spec generation whose config the Agent accepted and is installing: while set, the
+    /// Agent is asked before Proxmox is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_install: Option<i64>,
+    /// The template this server is queued for (another server is cloning it): while set, the
+    /// clone slot is asked for before Proxmox is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_wait: Option<u32>,
+    /// The VMID whose container this server knows it owns (it cloned it, or adopted it): a
+    /// container of ours found at any other time is an adoption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned_vmid: Option<u32>,
+}
+
+impl Progress {
+    pub fn is_empty(&self) -> bool {
+        *self == Progress::default()
+    }
 }
 
 /// A terminal failure: retries are exhausted; it stays until the spec changes or on-call
@@ -122,6 +185,8 @@ pub struct ServerStatus {
     /// When Ready first became True for the current generation (time-to-Ready metric).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Progress::is_empty")]
+    pub progress: Progress,
 }
 
 impl ServerStatus {

@@ -1,5 +1,5 @@
 //! `PveError` and the classification of Proxmox answers into [`ErrorClass`]
-//! (DESIGN.md "Error taxonomy"; message table in reference/proxmox-api.md §4).
+//! (docs/errors.md; message table in docs/proxmox-api.md §4).
 
 use model::ErrorClass;
 

@@ -1,8 +1,9 @@
 //! Typed Proxmox VE client for zlh: the [`Proxmox`] trait, its reqwest implementation
 //! [`PveClient`], error classification ([`PveError`], [`classify`]), UPIDs, and (feature `sim`)
-//! a stateful Proxmox simulator with fault injection ([`sim`]).
+//! a stateful Proxmox simulator with fault injection ([`sim`]); (feature `fake`) an in-memory
+//! `Proxmox` for unit tests (`fake`).
 //!
-//! Facts about the API come from `reference/proxmox-api.md`; quirks are commented where handled.
+//! Facts about the API come from `docs/proxmox-api.md`; quirks are commented where handled.
 
 pub mod api;
 pub mod client;
@@ -12,6 +13,8 @@ pub mod tls;
 pub mod types;
 pub mod upid;
 
+#[cfg(feature = "fake")]
+pub mod fake;
 #[cfg(feature = "sim")]
 pub mod sim;
 

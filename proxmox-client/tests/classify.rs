@@ -1,4 +1,4 @@
-//! Classification table: every error string in reference/proxmox-api.md §4, plus empty-body
+//! Classification table: every error string in docs/proxmox-api.md §4, plus empty-body
 //! 401/403/595/596/599, connection refused, reset and timeout, and the unknown 500.
 
 use proxmox_client::{

@@ -3,7 +3,7 @@
 //! servers left nothing behind.
 
 use crate::World;
-use controller::decide::{FLEET_TAG, marker_in, marker_tag};
+use controller::ownership::{FLEET_TAG, marker_in, marker_tag};
 use model::store::Store;
 use model::{Kind, Phase, Power, ServerId};
 use std::collections::{HashMap, HashSet};
@@ -245,7 +245,7 @@ pub async fn check_deleted(w: &World, deleted: &[ServerId]) -> Vec<String> {
         let host = archived.as_ref().and_then(|a| {
             a.server.status.hostname.clone().or_else(|| {
                 a.server.reserved_vmid.map(|vm| {
-                    controller::decide::hostname(a.server.spec.kind, a.server.spec.variant, vm)
+                    controller::ownership::hostname(a.server.spec.kind, a.server.spec.variant, vm)
                 })
             })
         });

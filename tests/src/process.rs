@@ -2,14 +2,16 @@
 //! process, so their state survives the daemon being killed)..
 
 use crate::World;
-use controller::config::{CloudflareSection, Config, TechnitiumSection, VelocitySection};
+use controller::config::{
+    AgentSection, CloudflareSection, Config, TechnitiumSection, VelocitySection,
+};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 /// The `zlhd` binary: `$CARGO_BIN_EXE_zlhd` or `$ZLHD` if set, else `<target>/<profile>/zlhd`
 /// next to this test binary (`<target>/<profile>/deps/<test>`), built with
-/// `cargo build -p controller --bin zlhd` first (a test run does not build other packages'
+/// `cargo build -p zlhd --bin zlhd` first (a test run does not build other packages'
 /// binaries, and one left from an earlier build may be stale).
 pub fn zlhd_path() -> PathBuf {
     for var in ["CARGO_BIN_EXE_zlhd", "ZLHD"] {
@@ -39,7 +41,7 @@ fn build_zlhd(profile_dir: &Path) {
         .unwrap_or("debug");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-p", "controller", "--bin", "zlhd", "--target-dir"])
+    cmd.args(["build", "-p", "zlhd", "--bin", "zlhd", "--target-dir"])
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     match profile {
@@ -53,10 +55,7 @@ fn build_zlhd(profile_dir: &Path) {
     }
     eprintln!("building zlhd: {cmd:?}");
     let status = cmd.status().expect("run cargo build for zlhd");
-    assert!(
-        status.success(),
-        "cargo build -p controller --bin zlhd failed"
-    );
+    assert!(status.success(), "cargo build -p zlhd --bin zlhd failed");
 }
 
 /// Write `zlhd`'s config for `w` into `dir`: the World's store and engine timings (scaled
@@ -81,7 +80,9 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
     cfg.proxmox.connect_timeout = Duration::from_secs(2);
     cfg.proxmox.request_timeout = Duration::from_secs(10);
     cfg.agent.admin_secret_file = Some(secret("admin-secret", "zlh-kill9-admin-secret"));
-    cfg.agent.requests_per_sec = (200.0 * w.sims.options.time_scale) as u32;
+    // Pacing follows the simulators' clock: the defaults, scaled like every other timing.
+    let scaled = |per_sec: u32| (f64::from(per_sec) * w.sims.options.time_scale) as u32;
+    cfg.agent.requests_per_sec = scaled(AgentSection::default().requests_per_sec);
     if let Some(t) = w.sims.agent.as_ref().and_then(|a| a.token()) {
         cfg.agent.token_file = Some(secret("agent-token", &t));
     }
@@ -89,7 +90,8 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
         cfg.technitium = Some(TechnitiumSection {
             url: t.url(),
             token_file: secret("technitium-token", t.token()),
-            requests_per_sec: (50.0 * w.sims.options.time_scale) as u32,
+            requests_per_sec: scaled(TechnitiumSection::DEFAULT_REQUESTS_PER_SEC),
+            timeout: TechnitiumSection::DEFAULT_TIMEOUT,
         });
     }
     if let Some(c) = &w.sims.cloudflare {
@@ -98,14 +100,16 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
             zone_id: c.zone_id().to_string(),
             token_file: secret("cloudflare-token", c.token()),
             // The simulator's 5-minute window is shorter by the time scale; so is ours.
-            requests_per_5min: (900.0 * w.sims.options.time_scale) as u32,
+            requests_per_5min: scaled(CloudflareSection::DEFAULT_REQUESTS_PER_5MIN),
+            timeout: CloudflareSection::DEFAULT_TIMEOUT,
         });
     }
     if let Some(v) = &w.sims.velocity {
         cfg.velocity = Some(VelocitySection {
             url: v.url(),
             secret_file: secret("velocity-secret", v.secret()),
-            requests_per_sec: (50.0 * w.sims.options.time_scale) as u32,
+            requests_per_sec: scaled(VelocitySection::DEFAULT_REQUESTS_PER_SEC),
+            timeout: VelocitySection::DEFAULT_TIMEOUT,
         });
     }
     edit(&mut cfg);

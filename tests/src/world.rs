@@ -4,13 +4,13 @@
 
 use controller::config::Config;
 use controller::engine::Controller;
-use controller::sim::{SimOptions, SimStack};
 use model::store::{AnyStore, Idempotency, NewServer, ServerFilter, Store, list_all};
 use model::{Phase, Server, ServerId, ServerSpec, SystemClock};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use zlhd::sim::{SimOptions, SimStack};
 
 pub struct WorldOptions {
     /// `None`: a fresh SQLite file. `Some(url)`: a PostgreSQL database (must be empty or

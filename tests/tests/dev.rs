@@ -145,8 +145,8 @@ async fn zlhd_dev_runs_serves_stops_cleanly_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_uses_a_configured_backend_instead_of_its_simulator() {
     use controller::config::{Config, TechnitiumSection};
-    use controller::sim::{SimOptions, SimStack};
     use edge_client::sim::{TechnitiumSim, TechnitiumSimConfig};
+    use zlhd::sim::{SimOptions, SimStack};
 
     let external = TechnitiumSim::start(TechnitiumSimConfig {
         zone: "example.test".into(),
@@ -164,6 +164,7 @@ async fn dev_uses_a_configured_backend_instead_of_its_simulator() {
             url: external.url(),
             token_file,
             requests_per_sec: 1000,
+            timeout: TechnitiumSection::DEFAULT_TIMEOUT,
         }),
         ..Config::default()
     };
@@ -180,7 +181,7 @@ async fn dev_uses_a_configured_backend_instead_of_its_simulator() {
         cfg.edge.zone, "example.test",
         "the real server's zone is kept"
     );
-    let store = controller::run::open_store(&cfg).await.unwrap();
+    let store = zlhd::run::open_store(&cfg).await.unwrap();
     let ctl = std::sync::Arc::new(controller::engine::Controller::new(
         store.clone(),
         sims.backends(&cfg).unwrap(),

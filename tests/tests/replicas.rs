@@ -148,11 +148,11 @@ async fn a_stalled_replica_cannot_overwrite_the_new_holders_status() {
         cfg_a,
         Arc::new(SystemClock),
     );
-    let result = a.rec.reconcile(id, Some(stale)).await;
+    let result = controller::reconcile::reconcile(&a.ctx, id, Some(stale)).await;
     assert!(
         matches!(
             result,
-            Err(controller::reconciler::ReconcileError::Store(
+            Err(controller::reconcile::ReconcileError::Store(
                 model::store::StoreError::Fenced
             ))
         ),
@@ -172,9 +172,9 @@ async fn a_stalled_replica_cannot_overwrite_the_new_holders_status() {
 #[tokio::test]
 async fn a_second_controller_on_one_sqlite_file_refuses_to_start() {
     let w = World::new(WorldOptions::default()).await;
-    let first = controller::run::single_controller_lock(&w.store).unwrap();
+    let first = zlhd::run::single_controller_lock(&w.store).unwrap();
     assert!(first.is_some(), "SQLite takes the lock");
-    let err = controller::run::single_controller_lock(&w.store)
+    let err = zlhd::run::single_controller_lock(&w.store)
         .unwrap_err()
         .to_string();
     assert!(
@@ -183,7 +183,7 @@ async fn a_second_controller_on_one_sqlite_file_refuses_to_start() {
     );
     drop(first);
     assert!(
-        controller::run::single_controller_lock(&w.store)
+        zlhd::run::single_controller_lock(&w.store)
             .unwrap()
             .is_some(),
         "released on exit"

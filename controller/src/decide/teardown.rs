@@ -1,87 +1,89 @@
-//! Teardown (deletion requested), step by step: unregister the proxy, delete the DNS records,
-//! wait for any task, stop the container, destroy it, archive the row. Each step is safe to
-//! repeat after a crash, and a transient error delays a step but never skips it.
+//! Teardown (deletion requested), step by step (docs/reconcile-contract.md, rule 6):
+//! unregister the proxy, delete the DNS records, wait for any task, stop the container,
+//! destroy it, archive the row. Each step is safe to repeat after a crash, and a transient
+//! error delays a step but never skips it.
 
 use super::{
-    Action, Builder, Context, Decision, Desired, Layer, Observed, Ownership, PowerObs, TaskObs,
-    degraded,
+    Conds, Control, Decision, Desired, Flow, Inputs, Layer, Mutation, Observed, PowerObs, TaskObs,
+    mutate, run, stop, wait,
 };
+use crate::ownership::Ownership;
 use crate::reason as r;
 use model::Step;
+use std::ops::ControlFlow::Continue;
 
-pub fn decide_teardown(d: &Desired, o: &Observed, cx: &Context) -> Decision {
-    let b = Builder::new();
-    if d.needs_edge() {
-        let Some(proxy) = &o.proxy else {
-            return b.done(Action::Observe(Layer::Proxy));
-        };
-        match proxy {
-            Err(e) => return degraded(b, Step::Teardown, e),
-            Ok(true) => return b.done(Action::Unregister),
-            Ok(false) => {}
+pub fn decide_teardown(d: &Desired, o: &Observed, cx: &Inputs) -> Decision {
+    run(|b| {
+        edge(d, o, b)?;
+        if d.vmid.is_none() {
+            return stop(Control::Archive);
         }
-        let Some(dns) = &o.dns else {
-            return b.done(Action::Observe(Layer::Dns));
-        };
-        match dns {
-            Err(e) => return degraded(b, Step::Teardown, e),
-            // For teardown the DNS layer reports "anything of ours still published".
-            Ok(true) => return b.done(Action::RemoveDns),
-            Ok(false) => {}
-        }
+        task(o, cx, b)?;
+        container(d, o, b)
+    })
+}
+
+/// The proxy registration first (players stop being routed), then the DNS records.
+fn edge(d: &Desired, o: &Observed, b: &mut Conds) -> Flow {
+    if !d.needs_edge() {
+        return Continue(());
     }
-    if d.vmid.is_none() {
-        return b.done(Action::Archive);
+    if b.known(&o.proxy, Layer::Proxy, Step::Teardown)?
+        .any_ours_present
+    {
+        return mutate(Mutation::Unregister);
     }
-    if let Some(t) = &cx.status.in_flight_task {
-        match &o.task {
-            None => return b.done(Action::Observe(Layer::Task)),
-            Some(Err(e)) => return degraded(b, Step::Teardown, e),
-            Some(Ok(TaskObs::Running)) => return b.done(Action::AwaitTask),
-            Some(Ok(TaskObs::Succeeded)) => return b.done(Action::ClearTask),
-            Some(Ok(TaskObs::Failed(m))) => {
-                return b.done(Action::TaskFailed {
-                    action: t.action.clone(),
-                    message: m.clone(),
-                });
-            }
-        }
+    if b.known(&o.dns, Layer::Dns, Step::Teardown)?
+        .any_ours_present
+    {
+        return mutate(Mutation::RemoveDns);
     }
-    let Some(container) = &o.container else {
-        return b.done(Action::Observe(Layer::Container));
+    Continue(())
+}
+
+/// Any task in flight (ours: a stop, a destroy, or one from provisioning) is waited for.
+fn task(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
+    let Some(t) = cx.in_flight() else {
+        return Continue(());
     };
-    let c = match container {
-        Err(e) => return degraded(b, Step::Teardown, e),
-        Ok(None) => return b.done(Action::Archive),
-        Ok(Some(c)) => c,
+    match b.known(&o.task, Layer::Task, Step::Teardown)? {
+        TaskObs::Running => stop(Control::AwaitTask),
+        TaskObs::Succeeded => stop(Control::ClearTask),
+        TaskObs::Failed(message) => stop(Control::TaskFailed {
+            kind: t.action,
+            message: message.clone(),
+        }),
+    }
+}
+
+/// Stop, then destroy, a container proven ours; a container that is gone, or not ours, lets
+/// the row be archived (the intruder is never touched; only our reservation goes).
+fn container(d: &Desired, o: &Observed, b: &mut Conds) -> Flow {
+    let Some(c) = b.known(&o.container, Layer::Container, Step::Teardown)? else {
+        return stop(Control::Archive);
     };
     if c.ownership(d) == Ownership::Foreign {
-        // Never touch the intruder; our reservation simply goes.
-        return b.done(Action::Archive);
+        return stop(Control::Archive);
     }
     if let Some(lock) = &c.lock {
-        return b.done(Action::Wait {
-            step: Step::Teardown,
-            reason: r::LOCKED,
-            message: format!("container is locked ({lock})"),
-        });
+        return wait(
+            Step::Teardown,
+            r::LOCKED,
+            format!("container is locked ({lock})"),
+        );
     }
-    let Some(power) = &o.power else {
-        return b.done(Action::Observe(Layer::Power));
-    };
-    match power {
-        Err(e) => degraded(b, Step::Teardown, e),
-        Ok(PowerObs::Running) => b.done(Action::Stop),
-        Ok(PowerObs::Stopped) => b.done(Action::Destroy),
+    match b.known(&o.power, Layer::Power, Step::Teardown)? {
+        PowerObs::Running => mutate(Mutation::Stop),
+        PowerObs::Stopped => mutate(Mutation::Destroy),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::ContainerObs;
     use crate::decide::tests::*;
-    use crate::decide::{ContainerObs, TASK_STOP};
-    use model::Kind;
+    use model::{Kind, TaskKind};
 
     #[test]
     fn teardown_table() {
@@ -91,92 +93,109 @@ mod tests {
                 desired: none,
                 observed: no_obs,
                 status: no_status,
-                want: Action::Unregister,
+                want: mu(Mutation::Unregister),
+                cond: None,
             },
             Case {
                 reason: "then the DNS records",
                 desired: none,
-                observed: |o| o.proxy = Some(Ok(false)),
+                observed: |o| o.proxy = Some(Ok(absent())),
                 status: no_status,
-                want: Action::RemoveDns,
+                want: mu(Mutation::RemoveDns),
+                cond: None,
+            },
+            Case {
+                reason: "a stale registration (another address) is removed too",
+                desired: none,
+                observed: |o| o.proxy = Some(Ok(stale())),
+                status: no_status,
+                want: mu(Mutation::Unregister),
+                cond: None,
             },
             Case {
                 reason: "a proxy outage delays teardown, it never skips the step",
                 desired: none,
                 observed: |o| o.proxy = Some(Err(down())),
                 status: no_status,
-                want: Action::Degraded {
+                want: ctl(Control::Degraded {
                     step: Step::Teardown,
                     error: down(),
-                },
+                }),
+                cond: Some(degraded_cond()),
             },
             Case {
                 reason: "a running container is stopped before destroy",
                 desired: none,
                 observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false))
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()))
                 },
                 status: no_status,
-                want: Action::Stop,
+                want: mu(Mutation::Stop),
+                cond: None,
             },
             Case {
                 reason: "the stop task is waited for before destroy",
                 desired: none,
                 observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()));
                     o.task = Some(Ok(TaskObs::Running))
                 },
-                status: |s| s.in_flight_task = Some(task(TASK_STOP, t0())),
-                want: Action::AwaitTask,
+                status: |s| s.in_flight_task = Some(in_flight(TaskKind::Stop, t0())),
+                want: ctl(Control::AwaitTask),
+                cond: None,
             },
             Case {
                 reason: "a stopped container of ours is destroyed",
                 desired: none,
                 observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()));
                     o.power = Some(Ok(PowerObs::Stopped))
                 },
                 status: no_status,
-                want: Action::Destroy,
+                want: mu(Mutation::Destroy),
+                cond: None,
             },
             Case {
                 reason: "unknown container state during teardown degrades (no skipping to archive)",
                 desired: none,
                 observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()));
                     o.container = Some(Err(down()))
                 },
                 status: no_status,
-                want: Action::Degraded {
+                want: ctl(Control::Degraded {
                     step: Step::Teardown,
                     error: down(),
-                },
+                }),
+                cond: Some(degraded_cond()),
             },
             Case {
                 reason: "a container that is gone lets the row be archived",
                 desired: none,
                 observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()));
                     o.container = Some(Ok(None))
                 },
                 status: no_status,
-                want: Action::Archive,
+                want: ctl(Control::Archive),
+                cond: None,
             },
             Case {
                 reason: "an intruder at our VMID is left alone; only our reservation goes",
                 desired: none,
                 observed: |o| {
-                    o.proxy = Some(Ok(false));
-                    o.dns = Some(Ok(false));
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()));
                     o.container = Some(Ok(Some(ContainerObs::default())))
                 },
                 status: no_status,
-                want: Action::Archive,
+                want: ctl(Control::Archive),
+                cond: None,
             },
             Case {
                 reason: "a server deleted before it had a VMID is archived at once",
@@ -186,7 +205,8 @@ mod tests {
                 },
                 observed: no_obs,
                 status: no_status,
-                want: Action::Archive,
+                want: ctl(Control::Archive),
+                cond: None,
             },
             Case {
                 reason: "a locked container is waited for",
@@ -198,11 +218,12 @@ mod tests {
                     })))
                 },
                 status: no_status,
-                want: Action::Wait {
+                want: ctl(Control::Wait {
                     step: Step::Teardown,
                     reason: r::LOCKED,
                     message: "container is locked (backup)".into(),
-                },
+                }),
+                cond: None,
             },
         ];
         run_table(cases, decide_teardown);

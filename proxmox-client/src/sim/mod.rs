@@ -1,5 +1,5 @@
 //! A stateful Proxmox VE simulator (axum), bound to 127.0.0.1 only, with fault injection and a
-//! time scale. It answers as PVE does for everything `PveClient` uses (reference/proxmox-api.md).
+//! time scale. It answers as PVE does for everything `PveClient` uses (docs/proxmox-api.md).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-// PVE's wording (reference/proxmox-api.md §2, §4).
+// PVE's wording (docs/proxmox-api.md §2, §4).
 pub(crate) const E_NOT_DEFINED: &str =
     "property is not defined in schema and the schema does not allow additional properties";
 pub(crate) const E_MISSING: &str = "property is missing and it is not optional";
@@ -387,7 +387,7 @@ fn route(method: &Method, segs: &[String]) -> Option<(&'static str, PathParams)>
     })
 }
 
-// ---------- strict parameter checks (hand-written from the reference; PVE has
+// ---------- strict parameter checks (hand-written from docs/proxmox-api.md §2; PVE has
 // additionalProperties: 0 on every method used here) ----------
 
 #[derive(Clone, Copy)]

@@ -8,7 +8,7 @@ use super::converge::{EDGE_CALL, profile};
 use super::harness::Bench;
 use anyhow::{Context, bail};
 use controller::backends::Backends;
-use controller::decide;
+use controller::ownership;
 use controller::observe::EdgeTarget;
 use edge_client::AgentState;
 use edge_client::dns::DnsProvider;
@@ -79,7 +79,7 @@ async fn provision_one(
     let cfg = &bench.cfg;
     let node = "pve";
     let id = ServerId::new();
-    let hostname = decide::hostname(Kind::Game, spec.variant, vmid);
+    let hostname = ownership::hostname(Kind::Game, spec.variant, vmid);
     let fqdn = format!("{hostname}.{}", cfg.edge.zone);
     // clone → poll
     let upid = b
@@ -90,7 +90,7 @@ async fn provision_one(
             &proxmox_client::CloneRequest {
                 newid: vmid,
                 hostname: Some(hostname.clone()),
-                description: Some(decide::marker_line(id)),
+                description: Some(ownership::marker_line(id)),
                 ..Default::default()
             },
         )
@@ -105,7 +105,7 @@ async fn provision_one(
                 cores: Some(spec.resources.cores),
                 memory: Some(u64::from(spec.resources.memory_mib)),
                 swap: Some(u64::from(cfg.network.swap_mib)),
-                tags: Some(vec![decide::marker_tag(id)]),
+                tags: Some(vec![ownership::marker_tag(id)]),
                 net0: Some(format!(
                     "name=eth0,bridge={},ip=dhcp,type=veth",
                     cfg.network.game_bridge

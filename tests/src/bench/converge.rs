@@ -6,9 +6,9 @@ use super::harness::Bench;
 use super::proc::{Cpu, peak_rss_mib, reset_peak_rss};
 use super::report::{Table, secs};
 use super::{assignment, baseline, catalog, percentile};
-use controller::sim::SimOptions;
 use model::Phase;
 use std::time::{Duration, Instant};
+use zlhd::sim::SimOptions;
 
 /// 100 ms per DNS or proxy call (simulated).
 pub const EDGE_CALL: Duration = Duration::from_millis(100);

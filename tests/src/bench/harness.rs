@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use controller::config::Config;
 use controller::engine::Controller;
-use controller::sim::{SimOptions, SimStack};
 use model::store::{AnyStore, Idempotency, NewServer, ServerFilter, Store, list_all};
 use model::{Clock, Server, ServerId, ServerSpec, SystemClock};
 use std::path::PathBuf;
@@ -12,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use zlhd::sim::{SimOptions, SimStack};
 
 /// The system clock plus an offset the bench can move forward (to make a resync find every
 /// status stamp older than the resync interval, as in production, without waiting).

@@ -20,10 +20,10 @@ use super::proc::{
 };
 use super::report::{Table, ms, secs};
 use super::{assignment, catalog};
-use controller::sim::SimOptions;
 use model::Phase;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use zlhd::sim::SimOptions;
 
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -240,10 +240,10 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
     let (mut snap_cpu, mut sweep_cpu, mut unsettled) = (0.0, 0.0, 0);
     for _ in 0..a.resyncs {
         let c0 = Cpu::now();
-        let snap = controller::resync::take_snapshot(&ctl.rec.backends).await;
+        let snap = controller::resync::take_snapshot(&ctl.ctx.backends).await;
         let c1 = Cpu::now();
         let mut mirror = ctl.mirror.lock().await;
-        let sweep = controller::resync::sweep(&ctl.rec, &mut mirror, &snap, 0, u64::MAX).await?;
+        let sweep = controller::resync::sweep(&ctl.ctx, &mut mirror, &snap, 0, u64::MAX).await?;
         drop(mirror);
         snap_cpu += c1.since(&c0).controller();
         sweep_cpu += Cpu::now().since(&c1).controller();
@@ -252,7 +252,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
     let parts = a.resyncs.max(1) as f64;
     let (snap_cpu, sweep_cpu) = (snap_cpu / parts, sweep_cpu / parts);
     // The snapshot's listings one at a time (each fetched and parsed as the snapshot does).
-    let be = &ctl.rec.backends;
+    let be = &ctl.ctx.backends;
     let mut listing_cpu = [0.0f64; 4];
     for _ in 0..a.resyncs {
         let c = Cpu::now();

@@ -1,10 +1,10 @@
 //! Running the pieces: store, API server, controller, with logging, signals and sd_notify.
 //! Shared by `zlhd serve|api|controller|dev`.
 
-use crate::backends::Backends;
-use crate::config::Config;
-use crate::engine::Controller;
 use anyhow::Context as _;
+use controller::backends::Backends;
+use controller::config::Config;
+use controller::engine::Controller;
 use model::store::AnyStore;
 use model::{Clock, SystemClock};
 use std::fs::File;
@@ -125,7 +125,7 @@ pub async fn run(
     listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = crate::metrics::install();
+    let metrics = controller::metrics::install();
     let _lock = if roles.controller {
         single_controller_lock(&store)?
     } else {

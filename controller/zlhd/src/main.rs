@@ -2,11 +2,11 @@
 
 use clap::{Parser, Subcommand};
 use controller::config::Config;
-use controller::run::{self, LogFormat, Roles};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
+use zlhd::run::{self, LogFormat, Roles};
 
 #[derive(Parser)]
 #[command(
@@ -165,7 +165,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             state_file,
             time_scale,
         } => {
-            let mut set = controller::sim::SimSet::default();
+            let mut set = zlhd::sim::SimSet::default();
             for w in &without {
                 match w.as_str() {
                     "proxmox" => set.proxmox = false,
@@ -178,7 +178,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
                     ))),
                 }
             }
-            let sims = controller::sim::SimStack::start(controller::sim::SimOptions {
+            let sims = zlhd::sim::SimStack::start(zlhd::sim::SimOptions {
                 set,
                 time_scale,
                 ..Default::default()
@@ -201,9 +201,9 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             time_scale,
         } => {
             run::spawn_signal_handler(shutdown.clone());
-            controller::dev::run(
+            zlhd::dev::run(
                 cfg,
-                controller::dev::DevOptions {
+                zlhd::dev::DevOptions {
                     data_dir,
                     listen,
                     demo,

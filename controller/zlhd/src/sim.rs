@@ -1,8 +1,10 @@
 //! Every simulator on loopback, wired together: the Agent simulator comes up on a container's
 //! address when the Proxmox simulator starts it. Used by `zlhd dev`, `zlhd sim` and tests.
 
-use crate::backends::{self, Backends};
-use crate::config::Config;
+use controller::backends::{self, Backends};
+use controller::config::{
+    CloudflareSection, Config, ConfigError, TechnitiumSection, VelocitySection,
+};
 use edge_client::sim::{
     AgentSim, AgentSimConfig, CloudflareSim, CloudflareSimConfig, TechnitiumSim,
     TechnitiumSimConfig, VelocitySim, VelocitySimConfig,
@@ -234,7 +236,7 @@ impl SimStack {
 
     /// Clients for the simulators, and for every backend not simulated, the real system the
     /// config names (e.g. a third-party Proxmox with simulated edges).
-    pub fn backends(&self, cfg: &Config) -> Result<Backends, crate::config::ConfigError> {
+    pub fn backends(&self, cfg: &Config) -> Result<Backends, ConfigError> {
         let pve = match &self.pve {
             Some(p) => proxmox_client::PveClient::new(proxmox_client::PveConfig {
                 connect_timeout: Duration::from_secs(2),
@@ -242,7 +244,7 @@ impl SimStack {
                 rate_per_node_per_sec: 10_000,
                 ..p.client_config()
             })
-            .map_err(|e| crate::config::ConfigError::Invalid(format!("proxmox: {e}")))?,
+            .map_err(|e| ConfigError::Invalid(format!("proxmox: {e}")))?,
             None => backends::pve_from_config(cfg)?,
         };
         // Pacing follows the simulators' clock, like every other timing.
@@ -259,7 +261,7 @@ impl SimStack {
                     &t.url(),
                     SecretString::from(t.token().to_string()),
                 )?
-                .with_rate_limit(scaled(50)),
+                .with_rate_limit(scaled(TechnitiumSection::DEFAULT_REQUESTS_PER_SEC)),
             ),
             None => backends::technitium_from_config(cfg)?,
         };
@@ -270,14 +272,14 @@ impl SimStack {
                 c.zone_id(),
                 SecretString::from(c.token().to_string()),
                 // The simulator's 5-minute window is shorter by the time scale; so is ours.
-                scaled(900),
+                scaled(CloudflareSection::DEFAULT_REQUESTS_PER_5MIN),
             )?),
             None => backends::cloudflare_from_config(cfg)?,
         };
         let velocity = match &self.velocity {
             Some(v) => Some(
                 backends::velocity_client(&v.url(), SecretString::from(v.secret().to_string()))?
-                    .with_rate_limit(scaled(50)),
+                    .with_rate_limit(scaled(VelocitySection::DEFAULT_REQUESTS_PER_SEC)),
             ),
             None => backends::velocity_from_config(cfg)?,
         };

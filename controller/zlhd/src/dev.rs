@@ -1,10 +1,10 @@
 //! `zlhd dev`: SQLite in a data directory, every simulator, the API and the controller in one
 //! process, with a printed operator token and ready-to-paste commands.
 
-use crate::config::Config;
 use crate::run::{self, Roles};
 use crate::sim::{SimOptions, SimStack};
 use anyhow::Context as _;
+use controller::config::Config;
 use model::store::{NewServer, Store};
 use model::{Role, ServerSpec, Variant};
 use serde::Serialize;

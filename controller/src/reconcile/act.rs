@@ -1,0 +1,394 @@
+//! Acting on a decision: the one call that changes the world in a round of the reconcile
+//! (clone, configure, start, stop, destroy, send the Agent its config, publish DNS, register
+//! with the proxy), and how each backend's answer turns into status, events and the next
+//! look.
+
+use super::{Requeue, Run};
+use crate::backends::Stack;
+use crate::decide::{AgentObs, ConfigChange, Mutation, Unavailable};
+use crate::observe;
+use crate::ownership::marker_line;
+use crate::reason as r;
+use edge_client::dns::DnsProvider;
+use edge_client::{Agent, Proxy};
+use model::status::{InFlightTask, LastError};
+use model::{ConditionType, ErrorClass, EventType, Step, TaskKind};
+use proxmox_client::{Proxmox, PveError, Upid};
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+/// What an action's answer means for this reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acted {
+    /// A synchronous change is done: observe again and go on in this reconcile.
+    Again,
+    /// Look again after this long (a task started, a lock, a slow retry).
+    Poll(Duration),
+    /// A backend failed: back off.
+    Backoff,
+    /// A terminal failure was recorded.
+    Failed,
+}
+
+impl Acted {
+    /// Go on in this reconcile, or end it with when to look again.
+    pub fn flow(self) -> ControlFlow<Requeue> {
+        match self {
+            Acted::Again => ControlFlow::Continue(()),
+            Acted::Poll(d) => ControlFlow::Break(Requeue::After(d)),
+            Acted::Backoff => ControlFlow::Break(Requeue::Backoff),
+            Acted::Failed => ControlFlow::Break(Requeue::AwaitChange),
+        }
+    }
+}
+
+/// Make the call `m` asks for, once.
+pub(super) async fn act<S: Stack>(run: &mut Run<'_, S>, m: Mutation) -> Acted {
+    match m {
+        Mutation::Clone => clone(run).await,
+        Mutation::DestroyFailedClone => destroy_failed_clone(run).await,
+        Mutation::Configure(change) => configure(run, &change).await,
+        Mutation::Start => start(run).await,
+        Mutation::Shutdown => shutdown(run).await,
+        Mutation::SendAgentConfig => send_agent_config(run).await,
+        Mutation::PublishDns => publish_dns(run).await,
+        Mutation::RegisterProxy => register_proxy(run).await,
+        Mutation::Unregister => unregister(run).await,
+        Mutation::RemoveDns => remove_dns(run).await,
+        Mutation::Stop => stop(run).await,
+        Mutation::Destroy => destroy(run).await,
+    }
+}
+
+impl<S: Stack> Run<'_, S> {
+    fn node(&self) -> String {
+        self.desired.node().unwrap_or_default().to_string()
+    }
+
+    fn vmid(&self) -> u32 {
+        self.desired.vmid.unwrap_or_default()
+    }
+
+    /// A Proxmox task was started: remember it and check it after `task_poll`
+    /// (docs/reconcile-contract.md, rule 3).
+    fn started(&mut self, upid: Upid, action: TaskKind) -> Acted {
+        self.status.in_flight_task = Some(InFlightTask {
+            upid: upid.to_string(),
+            action,
+            started_at: self.now,
+        });
+        Acted::Poll(self.ctx.timing().task_poll)
+    }
+
+    fn pve_failed(&mut self, step: Step, e: &PveError) -> Acted {
+        self.degrade(step, &Unavailable::from(e))
+    }
+
+    async fn release_template(&self) {
+        let (id, tpl) = (self.server.id, self.desired.template_vmid());
+        self.ctx.release_slot(id, tpl).await;
+    }
+
+    /// The container's IP: as observed in this reconcile, or as recorded.
+    fn ip(&self) -> Option<String> {
+        self.obs
+            .ip()
+            .map(str::to_string)
+            .or_else(|| self.status.ip.clone())
+    }
+}
+
+async fn clone<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let (node, tpl) = run.desired.template.clone().unwrap_or_default();
+    let vmid = run.vmid();
+    let req = proxmox_client::CloneRequest {
+        newid: vmid,
+        hostname: run.desired.hostname.clone(),
+        description: Some(marker_line(run.desired.id)),
+        full: None,
+        storage: None,
+        pool: None,
+    };
+    match run.ctx.backends.pve.clone_ct(&node, tpl, &req).await {
+        Ok(upid) => {
+            let msg = format!("cloning template {tpl} to {vmid} on {node}");
+            run.event(EventType::Normal, r::EV_CLONE_STARTED, msg);
+            run.status.node = Some(node);
+            run.status.progress.owned_vmid = Some(vmid);
+            run.started(upid, TaskKind::Clone)
+        }
+        Err(e) if e.class == ErrorClass::Locked => {
+            // Another replica (or a human) is cloning this template: a wait.
+            run.release_template().await;
+            Acted::Poll(run.ctx.timing().lock_retry)
+        }
+        // `CT N already exists`: observe again (adopt, or a conflict).
+        Err(e) if e.class == ErrorClass::Conflict => Acted::Again,
+        Err(e) => {
+            run.release_template().await;
+            run.pve_failed(Step::CloneContainer, &e)
+        }
+    }
+}
+
+async fn destroy_failed_clone<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let msg = match &run.obs.task {
+        Some(Ok(crate::decide::TaskObs::Failed(m))) => m.clone(),
+        _ => "clone failed".into(),
+    };
+    run.release_template().await;
+    run.status.attempts += 1;
+    run.status.last_error = Some(LastError {
+        class: ErrorClass::Transient,
+        step: Step::CloneContainer.as_str().into(),
+        message: msg.clone(),
+        at: run.now,
+    });
+    run.event(EventType::Warning, r::EV_CLONE_FAILED, msg.clone());
+    if run.status.attempts >= run.ctx.timing().clone_attempts {
+        run.status.in_flight_task = None;
+        return run.fail(Step::CloneContainer, msg);
+    }
+    let (node, vmid) = (run.node(), run.vmid());
+    match run.ctx.backends.pve.delete_ct(&node, vmid, &DESTROY).await {
+        Ok(upid) => {
+            let what = format!("destroying the failed clone {vmid}");
+            run.event(EventType::Normal, r::EV_CLONE_CLEANED_UP, what);
+            run.started(upid, TaskKind::Destroy)
+        }
+        Err(e) => run.pve_failed(Step::CloneContainer, &e),
+    }
+}
+
+async fn configure<S: Stack>(run: &mut Run<'_, S>, change: &ConfigChange) -> Acted {
+    let current_net0 = run.obs.container().and_then(|c| c.net0.clone());
+    let req = proxmox_client::ConfigUpdate {
+        cores: change.cores,
+        memory: change.memory_mib.map(u64::from),
+        swap: change.swap_mib.map(u64::from),
+        tags: change.tags.clone(),
+        net0: change
+            .bridge
+            .as_ref()
+            .map(|b| observe::desired_net0(current_net0.as_deref(), b)),
+        onboot: Some(true),
+        description: Some(marker_line(run.desired.id)),
+        ..Default::default()
+    };
+    let (node, vmid) = (run.node(), run.vmid());
+    match run
+        .ctx
+        .backends
+        .pve
+        .update_ct_config(&node, vmid, &req)
+        .await
+    {
+        Ok(()) => {
+            let (reason, what) = if run.status.is_true(ConditionType::Ready) {
+                let what = format!("configuration of CT {vmid} re-applied");
+                (r::EV_DRIFT_REPAIRED, what)
+            } else {
+                (r::EV_CONFIGURED, format!("configured CT {vmid}"))
+            };
+            run.event(EventType::Normal, reason, what);
+            Acted::Again
+        }
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) => run.pve_failed(Step::ConfigureContainer, &e),
+    }
+}
+
+async fn start<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let (node, vmid) = (run.node(), run.vmid());
+    match run.ctx.backends.pve.start_ct(&node, vmid).await {
+        Ok(upid) => {
+            if run.status.is_true(ConditionType::Ready) {
+                let what = "container was stopped; starting it";
+                run.event(EventType::Normal, r::EV_DRIFT_REPAIRED, what);
+            }
+            run.event(
+                EventType::Normal,
+                r::EV_STARTED,
+                format!("starting CT {vmid}"),
+            );
+            run.started(upid, TaskKind::Start)
+        }
+        Err(e) if e.is_already_running() => Acted::Again,
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) => run.pve_failed(Step::StartContainer, &e),
+    }
+}
+
+async fn shutdown<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let (node, vmid) = (run.node(), run.vmid());
+    let timeout = u32::try_from(run.ctx.timing().shutdown_timeout.as_secs()).unwrap_or(u32::MAX);
+    match run
+        .ctx
+        .backends
+        .pve
+        .shutdown_ct(&node, vmid, Some(timeout), true)
+        .await
+    {
+        Ok(upid) => {
+            let what = format!("shutting down CT {vmid}");
+            run.event(EventType::Normal, r::EV_STOPPED, what);
+            run.started(upid, TaskKind::Shutdown)
+        }
+        Err(e) if e.is_not_running() => Acted::Again,
+        Err(e) => run.pve_failed(Step::StartContainer, &e),
+    }
+}
+
+async fn send_agent_config<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let Some(ip) = run.ip() else {
+        return Acted::Poll(run.ctx.timing().wait_poll);
+    };
+    let failed = match &run.obs.agent {
+        Some(Ok(AgentObs::Error(m))) => Some(m.clone()),
+        Some(Ok(AgentObs::Crashed)) => Some("crashed".to_string()),
+        _ => None,
+    };
+    if let Some(msg) = failed {
+        run.status.attempts += 1;
+        run.status.last_error = Some(LastError {
+            class: ErrorClass::Transient,
+            step: Step::WaitForAgent.as_str().into(),
+            message: msg.clone(),
+            at: run.now,
+        });
+        let what = format!("attempt {}: {msg}", run.status.attempts);
+        run.event(EventType::Warning, r::EV_AGENT_INSTALL_FAILED, what);
+    } else if run.status.is_true(ConditionType::Ready) {
+        let what = "Agent lost its config; sending it again";
+        run.event(EventType::Normal, r::EV_DRIFT_REPAIRED, what);
+    }
+    let ctx = run.ctx;
+    let payload = match edge_client::AgentPayload::for_spec(
+        run.vmid(),
+        &run.server.spec,
+        ctx.cfg.agent.game_port,
+        "admin",
+        ctx.backends.admin_password(run.desired.id),
+    ) {
+        Ok(p) => p,
+        Err(e) => return run.fail(Step::SendAgentConfig, e.message),
+    };
+    match ctx.backends.agent.send_config(&ip, &payload).await {
+        Ok(()) => {
+            run.event(
+                EventType::Normal,
+                r::EV_AGENT_CONFIG_SENT,
+                format!("config sent to {ip}"),
+            );
+            run.status.progress.agent_install = Some(run.desired.generation);
+            Acted::Poll(ctx.timing().wait_poll)
+        }
+        Err(e) => run.degrade(Step::SendAgentConfig, &Unavailable::from(&e)),
+    }
+}
+
+async fn publish_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let ctx = run.ctx;
+    let (hostname, fqdn) = ctx.names(&run.desired);
+    let edge = ctx.edge_target(&hostname, &fqdn);
+    if let Some(t) = &ctx.backends.technitium
+        && let Err(e) = t.ensure(&fqdn, &edge.records(false)).await
+    {
+        return run.degrade(Step::PublishEdge, &Unavailable::from(&e));
+    }
+    if let Some(c) = &ctx.backends.cloudflare
+        && let Err(e) = c.ensure(&fqdn, &edge.records(true)).await
+    {
+        return run.degrade(Step::PublishEdge, &Unavailable::from(&e));
+    }
+    let what = format!("A and SRV records for {fqdn}");
+    run.event(EventType::Normal, r::EV_DNS_PUBLISHED, what);
+    Acted::Again
+}
+
+async fn register_proxy<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let ctx = run.ctx;
+    let (Some(v), Some(ip)) = (&ctx.backends.velocity, run.ip()) else {
+        return Acted::Again;
+    };
+    let (hostname, _) = ctx.names(&run.desired);
+    let port = ctx.cfg.agent.game_port;
+    match v.ensure(&hostname, &ip, port).await {
+        Ok(_) => {
+            let what = format!("{hostname} → {ip}:{port}");
+            run.event(EventType::Normal, r::EV_PROXY_REGISTERED, what);
+            Acted::Again
+        }
+        Err(e) => run.degrade(Step::PublishEdge, &Unavailable::from(&e)),
+    }
+}
+
+async fn unregister<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let ctx = run.ctx;
+    let Some(v) = &ctx.backends.velocity else {
+        return Acted::Again;
+    };
+    let (hostname, _) = ctx.names(&run.desired);
+    match v.remove(&hostname).await {
+        Ok(_) => {
+            let what = format!("unregistered {hostname} from the proxy");
+            run.event(EventType::Normal, r::EV_TEARDOWN_STEP, what);
+            Acted::Again
+        }
+        Err(e) => run.degrade(Step::Teardown, &Unavailable::from(&e)),
+    }
+}
+
+async fn remove_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let ctx = run.ctx;
+    let (_, fqdn) = ctx.names(&run.desired);
+    if let Some(t) = &ctx.backends.technitium
+        && let Err(e) = t.remove(&fqdn).await
+    {
+        return run.degrade(Step::Teardown, &Unavailable::from(&e));
+    }
+    if let Some(c) = &ctx.backends.cloudflare
+        && let Err(e) = c.remove(&fqdn).await
+    {
+        return run.degrade(Step::Teardown, &Unavailable::from(&e));
+    }
+    let what = format!("DNS records of {fqdn} deleted");
+    run.event(EventType::Normal, r::EV_TEARDOWN_STEP, what);
+    Acted::Again
+}
+
+async fn stop<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let (node, vmid) = (run.node(), run.vmid());
+    match run.ctx.backends.pve.stop_ct(&node, vmid).await {
+        Ok(upid) => {
+            let what = format!("stopping CT {vmid}");
+            run.event(EventType::Normal, r::EV_TEARDOWN_STEP, what);
+            run.started(upid, TaskKind::Stop)
+        }
+        Err(e) if e.is_not_running() => Acted::Again,
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) => run.pve_failed(Step::Teardown, &e),
+    }
+}
+
+async fn destroy<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let (node, vmid) = (run.node(), run.vmid());
+    match run.ctx.backends.pve.delete_ct(&node, vmid, &DESTROY).await {
+        Ok(upid) => {
+            let what = format!("destroying CT {vmid}");
+            run.event(EventType::Normal, r::EV_DESTROYED, what);
+            run.started(upid, TaskKind::Destroy)
+        }
+        // Already gone: idempotent success.
+        Err(e) if e.class == ErrorClass::NotFound => Acted::Again,
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) => run.pve_failed(Step::Teardown, &e),
+    }
+}
+
+/// Destroy with its disks and every reference (backup jobs, replication, HA).
+const DESTROY: proxmox_client::DeleteOptions = proxmox_client::DeleteOptions {
+    purge: true,
+    force: false,
+    destroy_unreferenced_disks: true,
+};

@@ -1,0 +1,547 @@
+//! One reconcile of one server: load fresh state, decide, observe what the decision asks
+//! for, act once, record status and events, and say when to look again.
+//!
+//! - `mod.rs`: the shared [`Context`], [`reconcile`] and its loop;
+//! - `act.rs`: the calls that change the world (an exhaustive match over `Mutation`);
+//! - `record.rs`: conditions, progress, status and events, and the fenced write;
+//! - `template.rs`: the per-template clone slot; `vmid.rs`: VMID reservation.
+
+use crate::backends::{Backends, Live, Stack};
+use crate::config::{Config, ControllerSection};
+use crate::decide::{self, Action, Control, Decision, Desired, Inputs, Layer, Observed};
+use crate::observe::{self, EdgeTarget, GameProbe, ObserveCtx, Source};
+use crate::ownership::{Ownership, hostname};
+use crate::reason as r;
+use crate::slots::TemplateSlots;
+use crate::snapshot::Snapshot;
+use chrono::{DateTime, Utc};
+use model::store::{AnyStore, Fence, Store, StoreError};
+use model::{
+    Catalog, Clock, ConditionStatus, ConditionType, EventType, Server, ServerId, ServerStatus,
+    TaskKind,
+};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+mod act;
+mod record;
+mod template;
+mod vmid;
+
+#[cfg(test)]
+mod tests;
+
+pub use act::Acted;
+pub use record::status_changed;
+
+/// Everything a reconcile needs, shared by all workers.
+pub struct Context<S: Stack = Live> {
+    pub store: AnyStore,
+    pub backends: Backends<S>,
+    pub cfg: Config,
+    pub catalog: Catalog,
+    pub clock: Arc<dyn Clock>,
+    pub slots: TemplateSlots,
+    /// The latest fleet snapshot (taken by the resync).
+    pub snapshot: RwLock<Arc<Snapshot>>,
+    /// Servers to wake (a clone slot was freed); drained by the engine after each reconcile.
+    pub wake: Mutex<Vec<ServerId>>,
+}
+
+/// When to look at a server again, named as kube-rs names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Converged, failed or paused: only a change (or the resync) brings it back.
+    AwaitChange,
+    /// Poll: a task, a wait, a slow retry.
+    After(Duration),
+    /// The server changed while we worked: look again at once.
+    Now,
+    /// A backend failed: per-server exponential backoff.
+    Backoff,
+}
+
+impl Requeue {
+    pub fn requeue(after: Duration) -> Requeue {
+        Requeue::After(after)
+    }
+    pub fn await_change() -> Requeue {
+        Requeue::AwaitChange
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Most decide/observe rounds in one reconcile (each observation is one round).
+const MAX_ROUNDS: usize = 24;
+
+impl<S: Stack> Context<S> {
+    pub fn new(store: AnyStore, backends: Backends<S>, cfg: Config, clock: Arc<dyn Clock>) -> Self {
+        let t = &cfg.controller;
+        Context {
+            store,
+            backends,
+            catalog: cfg.catalog(),
+            clock,
+            slots: TemplateSlots::new(t.slot_holder_ttl(), t.slot_waiter_ttl()),
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            wake: Mutex::new(Vec::new()),
+            cfg,
+        }
+    }
+
+    pub fn timing(&self) -> &ControllerSection {
+        &self.cfg.controller
+    }
+
+    /// The latest fleet snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The servers a freed clone slot woke since the last call.
+    pub fn take_woken(&self) -> Vec<ServerId> {
+        std::mem::take(&mut *self.wake.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// What `s`'s spec asks for, resolved against config, catalog and reservation.
+    pub fn desired(&self, s: &Server) -> Desired {
+        let spec = &s.spec;
+        let vmid = s.reserved_vmid;
+        let template = self
+            .catalog
+            .template_for(spec)
+            .map(|t| (t.node.clone(), t.vmid));
+        Desired {
+            id: s.id,
+            kind: spec.kind,
+            generation: s.generation,
+            vmid,
+            template: template.clone(),
+            // An existing container stays managed on the node it was built on, even if the
+            // catalog stops offering its spec.
+            node: s.status.node.clone().or_else(|| template.map(|t| t.0)),
+            hostname: vmid.map(|v| hostname(spec.kind, spec.variant, v)),
+            cores: spec.resources.cores,
+            memory_mib: spec.resources.memory_mib,
+            swap_mib: self.cfg.network.swap_mib,
+            bridge: self.cfg.network.bridge(spec.kind).to_string(),
+            power: spec.power,
+        }
+    }
+
+    /// VMID, hostname, FQDN and node follow from the reservation and the spec: written on
+    /// every reconcile, so a status lost in a crash or wiped is rebuilt.
+    pub fn identity(&self, status: &mut ServerStatus, d: &Desired) {
+        let Some(vmid) = d.vmid else { return };
+        let (host, fqdn) = self.names(d);
+        status.vmid = Some(vmid);
+        status.fqdn = Some(fqdn);
+        status.hostname = Some(host);
+        if status.node.is_none() {
+            status.node = d.node().map(str::to_string);
+        }
+    }
+
+    /// Hostname and FQDN (empty before a VMID is reserved).
+    fn names(&self, d: &Desired) -> (String, String) {
+        let hostname = d.hostname.clone().unwrap_or_default();
+        let fqdn = format!("{hostname}.{}", self.cfg.edge.zone);
+        (hostname, fqdn)
+    }
+
+    pub(crate) fn edge_target<'a>(&self, hostname: &'a str, fqdn: &'a str) -> EdgeTarget<'a> {
+        EdgeTarget {
+            fqdn,
+            hostname,
+            internal_ip: self.cfg.edge.internal_ip,
+            public_ip: self.cfg.edge.public_ip,
+            proxy_port: self.cfg.edge.proxy_port,
+            game_port: self.cfg.agent.game_port,
+        }
+    }
+
+    fn observe_ctx<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        d: &Desired,
+        status: &'a ServerStatus,
+        names: &'a (String, String),
+        source: Source,
+    ) -> ObserveCtx<'a, S> {
+        ObserveCtx {
+            backends: &self.backends,
+            snapshot,
+            source,
+            upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),
+            known_ip: status.ip.as_deref(),
+            edge: d.needs_edge().then(|| self.edge_target(&names.0, &names.1)),
+            slp_timeout: self.cfg.agent.timeout,
+        }
+    }
+
+    /// A Ready server whose spec has not changed since, with a fresh fleet snapshot: its
+    /// observations may come from the snapshot.
+    fn is_steady(&self, server: &Server, snapshot: &Snapshot) -> bool {
+        !server.is_deleting()
+            && server.status.observed_generation == server.generation
+            && server.status.is_true(ConditionType::Ready)
+            && snapshot.is_fresh(self.timing().snapshot_max_age())
+    }
+
+    /// The resync's in-memory check: would a reconcile of `server` (its Agent and game taken
+    /// as healthy) find nothing to do and nothing to record? Decided by the same `decide`
+    /// as a reconcile, fed only from the snapshot; anything the snapshot does not confirm
+    /// means "no" (the server is then reconciled for real).
+    pub fn is_settled(&self, server: &Server, snapshot: &Snapshot) -> bool {
+        if server.paused
+            || server.status.failure.is_some()
+            || server.status.in_flight_task.is_some()
+            || !self.is_steady(server, snapshot)
+        {
+            return false;
+        }
+        let now = self.clock.now();
+        let desired = self.desired(server);
+        let mut status = server.status.clone();
+        self.identity(&mut status, &desired);
+        let names = self.names(&desired);
+        let source = Source::SnapshotAssumingHealthy;
+        let ocx = self.observe_ctx(snapshot, &desired, &server.status, &names, source);
+        let mut obs = Observed::default();
+        // Everything the snapshot can tell, up front (in the order `decide` asks, as the proxy
+        // check reads the IP). A layer it could not fill now, it cannot fill later either, so
+        // one `decide` settles it: Ready, or anything else (another layer, an action) is "no".
+        for layer in Layer::FROM_SNAPSHOT {
+            observe::from_snapshot(layer, &desired, &mut obs, &ocx);
+        }
+        let cx = Inputs {
+            status: &status,
+            now,
+            timing: self.timing(),
+        };
+        let decision = decide::decide(&desired, &obs, &cx);
+        if decision.action != Action::Control(Control::Ready) {
+            return false;
+        }
+        record::apply(&mut status, &decision, &obs, &desired, now);
+        record::mark_ready(&mut status, server.generation, &obs);
+        !status_changed(&server.status, &status)
+    }
+
+    /// Where a settled game server's health probe goes: its game's Server List Ping (at the
+    /// recorded IP, greeted with its FQDN). `None` for what only its Agent can tell (a dev
+    /// container, or no IP recorded): that probe is a reconcile.
+    pub fn game_probe(&self, server: &Server) -> Option<GameProbe> {
+        let desired = self.desired(server);
+        if !desired.needs_edge() {
+            return None;
+        }
+        let addr = observe::game_addr(server.status.ip.as_deref()?, self.cfg.agent.game_port)?;
+        let (_, fqdn) = self.names(&desired);
+        Some(GameProbe { addr, fqdn })
+    }
+}
+
+/// One reconcile in progress: what it read, what it learned, what it will record.
+pub(crate) struct Run<'c, S: Stack> {
+    ctx: &'c Context<S>,
+    server: Server,
+    status: ServerStatus,
+    events: Vec<(EventType, r::EventReason, String)>,
+    now: DateTime<Utc>,
+    desired: Desired,
+    obs: Observed,
+    snapshot: Arc<Snapshot>,
+    source: Source,
+    /// No record of creating the container when this reconcile began: finding ours is an
+    /// adoption (a crash between clone and record, a lost answer, or a wiped status).
+    may_adopt: bool,
+}
+
+/// Reconcile `id`. `fence` is the lease held for it (`None` on SQLite: one controller).
+pub async fn reconcile<S: Stack>(
+    ctx: &Context<S>,
+    id: ServerId,
+    fence: Option<Fence>,
+) -> Result<Requeue, ReconcileError> {
+    let Some(server) = ctx.store.get_server(id).await? else {
+        ctx.release_slot(id, None).await;
+        return Ok(Requeue::AwaitChange);
+    };
+    let mut run = Run::new(ctx, server);
+    if run.held_back() {
+        return run.finish(fence, Requeue::AwaitChange).await;
+    }
+    let mut next = Requeue::AwaitChange;
+    for _ in 0..MAX_ROUNDS {
+        let Decision { action, conditions } = run.decide();
+        run.record_round(conditions, &action).await;
+        let flow = match action {
+            Action::Mutate(m) => {
+                let flow = act::act(&mut run, m).await.flow();
+                if flow.is_continue() {
+                    // A synchronous change: what was observed before it is stale.
+                    run.obs.after_change();
+                }
+                flow
+            }
+            Action::Control(Control::Archive) => {
+                ctx.release_slot(id, run.desired.template_vmid()).await;
+                ctx.store.archive_and_delete(id, fence).await?;
+                return Ok(Requeue::AwaitChange);
+            }
+            Action::Control(c) => run.control(c).await?,
+        };
+        match flow {
+            ControlFlow::Continue(()) => continue,
+            ControlFlow::Break(n) => {
+                next = n;
+                break;
+            }
+        }
+    }
+    if let Some(ip) = run.obs.ip() {
+        run.status.ip = Some(ip.to_string());
+    }
+    run.finish(fence, next).await
+}
+
+impl<'c, S: Stack> Run<'c, S> {
+    fn new(ctx: &'c Context<S>, server: Server) -> Self {
+        let now = ctx.clock.now();
+        let snapshot = ctx.snapshot();
+        let source = if ctx.is_steady(&server, &snapshot) {
+            Source::Snapshot
+        } else {
+            Source::Backends
+        };
+        let desired = ctx.desired(&server);
+        let mut status = server.status.clone();
+        ctx.identity(&mut status, &desired);
+        let may_adopt = !server.is_deleting()
+            && status.in_flight_task.is_none()
+            && !status.is_true(ConditionType::ContainerCreated);
+        Run {
+            ctx,
+            status,
+            events: Vec::new(),
+            now,
+            desired,
+            obs: Observed::default(),
+            snapshot,
+            source,
+            may_adopt,
+            server,
+        }
+    }
+
+    fn event(&mut self, t: EventType, reason: r::EventReason, msg: impl Into<String>) {
+        self.events.push((t, reason, msg.into()));
+    }
+
+    fn deleting(&self) -> bool {
+        self.server.is_deleting()
+    }
+
+    /// A terminal failure or a pause holds the server back (a deletion never is). A forced
+    /// retry (`zctl reconcile --retry`) or a new generation clears a failure first.
+    fn held_back(&mut self) -> bool {
+        let generation = self.server.generation;
+        if let (Some(f), Some(at)) = (&self.status.failure, self.server.retry_requested_at)
+            && at > f.at
+        {
+            let msg = format!("retrying {}", f.step);
+            self.event(EventType::Normal, r::EV_RETRY_REQUESTED, msg);
+            self.status.failure = None;
+            self.status.attempts = 0;
+        }
+        if self
+            .status
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.generation < generation)
+        {
+            self.status.failure = None;
+            self.status.attempts = 0;
+        }
+        if self.deleting() {
+            return false;
+        }
+        if self.status.failure.is_some() {
+            return true;
+        }
+        if self.server.paused {
+            let ready = if self.status.is_true(ConditionType::Ready) {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            };
+            self.status.set_condition(
+                ConditionType::Ready,
+                ready,
+                r::PAUSED.as_str(),
+                r::msg::PAUSED,
+                generation,
+                self.now,
+            );
+            return true;
+        }
+        false
+    }
+
+    fn decide(&self) -> Decision {
+        let cx = Inputs {
+            status: &self.status,
+            now: self.now,
+            timing: self.ctx.timing(),
+        };
+        if self.deleting() {
+            decide::decide_teardown(&self.desired, &self.obs, &cx)
+        } else {
+            decide::decide(&self.desired, &self.obs, &cx)
+        }
+    }
+
+    /// Record what this round decided and saw: conditions and progress, an adoption, the end
+    /// of a clone (which frees the template).
+    async fn record_round(&mut self, conditions: Vec<decide::Cond>, action: &Action) {
+        let decision = Decision {
+            action: action.clone(),
+            conditions,
+        };
+        record::apply(
+            &mut self.status,
+            &decision,
+            &self.obs,
+            &self.desired,
+            self.now,
+        );
+        let id = self.server.id;
+        let vmid = self.desired.vmid;
+        let seen = self.obs.container().map(|c| {
+            let ours = c.ownership(&self.desired) == Ownership::Ours;
+            let locked_by_clone = c.lock.as_deref() == Some("create");
+            (ours, locked_by_clone)
+        });
+        if let Some((ours, locked_by_clone)) = seen {
+            if self.may_adopt && ours && self.status.progress.owned_vmid != vmid {
+                self.status.progress.owned_vmid = vmid;
+                let msg = format!("adopted existing CT {}", vmid.unwrap_or_default());
+                self.event(EventType::Normal, r::EV_ADOPTED, msg);
+            }
+            let cloning = locked_by_clone
+                || self
+                    .status
+                    .in_flight_task
+                    .as_ref()
+                    .is_some_and(|t| t.action == TaskKind::Clone);
+            if !cloning && self.ctx.slots.holds(id) {
+                // The clone is over (observed, not remembered): free the template.
+                self.ctx
+                    .release_slot(id, self.desired.template_vmid())
+                    .await;
+            }
+        }
+        let step = self
+            .status
+            .current_step()
+            .unwrap_or(model::Step::PublishEdge);
+        let span = tracing::Span::current();
+        span.record("step", step.as_str());
+        if let Some(v) = self.desired.vmid {
+            span.record("vmid", v);
+        }
+        tracing::trace!(?action, "decided");
+    }
+
+    /// Carry out a decision that changes nothing outside the store: look, wait, record.
+    async fn control(&mut self, c: Control) -> Result<ControlFlow<Requeue>, ReconcileError> {
+        let id = self.server.id;
+        let timing = self.ctx.timing();
+        let next = match c {
+            Control::Observe(Layer::CloneSlot) => {
+                let tpl = self.desired.template_vmid().unwrap_or_default();
+                self.obs.clone_slot = Some(self.ctx.acquire_slot(tpl, id).await);
+                return Ok(ControlFlow::Continue(()));
+            }
+            Control::Observe(layer) => {
+                let source = if self.deleting() {
+                    Source::Backends
+                } else {
+                    self.source
+                };
+                let names = self.ctx.names(&self.desired);
+                let ocx = self.ctx.observe_ctx(
+                    &self.snapshot,
+                    &self.desired,
+                    &self.status,
+                    &names,
+                    source,
+                );
+                observe::fill(layer, &self.desired, &mut self.obs, &ocx).await;
+                return Ok(ControlFlow::Continue(()));
+            }
+            Control::ClearTask => {
+                if let Some(t) = self.status.in_flight_task.take()
+                    && t.action == TaskKind::Clone
+                {
+                    self.ctx
+                        .release_slot(id, self.desired.template_vmid())
+                        .await;
+                }
+                self.obs = Observed::default();
+                return Ok(ControlFlow::Continue(()));
+            }
+            Control::ReserveVmid { replace } => return self.reserve_vmid(replace).await,
+            Control::TaskFailed { kind, message } => self.task_failed(kind, message).await,
+            Control::Wait { reason, .. } => {
+                let poll = if reason != r::WAITING_FOR_TEMPLATE {
+                    timing.wait_poll
+                } else if self.ctx.slots.waits(id) {
+                    // Queued behind a clone in this process: woken when it ends.
+                    timing.local_waiter_poll()
+                } else {
+                    // The template is held by a server on another replica (or by a human):
+                    // no wake-up will come from here.
+                    timing.lock_retry
+                };
+                Acted::Poll(poll)
+            }
+            Control::AwaitTask => {
+                if let (Some(t), Some(tpl)) =
+                    (&self.status.in_flight_task, self.desired.template_vmid())
+                    && t.action == TaskKind::Clone
+                {
+                    // Keep the fleet-wide hold on the template while the clone runs.
+                    self.ctx.hold_template(tpl, id).await;
+                }
+                Acted::Poll(timing.task_poll)
+            }
+            Control::Degraded { step, error } => self.degrade(step, &error),
+            Control::Fail { step, message } => {
+                self.ctx
+                    .release_slot(id, self.desired.template_vmid())
+                    .await;
+                self.fail(step, message)
+            }
+            Control::Ready => {
+                if !self.deleting() {
+                    self.ready();
+                }
+                return Ok(ControlFlow::Break(Requeue::AwaitChange));
+            }
+            // Handled by the loop: the row is gone afterwards, so nothing is recorded.
+            Control::Archive => return Ok(ControlFlow::Break(Requeue::AwaitChange)),
+        };
+        Ok(next.flow())
+    }
+}

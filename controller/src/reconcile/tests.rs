@@ -1,0 +1,522 @@
+//! The reconcile glue against in-memory fakes of every backend (no HTTP) and a scratch
+//! SQLite store: each test states the calls made and the conditions written.
+
+use super::*;
+use crate::decide::{AgentObs, EdgeObs, PowerObs};
+use crate::ownership::{FLEET_TAG, marker_tag};
+use crate::reason as r;
+use edge_client::dns::DnsProvider;
+use edge_client::fake::{FakeAgent, FakeDns, FakeProxy};
+use edge_client::{AgentState, Proxy};
+use model::store::{NewServer, Store};
+use model::{ErrorClass, ServerSpec, SystemClock, Variant};
+use proxmox_client::fake::{FakeProxmox, PveCall, PveMethod, timeout};
+use proxmox_client::{Proxmox, PveError};
+use secrecy::SecretString;
+
+/// Every backend in memory.
+pub(crate) struct Fakes;
+
+impl Stack for Fakes {
+    type Pve = FakeProxmox;
+    type Agent = FakeAgent;
+    type Technitium = FakeDns;
+    type Cloudflare = FakeDns;
+    type Proxy = FakeProxy;
+}
+
+const TEMPLATE: u32 = 900;
+const IP: &str = "127.1.0.7";
+
+async fn context() -> Context<Fakes> {
+    let dir = std::env::temp_dir().join(format!("zlh-reconcile-{}", ServerId::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/zlh.db", dir.display());
+    let store = AnyStore::connect(&url, Arc::new(SystemClock))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let pve = FakeProxmox::new();
+    pve.put_template("pve", TEMPLATE, "tpl-paper");
+    let backends = Backends::<Fakes> {
+        pve,
+        agent: FakeAgent::new(),
+        technitium: Some(FakeDns::new("technitium")),
+        cloudflare: Some(FakeDns::new("cloudflare")),
+        velocity: Some(FakeProxy::new()),
+        admin_secret: SecretString::from("unit-test-secret".to_string()),
+    };
+    Context::new(store, backends, Config::default(), Arc::new(SystemClock))
+}
+
+async fn game(ctx: &Context<Fakes>) -> ServerId {
+    let new = NewServer {
+        customer_id: "u1".into(),
+        spec: ServerSpec::minecraft(Variant::Paper, "1.21.7"),
+        idempotency: None,
+        enforce_quota: false,
+    };
+    ctx.store.create_server(new).await.unwrap().server.id
+}
+
+async fn server(ctx: &Context<Fakes>, id: ServerId) -> Server {
+    ctx.store
+        .get_server(id)
+        .await
+        .unwrap()
+        .expect("server exists")
+}
+
+async fn once(ctx: &Context<Fakes>, id: ServerId) -> Requeue {
+    reconcile(ctx, id, None).await.expect("reconcile")
+}
+
+/// Event reasons, oldest first.
+async fn event_reasons(ctx: &Context<Fakes>, id: ServerId) -> Vec<String> {
+    let mut ev = ctx.store.list_events(id, 100).await.unwrap();
+    ev.reverse();
+    ev.into_iter().map(|e| e.reason).collect()
+}
+
+fn clones(pve: &FakeProxmox) -> usize {
+    pve.calls()
+        .iter()
+        .filter(|c| c.method() == PveMethod::CloneCt)
+        .count()
+}
+
+fn condition(s: &Server, t: ConditionType) -> (ConditionStatus, String, String) {
+    let c = s.status.condition(t).expect("condition written");
+    (c.status, c.reason.clone(), c.message.clone())
+}
+
+/// Whether another server could take the fleet-wide hold on the template now.
+async fn template_free(ctx: &Context<Fakes>) -> bool {
+    let other = ServerId::new().to_string();
+    let name = format!("clone-template-{TEMPLATE}");
+    let free = ctx
+        .store
+        .try_singleton(&name, &other, Duration::from_secs(60))
+        .await
+        .unwrap();
+    if free {
+        ctx.store.release_singleton(&name, &other).await.unwrap();
+    }
+    free
+}
+
+/// Proxmox did the clone but its answer was lost: the next reconcile finds the container at
+/// the reserved VMID with our marker and adopts it instead of cloning again.
+#[tokio::test]
+async fn a_lost_clone_answer_is_adopted_not_cloned_again() {
+    let ctx = context().await;
+    let id = game(&ctx).await;
+    ctx.backends
+        .pve
+        .lose_answer_next(PveMethod::CloneCt, timeout(PveMethod::CloneCt));
+
+    assert_eq!(
+        once(&ctx, id).await,
+        Requeue::Backoff,
+        "a lost answer is transient"
+    );
+    let s = server(&ctx, id).await;
+    let e = s.status.last_error.as_ref().expect("the lost answer is recorded");
+    assert_eq!((e.class, e.step.as_str()), (ErrorClass::Transient, "clone-container"));
+    assert_eq!(clones(&ctx.backends.pve), 1);
+    let vmid = s.reserved_vmid.expect("VMID reserved before the clone");
+
+    let next = once(&ctx, id).await;
+    assert_eq!(
+        next,
+        Requeue::After(ctx.timing().wait_poll),
+        "the clone still runs: a wait"
+    );
+    let s = server(&ctx, id).await;
+    assert_eq!(
+        condition(&s, ConditionType::ContainerCreated),
+        (
+            ConditionStatus::False,
+            r::CLONING.as_str().into(),
+            format!("container {vmid} is locked (create)")
+        )
+    );
+    assert_eq!(clones(&ctx.backends.pve), 1, "never cloned twice");
+
+    ctx.backends.pve.finish_running_tasks();
+    ctx.backends.pve.clear_calls();
+    once(&ctx, id).await;
+    let calls = ctx.backends.pve.calls();
+    let tags = calls.iter().find_map(|c| match c {
+        PveCall::UpdateCtConfig {
+            vmid: v, update, ..
+        } if *v == vmid => update.tags.clone(),
+        _ => None,
+    });
+    let tags = tags.expect("the adopted clone is configured");
+    assert!(tags.contains(&marker_tag(id)) && tags.contains(&FLEET_TAG.to_string()));
+    assert!(
+        calls
+            .iter()
+            .any(|c| matches!(c, PveCall::StartCt { vmid: v, .. } if *v == vmid))
+    );
+    assert_eq!(clones(&ctx.backends.pve), 0);
+    let adopted = event_reasons(&ctx, id).await;
+    let adopted = adopted
+        .iter()
+        .filter(|e| *e == r::EV_ADOPTED.as_str())
+        .count();
+    assert_eq!(adopted, 1, "one Adopted event");
+}
+
+/// The template's clone slot is given back however a clone ends, so the next server from
+/// the same template is not held up.
+#[tokio::test]
+async fn the_template_slot_is_released_on_every_exit() {
+    struct Case {
+        reason: &'static str,
+        /// What happens to the clone after the first reconcile started it (or tried to).
+        end: fn(&FakeProxmox),
+        before_clone: fn(&FakeProxmox),
+        /// The clone ends in a later reconcile (else in the first one).
+        later: bool,
+    }
+    let nothing = |_: &FakeProxmox| {};
+    let cases = [
+        Case {
+            reason: "a clone call that fails transiently frees the template",
+            before_clone: |p| p.fail_next(PveMethod::CloneCt, timeout(PveMethod::CloneCt)),
+            end: nothing,
+            later: false,
+        },
+        Case {
+            reason: "a clone task that succeeds frees the template",
+            before_clone: nothing,
+            end: |p| {
+                p.finish_running_tasks();
+            },
+            later: true,
+        },
+        Case {
+            reason: "a clone task that fails frees the template",
+            before_clone: nothing,
+            end: |p| {
+                for u in p.running_tasks() {
+                    p.finish_task(&u, Err("clone failed: disk full".into()));
+                }
+            },
+            later: true,
+        },
+    ];
+    for c in cases {
+        let ctx = context().await;
+        let id = game(&ctx).await;
+        (c.before_clone)(&ctx.backends.pve);
+        once(&ctx, id).await;
+        if c.later {
+            assert!(ctx.slots.holds(id), "{}: the running clone holds the slot", c.reason);
+            (c.end)(&ctx.backends.pve);
+            once(&ctx, id).await;
+        }
+        assert!(!ctx.slots.holds(id), "{}: local slot", c.reason);
+        assert!(template_free(&ctx).await, "{}: fleet-wide hold", c.reason);
+    }
+    // A server deleted from the store while it held the slot.
+    let ctx = context().await;
+    let id = game(&ctx).await;
+    once(&ctx, id).await;
+    assert!(ctx.slots.holds(id), "the running clone holds the slot");
+    ctx.store.request_deletion(id).await.unwrap();
+    let s = server(&ctx, id).await;
+    ctx.store.archive_and_delete(s.id, None).await.unwrap();
+    once(&ctx, id).await;
+    assert!(!ctx.slots.holds(id), "a server that is gone holds nothing");
+}
+
+/// A backend error degrades the server with the backend's reason and message; transient and
+/// locked ones back off, the kinds that do not fix themselves are retried only slowly.
+#[tokio::test]
+async fn a_backend_error_degrades_by_class() {
+    struct Case {
+        reason: &'static str,
+        error: PveError,
+        class: ErrorClass,
+        next: fn(&ControllerSection) -> Requeue,
+    }
+    let endpoint = PveMethod::CtConfig.endpoint();
+    let cases = [
+        Case {
+            reason: "a transient error backs off",
+            error: PveError::http(endpoint, 500, "got timeout"),
+            class: ErrorClass::Transient,
+            next: |_| Requeue::Backoff,
+        },
+        Case {
+            reason: "a lock held by someone else backs off",
+            error: PveError::http(endpoint, 500, "CT is locked (backup)"),
+            class: ErrorClass::Locked,
+            next: |_| Requeue::Backoff,
+        },
+        Case {
+            reason: "a revoked token is retried only every backoff_max",
+            error: PveError::http(endpoint, 401, "authentication failure"),
+            class: ErrorClass::Unauthorized,
+            next: |t| Requeue::After(t.backoff_max),
+        },
+        Case {
+            reason: "a request Proxmox calls invalid is retried only every backoff_max",
+            error: PveError::http(endpoint, 400, "Parameter verification failed."),
+            class: ErrorClass::Invalid,
+            next: |t| Requeue::After(t.backoff_max),
+        },
+    ];
+    for c in cases {
+        let ctx = context().await;
+        let id = game(&ctx).await;
+        assert_eq!(c.error.class, c.class, "{}: the fixture's class", c.reason);
+        let message = format!("proxmox: {}", c.error.message);
+        ctx.backends
+            .pve
+            .fail_always(PveMethod::CtConfig, Some(c.error));
+        assert_eq!(once(&ctx, id).await, (c.next)(ctx.timing()), "{}", c.reason);
+        let s = server(&ctx, id).await;
+        assert_eq!(
+            condition(&s, ConditionType::Degraded),
+            (
+                ConditionStatus::True,
+                r::PROXMOX_UNAVAILABLE.as_str().into(),
+                message.clone()
+            ),
+            "{}",
+            c.reason
+        );
+        let e = s.status.last_error.as_ref().expect("last error recorded");
+        assert_eq!(
+            (e.class, e.step.as_str(), e.message.as_str()),
+            (c.class, "clone-container", message.as_str()),
+            "{}",
+            c.reason
+        );
+        assert_eq!(
+            clones(&ctx.backends.pve),
+            0,
+            "{}: unknown is not absent",
+            c.reason
+        );
+    }
+}
+
+/// A forced retry clears a terminal failure and acts again at once; without it, a failed
+/// server is left alone.
+#[tokio::test]
+async fn a_forced_retry_clears_a_failure() {
+    let ctx = context().await;
+    let id = game(&ctx).await;
+    let mut s = server(&ctx, id).await;
+    s.status.failure = Some(model::status::Failure {
+        step: "wait-for-agent".into(),
+        message: "download failed".into(),
+        at: ctx.clock.now(),
+        generation: s.generation,
+    });
+    s.status.attempts = 3;
+    ctx.store
+        .write_status(id, &s.status, s.resource_version, None)
+        .await
+        .unwrap();
+
+    assert_eq!(once(&ctx, id).await, Requeue::AwaitChange);
+    assert!(
+        ctx.backends.pve.calls().is_empty(),
+        "a failed server is not acted on"
+    );
+
+    ctx.store.request_reconcile(id, true).await.unwrap();
+    once(&ctx, id).await;
+    let s = server(&ctx, id).await;
+    assert!(s.status.failure.is_none(), "the failure is cleared");
+    assert!(
+        event_reasons(&ctx, id)
+            .await
+            .contains(&r::EV_RETRY_REQUESTED.as_str().to_string())
+    );
+    assert_eq!(clones(&ctx.backends.pve), 1, "and provisioning goes on");
+}
+
+/// A Ready game with everything in place, as a reconcile that saw it all writes it; the
+/// fakes hold the same world, so a snapshot of them shows it.
+async fn ready_game(ctx: &Context<Fakes>) -> Server {
+    let id = game(ctx).await;
+    let range = ctx.cfg.vmids.range(model::Kind::Game);
+    let vmid = ctx.store.reserve_vmid(id, range, &[], false).await.unwrap();
+    let s = server(ctx, id).await;
+    let d = ctx.desired(&s);
+    let mut config = proxmox_client::fake::lxc_config(d.hostname.as_deref().unwrap());
+    config.tags = vec![FLEET_TAG.into(), marker_tag(id)];
+    ctx.backends.pve.put_container("pve", vmid, config, true);
+    let (hostname, fqdn) = ctx.names(&d);
+    let edge = ctx.edge_target(&hostname, &fqdn);
+    let b = &ctx.backends;
+    b.technitium
+        .as_ref()
+        .unwrap()
+        .ensure(&fqdn, &edge.records(false))
+        .await
+        .unwrap();
+    b.cloudflare
+        .as_ref()
+        .unwrap()
+        .ensure(&fqdn, &edge.records(true))
+        .await
+        .unwrap();
+    b.velocity
+        .as_ref()
+        .unwrap()
+        .ensure(&hostname, IP, edge.game_port)
+        .await
+        .unwrap();
+    b.agent.set_state(IP, AgentState::Running);
+
+    let c = crate::observe::container_obs(&ctx.backends.pve.ct_config("pve", vmid).await.unwrap());
+    let obs = Observed {
+        task: None,
+        container: Some(Ok(Some(crate::decide::ContainerObs {
+            cores: Some(d.cores),
+            memory_mib: Some(d.memory_mib),
+            swap_mib: Some(d.swap_mib),
+            bridge: Some(d.bridge.clone()),
+            ..c
+        }))),
+        power: Some(Ok(PowerObs::Running)),
+        ip: Some(Ok(Some(IP.into()))),
+        agent: Some(Ok(AgentObs::Running)),
+        dns: Some(Ok(EdgeObs {
+            desired_present: true,
+            any_ours_present: true,
+        })),
+        proxy: Some(Ok(EdgeObs {
+            desired_present: true,
+            any_ours_present: true,
+        })),
+        slp: Some(Ok(true)),
+        clone_slot: None,
+    };
+    let mut status = s.status.clone();
+    ctx.identity(&mut status, &d);
+    let now = ctx.clock.now();
+    let inputs = Inputs {
+        status: &status,
+        now,
+        timing: ctx.timing(),
+    };
+    let decision = decide::decide(&d, &obs, &inputs);
+    assert_eq!(
+        decision.action,
+        Action::Control(Control::Ready),
+        "the fixture is Ready"
+    );
+    record::apply(&mut status, &decision, &obs, &d, now);
+    record::mark_ready(&mut status, s.generation, &obs);
+    ctx.store
+        .write_status(id, &status, s.resource_version, None)
+        .await
+        .unwrap()
+}
+
+/// The resync's in-memory check: a Ready server the snapshot confirms needs no reconcile;
+/// one the snapshot contradicts does.
+#[tokio::test]
+async fn is_settled_trusts_only_what_the_snapshot_confirms() {
+    struct Case {
+        reason: &'static str,
+        change: fn(&Context<Fakes>, u32),
+        settled: bool,
+    }
+    let cases = [
+        Case {
+            reason: "everything in place: settled",
+            change: |_, _| {},
+            settled: true,
+        },
+        Case {
+            reason: "a stopped container is not settled",
+            change: |c, v| {
+                c.backends.pve.set_running(v, false);
+            },
+            settled: false,
+        },
+        Case {
+            reason: "a proxy that forgot the registration is not settled",
+            change: |c, _| c.backends.velocity.as_ref().unwrap().forget_all(),
+            settled: false,
+        },
+        Case {
+            reason: "a container without our tag is not settled",
+            change: |c, v| {
+                let mut x = c.backends.pve.container(v).unwrap().config;
+                x.tags.clear();
+                c.backends.pve.put_container("pve", v, x, true);
+            },
+            settled: false,
+        },
+    ];
+    for c in cases {
+        let ctx = context().await;
+        let s = ready_game(&ctx).await;
+        (c.change)(&ctx, s.reserved_vmid.unwrap());
+        let snap = crate::resync::take_snapshot(&ctx.backends).await;
+        assert_eq!(ctx.is_settled(&s, &snap), c.settled, "{}", c.reason);
+    }
+    // Nothing is called beyond the snapshot's own listings.
+    let ctx = context().await;
+    let s = ready_game(&ctx).await;
+    let snap = crate::resync::take_snapshot(&ctx.backends).await;
+    ctx.backends.pve.clear_calls();
+    assert!(ctx.is_settled(&s, &snap));
+    assert!(
+        ctx.backends.pve.calls().is_empty(),
+        "the check is in memory"
+    );
+}
+
+/// Only real changes are written: the bookkeeping stamps alone are not a change.
+#[test]
+fn status_changed_ignores_bookkeeping_stamps() {
+    let now = chrono::Utc::now();
+    let base = ServerStatus {
+        observed_generation: 1,
+        ip: Some(IP.into()),
+        ..ServerStatus::default()
+    };
+    let cases: [(&str, fn(&mut ServerStatus, DateTime<Utc>), bool); 5] = [
+        ("identical: no write", |_, _| {}, false),
+        (
+            "a new reconcile stamp alone: no write",
+            |s, t| s.last_reconcile_at = Some(t),
+            false,
+        ),
+        (
+            "a new retry stamp alone: no write",
+            |s, t| s.next_retry_at = Some(t),
+            false,
+        ),
+        (
+            "a changed IP with new stamps: a write",
+            |s, t| {
+                s.last_reconcile_at = Some(t);
+                s.ip = Some("127.1.0.8".into())
+            },
+            true,
+        ),
+        (
+            "recorded progress is a change",
+            |s, _| s.progress.agent_install = Some(1),
+            true,
+        ),
+    ];
+    for (reason, change, want) in cases {
+        let mut new = base.clone();
+        change(&mut new, now);
+        assert_eq!(status_changed(&base, &new), want, "{reason}");
+    }
+}
