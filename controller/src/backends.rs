@@ -13,6 +13,7 @@ use edge_client::{
 use proxmox_client::{Proxmox, PveClient, PveError};
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
+use std::time::Duration;
 
 /// One implementation of every backend.
 pub trait Stack: Send + Sync + 'static {
@@ -202,6 +203,7 @@ pub fn technitium_from_config(cfg: &Config) -> Result<Option<TechnitiumClient>, 
                 cfg,
                 &t.url,
                 read_secret("technitium.token_file", &t.token_file)?,
+                t.timeout,
             )?
             .with_rate_limit(t.requests_per_sec))
         })
@@ -218,6 +220,7 @@ pub fn cloudflare_from_config(cfg: &Config) -> Result<Option<CloudflareClient>, 
                 &c.zone_id,
                 read_secret("cloudflare.token_file", &c.token_file)?,
                 c.requests_per_5min,
+                c.timeout,
             )
         })
         .transpose()
@@ -227,10 +230,12 @@ pub fn velocity_from_config(cfg: &Config) -> Result<Option<VelocityClient>, Conf
     cfg.velocity
         .as_ref()
         .map(|v| {
-            Ok(
-                velocity_client(&v.url, read_secret("velocity.secret_file", &v.secret_file)?)?
-                    .with_rate_limit(v.requests_per_sec),
-            )
+            Ok(velocity_client(
+                &v.url,
+                read_secret("velocity.secret_file", &v.secret_file)?,
+                v.timeout,
+            )?
+            .with_rate_limit(v.requests_per_sec))
         })
         .transpose()
 }
@@ -252,12 +257,13 @@ pub fn technitium_client(
     cfg: &Config,
     url: &str,
     token: SecretString,
+    timeout: Duration,
 ) -> Result<TechnitiumClient, ConfigError> {
     TechnitiumClient::new(edge_client::TechnitiumConfig {
         base_url: url.into(),
         zone: cfg.edge.zone.clone(),
         token,
-        timeout: std::time::Duration::from_secs(10),
+        timeout,
     })
     .map_err(|e| edge_err("technitium", e))
 }
@@ -268,18 +274,24 @@ pub fn cloudflare_client(
     zone_id: &str,
     token: SecretString,
     requests_per_5min: u32,
+    timeout: Duration,
 ) -> Result<CloudflareClient, ConfigError> {
     let mut c = edge_client::CloudflareConfig::new(zone_id, &cfg.edge.zone, token);
     c.base_url = url.into();
     c.requests_per_5min = requests_per_5min;
+    c.timeout = timeout;
     CloudflareClient::new(c).map_err(|e| edge_err("cloudflare", e))
 }
 
-pub fn velocity_client(url: &str, secret: SecretString) -> Result<VelocityClient, ConfigError> {
+pub fn velocity_client(
+    url: &str,
+    secret: SecretString,
+    timeout: Duration,
+) -> Result<VelocityClient, ConfigError> {
     VelocityClient::new(edge_client::VelocityConfig {
         base_url: url.into(),
         secret,
-        timeout: std::time::Duration::from_secs(10),
+        timeout,
     })
     .map_err(|e| edge_err("velocity", e))
 }

@@ -62,15 +62,6 @@ pub enum Requeue {
     Backoff,
 }
 
-impl Requeue {
-    pub fn requeue(after: Duration) -> Requeue {
-        Requeue::After(after)
-    }
-    pub fn await_change() -> Requeue {
-        Requeue::AwaitChange
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
@@ -228,11 +219,11 @@ impl<S: Stack> Context<S> {
             now,
             timing: self.timing(),
         };
-        let decision = decide::decide(&desired, &obs, &cx);
-        if decision.action != Action::Control(Control::Ready) {
+        let Decision { action, conditions } = decide::decide(&desired, &obs, &cx);
+        if action != Action::Control(Control::Ready) {
             return false;
         }
-        record::apply(&mut status, &decision, &obs, &desired, now);
+        record::apply(&mut status, &conditions, &action, &obs, &desired, now);
         record::mark_ready(&mut status, server.generation, &obs);
         !status_changed(&server.status, &status)
     }
@@ -265,6 +256,10 @@ pub(crate) struct Run<'c, S: Stack> {
     /// No record of creating the container when this reconcile began: finding ours is an
     /// adoption (a crash between clone and record, a lost answer, or a wiped status).
     may_adopt: bool,
+    /// The lease this reconcile holds (`None` on SQLite: one controller).
+    fence: Option<Fence>,
+    /// Teardown finished and the row is gone: nothing left to record.
+    archived: bool,
 }
 
 /// Reconcile `id`. `fence` is the lease held for it (`None` on SQLite: one controller).
@@ -277,14 +272,14 @@ pub async fn reconcile<S: Stack>(
         ctx.release_slot(id, None).await;
         return Ok(Requeue::AwaitChange);
     };
-    let mut run = Run::new(ctx, server);
+    let mut run = Run::new(ctx, server, fence);
     if run.held_back() {
-        return run.finish(fence, Requeue::AwaitChange).await;
+        return run.finish(Requeue::AwaitChange).await;
     }
     let mut next = Requeue::AwaitChange;
     for _ in 0..MAX_ROUNDS {
         let Decision { action, conditions } = run.decide();
-        run.record_round(conditions, &action).await;
+        run.record_round(&conditions, &action).await;
         let flow = match action {
             Action::Mutate(m) => {
                 let flow = act::act(&mut run, m).await.flow();
@@ -293,11 +288,6 @@ pub async fn reconcile<S: Stack>(
                     run.obs.after_change();
                 }
                 flow
-            }
-            Action::Control(Control::Archive) => {
-                ctx.release_slot(id, run.desired.template_vmid()).await;
-                ctx.store.archive_and_delete(id, fence).await?;
-                return Ok(Requeue::AwaitChange);
             }
             Action::Control(c) => run.control(c).await?,
         };
@@ -309,14 +299,17 @@ pub async fn reconcile<S: Stack>(
             }
         }
     }
+    if run.archived {
+        return Ok(next);
+    }
     if let Some(ip) = run.obs.ip() {
         run.status.ip = Some(ip.to_string());
     }
-    run.finish(fence, next).await
+    run.finish(next).await
 }
 
 impl<'c, S: Stack> Run<'c, S> {
-    fn new(ctx: &'c Context<S>, server: Server) -> Self {
+    fn new(ctx: &'c Context<S>, server: Server, fence: Option<Fence>) -> Self {
         let now = ctx.clock.now();
         let snapshot = ctx.snapshot();
         let source = if ctx.is_steady(&server, &snapshot) {
@@ -341,6 +334,8 @@ impl<'c, S: Stack> Run<'c, S> {
             source,
             may_adopt,
             server,
+            fence,
+            archived: false,
         }
     }
 
@@ -413,14 +408,11 @@ impl<'c, S: Stack> Run<'c, S> {
 
     /// Record what this round decided and saw: conditions and progress, an adoption, the end
     /// of a clone (which frees the template).
-    async fn record_round(&mut self, conditions: Vec<decide::Cond>, action: &Action) {
-        let decision = Decision {
-            action: action.clone(),
-            conditions,
-        };
+    async fn record_round(&mut self, conditions: &[decide::Cond], action: &Action) {
         record::apply(
             &mut self.status,
-            &decision,
+            conditions,
+            action,
             &self.obs,
             &self.desired,
             self.now,
@@ -539,8 +531,14 @@ impl<'c, S: Stack> Run<'c, S> {
                 }
                 return Ok(ControlFlow::Break(Requeue::AwaitChange));
             }
-            // Handled by the loop: the row is gone afterwards, so nothing is recorded.
-            Control::Archive => return Ok(ControlFlow::Break(Requeue::AwaitChange)),
+            Control::Archive => {
+                self.ctx
+                    .release_slot(id, self.desired.template_vmid())
+                    .await;
+                self.ctx.store.archive_and_delete(id, self.fence).await?;
+                self.archived = true;
+                return Ok(ControlFlow::Break(Requeue::AwaitChange));
+            }
         };
         Ok(next.flow())
     }

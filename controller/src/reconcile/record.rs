@@ -4,25 +4,26 @@
 
 use super::{Acted, ReconcileError, Requeue, Run};
 use crate::backends::{Backend, Stack};
-use crate::decide::{Action, AgentObs, Control, Decision, Desired, Observed, Unavailable};
+use crate::decide::{Action, AgentObs, Cond, Control, Desired, Observed, Unavailable};
 use crate::metrics as m;
 use crate::reason as r;
 use chrono::{DateTime, Utc};
 use model::status::{Failure, LastError};
-use model::store::{Fence, Store, StoreError};
+use model::store::{Store, StoreError};
 use model::{ConditionStatus, ConditionType, ErrorClass, EventType, ServerStatus, Step, TaskKind};
 
 /// Record what `decide` concluded, and the progress its observations show. Any action but
 /// waiting on an observation or a degraded backend means the server is healthy again.
 pub(crate) fn apply(
     status: &mut ServerStatus,
-    decision: &Decision,
+    conditions: &[Cond],
+    action: &Action,
     obs: &Observed,
     d: &Desired,
     now: DateTime<Utc>,
 ) {
     let generation = d.generation;
-    for c in &decision.conditions {
+    for c in conditions {
         status.set_condition(
             c.type_,
             c.status,
@@ -33,7 +34,7 @@ pub(crate) fn apply(
         );
     }
     if !matches!(
-        decision.action,
+        action,
         Action::Control(Control::Degraded { .. } | Control::Observe(_))
     ) {
         status.set_condition(
@@ -187,11 +188,7 @@ impl<S: Stack> Run<'_, S> {
     }
 
     /// Record status (only if it changed; fenced) and events, and say when to look again.
-    pub(super) async fn finish(
-        mut self,
-        fence: Option<Fence>,
-        next: Requeue,
-    ) -> Result<Requeue, ReconcileError> {
+    pub(super) async fn finish(mut self, next: Requeue) -> Result<Requeue, ReconcileError> {
         let store = &self.ctx.store;
         let now = self.ctx.clock.now();
         let id = self.server.id;
@@ -204,7 +201,7 @@ impl<S: Stack> Run<'_, S> {
                 Requeue::AwaitChange | Requeue::Now | Requeue::Backoff => None,
             };
             match store
-                .write_status(id, &self.status, self.server.resource_version, fence)
+                .write_status(id, &self.status, self.server.resource_version, self.fence)
                 .await
             {
                 Ok(_) => {}

@@ -121,8 +121,15 @@ async fn a_lost_clone_answer_is_adopted_not_cloned_again() {
         "a lost answer is transient"
     );
     let s = server(&ctx, id).await;
-    let e = s.status.last_error.as_ref().expect("the lost answer is recorded");
-    assert_eq!((e.class, e.step.as_str()), (ErrorClass::Transient, "clone-container"));
+    let e = s
+        .status
+        .last_error
+        .as_ref()
+        .expect("the lost answer is recorded");
+    assert_eq!(
+        (e.class, e.step.as_str()),
+        (ErrorClass::Transient, "clone-container")
+    );
     assert_eq!(clones(&ctx.backends.pve), 1);
     let vmid = s.reserved_vmid.expect("VMID reserved before the clone");
 
@@ -214,7 +221,11 @@ async fn the_template_slot_is_released_on_every_exit() {
         (c.before_clone)(&ctx.backends.pve);
         once(&ctx, id).await;
         if c.later {
-            assert!(ctx.slots.holds(id), "{}: the running clone holds the slot", c.reason);
+            assert!(
+                ctx.slots.holds(id),
+                "{}: the running clone holds the slot",
+                c.reason
+            );
             (c.end)(&ctx.backends.pve);
             once(&ctx, id).await;
         }
@@ -409,13 +420,13 @@ async fn ready_game(ctx: &Context<Fakes>) -> Server {
         now,
         timing: ctx.timing(),
     };
-    let decision = decide::decide(&d, &obs, &inputs);
+    let Decision { action, conditions } = decide::decide(&d, &obs, &inputs);
     assert_eq!(
-        decision.action,
+        action,
         Action::Control(Control::Ready),
         "the fixture is Ready"
     );
-    record::apply(&mut status, &decision, &obs, &d, now);
+    record::apply(&mut status, &conditions, &action, &obs, &d, now);
     record::mark_ready(&mut status, s.generation, &obs);
     ctx.store
         .write_status(id, &status, s.resource_version, None)

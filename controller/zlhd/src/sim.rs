@@ -260,6 +260,7 @@ impl SimStack {
                     cfg,
                     &t.url(),
                     SecretString::from(t.token().to_string()),
+                    TechnitiumSection::DEFAULT_TIMEOUT,
                 )?
                 .with_rate_limit(scaled(TechnitiumSection::DEFAULT_REQUESTS_PER_SEC)),
             ),
@@ -273,13 +274,18 @@ impl SimStack {
                 SecretString::from(c.token().to_string()),
                 // The simulator's 5-minute window is shorter by the time scale; so is ours.
                 scaled(CloudflareSection::DEFAULT_REQUESTS_PER_5MIN),
+                CloudflareSection::DEFAULT_TIMEOUT,
             )?),
             None => backends::cloudflare_from_config(cfg)?,
         };
         let velocity = match &self.velocity {
             Some(v) => Some(
-                backends::velocity_client(&v.url(), SecretString::from(v.secret().to_string()))?
-                    .with_rate_limit(scaled(VelocitySection::DEFAULT_REQUESTS_PER_SEC)),
+                backends::velocity_client(
+                    &v.url(),
+                    SecretString::from(v.secret().to_string()),
+                    VelocitySection::DEFAULT_TIMEOUT,
+                )?
+                .with_rate_limit(scaled(VelocitySection::DEFAULT_REQUESTS_PER_SEC)),
             ),
             None => backends::velocity_from_config(cfg)?,
         };
