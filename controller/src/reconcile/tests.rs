@@ -499,7 +499,8 @@ fn status_changed_ignores_bookkeeping_stamps() {
         ip: Some(IP.into()),
         ..ServerStatus::default()
     };
-    let cases: [(&str, fn(&mut ServerStatus, DateTime<Utc>), bool); 5] = [
+    type Change = fn(&mut ServerStatus, DateTime<Utc>);
+    let cases: [(&str, Change, bool); 5] = [
         ("identical: no write", |_, _| {}, false),
         (
             "a new reconcile stamp alone: no write",
