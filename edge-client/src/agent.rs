@@ -1,6 +1,6 @@
-//! The zpack Agent inside each container: `POST /config`, `GET /status`, `GET /health` at
-//! `http://{ip}:{port}` (default 18888), optional `Authorization: Bearer` token
-//! (docs/edge-apis.md §6).
+//! The zpack Agent inside each container: `POST /config`, `GET /status`, `GET /health`, and
+//! the game process's power (`POST /start`, `/stop`, `/restart`) at `http://{ip}:{port}`
+//! (default 18888), optional `Authorization: Bearer` token (docs/edge-apis.md §6).
 
 use crate::error::{Backend, EdgeError};
 use crate::http;
@@ -155,10 +155,20 @@ pub enum AgentState {
         step: Option<String>,
         progress: Option<u8>,
     },
-    Running,
-    Crashed,
+    /// The install failed (the Agent's message).
     Error {
         message: String,
+    },
+    // The game process, once installed.
+    Running,
+    Starting,
+    Stopping,
+    /// Stopped: asked to (`POST /stop`, a `stop` typed at the console) or exited.
+    Stopped,
+    Crashed {
+        /// Crashes in a row (`crashCount`), when the Agent reports it.
+        count: Option<u32>,
+        message: Option<String>,
     },
 }
 
@@ -167,9 +177,12 @@ impl AgentState {
         match self {
             AgentState::Idle => "idle",
             AgentState::Installing { .. } => "installing",
-            AgentState::Running => "running",
-            AgentState::Crashed => "crashed",
             AgentState::Error { .. } => "error",
+            AgentState::Running => "running",
+            AgentState::Starting => "starting",
+            AgentState::Stopping => "stopping",
+            AgentState::Stopped => "stopped",
+            AgentState::Crashed { .. } => "crashed",
         }
     }
 }
@@ -180,11 +193,14 @@ pub struct AgentStatus {
 }
 
 /// Wire shape of `GET /status`: `{"state":"installing","step":"..","progress":40}`,
-/// `{"state":"error","error":"..."}`. Shared with the simulator.
+/// `{"state":"error","error":"..."}`, `{"state":"crashed","crashCount":2}`. Shared with the
+/// simulator.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct StatusWire {
     pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Some Agent builds say `installStep`.
+    #[serde(default, alias = "installStep", skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,
@@ -193,6 +209,8 @@ pub(crate) struct StatusWire {
     /// Some Agent builds say `message` instead of `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_count: Option<u32>,
 }
 
 pub(crate) const DEFAULT_AGENT_ERROR: &str = "agent error";
@@ -210,6 +228,10 @@ impl StatusWire {
                 w.progress = progress.map(f64::from);
             }
             AgentState::Error { message } => w.error = Some(message.clone()),
+            AgentState::Crashed { count, message } => {
+                w.crash_count = *count;
+                w.error = message.clone();
+            }
             _ => {}
         }
         w
@@ -224,7 +246,13 @@ impl StatusWire {
                 progress: self.progress.map(|p| p.clamp(0.0, 100.0) as u8),
             },
             "running" => AgentState::Running,
-            "crashed" => AgentState::Crashed,
+            "starting" => AgentState::Starting,
+            "stopping" => AgentState::Stopping,
+            "stopped" => AgentState::Stopped,
+            "crashed" => AgentState::Crashed {
+                count: self.crash_count,
+                message: self.error.or(self.message),
+            },
             "error" => AgentState::Error {
                 message: self
                     .error
@@ -322,9 +350,11 @@ impl AgentClient {
                 format!("malformed /status body: {e}"),
             )
         })?;
+        // A state never seen before is most likely a newer Agent: transient (retried, the
+        // server Degraded), never a terminal failure, so an Agent upgrade cannot fail the fleet.
         let state = wire
             .into_state()
-            .map_err(|m| EdgeError::new(BACKEND, ErrorClass::Invalid, Some(r.status), m))?;
+            .map_err(|m| EdgeError::new(BACKEND, ErrorClass::Transient, Some(r.status), m))?;
         Ok(AgentStatus { state })
     }
 
@@ -334,11 +364,33 @@ impl AgentClient {
             .await
             .map(|_| ())
     }
+
+    /// `POST /start`: start the game process. Any 2xx is acceptance; the outcome shows in
+    /// `status`.
+    pub async fn start(&self, ip: &str) -> Result<(), EdgeError> {
+        self.power(ip, "POST /start", "/start").await
+    }
+
+    /// `POST /stop`: stop the game process (the container keeps running).
+    pub async fn stop(&self, ip: &str) -> Result<(), EdgeError> {
+        self.power(ip, "POST /stop", "/stop").await
+    }
+
+    /// `POST /restart`: restart the game process (not the container).
+    pub async fn restart(&self, ip: &str) -> Result<(), EdgeError> {
+        self.power(ip, "POST /restart", "/restart").await
+    }
+
+    /// The power routes take no body (the previous system sent none).
+    async fn power(&self, ip: &str, what: &str, path: &str) -> Result<(), EdgeError> {
+        let req = self.req(reqwest::Method::POST, ip, path);
+        self.call(what, req).await.map(|_| ())
+    }
 }
 
-/// What zlh asks of the in-container Agent: its lifecycle state, and (once) the config to
-/// install. The engine depends on this rather than on `AgentClient`, so its glue can be
-/// tested against an in-memory Agent (feature `fake`).
+/// What zlh asks of the in-container Agent: its lifecycle state, (once) the config to
+/// install, and the game process's power. The engine depends on this rather than on
+/// `AgentClient`, so its glue can be tested against an in-memory Agent (feature `fake`).
 pub trait Agent: Send + Sync {
     /// `GET /status`.
     fn status(&self, ip: &str) -> impl Future<Output = Result<AgentStatus, EdgeError>> + Send;
@@ -348,6 +400,12 @@ pub trait Agent: Send + Sync {
         ip: &str,
         payload: &AgentPayload,
     ) -> impl Future<Output = Result<(), EdgeError>> + Send;
+    /// `POST /start` (the game process); a 2xx is acceptance, the outcome shows in `status`.
+    fn start(&self, ip: &str) -> impl Future<Output = Result<(), EdgeError>> + Send;
+    /// `POST /stop` (the game process; the container keeps running).
+    fn stop(&self, ip: &str) -> impl Future<Output = Result<(), EdgeError>> + Send;
+    /// `POST /restart` (the game process, not the container).
+    fn restart(&self, ip: &str) -> impl Future<Output = Result<(), EdgeError>> + Send;
 }
 
 impl Agent for AgentClient {
@@ -357,6 +415,18 @@ impl Agent for AgentClient {
 
     async fn send_config(&self, ip: &str, payload: &AgentPayload) -> Result<(), EdgeError> {
         AgentClient::send_config(self, ip, payload).await
+    }
+
+    async fn start(&self, ip: &str) -> Result<(), EdgeError> {
+        AgentClient::start(self, ip).await
+    }
+
+    async fn stop(&self, ip: &str) -> Result<(), EdgeError> {
+        AgentClient::stop(self, ip).await
+    }
+
+    async fn restart(&self, ip: &str) -> Result<(), EdgeError> {
+        AgentClient::restart(self, ip).await
     }
 }
 
@@ -454,7 +524,30 @@ mod tests {
                     message: DEFAULT_AGENT_ERROR.into(),
                 }),
             ),
-            (r#"{"state":"crashed"}"#, Ok(AgentState::Crashed)),
+            (
+                r#"{"state":"crashed"}"#,
+                Ok(AgentState::Crashed {
+                    count: None,
+                    message: None,
+                }),
+            ),
+            (
+                r#"{"state":"crashed","crashCount":3,"error":"OutOfMemoryError"}"#,
+                Ok(AgentState::Crashed {
+                    count: Some(3),
+                    message: Some("OutOfMemoryError".into()),
+                }),
+            ),
+            (r#"{"state":"Stopped"}"#, Ok(AgentState::Stopped)),
+            (r#"{"state":"STARTING"}"#, Ok(AgentState::Starting)),
+            (r#"{"state":"stopping"}"#, Ok(AgentState::Stopping)),
+            (
+                r#"{"state":"installing","installStep":"java"}"#,
+                Ok(AgentState::Installing {
+                    step: Some("java".into()),
+                    progress: None,
+                }),
+            ),
             (r#"{"state":"weird"}"#, Err(())),
         ];
         for (body, want) in cases {

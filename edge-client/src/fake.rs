@@ -107,12 +107,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub enum AgentMethod {
     Status,
     SendConfig,
+    Start,
+    Stop,
+    Restart,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentCall {
     Status { ip: String },
     SendConfig { ip: String, vmid: u32 },
+    Start { ip: String },
+    Stop { ip: String },
+    Restart { ip: String },
 }
 
 #[derive(Debug)]
@@ -134,7 +140,8 @@ impl Default for Agents {
 
 /// Agents by IP. An IP without a state answers like an Agent that is not up (connection
 /// refused, `Transient`). By default an accepted config switches that IP to `Installing`;
-/// tests move it on with `set_state`.
+/// tests move it on with `set_state`. Power calls (`start`, `stop`, `restart`) are only
+/// recorded: the state stays as it is until the test sets it.
 #[derive(Debug, Default)]
 pub struct FakeAgent {
     inner: Mutex<Inner<Agents, AgentCall, AgentMethod>>,
@@ -189,6 +196,17 @@ impl FakeAgent {
     pub fn fail_always(&self, m: AgentMethod, e: Option<EdgeError>) {
         lock(&self.inner).faults.set_always(m, e);
     }
+
+    /// Accepted when the Agent is up; what the game process does next is the test's to say.
+    fn power(&self, ip: &str, m: AgentMethod, call: AgentCall) -> Result<(), EdgeError> {
+        lock(&self.inner).call(m, call, |s| {
+            if s.states.contains_key(ip) {
+                Ok(())
+            } else {
+                Err(connection_refused(Backend::Agent))
+            }
+        })
+    }
 }
 
 impl Agent for FakeAgent {
@@ -222,6 +240,22 @@ impl Agent for FakeAgent {
             s.sent.entry(ip.into()).or_default().push(payload.clone());
             Ok(())
         })
+    }
+
+    async fn start(&self, ip: &str) -> Result<(), EdgeError> {
+        self.power(ip, AgentMethod::Start, AgentCall::Start { ip: ip.into() })
+    }
+
+    async fn stop(&self, ip: &str) -> Result<(), EdgeError> {
+        self.power(ip, AgentMethod::Stop, AgentCall::Stop { ip: ip.into() })
+    }
+
+    async fn restart(&self, ip: &str) -> Result<(), EdgeError> {
+        self.power(
+            ip,
+            AgentMethod::Restart,
+            AgentCall::Restart { ip: ip.into() },
+        )
     }
 }
 
@@ -566,6 +600,33 @@ mod tests {
             assert!(a.status("ip").await.is_err());
             a.fail_always(AgentMethod::Status, None);
             assert!(a.status("ip").await.is_ok());
+        });
+    }
+
+    /// Power calls are logged, refused while the Agent is down, and never move the state.
+    #[test]
+    fn agent_power_is_recorded_not_acted_on() {
+        block_on(async {
+            let a = FakeAgent::new();
+            assert!(a.restart("ip").await.unwrap_err().is_transient());
+            a.set_state("ip", AgentState::Running);
+            a.stop("ip").await.unwrap();
+            a.start("ip").await.unwrap();
+            a.restart("ip").await.unwrap();
+            assert_eq!(a.state("ip"), Some(AgentState::Running));
+            let ip = || "ip".to_string();
+            assert_eq!(
+                a.calls(),
+                vec![
+                    AgentCall::Restart { ip: ip() },
+                    AgentCall::Stop { ip: ip() },
+                    AgentCall::Start { ip: ip() },
+                    AgentCall::Restart { ip: ip() },
+                ]
+            );
+            let boom = EdgeError::new(Backend::Agent, ErrorClass::Transient, Some(503), "busy");
+            a.fail_next(AgentMethod::Stop, boom.clone());
+            assert_eq!(a.stop("ip").await, Err(boom));
         });
     }
 

@@ -3,7 +3,7 @@ mod common;
 
 use common::{T, eventually, ip};
 use edge_client::agent::JAVA_21;
-use edge_client::sim::{AgentSim, AgentSimConfig};
+use edge_client::sim::{AgentPower, AgentSim, AgentSimConfig};
 use edge_client::{AgentClient, AgentConfig, AgentPayload, AgentState, slp};
 use model::{ErrorClass, ServerSpec, Variant};
 use secrecy::SecretString;
@@ -291,4 +291,144 @@ async fn error_classes() {
         };
         assert_eq!(err.class, want, "{reason}: {err}");
     }
+}
+
+/// The power routes reach the Agent in order and leave its state alone (acting on them is
+/// the Agent's business, seen later in `status`).
+#[tokio::test]
+async fn power_calls_are_accepted_and_recorded() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(130);
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+    c.send_config(&a, &payload(130)).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+
+    c.stop(&a).await.unwrap();
+    c.start(&a).await.unwrap();
+    c.restart(&a).await.unwrap();
+    assert_eq!(
+        sim.power_requests(addr),
+        vec![AgentPower::Stop, AgentPower::Start, AgentPower::Restart]
+    );
+    let posts: Vec<String> = sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.uri != "/config")
+        .map(|r| r.uri)
+        .collect();
+    assert_eq!(posts, ["/stop", "/start", "/restart"], "no query string");
+    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Running);
+    assert_eq!(sim.configs_received(addr), 1, "power is not a reinstall");
+
+    // Through the trait, as the engine will call them.
+    async fn via_trait(agent: &impl edge_client::Agent, ip: &str) {
+        agent.restart(ip).await.unwrap();
+    }
+    via_trait(&c, &a).await;
+    assert_eq!(sim.power_requests(addr).last(), Some(&AgentPower::Restart));
+
+    sim.container_stopped(addr).await;
+    sim.container_started(addr).await.unwrap();
+    assert!(
+        sim.power_requests(addr).is_empty(),
+        "a new container starts clean"
+    );
+}
+
+/// On the wire each power call is a bare POST with the bearer token: nothing else for the
+/// Agent to parse, and the same authorization as `/config`.
+#[tokio::test]
+async fn power_calls_are_bodyless_posts_with_the_token() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let mut heads = Vec::new();
+        for _ in 0..3 {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "request head cut short");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let text = String::from_utf8(buf).unwrap();
+            let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+            assert!(rest.is_empty(), "no body bytes: {rest:?}");
+            heads.push(head.to_ascii_lowercase());
+            sock.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        heads
+    });
+    let c = AgentClient::new(AgentConfig {
+        port,
+        token: Some(SecretString::from("agent-tok".to_string())),
+        timeout: T,
+    })
+    .unwrap();
+    c.start("127.0.0.1").await.unwrap();
+    c.stop("127.0.0.1").await.unwrap();
+    c.restart("127.0.0.1").await.unwrap();
+    let heads = server.await.unwrap();
+    for (head, path) in heads.iter().zip(["/start", "/stop", "/restart"]) {
+        assert!(
+            head.starts_with(&format!("post {path} http/1.1\r\n")),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nauthorization: bearer agent-tok"),
+            "{head}"
+        );
+        assert!(
+            !head.contains("content-type") && !head.contains("transfer-encoding"),
+            "{head}"
+        );
+        assert!(
+            !head.contains("content-length") || head.contains("content-length: 0"),
+            "{head}"
+        );
+    }
+}
+
+/// Power calls fail like every other Agent call: the engine can classify them the same way.
+#[tokio::test]
+async fn power_call_errors() {
+    let sim = AgentSim::start(AgentSimConfig {
+        token: Some("agent-tok".into()),
+        ..fast()
+    })
+    .await
+    .unwrap();
+    let addr = ip(131);
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+    let good = client(&sim, Some("agent-tok"));
+
+    let e = client(&sim, None).start(&a).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Unauthorized, "token required: {e}");
+    let e = client(&sim, Some("nope")).restart(&a).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Unauthorized, "wrong token: {e}");
+    assert!(
+        sim.power_requests(addr).is_empty(),
+        "refused is not recorded"
+    );
+
+    sim.faults().fail_next("/stop", 1, 503);
+    let e = good.stop(&a).await.unwrap_err();
+    assert_eq!(
+        (e.class, e.status),
+        (ErrorClass::Transient, Some(503)),
+        "{e}"
+    );
+    good.stop(&a).await.unwrap();
+    assert_eq!(sim.power_requests(addr), vec![AgentPower::Stop]);
+
+    sim.container_stopped(addr).await;
+    let e = good.restart(&a).await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "container down: {e}");
 }

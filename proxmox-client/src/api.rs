@@ -60,6 +60,15 @@ pub trait Proxmox: Send + Sync {
         timeout_s: Option<u32>,
         force_stop: bool,
     ) -> impl Future<Output = Result<Upid, PveError>> + Send;
+    /// `POST .../status/reboot` with `timeout` (for the shutdown half; then the CT is killed):
+    /// one task (`vzreboot`) that shuts the CT down and starts it again. On a stopped CT PVE
+    /// answers `VM N not running` (sic) → `PveError::is_not_running`.
+    fn reboot_ct(
+        &self,
+        node: &str,
+        vmid: u32,
+        timeout_s: Option<u32>,
+    ) -> impl Future<Output = Result<Upid, PveError>> + Send;
     /// `DELETE /nodes/{node}/lxc/{vmid}` (`purge`, `force`, `destroy-unreferenced-disks`).
     fn delete_ct(
         &self,

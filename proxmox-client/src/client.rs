@@ -417,6 +417,16 @@ impl Proxmox for PveClient {
             .await
     }
 
+    async fn reboot_ct(
+        &self,
+        node: &str,
+        vmid: u32,
+        timeout_s: Option<u32>,
+    ) -> Result<Upid, PveError> {
+        self.upid(&request::build_reboot(node, vmid, timeout_s))
+            .await
+    }
+
     async fn delete_ct(
         &self,
         node: &str,

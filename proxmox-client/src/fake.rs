@@ -6,8 +6,8 @@
 //!
 //! Tasks stay running until [`FakeProxmox::finish_task`] (or at once after
 //! [`FakeProxmox::set_tasks_finish_immediately`]); their effect (clone unlocked, CT running,
-//! stopped, gone) happens when they end OK. Every call is logged in order ([`PveCall`]), and
-//! each method can be made to fail: [`FakeProxmox::fail_next`] (no effect),
+//! stopped, rebooted, gone) happens when they end OK. Every call is logged in order
+//! ([`PveCall`]), and each method can be made to fail: [`FakeProxmox::fail_next`] (no effect),
 //! [`FakeProxmox::lose_answer_next`] (effect, then the error: a timeout after PVE did the
 //! work) and [`FakeProxmox::fail_always`].
 //!
@@ -48,6 +48,7 @@ pub enum PveMethod {
     CtInterfaces,
     TaskStatus,
     TaskLog,
+    RebootCt,
 }
 
 impl PveMethod {
@@ -68,6 +69,7 @@ impl PveMethod {
             PveMethod::CtInterfaces => Endpoint::INTERFACES,
             PveMethod::TaskStatus => Endpoint::TASK_STATUS,
             PveMethod::TaskLog => Endpoint::TASK_LOG,
+            PveMethod::RebootCt => Endpoint::REBOOT,
         }
     }
 }
@@ -127,6 +129,11 @@ pub enum PveCall {
         start: u32,
         limit: u32,
     },
+    RebootCt {
+        node: String,
+        vmid: u32,
+        timeout_s: Option<u32>,
+    },
 }
 
 impl PveCall {
@@ -146,6 +153,7 @@ impl PveCall {
             PveCall::CtInterfaces { .. } => PveMethod::CtInterfaces,
             PveCall::TaskStatus { .. } => PveMethod::TaskStatus,
             PveCall::TaskLog { .. } => PveMethod::TaskLog,
+            PveCall::RebootCt { .. } => PveMethod::RebootCt,
         }
     }
 }
@@ -335,6 +343,7 @@ enum Effect {
     Start(u32),
     Stop(u32),
     Destroy(u32),
+    Reboot(u32),
 }
 
 #[derive(Debug)]
@@ -482,6 +491,23 @@ impl State {
                 self.cts.get_mut(&vmid).expect("checked").running = false;
                 Ok(())
             }
+            Effect::Reboot(vmid) => {
+                let ct = self
+                    .cts
+                    .get_mut(&vmid)
+                    .ok_or_else(|| e_config_missing(node, vmid))?;
+                // PVE's worker does nothing for a CT that is no longer running.
+                if !ct.running {
+                    return result;
+                }
+                // The shutdown half always succeeds (the CT is killed after `timeout`), so a
+                // failure is the start half's and leaves the CT stopped, as in the simulator.
+                ct.running = false;
+                result?;
+                checked(self, vmid)?;
+                self.cts.get_mut(&vmid).expect("checked").running = true;
+                Ok(())
+            }
             Effect::Destroy(vmid) => {
                 if result.is_ok() {
                     self.cts.remove(&vmid);
@@ -625,7 +651,7 @@ impl FakeProxmox {
     }
 
     /// The next task dispatched by `method` (`CloneCt`, `StartCt`, `StopCt`, `ShutdownCt`,
-    /// `DeleteCt`) ends with `message` when it ends, even when told `Ok`.
+    /// `RebootCt`, `DeleteCt`) ends with `message` when it ends, even when told `Ok`.
     pub fn fail_next_task(&self, method: PveMethod, message: &str) {
         let mut st = lock(&self.state);
         st.task_errors
@@ -961,6 +987,33 @@ impl Proxmox for FakeProxmox {
         self.stop_like(call, node, vmid)
     }
 
+    async fn reboot_ct(
+        &self,
+        node: &str,
+        vmid: u32,
+        timeout_s: Option<u32>,
+    ) -> Result<Upid, PveError> {
+        let call = PveCall::RebootCt {
+            node: node.into(),
+            vmid,
+            timeout_s,
+        };
+        let e = Endpoint::REBOOT;
+        self.call(call, |st| {
+            // Only this is checked at once, and PVE words it `VM`, not `CT`.
+            if !st.ct(e, node, vmid)?.running {
+                return Err(die(e, format!("VM {vmid} {}", msg::NOT_RUNNING)));
+            }
+            Ok(st.dispatch(
+                PveMethod::RebootCt,
+                node,
+                "vzreboot",
+                vmid,
+                Effect::Reboot(vmid),
+            ))
+        })
+    }
+
     async fn delete_ct(
         &self,
         node: &str,
@@ -1165,6 +1218,59 @@ mod tests {
             );
             // PVE says the same when the CT lives on another node.
             assert!(pve.ct_config("pve2", 105).await.unwrap_err().is_not_found());
+        });
+    }
+
+    /// Same semantics as the simulator: running → one `vzreboot` task → running; stopped →
+    /// PVE's `VM N not running` (Conflict); a failed reboot leaves the CT stopped.
+    #[test]
+    fn reboot_running_and_stopped() {
+        block_on(async {
+            let pve = FakeProxmox::new();
+            pve.put_container("pve", 105, lxc_config("mc-a"), false);
+            let e = pve.reboot_ct("pve", 105, None).await.unwrap_err();
+            assert!(e.is_not_running(), "{e}");
+            assert_eq!(
+                (e.message.as_str(), e.status),
+                ("VM 105 not running", Some(500))
+            );
+            assert!(
+                pve.reboot_ct("pve", 104, None)
+                    .await
+                    .unwrap_err()
+                    .is_not_found()
+            );
+
+            pve.set_running(105, true);
+            let up = pve.reboot_ct("pve", 105, Some(30)).await.unwrap();
+            assert_eq!((&*up.task_type, &*up.id), ("vzreboot", "105"));
+            assert_eq!(
+                pve.calls().last(),
+                Some(&PveCall::RebootCt {
+                    node: "pve".into(),
+                    vmid: 105,
+                    timeout_s: Some(30)
+                })
+            );
+            assert!(pve.finish_task(&up, Ok(())));
+            assert_eq!(pve.task(&up), Some(FakeTaskState::Ok));
+            assert!(pve.container(105).unwrap().running);
+
+            pve.fail_next_task(PveMethod::RebootCt, "startup for container '105' failed");
+            let up = pve.reboot_ct("pve", 105, None).await.unwrap();
+            pve.finish_task(&up, Ok(()));
+            assert!(matches!(pve.task(&up), Some(FakeTaskState::Error(_))));
+            assert!(!pve.container(105).unwrap().running, "start half failed");
+
+            pve.set_running(105, true);
+            pve.set_lock(105, Some("backup".into()));
+            let up = pve.reboot_ct("pve", 105, None).await.unwrap();
+            pve.finish_task(&up, Ok(()));
+            assert_eq!(
+                pve.task(&up),
+                Some(FakeTaskState::Error("CT is locked (backup)".into()))
+            );
+            assert!(!pve.container(105).unwrap().running, "locked: not started");
         });
     }
 

@@ -19,11 +19,12 @@ impl Endpoint {
     pub const START: &'static str = "start";
     pub const STOP: &'static str = "stop";
     pub const SHUTDOWN: &'static str = "shutdown";
+    pub const REBOOT: &'static str = "reboot";
     pub const DELETE: &'static str = "delete";
     pub const INTERFACES: &'static str = "interfaces";
     pub const TASK_STATUS: &'static str = "task_status";
     pub const TASK_LOG: &'static str = "task_log";
-    pub const ALL: [&'static str; 14] = [
+    pub const ALL: [&'static str; 15] = [
         Self::VERSION,
         Self::CLUSTER_RESOURCES,
         Self::NEXT_ID,
@@ -34,6 +35,7 @@ impl Endpoint {
         Self::START,
         Self::STOP,
         Self::SHUTDOWN,
+        Self::REBOOT,
         Self::DELETE,
         Self::INTERFACES,
         Self::TASK_STATUS,
@@ -358,6 +360,22 @@ pub fn build_shutdown(
         Endpoint::SHUTDOWN,
         Method::Post,
         "/nodes/{node}/lxc/{vmid}/status/shutdown",
+        ct(node, vmid),
+        p,
+    )
+}
+
+/// `timeout` bounds the shutdown half; past it PVE kills the CT, hence no `forceStop`
+/// (docs/proxmox-api.md §2). Unset, `lxc-stop`'s own default applies.
+pub fn build_reboot(node: &str, vmid: u32, timeout_s: Option<u32>) -> PveRequest {
+    let mut p = Vec::new();
+    if let Some(t) = timeout_s {
+        p.push(("timeout".to_string(), t.to_string()));
+    }
+    req(
+        Endpoint::REBOOT,
+        Method::Post,
+        "/nodes/{node}/lxc/{vmid}/status/reboot",
         ct(node, vmid),
         p,
     )

@@ -297,6 +297,11 @@ fn every_request() -> Vec<(&'static str, PveRequest)> {
         ),
         ("shutdown plain", build_shutdown("pve", 123, None, false)),
         (
+            "reboot with a zero timeout",
+            build_reboot("pve", 123, Some(0)),
+        ),
+        ("reboot plain", build_reboot("pve", 123, None)),
+        (
             "delete with every option",
             build_delete("pve", 123, &all_delete),
         ),
@@ -329,6 +334,32 @@ fn every_request_conforms_to_the_schema() {
             "{reason}: placeholders filled: {}",
             r.path
         );
+    }
+}
+
+/// The client reads these answers as a UPID string (a task); the schema must agree.
+#[test]
+fn task_endpoints_return_a_string() {
+    let s = Schema::load();
+    let tasks = [
+        build_clone(
+            "pve",
+            900,
+            &CloneRequest {
+                newid: 123,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+        build_start("pve", 123),
+        build_stop("pve", 123),
+        build_shutdown("pve", 123, None, false),
+        build_reboot("pve", 123, None),
+        build_delete("pve", 123, &DeleteOptions::default()),
+    ];
+    for r in &tasks {
+        let ep = s.endpoint(r).unwrap();
+        assert_eq!(ep["returns"], "string", "{}", r.endpoint);
     }
 }
 
@@ -384,6 +415,11 @@ fn validator_rejects_what_pve_rejects() {
             "vmid below 100 in the path",
             build_status_current("pve", 99),
         ),
+        ("reboot does not take forceStop", {
+            let mut r = build_reboot("pve", 123, None);
+            r.params.push(("forceStop".into(), "1".into()));
+            r
+        }),
     ];
     for (reason, r) in rows {
         assert!(

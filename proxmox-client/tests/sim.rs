@@ -794,6 +794,117 @@ async fn task_errors() {
     assert_eq!(ct.lock, None);
 }
 
+/// Poll `interfaces` until the CT shows an IPv4 (guard deadline only against hangs).
+async fn wait_ip(c: &PveClient, vmid: u32) -> std::net::Ipv4Addr {
+    for _ in 0..2000 {
+        if let Some(ifs) = c.ct_interfaces("pve", vmid).await.unwrap()
+            && let Some(ip) = primary_ipv4(&ifs, None)
+        {
+            return ip;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("CT {vmid} never showed an IPv4");
+}
+
+/// A reboot is what the coming restart feature relies on: refused on a stopped CT as PVE does,
+/// otherwise one task after which the CT runs again at the same address.
+#[tokio::test]
+async fn reboot_goes_down_and_comes_back() {
+    let (sim, c) = sim().await;
+    let mut ev = sim.subscribe();
+    clone_ready(&c, 180, "ct-180").await;
+
+    // Stopped: PVE refuses at once, with `VM` (not `CT`) in the text.
+    let e = c.reboot_ct("pve", 180, None).await.unwrap_err();
+    assert_eq!(
+        (e.status, e.class, e.message.as_str()),
+        (Some(500), ErrorClass::Conflict, "VM 180 not running"),
+        "{e}"
+    );
+    assert!(e.is_not_running(), "same helper as stop/shutdown: {e}");
+    assert!(
+        c.reboot_ct("pve", 189, None)
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // Running → one vzreboot task → running again, through the Stopped and Started events the
+    // Agent simulator follows, at the same address.
+    wait_task(&c, &c.start_ct("pve", 180).await.unwrap()).await;
+    let ip = wait_ip(&c, 180).await;
+    assert!(matches!(
+        ev.recv().await.unwrap(),
+        CtEvent::Started { vmid: 180, .. }
+    ));
+    let up = c.reboot_ct("pve", 180, Some(30)).await.unwrap();
+    assert_eq!((up.task_type.as_str(), up.id.as_str()), ("vzreboot", "180"));
+    assert_eq!(wait_task(&c, &up).await, TaskExit::Ok);
+    assert_eq!(ev.recv().await.unwrap(), CtEvent::Stopped { vmid: 180 });
+    assert_eq!(ev.recv().await.unwrap(), CtEvent::Started { vmid: 180, ip });
+    assert_eq!(
+        c.ct_status("pve", 180).await.unwrap().status,
+        CtState::Running
+    );
+    assert_eq!(wait_ip(&c, 180).await, ip);
+    assert_eq!(
+        c.task_log(&up, 0, 50)
+            .await
+            .unwrap()
+            .last()
+            .map(String::as_str),
+        Some("TASK OK")
+    );
+    assert_eq!(sim.requests_for("reboot"), 3);
+    assert_eq!(sim.start_calls(), 1, "a reboot is not a start request");
+
+    // A failed start half (injected, or a lock) leaves the CT stopped.
+    sim.task_error("reboot", "startup for container '180' failed");
+    let exit = wait_task(&c, &c.reboot_ct("pve", 180, None).await.unwrap()).await;
+    assert!(!exit.is_success(), "{exit:?}");
+    assert_eq!(sim.container(180).unwrap().status, CtState::Stopped);
+    wait_task(&c, &c.start_ct("pve", 180).await.unwrap()).await;
+    sim.set_lock(180, Some("backup"));
+    let exit = wait_task(&c, &c.reboot_ct("pve", 180, None).await.unwrap()).await;
+    assert_eq!(
+        exit.into_result("reboot").unwrap_err().class,
+        ErrorClass::Locked
+    );
+    assert_eq!(sim.container(180).unwrap().status, CtState::Stopped);
+    sim.set_lock(180, None);
+
+    // Strict parameters: reboot has `timeout` only (it always kills after it).
+    wait_task(&c, &c.start_ct("pve", 180).await.unwrap()).await;
+    let mut r = request::build_reboot("pve", 180, Some(0));
+    r.params.push(("forceStop".into(), "1".into()));
+    let e = c.send(&r).await.unwrap_err();
+    assert_eq!((e.status, e.class), (Some(400), ErrorClass::Invalid), "{e}");
+}
+
+/// The shutdown half lasts as a shutdown does, cut short by `timeout` (PVE then kills the CT).
+#[tokio::test]
+async fn reboot_timeout_cuts_the_shutdown_half() {
+    let (_sim, c) = sim_with(|s| s.timings.shutdown = HOUR).await;
+    for vmid in [181, 182] {
+        clone_ready(&c, vmid, &format!("ct-{vmid}")).await;
+        wait_task(&c, &c.start_ct("pve", vmid).await.unwrap()).await;
+    }
+    let slow = c.reboot_ct("pve", 181, None).await.unwrap();
+    assert!(c.task_status(&slow).await.unwrap().running);
+    assert_eq!(
+        c.ct_status("pve", 181).await.unwrap().status,
+        CtState::Running,
+        "still shutting down"
+    );
+    let killed = c.reboot_ct("pve", 182, Some(0)).await.unwrap();
+    assert_eq!(wait_task(&c, &killed).await, TaskExit::Ok);
+    assert_eq!(
+        c.ct_status("pve", 182).await.unwrap().status,
+        CtState::Running
+    );
+}
+
 #[tokio::test]
 async fn control_endpoint() {
     let (sim, c) = sim().await;

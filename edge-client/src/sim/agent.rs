@@ -9,6 +9,9 @@
 //! `running` after `install_time` (scaled), or `error` with a message when failing is
 //! configured. `crash` → `crashed`; `restart_agent` / a container restart → `idle` (config
 //! forgotten). The SLP responder answers only while the Agent is `running`.
+//!
+//! `POST /start`, `/stop` and `/restart` (the game process's power) answer 200 and are
+//! remembered per container (`power_requests`); they do not change the state yet.
 
 use super::{Core, SimServer, middleware, plain_error};
 use crate::agent::{AgentPayload, AgentState, StatusWire};
@@ -42,7 +45,8 @@ pub struct AgentSimConfig {
     pub agent_port: u16,
     /// 0 = pick a free port once, like `agent_port`.
     pub game_port: u16,
-    /// Required `Authorization: Bearer` token for `/config` and `/status`, if set.
+    /// Required `Authorization: Bearer` token for `/config`, `/status` and the power routes,
+    /// if set.
     pub token: Option<String>,
     /// Install duration in simulated time.
     pub install_time: Duration,
@@ -90,6 +94,8 @@ struct Container {
     phase: Phase,
     configs: u32,
     last_config: Option<Value>,
+    /// Power routes received, in order.
+    power: Vec<AgentPower>,
     agent: Option<Arc<SimServer>>,
     game: Option<JoinHandle<()>>,
 }
@@ -130,7 +136,7 @@ impl Inner {
             Phase::Idle => AgentState::Idle,
             Phase::Installing { .. } => unreachable!("handled above"),
             Phase::Running => AgentState::Running,
-            Phase::Crashed => AgentState::Crashed,
+            Phase::Crashed => AgentState::Crashed { count: None, message: None },
             Phase::Error(m) => AgentState::Error { message: m.clone() },
         })
     }
@@ -247,6 +253,37 @@ async fn get_status(State(s): State<IpState>, headers: HeaderMap) -> Response {
         Some(st) => axum::Json(StatusWire::from_state(&st)).into_response(),
         None => plain_error(503),
     }
+}
+
+/// A game-process power request (`POST /start`, `/stop`, `/restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentPower {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl AgentPower {
+    pub fn path(self) -> &'static str {
+        match self {
+            AgentPower::Start => "/start",
+            AgentPower::Stop => "/stop",
+            AgentPower::Restart => "/restart",
+        }
+    }
+}
+
+/// Accepts and remembers the request; any body is ignored (the previous system sent none).
+async fn post_power(s: IpState, headers: HeaderMap, p: AgentPower) -> Response {
+    let mut inner = lock(&s.shared);
+    if !authorized(&inner, &headers) {
+        return unauthorized();
+    }
+    let Some(c) = inner.containers.get_mut(&s.ip) else {
+        return plain_error(503);
+    };
+    c.power.push(p);
+    (StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response()
 }
 
 async fn get_health() -> Response {
@@ -386,6 +423,18 @@ impl AgentSim {
             .route("/config", post(post_config))
             .route("/status", get(get_status))
             .route("/health", get(get_health))
+            .route(
+                AgentPower::Start.path(),
+                post(|State(s), h| post_power(s, h, AgentPower::Start)),
+            )
+            .route(
+                AgentPower::Stop.path(),
+                post(|State(s), h| post_power(s, h, AgentPower::Stop)),
+            )
+            .route(
+                AgentPower::Restart.path(),
+                post(|State(s), h| post_power(s, h, AgentPower::Restart)),
+            )
             .with_state(IpState {
                 shared: self.shared.clone(),
                 ip,
@@ -422,6 +471,7 @@ impl AgentSim {
                 phase: Phase::Idle,
                 configs: 0,
                 last_config: None,
+                power: Vec::new(),
                 agent: Some(Arc::new(agent)),
                 game,
             },
@@ -501,6 +551,15 @@ impl AgentSim {
             .get(&ip)
             .map(|c| c.configs)
             .unwrap_or(0)
+    }
+
+    /// Power requests the container at `ip` received since it started, oldest first.
+    pub fn power_requests(&self, ip: Ipv4Addr) -> Vec<AgentPower> {
+        lock(&self.shared)
+            .containers
+            .get(&ip)
+            .map(|c| c.power.clone())
+            .unwrap_or_default()
     }
 
     /// The last config (raw JSON) the Agent at `ip` holds.

@@ -11,7 +11,7 @@ pub mod faults;
 mod technitium;
 mod velocity;
 
-pub use agent::{AgentSim, AgentSimConfig};
+pub use agent::{AgentPower, AgentSim, AgentSimConfig};
 pub use cloudflare::{CfSimRecord, CloudflareSim, CloudflareSimConfig};
 pub use faults::Faults;
 pub use technitium::{SimRdata, SimRecord, TechnitiumSim, TechnitiumSimConfig};

@@ -74,8 +74,8 @@ pub enum Outage {
     Refuse,
 }
 
-/// The next task of kind `endpoint` (`clone`, `start`, `stop`, `shutdown`, `delete`) ends
-/// with `TASK ERROR: <message>`.
+/// The next task of kind `endpoint` (`clone`, `start`, `stop`, `shutdown`, `reboot`, `delete`)
+/// ends with `TASK ERROR: <message>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskErrorSpec {
     pub endpoint: String,

@@ -40,6 +40,8 @@ pub struct SimTimings {
     pub clone: Duration,
     pub start: Duration,
     pub stop: Duration,
+    /// Also the shutdown half of a reboot (capped by its `timeout`), whose start half takes
+    /// `start`.
     pub shutdown: Duration,
     pub destroy: Duration,
     /// After a start task ends, how long until `interfaces` shows the IPv4 address.
@@ -127,8 +129,8 @@ impl SimConfig {
 /// Container lifecycle events, for the Agent simulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CtEvent {
-    /// A start task completed; the CT will answer on `ip` (interfaces shows it after
-    /// `ip_delay`).
+    /// A start (or the start half of a reboot) completed; the CT will answer on `ip`
+    /// (interfaces shows it after `ip_delay`).
     Started {
         vmid: u32,
         ip: Ipv4Addr,
@@ -191,6 +193,16 @@ pub(crate) enum Effect {
     Start { vmid: u32 },
     Stop { vmid: u32 },
     Destroy { vmid: u32 },
+    Reboot(Reboot),
+}
+
+/// A shutdown then a start, in one task: the CT goes down at `down_at` (`was_up` records
+/// whether it was running then) and comes back up when the task ends OK.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reboot {
+    pub vmid: u32,
+    pub down_at: Instant,
+    pub was_up: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -541,8 +553,9 @@ impl PveSimHandle {
             .store(matches!(outage, Some(Outage::Refuse)), Ordering::SeqCst);
         self.shared.faults.lock().unwrap().outage = outage;
     }
-    /// The next task dispatched by `endpoint` (`clone`, `start`, `stop`, `shutdown`, `delete`)
-    /// ends with `TASK ERROR: <message>`. A failed clone removes the half-made CT, as PVE does.
+    /// The next task dispatched by `endpoint` (`clone`, `start`, `stop`, `shutdown`, `reboot`,
+    /// `delete`) ends with `TASK ERROR: <message>`. A failed clone removes the half-made CT, as
+    /// PVE does; a failed reboot leaves the CT stopped (its start half is what fails).
     pub fn task_error(&self, endpoint: &str, message: &str) {
         self.shared
             .faults

@@ -1,7 +1,7 @@
 //! The simulator's HTTP side: routing, auth, strict parameter checks, PVE semantics.
 
 use super::faults::{FaultAction, FaultSpec, Outage};
-use super::{Ct, CtEvent, Effect, Shared, Task};
+use super::{Ct, CtEvent, Effect, Reboot, Shared, Task};
 use crate::request::Endpoint;
 use crate::upid::Upid;
 use axum::body::{Body, Bytes};
@@ -282,6 +282,7 @@ async fn handle(
         Endpoint::STATUS_CURRENT => with_ct(&sh, &node, vmid, |ct| ok(status_json(ct, now))),
         Endpoint::START => start(&sh, &node, vmid, now),
         Endpoint::STOP | Endpoint::SHUTDOWN => stop(&sh, endpoint, &node, vmid, now),
+        Endpoint::REBOOT => reboot(&sh, &node, vmid, &params, now),
         Endpoint::DELETE => delete(&sh, &node, vmid, &params, now),
         Endpoint::INTERFACES => interfaces(&sh, &node, vmid, now),
         Endpoint::TASK_STATUS => task_status(&sh, pp.upid.as_deref().unwrap_or(""), now),
@@ -380,6 +381,7 @@ fn route(method: &Method, segs: &[String]) -> Option<(&'static str, PathParams)>
         ("POST", ["nodes", n, "lxc", v, "status", "start"]) => (Endpoint::START, ct(n, v)),
         ("POST", ["nodes", n, "lxc", v, "status", "stop"]) => (Endpoint::STOP, ct(n, v)),
         ("POST", ["nodes", n, "lxc", v, "status", "shutdown"]) => (Endpoint::SHUTDOWN, ct(n, v)),
+        ("POST", ["nodes", n, "lxc", v, "status", "reboot"]) => (Endpoint::REBOOT, ct(n, v)),
         ("GET", ["nodes", n, "lxc", v, "interfaces"]) => (Endpoint::INTERFACES, ct(n, v)),
         ("GET", ["nodes", n, "tasks", u, "status"]) => (Endpoint::TASK_STATUS, task(n, u)),
         ("GET", ["nodes", n, "tasks", u, "log"]) => (Endpoint::TASK_LOG, task(n, u)),
@@ -459,6 +461,7 @@ fn spec(endpoint: &str) -> &'static [(&'static str, P, bool)] {
             ("overrule-shutdown", Bool, false),
         ],
         Endpoint::SHUTDOWN => &[("forceStop", Bool, false), ("timeout", Int(0, None), false)],
+        Endpoint::REBOOT => &[("timeout", Int(0, None), false)],
         Endpoint::DELETE => &[
             ("purge", Bool, false),
             ("force", Bool, false),
@@ -728,6 +731,27 @@ pub(crate) fn advance(sh: &Shared, now: Instant) {
     let mut events = Vec::new();
     {
         let mut st = sh.state.lock().unwrap();
+        // The shutdown half of every reboot whose time has come (before any task ends, so a
+        // reboot due now goes down before it comes back up).
+        for i in 0..st.tasks.len() {
+            let Effect::Reboot(mut r) = st.tasks[i].effect else {
+                continue;
+            };
+            if r.was_up.is_some() || st.tasks[i].exit.is_some() || r.down_at > now {
+                continue;
+            }
+            let was_up = st.cts.get_mut(&r.vmid).is_some_and(|ct| {
+                let up = ct.running;
+                ct.running = false;
+                ct.started_at = None;
+                up
+            });
+            if was_up {
+                events.push(CtEvent::Stopped { vmid: r.vmid });
+            }
+            r.was_up = Some(was_up);
+            st.tasks[i].effect = Effect::Reboot(r);
+        }
         let mut due: Vec<usize> = (0..st.tasks.len())
             .filter(|&i| st.tasks[i].exit.is_none() && st.tasks[i].ends_at <= now)
             .collect();
@@ -777,6 +801,21 @@ pub(crate) fn advance(sh: &Shared, now: Instant) {
                         ct.running = false;
                         ct.started_at = None;
                         events.push(CtEvent::Stopped { vmid });
+                    }
+                }
+                // PVE's worker does nothing for a CT that is no longer running.
+                Effect::Reboot(Reboot {
+                    vmid,
+                    was_up: Some(true),
+                    ..
+                }) if ok => {
+                    if let Some(ct) = st.cts.get_mut(&vmid) {
+                        ct.running = true;
+                        ct.started_at = Some(task.ends_at);
+                        events.push(CtEvent::Started {
+                            vmid,
+                            ip: sh.ip_for(vmid),
+                        });
                     }
                 }
                 Effect::Destroy { vmid } => {
@@ -1169,6 +1208,52 @@ fn stop(sh: &Shared, endpoint: &'static str, node: &str, vmid: u32, now: Instant
             node,
             effect: Effect::Stop { vmid },
             duration: dur,
+            error: err,
+        },
+        now,
+    );
+    ok(json!(upid.to_string()))
+}
+
+/// docs/proxmox-api.md §2: checks only that the CT runs, then one `vzreboot` task shuts it
+/// down (killed after `timeout`) and starts it again, with the events and IP delay of a start.
+fn reboot(
+    sh: &Shared,
+    node: &str,
+    vmid: u32,
+    params: &BTreeMap<String, String>,
+    now: Instant,
+) -> Response {
+    let mut st = sh.state.lock().unwrap();
+    let Some(ct) = st.cts.get(&vmid).filter(|c| c.node == node).cloned() else {
+        return pve_error(500, &e_config_missing(node, vmid));
+    };
+    if !ct.running {
+        // Quirk: `VM`, not `CT`, in this one message.
+        return pve_error(500, &format!("VM {vmid} not running"));
+    }
+    let t = &sh.cfg.timings;
+    let mut down = t.shutdown;
+    if let Some(secs) = params.get("timeout").and_then(|v| v.parse().ok()) {
+        down = down.min(Duration::from_secs(secs));
+    }
+    // PVE checks no lock at dispatch; the start half refuses a locked CT, as `start` does.
+    let err = ct.lock.as_ref().map(|l| e_locked(l));
+    let effect = Effect::Reboot(Reboot {
+        vmid,
+        down_at: now + sh.scaled(down),
+        was_up: None,
+    });
+    let upid = push_task(
+        sh,
+        &mut st,
+        NewTask {
+            endpoint: Endpoint::REBOOT,
+            task_type: "vzreboot",
+            id: vmid,
+            node,
+            effect,
+            duration: down + t.start,
             error: err,
         },
         now,

@@ -6,7 +6,7 @@ Usage: gen_allowlist.py /path/to/pve-apidata-9.1.json > pve-allowlist.json
 The schema is AGPL-3.0-or-later data; only this compact derived allow-list is committed, as
 test data for tests/schema.rs. Keeps per method+path: param name -> type, format (name, or the
 keys of a property-string format with their essentials), enum, minimum, maximum, maxLength,
-pattern, optional.
+pattern, optional; and the type the method returns.
 """
 import json, sys
 
@@ -15,7 +15,8 @@ ENDPOINTS = [
     ("POST", "/nodes/{node}/lxc/{vmid}/clone"), ("GET", "/nodes/{node}/lxc/{vmid}/config"),
     ("PUT", "/nodes/{node}/lxc/{vmid}/config"), ("GET", "/nodes/{node}/lxc/{vmid}/status/current"),
     ("POST", "/nodes/{node}/lxc/{vmid}/status/start"), ("POST", "/nodes/{node}/lxc/{vmid}/status/stop"),
-    ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"), ("DELETE", "/nodes/{node}/lxc/{vmid}"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"),
+    ("POST", "/nodes/{node}/lxc/{vmid}/status/reboot"), ("DELETE", "/nodes/{node}/lxc/{vmid}"),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"), ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
 ]
@@ -59,6 +60,7 @@ def main():
         params = info["parameters"]
         out["endpoints"][f"{method} {path}"] = {
             "name": info["name"],
+            "returns": info.get("returns", {}).get("type", "null"),
             "additionalProperties": bool(params.get("additionalProperties", 1)),
             "params": {k: essentials(v) for k, v in sorted(params.get("properties", {}).items())},
         }
