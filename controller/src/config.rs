@@ -134,6 +134,10 @@ pub struct ControllerSection {
     pub ip_deadline: Duration,
     #[serde(with = "humantime_serde")]
     pub agent_deadline: Duration,
+    /// How long the game process may take to start (load its world) or stop (save it) before
+    /// the wait turns into a failure.
+    #[serde(with = "humantime_serde")]
+    pub process_deadline: Duration,
     /// Agent install errors retried in place before the server shows `failed`.
     pub agent_attempts: u32,
     /// Failed clone tasks (cleaned up each time) before the server shows `failed`.
@@ -166,6 +170,8 @@ impl Default for ControllerSection {
             ip_deadline: Duration::from_secs(120),
             // The old system waited 10 min for the Agent; modded installs need more.
             agent_deadline: Duration::from_secs(15 * 60),
+            // A large modded world loads in a few minutes.
+            process_deadline: Duration::from_secs(10 * 60),
             agent_attempts: 3,
             clone_attempts: 3,
             shutdown_grace: Duration::from_secs(20),
@@ -201,6 +207,7 @@ impl ControllerSection {
             start_deadline,
             ip_deadline,
             agent_deadline,
+            process_deadline,
             agent_attempts,
             clone_attempts,
             shutdown_grace,
@@ -223,6 +230,7 @@ impl ControllerSection {
             start_deadline: deadline(start_deadline),
             ip_deadline: deadline(ip_deadline),
             agent_deadline: deadline(agent_deadline),
+            process_deadline: deadline(process_deadline),
             shutdown_grace: s(shutdown_grace),
             // Proxmox counts it on its own clock, which scaling ours does not change.
             shutdown_timeout,
@@ -810,6 +818,12 @@ mod tests {
             (
                 "agent_deadline",
                 |c| c.agent_deadline.as_nanos(),
+                true,
+                "above the 10 s floor",
+            ),
+            (
+                "process_deadline",
+                |c| c.process_deadline.as_nanos(),
                 true,
                 "above the 10 s floor",
             ),

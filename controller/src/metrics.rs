@@ -7,7 +7,8 @@ pub const WORKQUEUE_RETRIES: &str = "zlh_workqueue_retries_total";
 pub const SERVERS: &str = "zlh_servers";
 pub const TIME_TO_READY: &str = "zlh_time_to_ready_seconds";
 pub const ORPHANS: &str = "zlh_orphans";
-/// Backend calls that left a server Degraded, by `backend` and error `class`.
+/// Backend failures a reconcile recorded as its last error (and backed off on), by
+/// `backend` and error `class`.
 pub const BACKEND_ERRORS: &str = "zlh_backend_errors_total";
 pub const RESYNC_TOTAL: &str = "zlh_resync_total";
 /// Servers a resync sent to be reconciled (not settled, or due a health probe).

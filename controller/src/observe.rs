@@ -5,13 +5,14 @@
 
 use crate::backends::{Backends, Stack};
 use crate::decide::{
-    AgentObs, ContainerObs, Desired, EdgeObs, Layer, Observed, PowerObs, Seen, TaskObs, Unavailable,
+    AgentObs, ContainerObs, Desired, EdgeObs, Layer, Observed, PowerObs, ProcessObs, Seen, TaskObs,
+    Unavailable,
 };
 use crate::ownership::has_marker_tag;
 use crate::snapshot::Snapshot;
 use edge_client::dns::{DesiredRecords, DnsProvider, SrvRecord};
 use edge_client::{Agent, AgentState, Proxy};
-use model::ErrorClass;
+use model::{ErrorClass, Process};
 use proxmox_client::Proxmox;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -119,7 +120,13 @@ pub fn from_snapshot<S: Stack>(
         Layer::Ip if steady && cx.known_ip.is_some() => {
             o.ip = Some(Ok(cx.known_ip.map(str::to_string)));
         }
-        Layer::Agent if assume_healthy => o.agent = Some(Ok(AgentObs::Running)),
+        // As the spec asks: whether it is so is the health probe's to find out.
+        Layer::Agent if assume_healthy => {
+            o.agent = Some(Ok(AgentObs::Process(match d.process {
+                Process::Running => ProcessObs::Running,
+                Process::Stopped => ProcessObs::Stopped,
+            })));
+        }
         Layer::Slp if cx.edge.is_none() || assume_healthy => o.slp = Some(Ok(true)),
         Layer::Dns if cx.edge.is_none() => o.dns = Some(Ok(EdgeObs::NOT_REQUIRED)),
         Layer::Dns if steady => {
@@ -236,7 +243,7 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                 && let Some(edge) = &cx.edge
                 && slp_answers(&ip, edge, cx.slp_timeout).await
             {
-                o.agent = Some(Ok(AgentObs::Running));
+                o.agent = Some(Ok(AgentObs::RUNNING));
                 o.slp = Some(Ok(true));
                 return;
             }
@@ -245,13 +252,7 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                     .agent
                     .status(&ip)
                     .await
-                    .map(|s| match s.state {
-                        AgentState::Idle => AgentObs::Idle,
-                        AgentState::Installing { .. } => AgentObs::Installing,
-                        AgentState::Running => AgentObs::Running,
-                        AgentState::Crashed => AgentObs::Crashed,
-                        AgentState::Error { message } => AgentObs::Error(message),
-                    })
+                    .map(|s| agent_obs(s.state))
                     .map_err(|e| Unavailable::from(&e)),
             );
         }
@@ -309,7 +310,7 @@ async fn game_answers(addr: SocketAddr, fqdn: &str, timeout: Duration) -> bool {
     edge_client::slp::ping(addr, fqdn, timeout).await.is_ok()
 }
 
-/// A settled game's health probe, run by the resync (see `Reconciler::game_probe`).
+/// A settled game's health probe, run by the resync (see `reconcile::Context::game_probe`).
 #[derive(Debug, Clone)]
 pub struct GameProbe {
     pub addr: SocketAddr,
@@ -345,6 +346,21 @@ async fn dns_state<S: Stack>(b: &Backends<S>, edge: &EdgeTarget<'_>) -> Seen<Edg
         seen.any_ours_present |= !r.is_empty();
     }
     Ok(seen)
+}
+
+/// The Agent's answer, as `decide` reads it.
+fn agent_obs(state: AgentState) -> AgentObs {
+    let process = match state {
+        AgentState::Idle => return AgentObs::Idle,
+        AgentState::Installing { .. } => return AgentObs::Installing,
+        AgentState::Error { message } => return AgentObs::Error(message),
+        AgentState::Running => ProcessObs::Running,
+        AgentState::Starting => ProcessObs::Starting,
+        AgentState::Stopping => ProcessObs::Stopping,
+        AgentState::Stopped => ProcessObs::Stopped,
+        AgentState::Crashed { count, message } => ProcessObs::Crashed { count, message },
+    };
+    AgentObs::Process(process)
 }
 
 pub fn container_obs(c: &proxmox_client::LxcConfig) -> ContainerObs {

@@ -40,6 +40,10 @@ impl fmt::Display for EventReason {
 pub const CONFIGURING: Reason = Reason(model::status::reason::CONFIGURING);
 pub const CONFIG_SENT: Reason = Reason(model::status::reason::CONFIG_SENT);
 pub const INSTALLING: Reason = Reason(model::status::reason::INSTALLING);
+pub const REBOOTING: Reason = Reason(model::status::reason::REBOOTING);
+pub const STOPPED_AS_ASKED: Reason = Reason(model::status::reason::STOPPED_AS_ASKED);
+pub const GAME_STOPPING: Reason = Reason(model::status::reason::GAME_STOPPING);
+pub const RESTARTING: Reason = Reason(model::status::reason::RESTARTING);
 pub const RESERVED: Reason = Reason("Reserved");
 pub const NOT_RESERVED: Reason = Reason("NotReserved");
 pub const CLONING: Reason = Reason("Cloning");
@@ -55,6 +59,9 @@ pub const HAS_IP: Reason = Reason("HasIp");
 pub const AGENT_STARTING: Reason = Reason("AgentStarting");
 pub const AGENT_RUNNING: Reason = Reason("AgentRunning");
 pub const AGENT_ERROR: Reason = Reason("AgentError");
+/// `ProcessRunning`: the game stopped (typed `stop`, exited) though the spec says running.
+pub const GAME_STOPPED: Reason = Reason("GameStopped");
+pub const GAME_CRASHED: Reason = Reason("GameCrashed");
 pub const PUBLISHED: Reason = Reason("Published");
 pub const NOT_PUBLISHED: Reason = Reason("NotPublished");
 pub const REGISTERED: Reason = Reason("Registered");
@@ -94,6 +101,11 @@ pub const EV_BACKEND_UNAVAILABLE: EventReason = EventReason("BackendUnavailable"
 pub const EV_DRIFT_REPAIRED: EventReason = EventReason("DriftRepaired");
 pub const EV_TEARDOWN_STEP: EventReason = EventReason("TeardownStep");
 pub const EV_DESTROYED: EventReason = EventReason("Destroyed");
+pub const EV_GAME_STARTED: EventReason = EventReason("GameStarted");
+pub const EV_GAME_STOPPED: EventReason = EventReason("GameStopped");
+pub const EV_GAME_RESTARTED: EventReason = EventReason("GameRestarted");
+pub const EV_GAME_CRASHED: EventReason = EventReason("GameCrashed");
+pub const EV_CONTAINER_REBOOTED: EventReason = EventReason("ContainerRebooted");
 
 /// Failure and wait messages the runbook quotes verbatim (those with a variable part are
 /// built by the functions next to them, so the fixed part stays greppable).
@@ -109,6 +121,18 @@ pub mod msg {
     pub const AGENT_INSTALLING: &str = "the Agent is installing";
     pub const WAITING_FOR_AGENT: &str = "waiting for the Agent to answer";
     pub const NO_SLP_ANSWER: &str = "no Server List Ping answer";
+    pub const GAME_STARTING: &str = "the game is starting";
+    pub const GAME_STOPPING_BEFORE_START: &str = "the game is stopping; it is started once stopped";
+    pub const GAME_START_DEADLINE: &str = "the game did not start before the deadline";
+    pub const GAME_STOP_DEADLINE: &str = "the game did not stop before the deadline";
+
+    /// `<message> (crash N in a row)`, or just the message when the Agent does not count.
+    pub fn crashed(message: &str, count: Option<u32>) -> String {
+        match count {
+            Some(n) => format!("{message} (crash {n} in a row)"),
+            None => message.to_string(),
+        }
+    }
 
     /// `Agent unreachable: <error>` (the Agent deadline passed while it did not answer).
     pub fn agent_unreachable(error: &str) -> String {

@@ -23,7 +23,7 @@ pub use event::{Event, EventType};
 pub use ids::{OperationId, ServerId};
 pub use operation::{Operation, OperationKind};
 pub use server::Server;
-pub use spec::{FieldError, Kind, Power, Resources, ServerSpec, Variant};
+pub use spec::{FieldError, Kind, Power, Process, Resources, Restarts, ServerSpec, Variant};
 pub use status::{
     Condition, ConditionStatus, ConditionType, LastError, Phase, Progress, ServerStatus, Step,
     TaskKind,

@@ -109,6 +109,38 @@ pub enum Power {
     Stopped,
 }
 
+/// Whether the game process inside the container should run (game servers only); the
+/// container's own power is [`Power`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Process {
+    #[default]
+    Running,
+    Stopped,
+}
+
+/// Restart requests. Each increment asks for one restart, so a restart is a spec change:
+/// idempotent and surviving crashes, like `kubectl rollout restart`. Only the API increments
+/// them; the status records the counts already carried out.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Restarts {
+    /// Game process restarts (the Agent's `POST /restart`).
+    #[serde(default)]
+    pub game: u64,
+    /// Container reboots (Proxmox `status/reboot`).
+    #[serde(default)]
+    pub container: u64,
+}
+
+impl Restarts {
+    pub fn is_zero(&self) -> bool {
+        *self == Restarts::default()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
@@ -150,8 +182,14 @@ pub struct ServerSpec {
     pub runtime: Option<String>,
     #[serde(default)]
     pub resources: Resources,
+    /// The container's power.
     #[serde(default)]
     pub power: Power,
+    /// Game servers only: whether the game process runs (absent: `running`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+    #[serde(default, skip_serializing_if = "Restarts::is_zero")]
+    pub restarts: Restarts,
 }
 
 /// One problem with one field; `field` is the JSON path (`resources.memoryMib`).
@@ -180,6 +218,8 @@ impl ServerSpec {
             runtime: None,
             resources: Resources::default(),
             power: Power::Running,
+            process: None,
+            restarts: Restarts::default(),
         }
     }
 
@@ -193,7 +233,14 @@ impl ServerSpec {
             runtime: Some(runtime.into()),
             resources: Resources::default(),
             power: Power::Running,
+            process: None,
+            restarts: Restarts::default(),
         }
+    }
+
+    /// Whether the game process should run (a dev container's process always runs).
+    pub fn process(&self) -> Process {
+        self.process.unwrap_or_default()
     }
 
     /// The world name the Agent gets.
@@ -250,6 +297,9 @@ impl ServerSpec {
                 }
             }
             Kind::Dev => {
+                if self.process.is_some() {
+                    err("process", "is only allowed for kind game".into());
+                }
                 match self.runtime.as_deref() {
                     None => err("runtime", "is required for kind dev".into()),
                     Some(r)
@@ -410,6 +460,21 @@ mod tests {
                 "dev runtime is lowercase",
                 |s| *s = ServerSpec::dev("Node", "22"),
                 Some("runtime"),
+            ),
+            (
+                "a game's process may be stopped",
+                |s| s.process = Some(Process::Stopped),
+                None,
+            ),
+            (
+                "a dev container has no game process to name",
+                |s| {
+                    *s = ServerSpec {
+                        process: Some(Process::Running),
+                        ..ServerSpec::dev("node", "22")
+                    }
+                },
+                Some("process"),
             ),
         ];
         for (reason, mutate, field) in cases {

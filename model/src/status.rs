@@ -2,6 +2,7 @@
 //! `phase` is always derived from the conditions, never stored on its own.
 
 use crate::class::ErrorClass;
+use crate::spec::Restarts;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,6 +14,9 @@ pub enum ConditionType {
     ContainerRunning,
     NetworkReady,
     AgentReady,
+    /// The game process runs as the spec asks (`False` with reason `StoppedAsAsked` when the
+    /// spec stops it).
+    ProcessRunning,
     DnsPublished,
     ProxyRegistered,
     Ready,
@@ -21,12 +25,13 @@ pub enum ConditionType {
 
 impl ConditionType {
     /// The provisioning chain, in order; `Ready` and `Degraded` summarise it.
-    pub const CHAIN: [ConditionType; 7] = [
+    pub const CHAIN: [ConditionType; 8] = [
         ConditionType::VmidAllocated,
         ConditionType::ContainerCreated,
         ConditionType::ContainerRunning,
         ConditionType::NetworkReady,
         ConditionType::AgentReady,
+        ConditionType::ProcessRunning,
         ConditionType::DnsPublished,
         ConditionType::ProxyRegistered,
     ];
@@ -85,6 +90,7 @@ pub enum TaskKind {
     Clone,
     Start,
     Shutdown,
+    Reboot,
     Stop,
     Destroy,
 }
@@ -95,6 +101,7 @@ impl TaskKind {
             TaskKind::Clone => "clone",
             TaskKind::Start => "start",
             TaskKind::Shutdown => "shutdown",
+            TaskKind::Reboot => "reboot",
             TaskKind::Stop => "stop",
             TaskKind::Destroy => "destroy",
         }
@@ -106,6 +113,7 @@ impl TaskKind {
         match self {
             TaskKind::Clone | TaskKind::Destroy => Step::CloneContainer,
             TaskKind::Start | TaskKind::Shutdown | TaskKind::Stop => Step::StartContainer,
+            TaskKind::Reboot => Step::RestartContainer,
         }
     }
 }
@@ -187,6 +195,9 @@ pub struct ServerStatus {
     pub ready_since: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Progress::is_empty")]
     pub progress: Progress,
+    /// The restart requests (`spec.restarts`) already carried out.
+    #[serde(default, skip_serializing_if = "Restarts::is_zero")]
+    pub observed_restarts: Restarts,
 }
 
 impl ServerStatus {
@@ -253,6 +264,10 @@ pub enum Step {
     WaitForIp,
     SendAgentConfig,
     WaitForAgent,
+    StartGame,
+    StopGame,
+    RestartGame,
+    RestartContainer,
     PublishEdge,
     Teardown,
 }
@@ -267,6 +282,10 @@ impl Step {
             Step::WaitForIp => "wait-for-ip",
             Step::SendAgentConfig => "send-agent-config",
             Step::WaitForAgent => "wait-for-agent",
+            Step::StartGame => "start-game",
+            Step::StopGame => "stop-game",
+            Step::RestartGame => "restart-game",
+            Step::RestartContainer => "restart-container",
             Step::PublishEdge => "publish-edge",
             Step::Teardown => "teardown",
         }
@@ -284,6 +303,14 @@ pub mod reason {
     pub const CONFIGURING: &str = "Configuring";
     pub const CONFIG_SENT: &str = "ConfigSent";
     pub const INSTALLING: &str = "Installing";
+    /// `ContainerRunning`: a reboot the spec asked for is under way.
+    pub const REBOOTING: &str = "Rebooting";
+    /// `ProcessRunning`: the spec stops the game, and it is stopped.
+    pub const STOPPED_AS_ASKED: &str = "StoppedAsAsked";
+    /// `ProcessRunning`: the game is being stopped as the spec asks.
+    pub const GAME_STOPPING: &str = "GameStopping";
+    /// `ProcessRunning`: a restart the spec asked for is under way.
+    pub const RESTARTING: &str = "Restarting";
 }
 
 /// The Portal-facing summary of a server.
@@ -378,6 +405,9 @@ impl ServerStatus {
                     Step::ConfigureContainer
                 }
                 ConditionType::ContainerCreated => Step::CloneContainer,
+                ConditionType::ContainerRunning if reason == reason::REBOOTING => {
+                    Step::RestartContainer
+                }
                 ConditionType::ContainerRunning => Step::StartContainer,
                 ConditionType::NetworkReady => Step::WaitForIp,
                 ConditionType::AgentReady
@@ -386,6 +416,13 @@ impl ServerStatus {
                     Step::WaitForAgent
                 }
                 ConditionType::AgentReady => Step::SendAgentConfig,
+                // Stopped as asked is where the spec wants it: no step.
+                ConditionType::ProcessRunning if reason == reason::STOPPED_AS_ASKED => continue,
+                ConditionType::ProcessRunning if reason == reason::GAME_STOPPING => Step::StopGame,
+                ConditionType::ProcessRunning if reason == reason::RESTARTING => {
+                    Step::RestartGame
+                }
+                ConditionType::ProcessRunning => Step::StartGame,
                 ConditionType::DnsPublished | ConditionType::ProxyRegistered => Step::PublishEdge,
                 ConditionType::Ready | ConditionType::Degraded => continue,
             });

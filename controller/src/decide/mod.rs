@@ -9,14 +9,18 @@
 //!
 //! Nothing here reads a stored phase or a condition's reason. The stored inputs are exactly:
 //! the in-flight Proxmox task, the attempt counter, the recorded progress
-//! (`ServerStatus.progress`: an Agent install or a template wait in progress), whether a
-//! condition is True, and when a condition last changed (which bounds every wait).
+//! (`ServerStatus.progress`: an Agent install or a template wait in progress), the restarts
+//! already carried out (`observed_restarts`), whether an IP is recorded, whether a condition
+//! is True, and when a condition last changed (which bounds every wait).
 
 use crate::config::ControllerSection;
 use crate::ownership::{FLEET_TAG, marker_tag};
 use crate::reason::Reason;
 use chrono::{DateTime, Utc};
-use model::{ConditionStatus, ConditionType, Kind, Power, ServerId, ServerStatus, Step, TaskKind};
+use model::{
+    ConditionStatus, ConditionType, Kind, Power, Process, Restarts, ServerId, ServerStatus, Step,
+    TaskKind,
+};
 use std::ops::ControlFlow;
 
 mod observed;
@@ -24,7 +28,8 @@ mod provision;
 mod teardown;
 
 pub use observed::{
-    AgentObs, ContainerObs, EdgeObs, Layer, Observed, PowerObs, Seen, TaskObs, Unavailable,
+    AgentObs, ContainerObs, EdgeObs, Layer, Observed, PowerObs, ProcessObs, Seen, TaskObs,
+    Unavailable,
 };
 pub use teardown::decide_teardown;
 
@@ -45,6 +50,10 @@ pub struct Desired {
     pub swap_mib: u32,
     pub bridge: String,
     pub power: Power,
+    /// The game process (a dev container's always runs).
+    pub process: Process,
+    /// Restart requests (`spec.restarts`); `status.observed_restarts` says which are done.
+    pub restarts: Restarts,
 }
 
 impl Desired {
@@ -97,7 +106,13 @@ pub enum Mutation {
     Configure(ConfigChange),
     Start,
     Shutdown,
+    /// Reboot the container (a restart the spec asks for).
+    Reboot,
     SendAgentConfig,
+    /// The game process, through the Agent.
+    StartGame,
+    StopGame,
+    RestartGame,
     PublishDns,
     RegisterProxy,
     // Teardown.
@@ -153,6 +168,16 @@ pub struct Inputs<'a> {
 }
 
 impl Inputs<'_> {
+    /// A game restart is asked for and not yet carried out.
+    fn game_restart_due(&self, d: &Desired) -> bool {
+        d.restarts.game > self.status.observed_restarts.game
+    }
+
+    /// A container reboot is asked for and not yet carried out.
+    fn container_restart_due(&self, d: &Desired) -> bool {
+        d.restarts.container > self.status.observed_restarts.container
+    }
+
     /// Has the wait behind condition `t` (False since its last transition) lasted longer than
     /// `deadline`? The clock restarts when a backend recovers (Degraded → False), so an
     /// outage never turns into a failure.

@@ -44,13 +44,34 @@ pub enum TaskObs {
     Failed(String),
 }
 
+/// The Agent and, once it is installed, the game process it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentObs {
+    /// No config since the container (or the Agent) started.
     Idle,
     Installing,
-    Running,
-    Crashed,
+    /// The install failed.
     Error(String),
+    /// Installed: the game process.
+    Process(ProcessObs),
+}
+
+impl AgentObs {
+    pub const RUNNING: AgentObs = AgentObs::Process(ProcessObs::Running);
+}
+
+/// The game process, as the Agent reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessObs {
+    Running,
+    Starting,
+    Stopping,
+    Stopped,
+    Crashed {
+        /// Crashes in a row, as the Agent counts them (older Agents do not say).
+        count: Option<u32>,
+        message: Option<String>,
+    },
 }
 
 /// What the edge (every DNS provider together, or the proxy) holds for this server.

@@ -4,12 +4,12 @@
 
 use super::{
     AgentObs, Conds, ConfigChange, ContainerObs, Control, Desired, Flow, Inputs, Layer, Mutation,
-    Observed, PowerObs, TaskObs, asked, fail, mutate, stop, wait,
+    Observed, PowerObs, ProcessObs, TaskObs, asked, fail, mutate, stop, wait,
 };
 use crate::config::ControllerSection;
 use crate::ownership::Ownership;
 use crate::reason::{self as r, msg};
-use model::{ConditionType as C, ErrorClass, Power, Step, TaskKind};
+use model::{ConditionType as C, ErrorClass, Power, Process, Step, TaskKind};
 use std::ops::ControlFlow::Continue;
 use std::time::Duration;
 
@@ -22,10 +22,11 @@ pub(super) fn chain(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Fl
     }
     let c = container(d, o, cx, b, vmid, failed)?;
     config(d, c, vmid, b)?;
-    power(d, o, b)?;
+    power(d, o, cx, b)?;
     network(o, cx, b)?;
-    agent(o, cx, b)?;
-    edge(d, o, b)
+    let state = agent(o, cx, b)?;
+    let stopped_as_asked = process(d, state, cx, b)?;
+    edge(d, o, b, stopped_as_asked)
 }
 
 /// The VMID is reserved in the store before anything exists in Proxmox
@@ -78,9 +79,11 @@ fn task(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow<Option<FailedTask>> {
 fn task_deadline(kind: TaskKind, timing: &ControllerSection) -> Duration {
     match kind {
         TaskKind::Clone => timing.clone_deadline,
-        TaskKind::Start | TaskKind::Shutdown | TaskKind::Stop | TaskKind::Destroy => {
-            timing.start_deadline
-        }
+        TaskKind::Start
+        | TaskKind::Shutdown
+        | TaskKind::Reboot
+        | TaskKind::Stop
+        | TaskKind::Destroy => timing.start_deadline,
     }
 }
 
@@ -222,11 +225,21 @@ fn config(d: &Desired, c: &ContainerObs, vmid: u32, b: &mut Conds) -> Flow {
     Continue(())
 }
 
-/// Container power as the spec asks. A start that hangs is bounded by the task deadline, and
-/// starting again is also how drift (a stopped container) is repaired.
-fn power(d: &Desired, o: &Observed, b: &mut Conds) -> Flow {
+/// Container power as the spec asks, and the reboots it asks for. A start that hangs is
+/// bounded by the task deadline, and starting again is also how drift (a stopped container)
+/// is repaired.
+fn power(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     let power = *b.known(&o.power, Layer::Power, Step::StartContainer)?;
     match (d.power, power) {
+        (Power::Running, PowerObs::Running) if cx.container_restart_due(d) => {
+            b.set(
+                C::ContainerRunning,
+                false,
+                r::REBOOTING,
+                "rebooting as asked",
+            );
+            mutate(Mutation::Reboot)
+        }
         (Power::Stopped, PowerObs::Running) => {
             let why = "stopping as the spec asks";
             b.set(C::ContainerRunning, false, r::STOPPING, why);
@@ -271,9 +284,10 @@ fn network(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     }
 }
 
-/// The Agent installs and runs the game: it gets its config when idle, is waited for while
-/// installing, and is retried in place on an error, `agent_attempts` times.
-fn agent(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
+/// The Agent installs the game: it gets its config when idle, is waited for while
+/// installing, and is retried in place on an install error, `agent_attempts` times. Once
+/// installed, it goes on with the state of the game process.
+fn agent<'o>(o: &'o Observed, cx: &Inputs, b: &mut Conds) -> Flow<&'o ProcessObs> {
     let deadline = cx.timing.agent_deadline;
     match asked(&o.agent, Layer::Agent)? {
         Err(e) if e.class == ErrorClass::Transient => {
@@ -305,10 +319,89 @@ fn agent(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
             installing_wait(b)
         }
         Ok(AgentObs::Error(message)) => agent_failed(cx, b, message.clone()),
-        Ok(AgentObs::Crashed) => agent_failed(cx, b, msg::PROCESS_CRASHED.into()),
-        Ok(AgentObs::Running) => {
-            b.set(C::AgentReady, true, r::AGENT_RUNNING, "running");
-            Continue(())
+        Ok(AgentObs::Process(state)) => {
+            b.set(C::AgentReady, true, r::AGENT_RUNNING, "installed");
+            Continue(state)
+        }
+    }
+}
+
+/// The game process as the spec asks (`process`, `restarts.game`): drift is repaired (a
+/// `stop` typed at the console is started again), a stop the spec asks for is kept, a crash
+/// is started again and then reinstalled, `agent_attempts` times. Goes on with whether the
+/// game is stopped as asked.
+fn process(d: &Desired, state: &ProcessObs, cx: &Inputs, b: &mut Conds) -> Flow<bool> {
+    let deadline = cx.timing.process_deadline;
+    match (d.process, state) {
+        (Process::Running, ProcessObs::Running) if cx.game_restart_due(d) => {
+            b.set(
+                C::ProcessRunning,
+                false,
+                r::RESTARTING,
+                "restarting as asked",
+            );
+            mutate(Mutation::RestartGame)
+        }
+        (Process::Running, ProcessObs::Running) => {
+            b.set(C::ProcessRunning, true, r::RUNNING, "running");
+            Continue(false)
+        }
+        (Process::Running, ProcessObs::Stopped) => {
+            let why = "the game is stopped; starting it";
+            b.set(C::ProcessRunning, false, r::GAME_STOPPED, why);
+            mutate(Mutation::StartGame)
+        }
+        (Process::Running, ProcessObs::Starting | ProcessObs::Stopping) => {
+            let (reason, why) = match state {
+                ProcessObs::Starting => (r::STARTING, msg::GAME_STARTING),
+                _ => (r::GAME_STOPPING, msg::GAME_STOPPING_BEFORE_START),
+            };
+            if cx.overdue(C::ProcessRunning, deadline) {
+                return fail(Step::StartGame, msg::GAME_START_DEADLINE);
+            }
+            b.set(C::ProcessRunning, false, reason, why);
+            wait(Step::StartGame, reason, why)
+        }
+        (Process::Running, ProcessObs::Crashed { count, message }) => {
+            let why = message
+                .clone()
+                .unwrap_or_else(|| msg::PROCESS_CRASHED.into());
+            b.set(
+                C::ProcessRunning,
+                false,
+                r::GAME_CRASHED,
+                msg::crashed(&why, *count),
+            );
+            // Crashes in a row: the Agent's count when it gives one (a crash right after each
+            // start never shows Ready in between), else our attempts.
+            let crashes = count.unwrap_or(0).max(cx.status.attempts + 1);
+            if crashes >= cx.timing.agent_attempts {
+                return fail(Step::StartGame, why);
+            }
+            // Started again first; reinstalled only if that did not help.
+            if cx.status.attempts == 0 {
+                mutate(Mutation::StartGame)
+            } else {
+                mutate(Mutation::SendAgentConfig)
+            }
+        }
+        (Process::Stopped, ProcessObs::Running | ProcessObs::Starting) => {
+            let why = "stopping as the spec asks";
+            b.set(C::ProcessRunning, false, r::GAME_STOPPING, why);
+            mutate(Mutation::StopGame)
+        }
+        (Process::Stopped, ProcessObs::Stopping) => {
+            if cx.overdue(C::ProcessRunning, deadline) {
+                return fail(Step::StopGame, msg::GAME_STOP_DEADLINE);
+            }
+            let why = "the game is stopping";
+            b.set(C::ProcessRunning, false, r::GAME_STOPPING, why);
+            wait(Step::StopGame, r::GAME_STOPPING, why)
+        }
+        (Process::Stopped, ProcessObs::Stopped | ProcessObs::Crashed { .. }) => {
+            let why = "stopped as the spec asks";
+            b.set(C::ProcessRunning, false, r::STOPPED_AS_ASKED, why);
+            Continue(true)
         }
     }
 }
@@ -328,9 +421,10 @@ fn agent_failed<T>(cx: &Inputs, b: &mut Conds, message: String) -> Flow<T> {
     mutate(Mutation::SendAgentConfig)
 }
 
-/// Where players reach a game: DNS, the proxy, then a real connectability check. Dev
-/// containers are not published.
-fn edge(d: &Desired, o: &Observed, b: &mut Conds) -> Flow {
+/// Where players reach a game: DNS, the proxy, then a real connectability check (not while
+/// the game is stopped as asked: its records stay published). Dev containers are not
+/// published.
+fn edge(d: &Desired, o: &Observed, b: &mut Conds, stopped_as_asked: bool) -> Flow {
     if !d.needs_edge() {
         for t in [C::DnsPublished, C::ProxyRegistered] {
             b.set(t, true, r::NOT_REQUIRED, "dev containers are not published");
@@ -361,6 +455,15 @@ fn edge(d: &Desired, o: &Observed, b: &mut Conds) -> Flow {
         return mutate(Mutation::RegisterProxy);
     }
     b.set(C::ProxyRegistered, true, r::REGISTERED, "registered");
+    if stopped_as_asked {
+        b.set(
+            C::Ready,
+            true,
+            r::READY,
+            "the game is stopped as the spec asks",
+        );
+        return Continue(());
+    }
     let unanswered = match asked(&o.slp, Layer::Slp)? {
         Ok(true) => None,
         Ok(false) => Some(msg::NO_SLP_ANSWER.to_string()),

@@ -8,6 +8,17 @@ use crate::reason::{self as r, msg};
 use model::status::InFlightTask;
 use model::{ErrorClass, ServerStatus};
 
+fn game(p: ProcessObs) -> Option<Seen<AgentObs>> {
+    Some(Ok(AgentObs::Process(p)))
+}
+
+fn crashed(count: Option<u32>) -> ProcessObs {
+    ProcessObs::Crashed {
+        count,
+        message: Some("exit code 1".into()),
+    }
+}
+
 pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000, 0).unwrap()
 }
@@ -30,6 +41,8 @@ pub(crate) fn desired() -> Desired {
         swap_mib: 512,
         bridge: "vmbr3".into(),
         power: Power::Running,
+        process: Process::Running,
+        restarts: Restarts::default(),
     }
 }
 
@@ -95,7 +108,7 @@ pub(crate) fn all_good() -> Observed {
         container: Some(Ok(Some(ours()))),
         power: Some(Ok(PowerObs::Running)),
         ip: Some(Ok(Some("127.1.19.137".into()))),
-        agent: Some(Ok(AgentObs::Running)),
+        agent: Some(Ok(AgentObs::RUNNING)),
         dns: Some(Ok(published())),
         proxy: Some(Ok(published())),
         slp: Some(Ok(true)),
@@ -720,14 +733,6 @@ fn provisioning_table() {
             cond: cond(C::AgentReady, false, r::AGENT_ERROR, "download failed"),
         },
         Case {
-            reason: "a crashed game is retried like an install error",
-            desired: none,
-            observed: |o| o.agent = Some(Ok(AgentObs::Crashed)),
-            status: no_status,
-            want: mu(Mutation::SendAgentConfig),
-            cond: cond(C::AgentReady, false, r::AGENT_ERROR, msg::PROCESS_CRASHED),
-        },
-        Case {
             reason: "an Agent not answering right after start is a wait",
             desired: none,
             observed: |o| o.agent = Some(Err(agent_down())),
@@ -863,6 +868,199 @@ fn provisioning_table() {
                 r::NOT_REQUIRED,
                 "dev containers are not published",
             ),
+        },
+        Case {
+            reason: "a stop typed at the console is drift: the game is started again, never failed",
+            desired: none,
+            observed: |o| o.agent = game(ProcessObs::Stopped),
+            status: no_status,
+            want: mu(Mutation::StartGame),
+            cond: cond(
+                C::ProcessRunning,
+                false,
+                r::GAME_STOPPED,
+                "the game is stopped; starting it",
+            ),
+        },
+        Case {
+            reason: "a starting game is waited for",
+            desired: none,
+            observed: |o| o.agent = game(ProcessObs::Starting),
+            status: no_status,
+            want: waits(Step::StartGame, r::STARTING, msg::GAME_STARTING),
+            cond: cond(C::ProcessRunning, false, r::STARTING, msg::GAME_STARTING),
+        },
+        Case {
+            reason: "a game stopping on its own is waited for before it is started",
+            desired: none,
+            observed: |o| o.agent = game(ProcessObs::Stopping),
+            status: no_status,
+            want: waits(
+                Step::StartGame,
+                r::GAME_STOPPING,
+                msg::GAME_STOPPING_BEFORE_START,
+            ),
+            cond: None,
+        },
+        Case {
+            reason: "a start that never finishes is bounded by the process deadline",
+            desired: none,
+            observed: |o| o.agent = game(ProcessObs::Starting),
+            status: |s| {
+                s.set_condition(
+                    ConditionType::ProcessRunning,
+                    ConditionStatus::False,
+                    r::STARTING.as_str(),
+                    "",
+                    1,
+                    t0() - chrono::Duration::hours(1),
+                );
+            },
+            want: fails(Step::StartGame, msg::GAME_START_DEADLINE),
+            cond: None,
+        },
+        Case {
+            reason: "a crashed game is started again first (an attempt)",
+            desired: none,
+            observed: |o| o.agent = game(crashed(Some(1))),
+            status: no_status,
+            want: mu(Mutation::StartGame),
+            cond: cond(
+                C::ProcessRunning,
+                false,
+                r::GAME_CRASHED,
+                "exit code 1 (crash 1 in a row)",
+            ),
+        },
+        Case {
+            reason: "a game that crashes again after a start is reinstalled",
+            desired: none,
+            observed: |o| o.agent = game(crashed(Some(2))),
+            status: |s| s.attempts = 1,
+            want: mu(Mutation::SendAgentConfig),
+            cond: None,
+        },
+        Case {
+            reason: "after agent_attempts crashes in a row the server fails with the Agent's message",
+            desired: none,
+            observed: |o| o.agent = game(crashed(Some(3))),
+            status: no_status,
+            want: fails(Step::StartGame, "exit code 1"),
+            cond: None,
+        },
+        Case {
+            reason: "an Agent that does not count crashes is failed on our attempts",
+            desired: none,
+            observed: |o| o.agent = game(crashed(None)),
+            status: |s| s.attempts = 2,
+            want: fails(Step::StartGame, "exit code 1"),
+            cond: None,
+        },
+        Case {
+            reason: "the spec stops the game: it is stopped",
+            desired: |d| d.process = Process::Stopped,
+            observed: no_obs,
+            status: no_status,
+            want: mu(Mutation::StopGame),
+            cond: cond(
+                C::ProcessRunning,
+                false,
+                r::GAME_STOPPING,
+                "stopping as the spec asks",
+            ),
+        },
+        Case {
+            reason: "a game starting against a stopped spec is stopped",
+            desired: |d| d.process = Process::Stopped,
+            observed: |o| o.agent = game(ProcessObs::Starting),
+            status: no_status,
+            want: mu(Mutation::StopGame),
+            cond: None,
+        },
+        Case {
+            reason: "a stopping game is waited for",
+            desired: |d| d.process = Process::Stopped,
+            observed: |o| o.agent = game(ProcessObs::Stopping),
+            status: no_status,
+            want: waits(Step::StopGame, r::GAME_STOPPING, "the game is stopping"),
+            cond: None,
+        },
+        Case {
+            reason: "stopped as asked is Ready, without a Server List Ping, the edge left published",
+            desired: |d| d.process = Process::Stopped,
+            observed: |o| {
+                o.agent = game(ProcessObs::Stopped);
+                o.slp = None
+            },
+            status: no_status,
+            want: ctl(Control::Ready),
+            cond: cond(
+                C::ProcessRunning,
+                false,
+                r::STOPPED_AS_ASKED,
+                "stopped as the spec asks",
+            ),
+        },
+        Case {
+            reason: "stopped as asked still repairs the edge",
+            desired: |d| d.process = Process::Stopped,
+            observed: |o| {
+                o.agent = game(ProcessObs::Stopped);
+                o.dns = Some(Ok(absent()))
+            },
+            status: no_status,
+            want: mu(Mutation::PublishDns),
+            cond: None,
+        },
+        Case {
+            reason: "an Agent that forgot its config gets it even while the game is to stay stopped",
+            desired: |d| d.process = Process::Stopped,
+            observed: |o| o.agent = Some(Ok(AgentObs::Idle)),
+            status: no_status,
+            want: mu(Mutation::SendAgentConfig),
+            cond: None,
+        },
+        Case {
+            reason: "a pending game restart restarts a running game",
+            desired: |d| d.restarts.game = 1,
+            observed: no_obs,
+            status: no_status,
+            want: mu(Mutation::RestartGame),
+            cond: cond(
+                C::ProcessRunning,
+                false,
+                r::RESTARTING,
+                "restarting as asked",
+            ),
+        },
+        Case {
+            reason: "a restart already carried out is not repeated",
+            desired: |d| d.restarts.game = 1,
+            observed: no_obs,
+            status: |s| s.observed_restarts.game = 1,
+            want: ctl(Control::Ready),
+            cond: None,
+        },
+        Case {
+            reason: "a pending container restart reboots the container through Proxmox",
+            desired: |d| d.restarts.container = 2,
+            observed: no_obs,
+            status: |s| s.observed_restarts.container = 1,
+            want: mu(Mutation::Reboot),
+            cond: cond(
+                C::ContainerRunning,
+                false,
+                r::REBOOTING,
+                "rebooting as asked",
+            ),
+        },
+        Case {
+            reason: "a reboot task is waited for like any task",
+            desired: |d| d.restarts.container = 1,
+            observed: |o| o.task = Some(Ok(TaskObs::Running)),
+            status: |s| s.in_flight_task = Some(in_flight(TaskKind::Reboot, t0())),
+            want: ctl(Control::AwaitTask),
+            cond: None,
         },
     ];
     run_table(cases, decide);

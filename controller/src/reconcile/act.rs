@@ -5,10 +5,10 @@
 
 use super::{Requeue, Run};
 use crate::backends::Stack;
-use crate::decide::{AgentObs, ConfigChange, Mutation, Unavailable};
+use crate::decide::{AgentObs, ConfigChange, Mutation, ProcessObs, Unavailable};
 use crate::observe;
 use crate::ownership::marker_line;
-use crate::reason as r;
+use crate::reason::{self as r, msg};
 use edge_client::dns::DnsProvider;
 use edge_client::{Agent, Proxy};
 use model::status::{InFlightTask, LastError};
@@ -50,7 +50,11 @@ pub(super) async fn act<S: Stack>(run: &mut Run<'_, S>, m: Mutation) -> Acted {
         Mutation::Configure(change) => configure(run, &change).await,
         Mutation::Start => start(run).await,
         Mutation::Shutdown => shutdown(run).await,
+        Mutation::Reboot => reboot(run).await,
         Mutation::SendAgentConfig => send_agent_config(run).await,
+        Mutation::StartGame => game_power(run, GamePower::Start).await,
+        Mutation::StopGame => game_power(run, GamePower::Stop).await,
+        Mutation::RestartGame => game_power(run, GamePower::Restart).await,
         Mutation::PublishDns => publish_dns(run).await,
         Mutation::RegisterProxy => register_proxy(run).await,
         Mutation::Unregister => unregister(run).await,
@@ -80,13 +84,34 @@ impl<S: Stack> Run<'_, S> {
         Acted::Poll(self.ctx.timing().task_poll)
     }
 
-    fn pve_failed(&mut self, step: Step, e: &PveError) -> Acted {
-        self.degrade(step, &Unavailable::from(e))
+    /// One more failed attempt of `step`, recorded as the last error.
+    fn count_attempt(&mut self, step: Step, message: &str) {
+        self.status.attempts += 1;
+        self.status.last_error = Some(LastError {
+            class: ErrorClass::Transient,
+            step: step.as_str().into(),
+            message: message.to_string(),
+            at: self.now,
+        });
     }
 
-    async fn release_template(&self) {
-        let (id, tpl) = (self.server.id, self.desired.template_vmid());
-        self.ctx.release_slot(id, tpl).await;
+    /// If the game was seen crashed: count the attempt and record `GameCrashed`.
+    fn note_crash(&mut self) -> bool {
+        let Some(Ok(AgentObs::Process(ProcessObs::Crashed { count, message }))) = &self.obs.agent
+        else {
+            return false;
+        };
+        let why = message
+            .clone()
+            .unwrap_or_else(|| msg::PROCESS_CRASHED.into());
+        let what = msg::crashed(&why, *count);
+        self.count_attempt(Step::StartGame, &why);
+        self.event(EventType::Warning, r::EV_GAME_CRASHED, what);
+        true
+    }
+
+    fn pve_failed(&mut self, step: Step, e: &PveError) -> Acted {
+        self.degrade(step, &Unavailable::from(e))
     }
 
     /// The container's IP: as observed in this reconcile, or as recorded.
@@ -211,6 +236,8 @@ async fn start<S: Stack>(run: &mut Run<'_, S>) -> Acted {
                 r::EV_STARTED,
                 format!("starting CT {vmid}"),
             );
+            // A fresh start is as good as any reboot asked for meanwhile.
+            run.status.observed_restarts.container = run.desired.restarts.container;
             run.started(upid, TaskKind::Start)
         }
         Err(e) if e.is_already_running() => Acted::Again,
@@ -239,25 +266,83 @@ async fn shutdown<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     }
 }
 
+async fn reboot<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let (node, vmid) = (run.node(), run.vmid());
+    let timeout = u32::try_from(run.ctx.timing().shutdown_timeout.as_secs()).unwrap_or(u32::MAX);
+    match run
+        .ctx
+        .backends
+        .pve
+        .reboot_ct(&node, vmid, Some(timeout))
+        .await
+    {
+        Ok(upid) => {
+            let what = format!("rebooting CT {vmid}");
+            run.event(EventType::Normal, r::EV_CONTAINER_REBOOTED, what);
+            // Recorded with the task: a crash before this write reboots once more (at least
+            // once, never lost).
+            run.status.observed_restarts.container = run.desired.restarts.container;
+            run.started(upid, TaskKind::Reboot)
+        }
+        // Stopped meanwhile: the power layer starts it, which is as good as a reboot.
+        Err(e) if e.is_not_running() => Acted::Again,
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) => run.pve_failed(Step::RestartContainer, &e),
+    }
+}
+
+/// What the game process is asked to do.
+#[derive(Debug, Clone, Copy)]
+enum GamePower {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Ask the Agent to start, stop or restart the game. A 2xx means accepted; the next look
+/// at the Agent tells how it went.
+async fn game_power<S: Stack>(run: &mut Run<'_, S>, what: GamePower) -> Acted {
+    let ctx = run.ctx;
+    let Some(ip) = run.ip() else {
+        return Acted::Poll(ctx.timing().wait_poll);
+    };
+    if matches!(what, GamePower::Start) {
+        run.note_crash();
+    }
+    let agent = &ctx.backends.agent;
+    let (answer, step) = match what {
+        GamePower::Start => (agent.start(&ip).await, Step::StartGame),
+        GamePower::Stop => (agent.stop(&ip).await, Step::StopGame),
+        GamePower::Restart => (agent.restart(&ip).await, Step::RestartGame),
+    };
+    if let Err(e) = answer {
+        return run.degrade(step, &Unavailable::from(&e));
+    }
+    let (reason, message) = match what {
+        GamePower::Start => (r::EV_GAME_STARTED, "starting the game"),
+        GamePower::Stop => (r::EV_GAME_STOPPED, "stopping the game as the spec asks"),
+        GamePower::Restart => (r::EV_GAME_RESTARTED, "restarting the game as asked"),
+    };
+    run.event(EventType::Normal, reason, message);
+    if !matches!(what, GamePower::Stop) {
+        // A start or restart carries out any restart asked for. Recorded after the call: a
+        // crash in between restarts twice (at least once, never lost).
+        run.status.observed_restarts.game = run.desired.restarts.game;
+    }
+    Acted::Poll(ctx.timing().wait_poll)
+}
+
 async fn send_agent_config<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     let Some(ip) = run.ip() else {
         return Acted::Poll(run.ctx.timing().wait_poll);
     };
-    let failed = match &run.obs.agent {
-        Some(Ok(AgentObs::Error(m))) => Some(m.clone()),
-        Some(Ok(AgentObs::Crashed)) => Some("crashed".to_string()),
-        _ => None,
-    };
-    if let Some(msg) = failed {
-        run.status.attempts += 1;
-        run.status.last_error = Some(LastError {
-            class: ErrorClass::Transient,
-            step: Step::WaitForAgent.as_str().into(),
-            message: msg.clone(),
-            at: run.now,
-        });
+    if let Some(Ok(AgentObs::Error(msg))) = &run.obs.agent {
+        let msg = msg.clone();
+        run.count_attempt(Step::WaitForAgent, &msg);
         let what = format!("attempt {}: {msg}", run.status.attempts);
         run.event(EventType::Warning, r::EV_AGENT_INSTALL_FAILED, what);
+    } else if run.note_crash() {
+        // Started again and still crashing: reinstalled.
     } else if run.status.is_true(ConditionType::Ready) {
         let what = "Agent lost its config; sending it again";
         run.event(EventType::Normal, r::EV_DRIFT_REPAIRED, what);

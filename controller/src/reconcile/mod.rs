@@ -126,6 +126,8 @@ impl<S: Stack> Context<S> {
             swap_mib: self.cfg.network.swap_mib,
             bridge: self.cfg.network.bridge(spec.kind).to_string(),
             power: spec.power,
+            process: spec.process(),
+            restarts: spec.restarts,
         }
     }
 
@@ -256,6 +258,9 @@ pub(crate) struct Run<'c, S: Stack> {
     /// No record of creating the container when this reconcile began: finding ours is an
     /// adoption (a crash between clone and record, a lost answer, or a wiped status).
     may_adopt: bool,
+    /// Deletion was requested when this reconcile began (a deletion landing meanwhile is the
+    /// next reconcile's).
+    deleting: bool,
     /// The lease this reconcile holds (`None` on SQLite: one controller).
     fence: Option<Fence>,
     /// Teardown finished and the row is gone: nothing left to record.
@@ -276,6 +281,7 @@ pub async fn reconcile<S: Stack>(
     if run.held_back() {
         return run.finish(Requeue::AwaitChange).await;
     }
+    ctx.identity(&mut run.status, &run.desired);
     let mut next = Requeue::AwaitChange;
     for _ in 0..MAX_ROUNDS {
         let Decision { action, conditions } = run.decide();
@@ -318,9 +324,9 @@ impl<'c, S: Stack> Run<'c, S> {
             Source::Backends
         };
         let desired = ctx.desired(&server);
-        let mut status = server.status.clone();
-        ctx.identity(&mut status, &desired);
-        let may_adopt = !server.is_deleting()
+        let status = server.status.clone();
+        let deleting = server.is_deleting();
+        let may_adopt = !deleting
             && status.in_flight_task.is_none()
             && !status.is_true(ConditionType::ContainerCreated);
         Run {
@@ -333,6 +339,7 @@ impl<'c, S: Stack> Run<'c, S> {
             snapshot,
             source,
             may_adopt,
+            deleting,
             server,
             fence,
             archived: false,
@@ -344,7 +351,13 @@ impl<'c, S: Stack> Run<'c, S> {
     }
 
     fn deleting(&self) -> bool {
-        self.server.is_deleting()
+        self.deleting
+    }
+
+    /// Give up this server's clone slot (if it holds one) and wake the next waiter.
+    async fn release_template(&self) {
+        let (id, tpl) = (self.server.id, self.desired.template_vmid());
+        self.ctx.release_slot(id, tpl).await;
     }
 
     /// A terminal failure or a pause holds the server back (a deletion never is). A forced
@@ -425,10 +438,14 @@ impl<'c, S: Stack> Run<'c, S> {
             (ours, locked_by_clone)
         });
         if let Some((ours, locked_by_clone)) = seen {
-            if self.may_adopt && ours && self.status.progress.owned_vmid != vmid {
+            if ours && self.status.progress.owned_vmid != vmid {
                 self.status.progress.owned_vmid = vmid;
-                let msg = format!("adopted existing CT {}", vmid.unwrap_or_default());
-                self.event(EventType::Normal, r::EV_ADOPTED, msg);
+                // Without a record of creating it, finding ours is an adoption; with one
+                // (ContainerCreated, an in-flight clone), it is only written down.
+                if self.may_adopt {
+                    let msg = format!("adopted existing CT {}", vmid.unwrap_or_default());
+                    self.event(EventType::Normal, r::EV_ADOPTED, msg);
+                }
             }
             let cloning = locked_by_clone
                 || self
@@ -438,9 +455,7 @@ impl<'c, S: Stack> Run<'c, S> {
                     .is_some_and(|t| t.action == TaskKind::Clone);
             if !cloning && self.ctx.slots.holds(id) {
                 // The clone is over (observed, not remembered): free the template.
-                self.ctx
-                    .release_slot(id, self.desired.template_vmid())
-                    .await;
+                self.release_template().await;
             }
         }
         let step = self
@@ -486,9 +501,7 @@ impl<'c, S: Stack> Run<'c, S> {
                 if let Some(t) = self.status.in_flight_task.take()
                     && t.action == TaskKind::Clone
                 {
-                    self.ctx
-                        .release_slot(id, self.desired.template_vmid())
-                        .await;
+                    self.release_template().await;
                 }
                 self.obs = Observed::default();
                 return Ok(ControlFlow::Continue(()));
@@ -520,9 +533,7 @@ impl<'c, S: Stack> Run<'c, S> {
             }
             Control::Degraded { step, error } => self.degrade(step, &error),
             Control::Fail { step, message } => {
-                self.ctx
-                    .release_slot(id, self.desired.template_vmid())
-                    .await;
+                self.release_template().await;
                 self.fail(step, message)
             }
             Control::Ready => {
@@ -532,9 +543,7 @@ impl<'c, S: Stack> Run<'c, S> {
                 return Ok(ControlFlow::Break(Requeue::AwaitChange));
             }
             Control::Archive => {
-                self.ctx
-                    .release_slot(id, self.desired.template_vmid())
-                    .await;
+                self.release_template().await;
                 self.ctx.store.archive_and_delete(id, self.fence).await?;
                 self.archived = true;
                 return Ok(ControlFlow::Break(Requeue::AwaitChange));

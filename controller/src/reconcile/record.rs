@@ -149,7 +149,7 @@ impl<S: Stack> Run<'_, S> {
         self.status.in_flight_task = None;
         self.status.attempts += 1;
         let step = match kind {
-            TaskKind::Clone | TaskKind::Destroy => kind.step(),
+            TaskKind::Clone | TaskKind::Destroy | TaskKind::Reboot => kind.step(),
             TaskKind::Start | TaskKind::Shutdown | TaskKind::Stop => {
                 self.status.current_step().unwrap_or(Step::PublishEdge)
             }
@@ -161,8 +161,7 @@ impl<S: Stack> Run<'_, S> {
             at: self.now,
         });
         if kind == TaskKind::Clone {
-            let (id, tpl) = (self.server.id, self.desired.template_vmid());
-            self.ctx.release_slot(id, tpl).await;
+            self.release_template().await;
             self.event(EventType::Warning, r::EV_CLONE_FAILED, message.clone());
         }
         if self.status.attempts >= self.ctx.timing().clone_attempts {

@@ -400,7 +400,7 @@ async fn ready_game(ctx: &Context<Fakes>) -> Server {
         }))),
         power: Some(Ok(PowerObs::Running)),
         ip: Some(Ok(Some(IP.into()))),
-        agent: Some(Ok(AgentObs::Running)),
+        agent: Some(Ok(AgentObs::RUNNING)),
         dns: Some(Ok(EdgeObs {
             desired_present: true,
             any_ours_present: true,
