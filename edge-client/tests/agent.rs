@@ -3,11 +3,17 @@ mod common;
 
 use common::{T, eventually, ip};
 use edge_client::agent::JAVA_21;
-use edge_client::sim::{AgentPower, AgentSim, AgentSimConfig};
+use edge_client::sim::{
+    AgentPower, AgentSim, AgentSimConfig, DEFAULT_CRASH_MESSAGE, POWER_BEFORE_INSTALL,
+};
 use edge_client::{AgentClient, AgentConfig, AgentPayload, AgentState, slp};
 use model::{ErrorClass, ServerSpec, Variant};
 use secrecy::SecretString;
+use std::net::Ipv4Addr;
 use std::time::Duration;
+
+/// Long enough that a timed phase is still in progress when the test looks at it.
+const FOREVER: Duration = Duration::from_secs(3600);
 
 fn fast() -> AgentSimConfig {
     AgentSimConfig {
@@ -31,12 +37,39 @@ fn payload(vmid: u32) -> AgentPayload {
     AgentPayload::for_spec(vmid, &spec, 25565, "admin", SecretString::from("pw-123")).unwrap()
 }
 
-async fn wait_state(c: &AgentClient, ip: &str, want: fn(&AgentState) -> bool) -> AgentState {
-    eventually(|| async {
+async fn wait_state(c: &AgentClient, ip: &str, want: impl Fn(&AgentState) -> bool) -> AgentState {
+    let want = &want;
+    eventually(move || async move {
         let s = c.status(ip).await.ok()?.state;
         want(&s).then_some(s)
     })
     .await
+}
+
+async fn state(c: &AgentClient, ip: &str) -> AgentState {
+    c.status(ip).await.unwrap().state
+}
+
+fn crashed(n: u32) -> AgentState {
+    AgentState::Crashed {
+        count: Some(n),
+        message: Some(DEFAULT_CRASH_MESSAGE.into()),
+    }
+}
+
+/// A started container with `payload(vmid)` installed and the game running.
+async fn running(sim: &AgentSim, c: &AgentClient, addr: Ipv4Addr, vmid: u32) -> String {
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+    c.send_config(&a, &payload(vmid)).await.unwrap();
+    wait_state(c, &a, |s| *s == AgentState::Running).await;
+    a
+}
+
+async fn slp_answers(sim: &AgentSim, addr: Ipv4Addr) -> bool {
+    slp::ping(sim.game_addr(addr), "mc-paper.zlh.test", T)
+        .await
+        .is_ok()
 }
 
 #[tokio::test]
@@ -138,8 +171,8 @@ async fn failures_crash_restart_and_stop() {
     c.send_config(&a, &payload(102)).await.unwrap();
     wait_state(&c, &a, |s| *s == AgentState::Running).await;
 
-    sim.crash(addr);
-    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Crashed);
+    assert!(sim.crash(addr));
+    assert_eq!(c.status(&a).await.unwrap().state, crashed(1));
     assert!(
         slp::ping(sim.game_addr(addr), "x", T).await.is_err(),
         "crashed server does not answer"
@@ -293,8 +326,8 @@ async fn error_classes() {
     }
 }
 
-/// The power routes reach the Agent in order and leave its state alone (acting on them is
-/// the Agent's business, seen later in `status`).
+/// The power routes reach the Agent in order; stop, start and restart back to back end with
+/// the game running, and none is a reinstall.
 #[tokio::test]
 async fn power_calls_are_accepted_and_recorded() {
     let sim = AgentSim::start(fast()).await.unwrap();
@@ -319,7 +352,7 @@ async fn power_calls_are_accepted_and_recorded() {
         .map(|r| r.uri)
         .collect();
     assert_eq!(posts, ["/stop", "/start", "/restart"], "no query string");
-    assert_eq!(c.status(&a).await.unwrap().state, AgentState::Running);
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
     assert_eq!(sim.configs_received(addr), 1, "power is not a reinstall");
 
     // Through the trait, as the engine will call them.
@@ -328,6 +361,7 @@ async fn power_calls_are_accepted_and_recorded() {
     }
     via_trait(&c, &a).await;
     assert_eq!(sim.power_requests(addr).last(), Some(&AgentPower::Restart));
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
 
     sim.container_stopped(addr).await;
     sim.container_started(addr).await.unwrap();
@@ -405,9 +439,8 @@ async fn power_call_errors() {
     .await
     .unwrap();
     let addr = ip(131);
-    let a = addr.to_string();
-    sim.container_started(addr).await.unwrap();
     let good = client(&sim, Some("agent-tok"));
+    let a = running(&sim, &good, addr, 131).await;
 
     let e = client(&sim, None).start(&a).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Unauthorized, "token required: {e}");
@@ -431,4 +464,292 @@ async fn power_call_errors() {
     sim.container_stopped(addr).await;
     let e = good.restart(&a).await.unwrap_err();
     assert_eq!(e.class, ErrorClass::Transient, "container down: {e}");
+}
+
+/// Stop, start and restart walk the game through `stopping`, `stopped`, `starting` and
+/// `running` on the sim's clock; a start of a running game and a stop of a stopped one change
+/// nothing.
+#[tokio::test]
+async fn start_stop_restart_lifecycles() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(140);
+    let a = running(&sim, &c, addr, 140).await;
+    let (start, stop) = (Duration::from_secs(5), Duration::from_secs(3));
+
+    // stop: running → stopping → stopped.
+    sim.set_stop_time(FOREVER);
+    c.stop(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Stopping);
+    sim.set_stop_time(stop);
+    wait_state(&c, &a, |s| *s == AgentState::Stopped).await;
+    c.stop(&a).await.unwrap();
+    assert_eq!(
+        state(&c, &a).await,
+        AgentState::Stopped,
+        "stop when stopped"
+    );
+
+    // start: stopped → starting → running.
+    sim.set_start_time(FOREVER);
+    c.start(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Starting);
+    c.start(&a).await.unwrap();
+    assert_eq!(
+        state(&c, &a).await,
+        AgentState::Starting,
+        "start when starting"
+    );
+    sim.set_start_time(start);
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+    c.start(&a).await.unwrap();
+    assert_eq!(
+        state(&c, &a).await,
+        AgentState::Running,
+        "start when running"
+    );
+
+    // restart of a running game: stopping → (stopped) → starting → running.
+    sim.set_stop_time(FOREVER);
+    sim.set_start_time(FOREVER);
+    c.restart(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Stopping);
+    sim.set_stop_time(stop);
+    wait_state(&c, &a, |s| *s == AgentState::Starting).await;
+    sim.set_start_time(start);
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+
+    // restart of a stopped game is a start.
+    c.stop(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Stopped).await;
+    sim.set_start_time(FOREVER);
+    c.restart(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Starting);
+    sim.set_start_time(start);
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+
+    // A start while stopping starts again once stopped; a stop while starting wins.
+    sim.set_stop_time(FOREVER);
+    sim.set_start_time(FOREVER);
+    c.stop(&a).await.unwrap();
+    c.start(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Stopping);
+    sim.set_stop_time(stop);
+    wait_state(&c, &a, |s| *s == AgentState::Starting).await;
+    c.stop(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Stopped).await;
+
+    use AgentPower::*;
+    assert_eq!(
+        sim.power_requests(addr),
+        [
+            Stop, Stop, Start, Start, Start, Restart, Stop, Restart, Stop, Start, Stop
+        ]
+    );
+    assert_eq!(sim.configs_received(addr), 1, "power is not a reinstall");
+}
+
+/// A `stop` typed at the console stops the game after `stop_time`; a clean process exit is
+/// `stopped` at once; neither is a power request or a crash.
+#[tokio::test]
+async fn console_stop_and_process_exit_lead_to_stopped() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(141);
+    let a = running(&sim, &c, addr, 141).await;
+
+    sim.set_stop_time(FOREVER);
+    assert!(sim.console_stop(addr));
+    assert_eq!(state(&c, &a).await, AgentState::Stopping);
+    sim.set_stop_time(Duration::from_secs(3));
+    wait_state(&c, &a, |s| *s == AgentState::Stopped).await;
+    assert!(!sim.console_stop(addr), "nothing runs to type at");
+
+    c.start(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+    assert!(sim.process_exit(addr));
+    assert_eq!(state(&c, &a).await, AgentState::Stopped, "at once");
+    assert!(!sim.process_exit(addr), "no process left to exit");
+    assert!(!sim.crash(addr), "a stopped game cannot crash");
+    assert_eq!(state(&c, &a).await, AgentState::Stopped);
+
+    assert_eq!(sim.power_requests(addr), [AgentPower::Start]);
+    assert_eq!(sim.configs_received(addr), 1);
+}
+
+/// With crash-on-start every start, restart and install ends `crashed` with a `crashCount`
+/// growing by one (and an `error` message on the wire); a requested stop or a different config
+/// resets it, re-sending the same config does not.
+#[tokio::test]
+async fn crash_on_start_gives_growing_crash_count() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(142);
+    let a = running(&sim, &c, addr, 142).await;
+
+    assert!(sim.crash(addr));
+    assert_eq!(state(&c, &a).await, crashed(1));
+    sim.set_crash_on_start(addr, true);
+    for n in 2..=4 {
+        c.start(&a).await.unwrap();
+        wait_state(&c, &a, |s| *s == crashed(n)).await;
+    }
+    c.restart(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == crashed(5)).await;
+    let wire: serde_json::Value = reqwest::get(format!("{}/status", sim.url(addr)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        wire,
+        serde_json::json!({"state": "crashed", "crashCount": 5, "error": DEFAULT_CRASH_MESSAGE})
+    );
+
+    // The same config again: a reinstall, whose start crashes too; the count goes on.
+    c.send_config(&a, &payload(142)).await.unwrap();
+    wait_state(&c, &a, |s| *s == crashed(6)).await;
+
+    // A stop asked for: stopped at once (nothing runs), the count starts over.
+    c.stop(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Stopped);
+    c.start(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == crashed(1)).await;
+
+    // A different config: the count starts over too.
+    c.start(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == crashed(2)).await;
+    c.send_config(&a, &payload(1142)).await.unwrap();
+    wait_state(&c, &a, |s| *s == crashed(1)).await;
+
+    sim.set_crash_on_start(addr, false);
+    c.start(&a).await.unwrap();
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+}
+
+/// Before an install (idle, installing, error) the Agent refuses power with 409 and a JSON
+/// `error`: class Conflict, not transient, and not recorded.
+#[tokio::test]
+async fn power_before_install_is_refused() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(143);
+    let a = addr.to_string();
+    sim.container_started(addr).await.unwrap();
+
+    async fn refused(c: &AgentClient, a: &str) {
+        for (what, r) in [
+            ("start", c.start(a).await),
+            ("stop", c.stop(a).await),
+            ("restart", c.restart(a).await),
+        ] {
+            let e = r.unwrap_err();
+            assert_eq!(
+                (e.class, e.status),
+                (ErrorClass::Conflict, Some(409)),
+                "{what}: {e}"
+            );
+            assert!(!e.is_transient(), "{what}: {e}");
+            assert!(e.message.contains(POWER_BEFORE_INSTALL), "{what}: {e}");
+        }
+    }
+
+    refused(&c, &a).await;
+    assert_eq!(state(&c, &a).await, AgentState::Idle);
+    let raw = reqwest::Client::new()
+        .post(format!("{}/start", sim.url(addr)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 409);
+    assert_eq!(
+        raw.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"error": POWER_BEFORE_INSTALL, "state": "idle"})
+    );
+
+    sim.set_install_time(FOREVER);
+    c.send_config(&a, &payload(143)).await.unwrap();
+    refused(&c, &a).await;
+    assert!(matches!(state(&c, &a).await, AgentState::Installing { .. }));
+
+    sim.set_install_time(Duration::from_secs(10));
+    sim.set_failure(Some("disk full".into()));
+    c.send_config(&a, &payload(144)).await.unwrap();
+    wait_state(&c, &a, |s| matches!(s, AgentState::Error { .. })).await;
+    refused(&c, &a).await;
+
+    assert!(
+        sim.power_requests(addr).is_empty(),
+        "refused is not recorded"
+    );
+}
+
+/// The Server List Ping answers only while the game is `running`: not while starting,
+/// stopping, stopped or crashed.
+#[tokio::test]
+async fn slp_answers_only_while_running() {
+    let sim = AgentSim::start(fast()).await.unwrap();
+    let c = client(&sim, None);
+    let addr = ip(144);
+    let a = running(&sim, &c, addr, 144).await;
+    assert!(slp_answers(&sim, addr).await, "running");
+
+    sim.set_stop_time(FOREVER);
+    c.stop(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Stopping);
+    assert!(!slp_answers(&sim, addr).await, "stopping");
+    sim.set_stop_time(Duration::from_secs(3));
+    wait_state(&c, &a, |s| *s == AgentState::Stopped).await;
+    assert!(!slp_answers(&sim, addr).await, "stopped");
+
+    sim.set_start_time(FOREVER);
+    c.start(&a).await.unwrap();
+    assert_eq!(state(&c, &a).await, AgentState::Starting);
+    assert!(!slp_answers(&sim, addr).await, "starting");
+    sim.set_start_time(Duration::from_secs(5));
+    wait_state(&c, &a, |s| *s == AgentState::Running).await;
+    assert!(slp_answers(&sim, addr).await, "running again");
+
+    sim.crash(addr);
+    assert!(!slp_answers(&sim, addr).await, "crashed");
+    assert_eq!(sim.slp_answered(), 2);
+}
+
+/// A state never seen before (a newer Agent) is Transient, never Invalid, so an Agent upgrade
+/// cannot fail a server; the new states are read in any case.
+#[tokio::test]
+async fn unknown_state_is_transient() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = [r#"{"state":"hibernating"}"#, r#"{"state":"STOPPED"}"#];
+    let server = tokio::spawn(async move {
+        for body in bodies {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "request head cut short");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    let c = AgentClient::new(AgentConfig {
+        port,
+        token: None,
+        timeout: T,
+    })
+    .unwrap();
+    let e = c.status("127.0.0.1").await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient, "{e}");
+    assert!(e.message.contains("hibernating"), "{e}");
+    assert_eq!(state(&c, "127.0.0.1").await, AgentState::Stopped);
+    server.await.unwrap();
 }

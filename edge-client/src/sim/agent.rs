@@ -7,11 +7,20 @@
 //!
 //! Agent lifecycle per container: `idle` → (`POST /config`) `installing` (step, progress) →
 //! `running` after `install_time` (scaled), or `error` with a message when failing is
-//! configured. `crash` → `crashed`; `restart_agent` / a container restart → `idle` (config
-//! forgotten). The SLP responder answers only while the Agent is `running`.
+//! configured. `restart_agent` / a container restart → `idle` (config forgotten). The SLP
+//! responder answers only while the Agent is `running`.
 //!
-//! `POST /start`, `/stop` and `/restart` (the game process's power) answer 200 and are
-//! remembered per container (`power_requests`); they do not change the state yet.
+//! Once installed, the game process has its own phases: `running`, `starting`, `stopping`,
+//! `stopped` and `crashed` (with `crashCount` and an `error` message). `POST /start`, `/stop`
+//! and `/restart` act on them with simulated timings (`start_time`, `stop_time`, scaled like
+//! the install); before an install (`idle`, `installing`, `error`) they answer 409. Accepted
+//! power requests are remembered per container (`power_requests`). Test handles: a `stop`
+//! typed at the console (`console_stop`), a clean exit (`process_exit`), a crash (`crash`),
+//! and every start ending in a crash (`set_crash_on_start`).
+//!
+//! Timed phases are evaluated lazily against the clock whenever the state is read (like the
+//! install timer): nothing runs in the background, and a phase whose time is up has changed
+//! by the next `GET /status`, SLP connection or `state()`.
 
 use super::{Core, SimServer, middleware, plain_error};
 use crate::agent::{AgentPayload, AgentState, StatusWire};
@@ -22,13 +31,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 pub const DEFAULT_INSTALL_FAILURE: &str = "install failed: artifact download returned 404";
+/// The `error` reported with `crashed`.
+pub const DEFAULT_CRASH_MESSAGE: &str = "the server process exited with code 1";
 const STEPS: [&str; 5] = [
     "download-artifact",
     "install-java",
@@ -50,6 +61,10 @@ pub struct AgentSimConfig {
     pub token: Option<String>,
     /// Install duration in simulated time.
     pub install_time: Duration,
+    /// How long the game process takes from `starting` to `running`, in simulated time.
+    pub start_time: Duration,
+    /// How long the game process takes from `stopping` to `stopped`, in simulated time.
+    pub stop_time: Duration,
     /// Simulated seconds per real second (100 → a 30 s install takes 0.3 s).
     pub time_scale: f64,
     /// When set, every install ends in `error` with this message.
@@ -70,6 +85,8 @@ impl Default for AgentSimConfig {
             game_port: 0,
             token: None,
             install_time: Duration::from_secs(30),
+            start_time: Duration::from_secs(5),
+            stop_time: Duration::from_secs(3),
             time_scale: 100.0,
             failure: None,
             fail_ips: vec![],
@@ -85,13 +102,51 @@ enum Phase {
         started: Instant,
         failure: Option<String>,
     },
-    Running,
-    Crashed,
     Error(String),
+    // The game process, once installed.
+    Running,
+    /// `running` (or `crashed`, with crash-on-start) at `since + start_time`.
+    Starting {
+        since: Instant,
+    },
+    /// `stopped` at `since + stop_time`, then `starting` at once when `then_start` (a
+    /// restart, or a start asked for while stopping).
+    Stopping {
+        since: Instant,
+        then_start: bool,
+    },
+    Stopped,
+    Crashed,
+}
+
+impl Phase {
+    /// No game server installed: power is refused (409).
+    fn before_install(&self) -> bool {
+        matches!(
+            self,
+            Phase::Idle | Phase::Installing { .. } | Phase::Error(_)
+        )
+    }
+    /// The game process exists (it can be stopped by a player, exit or crash).
+    fn process_alive(&self) -> bool {
+        matches!(
+            self,
+            Phase::Running | Phase::Starting { .. } | Phase::Stopping { .. }
+        )
+    }
+}
+
+/// A timed phase whose time is up.
+enum Due {
+    Installed(Option<String>),
+    Started,
+    Stopped { restart_at: Option<Instant> },
 }
 
 struct Container {
     phase: Phase,
+    /// Crashes since the last requested stop or new config (`crashCount`).
+    crashes: u32,
     configs: u32,
     last_config: Option<Value>,
     /// Power routes received, in order.
@@ -100,45 +155,102 @@ struct Container {
     game: Option<JoinHandle<()>>,
 }
 
+impl Container {
+    /// A start completes: `running`, or `crashed` (count + 1) with crash-on-start.
+    fn come_up(&mut self, crash: bool) {
+        if crash {
+            self.crash();
+        } else {
+            self.phase = Phase::Running;
+        }
+    }
+    fn crash(&mut self) {
+        self.crashes += 1;
+        self.phase = Phase::Crashed;
+    }
+}
+
 struct Inner {
     cfg: AgentSimConfig,
     containers: HashMap<Ipv4Addr, Container>,
+    /// Every start (and restart, and the start ending an install) on these addresses ends in
+    /// `crashed`. Kept across container restarts, like `fail_ips`.
+    crash_on_start: HashSet<Ipv4Addr>,
     /// Server List Pings answered with a status, every container together.
     slp_answered: u64,
 }
 
 impl Inner {
-    fn real_install(&self) -> Duration {
-        self.cfg.install_time.div_f64(self.cfg.time_scale.max(1e-9))
+    /// Simulated time → real time.
+    fn real(&self, d: Duration) -> Duration {
+        d.div_f64(self.cfg.time_scale.max(1e-9))
     }
 
-    /// Advance an installing container whose time is up; return its state.
+    /// Move a container through every timed phase whose time is up. A phase that follows
+    /// another one starts at the moment the previous one ended (not when it is observed), so
+    /// a restart read late is as far along as it would be read early.
+    fn advance(&mut self, ip: Ipv4Addr) {
+        let install = self.real(self.cfg.install_time);
+        let start = self.real(self.cfg.start_time);
+        let stop = self.real(self.cfg.stop_time);
+        let crash = self.crash_on_start.contains(&ip);
+        let Some(c) = self.containers.get_mut(&ip) else {
+            return;
+        };
+        loop {
+            let due = match &c.phase {
+                Phase::Installing { started, failure } if started.elapsed() >= install => {
+                    Due::Installed(failure.clone())
+                }
+                Phase::Starting { since } if since.elapsed() >= start => Due::Started,
+                Phase::Stopping { since, then_start } if since.elapsed() >= stop => Due::Stopped {
+                    restart_at: then_start.then(|| *since + stop),
+                },
+                _ => break,
+            };
+            match due {
+                Due::Installed(Some(m)) => c.phase = Phase::Error(m),
+                Due::Installed(None) | Due::Started => c.come_up(crash),
+                Due::Stopped { restart_at: None } => c.phase = Phase::Stopped,
+                Due::Stopped {
+                    restart_at: Some(since),
+                } => c.phase = Phase::Starting { since },
+            }
+        }
+    }
+
+    /// Advance `ip`'s container (see `advance`); return its state.
     fn state(&mut self, ip: Ipv4Addr) -> Option<AgentState> {
-        let total = self.real_install();
-        let c = self.containers.get_mut(&ip)?;
-        if let Phase::Installing { started, failure } = &c.phase {
-            if started.elapsed() >= total {
-                c.phase = match failure {
-                    Some(m) => Phase::Error(m.clone()),
-                    None => Phase::Running,
-                };
-            } else {
+        self.advance(ip);
+        let total = self.real(self.cfg.install_time);
+        let c = self.containers.get(&ip)?;
+        Some(match &c.phase {
+            Phase::Idle => AgentState::Idle,
+            Phase::Installing { started, .. } => {
                 let frac = started.elapsed().as_secs_f64() / total.as_secs_f64().max(1e-9);
                 let progress = (frac * 100.0).min(99.0) as u8;
                 let step = STEPS[((frac * STEPS.len() as f64) as usize).min(STEPS.len() - 1)];
-                return Some(AgentState::Installing {
+                AgentState::Installing {
                     step: Some(step.into()),
                     progress: Some(progress),
-                });
+                }
             }
-        }
-        Some(match &c.phase {
-            Phase::Idle => AgentState::Idle,
-            Phase::Installing { .. } => unreachable!("handled above"),
-            Phase::Running => AgentState::Running,
-            Phase::Crashed => AgentState::Crashed { count: None, message: None },
             Phase::Error(m) => AgentState::Error { message: m.clone() },
+            Phase::Running => AgentState::Running,
+            Phase::Starting { .. } => AgentState::Starting,
+            Phase::Stopping { .. } => AgentState::Stopping,
+            Phase::Stopped => AgentState::Stopped,
+            Phase::Crashed => AgentState::Crashed {
+                count: Some(c.crashes),
+                message: Some(DEFAULT_CRASH_MESSAGE.into()),
+            },
         })
+    }
+
+    /// Advance `ip`'s container, then apply `f` to it.
+    fn with<R>(&mut self, ip: Ipv4Addr, f: impl FnOnce(&mut Container) -> R) -> Option<R> {
+        self.advance(ip);
+        self.containers.get_mut(&ip).map(f)
     }
 }
 
@@ -228,12 +340,17 @@ async fn post_config(
     c.configs += 1;
     let same = c.last_config.as_ref() == Some(&value);
     c.last_config = Some(value);
-    // Re-sending the same config to a running (or installing) Agent changes nothing;
-    // anything else (re)starts the install.
+    if !same {
+        // A different server: its crashes are not this one's.
+        c.crashes = 0;
+    }
+    // Re-sending the same config to a running, starting or installing Agent changes nothing;
+    // anything else (re)starts the install (a crashed or stopped game is reinstalled, its
+    // crash count kept).
     let keep = same
         && matches!(
             state,
-            Some(AgentState::Running) | Some(AgentState::Installing { .. })
+            Some(AgentState::Running | AgentState::Starting | AgentState::Installing { .. })
         );
     if !keep {
         c.phase = Phase::Installing {
@@ -273,16 +390,65 @@ impl AgentPower {
     }
 }
 
-/// Accepts and remembers the request; any body is ignored (the previous system sent none).
+/// Refusal of a power request before an install (409 with a JSON `error`).
+pub const POWER_BEFORE_INSTALL: &str = "no game server is installed: send POST /config first";
+
+/// Acts on the request (see the module doc) and remembers it when accepted; any body is
+/// ignored (the previous system sent none). 409 before an install.
 async fn post_power(s: IpState, headers: HeaderMap, p: AgentPower) -> Response {
     let mut inner = lock(&s.shared);
     if !authorized(&inner, &headers) {
         return unauthorized();
     }
+    let state = inner.state(s.ip);
     let Some(c) = inner.containers.get_mut(&s.ip) else {
         return plain_error(503);
     };
+    if c.phase.before_install() {
+        let state = state.map(|s| s.as_str()).unwrap_or("idle");
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(json!({"error": POWER_BEFORE_INSTALL, "state": state})),
+        )
+            .into_response();
+    }
     c.power.push(p);
+    let now = Instant::now();
+    match (p, &mut c.phase) {
+        // Already up or coming up.
+        (AgentPower::Start, Phase::Running | Phase::Starting { .. }) => {}
+        (AgentPower::Start | AgentPower::Restart, Phase::Stopping { then_start, .. }) => {
+            *then_start = true
+        }
+        (AgentPower::Start | AgentPower::Restart, Phase::Stopped | Phase::Crashed) => {
+            c.phase = Phase::Starting { since: now }
+        }
+        (AgentPower::Restart, Phase::Running | Phase::Starting { .. }) => {
+            c.phase = Phase::Stopping {
+                since: now,
+                then_start: true,
+            }
+        }
+        (AgentPower::Stop, phase) => {
+            // A stop asked for ends a crash loop.
+            c.crashes = 0;
+            match phase {
+                Phase::Running | Phase::Starting { .. } => {
+                    *phase = Phase::Stopping {
+                        since: now,
+                        then_start: false,
+                    }
+                }
+                Phase::Stopping { then_start, .. } => *then_start = false,
+                // Nothing runs: stopped at once.
+                Phase::Crashed => *phase = Phase::Stopped,
+                _ => {}
+            }
+        }
+        (_, Phase::Idle | Phase::Installing { .. } | Phase::Error(_)) => {
+            unreachable!("refused above")
+        }
+    }
     (StatusCode::OK, axum::Json(json!({"status": "accepted"}))).into_response()
 }
 
@@ -371,6 +537,7 @@ impl AgentSim {
             shared: Arc::new(Mutex::new(Inner {
                 cfg,
                 containers: HashMap::new(),
+                crash_on_start: HashSet::new(),
                 slp_answered: 0,
             })),
             core,
@@ -469,6 +636,7 @@ impl AgentSim {
             ip,
             Container {
                 phase: Phase::Idle,
+                crashes: 0,
                 configs: 0,
                 last_config: None,
                 power: Vec::new(),
@@ -494,18 +662,73 @@ impl AgentSim {
         }
     }
 
-    /// The Agent process restarted (as after a container restart): `idle`, config forgotten.
+    /// The Agent process restarted (as after a container restart): `idle`, config and crash
+    /// count forgotten.
     pub fn restart_agent(&self, ip: Ipv4Addr) {
         if let Some(c) = lock(&self.shared).containers.get_mut(&ip) {
             c.phase = Phase::Idle;
             c.last_config = None;
+            c.crashes = 0;
         }
     }
 
-    /// The game server crashed: `crashed`, SLP stops answering.
-    pub fn crash(&self, ip: Ipv4Addr) {
-        if let Some(c) = lock(&self.shared).containers.get_mut(&ip) {
-            c.phase = Phase::Crashed;
+    /// The game process crashed (while `running`, `starting` or `stopping`): `crashed` with
+    /// `crashCount` + 1, SLP stops answering. Returns whether a process was there to crash.
+    pub fn crash(&self, ip: Ipv4Addr) -> bool {
+        lock(&self.shared)
+            .with(ip, |c| {
+                let alive = c.phase.process_alive();
+                if alive {
+                    c.crash();
+                }
+                alive
+            })
+            .unwrap_or(false)
+    }
+
+    /// A player typed `stop` at the console (while `running` or `starting`): `stopping`, then
+    /// `stopped` after `stop_time`. Counts as a requested stop (the crash count is reset).
+    /// Returns whether it applied.
+    pub fn console_stop(&self, ip: Ipv4Addr) -> bool {
+        lock(&self.shared)
+            .with(ip, |c| {
+                let applies = matches!(c.phase, Phase::Running | Phase::Starting { .. });
+                if applies {
+                    c.crashes = 0;
+                    c.phase = Phase::Stopping {
+                        since: Instant::now(),
+                        then_start: false,
+                    };
+                }
+                applies
+            })
+            .unwrap_or(false)
+    }
+
+    /// The game process exited cleanly (while `running`, `starting` or `stopping`): `stopped`
+    /// at once; a pending restart is dropped and the crash count kept. Returns whether it
+    /// applied.
+    pub fn process_exit(&self, ip: Ipv4Addr) -> bool {
+        lock(&self.shared)
+            .with(ip, |c| {
+                let alive = c.phase.process_alive();
+                if alive {
+                    c.phase = Phase::Stopped;
+                }
+                alive
+            })
+            .unwrap_or(false)
+    }
+
+    /// With `true`, every start of the game process on `ip` (`POST /start`, `/restart`, and
+    /// the start that ends an install) ends in `crashed` (`crashCount` + 1) instead of
+    /// `running`, after the usual `start_time`. Kept across container restarts.
+    pub fn set_crash_on_start(&self, ip: Ipv4Addr, on: bool) {
+        let mut i = lock(&self.shared);
+        if on {
+            i.crash_on_start.insert(ip);
+        } else {
+            i.crash_on_start.remove(&ip);
         }
     }
 
@@ -540,8 +763,19 @@ impl AgentSim {
         }
     }
 
+    /// Change the install time (simulated); an install in progress ends by the new one.
     pub fn set_install_time(&self, d: Duration) {
         lock(&self.shared).cfg.install_time = d;
+    }
+
+    /// Change `start_time` (simulated); a start in progress ends by the new one.
+    pub fn set_start_time(&self, d: Duration) {
+        lock(&self.shared).cfg.start_time = d;
+    }
+
+    /// Change `stop_time` (simulated); a stop in progress ends by the new one.
+    pub fn set_stop_time(&self, d: Duration) {
+        lock(&self.shared).cfg.stop_time = d;
     }
 
     /// `POST /config` requests received by the container at `ip` since it started.
@@ -553,7 +787,8 @@ impl AgentSim {
             .unwrap_or(0)
     }
 
-    /// Power requests the container at `ip` received since it started, oldest first.
+    /// Power requests the container at `ip` accepted since it started, oldest first (refused
+    /// ones, 401 or 409, are not recorded).
     pub fn power_requests(&self, ip: Ipv4Addr) -> Vec<AgentPower> {
         lock(&self.shared)
             .containers

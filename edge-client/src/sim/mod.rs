@@ -11,7 +11,9 @@ pub mod faults;
 mod technitium;
 mod velocity;
 
-pub use agent::{AgentPower, AgentSim, AgentSimConfig};
+pub use agent::{
+    AgentPower, AgentSim, AgentSimConfig, DEFAULT_CRASH_MESSAGE, POWER_BEFORE_INSTALL,
+};
 pub use cloudflare::{CfSimRecord, CloudflareSim, CloudflareSimConfig};
 pub use faults::Faults;
 pub use technitium::{SimRdata, SimRecord, TechnitiumSim, TechnitiumSimConfig};
