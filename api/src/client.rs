@@ -8,7 +8,8 @@ use crate::problem::Problem;
 use crate::wire::{
     Accepted, Bookmark, ControllerStatus, CreateServerRequest, CustomerUpdate, DeletedRef,
     DevCatalog, EventList, GameCatalog, InstanceAccepted, InstanceOperation, InstanceRequest,
-    ListFilter, OperationStatus, OrphanList, PatchServerRequest, ServerList, WatchEvent,
+    ListFilter, OperationStatus, OrphanList, PatchServerRequest, PowerRequest, ServerList,
+    WatchEvent,
 };
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
@@ -96,6 +97,15 @@ impl ClientError {
 }
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// What [`ApiClient::power`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PowerOutcome {
+    /// 202: the spec changed; the update operation to follow.
+    Changed(Accepted),
+    /// 200: it was already so; nothing was written.
+    Unchanged(Server),
+}
 
 /// Page request of [`ApiClient::list`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -260,6 +270,32 @@ impl ApiClient {
                 .json(&body),
         )
         .await
+    }
+
+    /// `POST /api/servers/{id}/power`; with `resource_version`, only if the server is still
+    /// at that version (`If-Match`).
+    pub async fn power(
+        &self,
+        id: ServerId,
+        req: &PowerRequest,
+        resource_version: Option<i64>,
+    ) -> Result<PowerOutcome> {
+        let mut rb = self
+            .request(Method::POST, &format!("/api/servers/{id}/power"))
+            .json(req)
+            .timeout(CALL_TIMEOUT);
+        if let Some(rv) = resource_version {
+            rb = rb.header(reqwest::header::IF_MATCH, format!("\"{rv}\""));
+        }
+        let res = self.send(rb).await?;
+        let changed = res.status() == reqwest::StatusCode::ACCEPTED;
+        let bytes = res.bytes().await.map_err(|e| self.unreachable(e))?;
+        let bad = |e: serde_json::Error| ClientError::Protocol(e.to_string());
+        Ok(if changed {
+            PowerOutcome::Changed(serde_json::from_slice(&bytes).map_err(bad)?)
+        } else {
+            PowerOutcome::Unchanged(serde_json::from_slice(&bytes).map_err(bad)?)
+        })
     }
 
     /// `DELETE /api/servers/{id}`.
@@ -507,6 +543,7 @@ async fn error_of(res: reqwest::Response) -> ClientError {
                 request_id: None,
                 operation_id: None,
                 standing: None,
+                error: None,
             }
         });
     ClientError::from_problem(problem, retry_after)

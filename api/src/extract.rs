@@ -2,11 +2,12 @@
 
 use crate::problem::{ApiError, ApiResult, Problem};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
-use model::FieldError;
+use model::{FieldError, ServerId};
 use serde::de::DeserializeOwned;
+use std::fmt;
 
 /// `axum::Json` with problem+json rejections: 400 for malformed JSON, 415 without a JSON
 /// content-type, 413 over the body limit, 422 for unknown fields, missing fields and wrong
@@ -107,6 +108,64 @@ pub fn parse_id<T: std::str::FromStr>(what: &str, s: &str) -> ApiResult<T> {
     })
 }
 
+/// A server as a path names it: its id, or the VMID reserved for it (what the Portal and
+/// on-call know).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRef {
+    Id(ServerId),
+    Vmid(u32),
+}
+
+impl ServerRef {
+    /// A UUID, or a VMID (digits only); 400 otherwise.
+    pub fn parse(s: &str) -> ApiResult<Self> {
+        if let Ok(id) = s.parse::<ServerId>() {
+            return Ok(ServerRef::Id(id));
+        }
+        // Digits only: `u32::from_str` would also take a leading `+`.
+        if !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(vmid) = s.parse::<u32>()
+        {
+            return Ok(ServerRef::Vmid(vmid));
+        }
+        let shown: String = s.chars().take(64).collect();
+        Err(ApiError::BadRequest(format!(
+            "'{shown}' is not a valid server id (expected a UUID or a VMID)"
+        )))
+    }
+}
+
+impl fmt::Display for ServerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerRef::Id(id) => id.fmt(f),
+            ServerRef::Vmid(v) => write!(f, "with VMID {v}"),
+        }
+    }
+}
+
+/// The `{id}` segment of every server route, as a [`ServerRef`] (400 if it is neither a UUID
+/// nor a VMID). Look the server up with `routes::servers::visible_server`.
+pub struct ServerPath(pub ServerRef);
+
+impl<S: Send + Sync> FromRequestParts<S> for ServerPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|r| ApiError::BadRequest(r.body_text()))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| *name == "id")
+            .map(|(_, v)| v)
+            // A route without `{id}` using this extractor is a programming error.
+            .ok_or_else(|| ApiError::BadRequest("this route names no server".into()))?;
+        ServerRef::parse(raw).map(ServerPath)
+    }
+}
+
 /// Customer ids: what the Portal uses (`u000`), bounded and path-safe.
 pub fn check_customer_id(field: &str, id: &str) -> ApiResult<()> {
     let ok = !id.is_empty()
@@ -196,6 +255,27 @@ mod tests {
             HeaderValue::from_str(&"x".repeat(256)).unwrap(),
         );
         assert!(idempotency_key(&h).is_err());
+    }
+
+    #[test]
+    fn server_refs_table() {
+        let id = ServerId::new();
+        let cases: Vec<(&str, String, Option<ServerRef>)> = vec![
+            ("a uuid is an id", id.to_string(), Some(ServerRef::Id(id))),
+            (
+                "digits are a VMID",
+                "5208".into(),
+                Some(ServerRef::Vmid(5208)),
+            ),
+            ("a sign is not a VMID", "+5208".into(), None),
+            ("a negative number is not a VMID", "-1".into(), None),
+            ("beyond u32 is not a VMID", "99999999999".into(), None),
+            ("a name is neither", "mc-paper-1".into(), None),
+            ("empty is neither", String::new(), None),
+        ];
+        for (reason, s, want) in cases {
+            assert_eq!(ServerRef::parse(&s).ok(), want, "{reason}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub mod routes;
 pub mod watch;
 pub mod wire;
 
-pub use client::{ApiClient, ClientError};
+pub use client::{ApiClient, ClientError, PowerOutcome};
 pub use config::ApiConfig;
 pub use openapi::openapi;
 pub use problem::{ApiError, Problem};

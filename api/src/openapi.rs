@@ -101,7 +101,7 @@ problem_set!(
 problem_set!(
     /// Routes addressing one resource by id.
     IdProblems {
-        "400" => "The id is not a UUID",
+        "400" => "The id is malformed: not a UUID (servers: nor a VMID)",
         "404" => "No such resource, or not visible to this token",
     }
 );
@@ -112,6 +112,12 @@ problem_set!(
         "413" => "Body larger than the limit",
         "415" => "Body is not application/json",
         "422" => "The body does not validate; `errors` names the fields",
+    }
+);
+problem_set!(
+    /// The Portal's power routes (no body: the signal is in the path).
+    PowerPathProblems {
+        "422" => "The signal is not start, stop or restart (`kill` is not supported), or a dev container has no game; `errors` names the field",
     }
 );
 problem_set!(

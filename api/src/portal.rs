@@ -8,23 +8,34 @@
 //! - `failed` → `provisioning_failed`, phase = the failed step, `error` = its message;
 //! - `ready` → `ready`, phase `complete`;
 //! - deleting or deleted → `provisioning_failed`, phase `teardown`, with an error saying so.
+//!
+//! The previous system's power buttons, `POST /api/servers/{id}/game/{signal}` and
+//! `/host/{signal}`, are the native power route (`routes::power`) with target `game` and
+//! `container`: the same checks (roles, ownership, standing), `{"ok":true}` on success (202
+//! or 200 alike), and problems carrying the old `error` field.
 
 use crate::auth::Reader;
 use crate::auth::Writer;
-use crate::extract::{ApiJson, idempotency_key, parse_id, request_id};
-use crate::openapi::{AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems};
+use crate::extract::{ApiJson, ServerPath, idempotency_key, if_match, parse_id, request_id};
+use crate::openapi::{
+    AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems, PowerPathProblems,
+};
 use crate::problem::{ApiError, ApiResult};
 use crate::router::Ctx;
 use crate::routes::operations::visible_operation;
-use crate::routes::servers::{admit, resolve_customer};
-use crate::wire::{InstanceAccepted, InstanceOperation, InstanceRequest, portal_status as ps};
+use crate::routes::power::{PowerOutcome, power};
+use crate::routes::servers::{SERVER_ID_DOC, admit, resolve_customer};
+use crate::wire::{
+    InstanceAccepted, InstanceOperation, InstanceRequest, LegacyOk, PowerSignal, PowerTarget,
+    portal_status as ps,
+};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use model::{
-    FieldError, Kind, Operation, OperationId, Phase, Power, Resources, Server, ServerSpec, Step,
-    Variant,
+    FieldError, Kind, Operation, OperationId, Phase, Power, Resources, Restarts, Server,
+    ServerSpec, Step, Variant,
 };
 use std::sync::Arc;
 
@@ -63,6 +74,8 @@ pub fn spec_of(req: &InstanceRequest) -> ApiResult<ServerSpec> {
         runtime: req.runtime.clone(),
         resources,
         power: Power::Running,
+        process: None,
+        restarts: Restarts::default(),
     })
 }
 
@@ -208,6 +221,95 @@ pub async fn get_instance_operation(
     let id = parse_id::<OperationId>("operation", &id)?;
     let (op, server, archived) = visible_operation(&ctx, &p, id).await?;
     Ok(Json(instance_status(&op, server.as_ref(), archived)))
+}
+
+/// A power button of the previous system. Every failure, the token's included, answers as
+/// those routes did: a problem with `error` = its detail.
+async fn legacy_power(
+    ctx: &Ctx,
+    guard: Result<Writer, ApiError>,
+    server: Result<ServerPath, ApiError>,
+    signal: &str,
+    target: PowerTarget,
+    headers: &HeaderMap,
+) -> Response {
+    let run = async {
+        let Writer(p) = guard?;
+        let ServerPath(r) = server?;
+        let signal: PowerSignal = signal
+            .parse()
+            .map_err(|e: String| ApiError::invalid_field("signal", e))?;
+        let expected = if_match(headers)?;
+        power(ctx, &p, r, signal, Some(target), expected).await
+    };
+    match run.await {
+        Ok(outcome) => {
+            let status = match outcome {
+                PowerOutcome::Changed(..) => StatusCode::ACCEPTED,
+                PowerOutcome::Unchanged(_) => StatusCode::OK,
+            };
+            (status, Json(LegacyOk { ok: true })).into_response()
+        }
+        Err(e) => e.into_legacy_response(),
+    }
+}
+
+/// The previous system's game power: `start`, `stop` or `restart` the game process (the
+/// spec's `process` and `restarts.game`, as `POST /api/servers/{id}/power` with target `game`).
+#[utoipa::path(
+    post, path = "/api/servers/{id}/game/{signal}", tag = "portal",
+    params(
+        ("id" = String, Path, description = SERVER_ID_DOC),
+        ("signal" = PowerSignal, Path, description = "start, stop or restart"),
+    ),
+    responses(
+        (status = 202, description = "The spec changed", body = LegacyOk),
+        (status = 200, description = "Already so: nothing written", body = LegacyOk),
+        AuthProblems, AdmissionProblems, IdProblems, PowerPathProblems, ConflictProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn game_power(
+    State(ctx): State<Arc<Ctx>>,
+    guard: Result<Writer, ApiError>,
+    server: Result<ServerPath, ApiError>,
+    Path(path): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    legacy_power(&ctx, guard, server, &path.1, PowerTarget::Game, &headers).await
+}
+
+/// The previous system's host power: `start`, `stop` or `restart` the container (the spec's
+/// `power` and `restarts.container`, as `POST /api/servers/{id}/power` with target `container`).
+#[utoipa::path(
+    post, path = "/api/servers/{id}/host/{signal}", tag = "portal",
+    params(
+        ("id" = String, Path, description = SERVER_ID_DOC),
+        ("signal" = PowerSignal, Path, description = "start, stop or restart"),
+    ),
+    responses(
+        (status = 202, description = "The spec changed", body = LegacyOk),
+        (status = 200, description = "Already so: nothing written", body = LegacyOk),
+        AuthProblems, AdmissionProblems, IdProblems, PowerPathProblems, ConflictProblems,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn host_power(
+    State(ctx): State<Arc<Ctx>>,
+    guard: Result<Writer, ApiError>,
+    server: Result<ServerPath, ApiError>,
+    Path(path): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    legacy_power(
+        &ctx,
+        guard,
+        server,
+        &path.1,
+        PowerTarget::Container,
+        &headers,
+    )
+    .await
 }
 
 #[cfg(test)]

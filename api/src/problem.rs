@@ -65,7 +65,8 @@ use kind::ProblemKind;
 
 /// An RFC 9457 problem document. Extensions: `errors` (field errors of a 422), `requestId`
 /// (the `x-request-id` of the request), `operationId` (the operation a 409 refers to),
-/// `standing` (of a refused customer).
+/// `standing` (of a refused customer), `error` (the detail again, on the previous system's
+/// routes kept for the Portal, whose client reads that field).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Problem {
@@ -88,6 +89,9 @@ pub struct Problem {
     pub operation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing: Option<model::Standing>,
+    /// Only on the Portal's power routes: the same text as `detail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn about_blank() -> String {
@@ -120,6 +124,7 @@ impl Problem {
             request_id: None,
             operation_id: None,
             standing: None,
+            error: None,
         }
     }
 
@@ -292,12 +297,20 @@ impl fmt::Display for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The response with the problem's `error` field set to its detail, as the previous
+    /// system's routes answered (status and headers unchanged).
+    pub fn into_legacy_response(self) -> Response {
+        self.respond(|p| p.error = p.detail.clone())
+    }
+
+    fn respond(self, edit: impl FnOnce(&mut Problem)) -> Response {
         if let ApiError::Unavailable(detail) = &self {
             tracing::error!(error = %detail, "store error");
         }
-        let mut res = self.to_problem().to_response();
+        let mut problem = self.to_problem();
+        edit(&mut problem);
+        let mut res = problem.to_response();
         let h = res.headers_mut();
         match &self {
             ApiError::Unauthorized(_) => {
@@ -312,6 +325,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         res
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.respond(|_| {})
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::auth::RateLimiter;
 use crate::config::ApiConfig;
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
-use crate::routes::{catalog, customers, operations, ops, servers};
+use crate::routes::{catalog, customers, operations, ops, power, servers};
 use crate::{portal, problem::ApiError};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -66,6 +66,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(servers::pause_server))
         .routes(routes!(servers::resume_server))
         .routes(routes!(servers::server_events))
+        .routes(routes!(power::power_server))
+        .routes(routes!(portal::game_power))
+        .routes(routes!(portal::host_power))
         .routes(routes!(operations::get_operation))
         .routes(routes!(ops::controller_status))
         .routes(routes!(ops::orphans))

@@ -29,7 +29,114 @@ pub struct PatchServerRequest {
     pub resource_version: Option<i64>,
 }
 
-/// 202 answer to create, patch and delete: the server as recorded, and the operation to poll.
+/// What a power request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum PowerSignal {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Error texts of power requests.
+pub mod power_msg {
+    /// `kill` (Pterodactyl's) is refused: the spec declares states, and a killed game loses
+    /// what it had not saved.
+    pub const KILL_UNSUPPORTED: &str =
+        "'kill' is not supported: stop lets the game save its world (or restart it)";
+    pub const UNKNOWN_SIGNAL: &str = "unknown signal (expected start, stop or restart)";
+    pub const DEV_HAS_NO_GAME: &str =
+        "a dev container has no game process; its target is container";
+}
+
+impl PowerSignal {
+    pub const ALL: [PowerSignal; 3] = [PowerSignal::Start, PowerSignal::Stop, PowerSignal::Restart];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerSignal::Start => "start",
+            PowerSignal::Stop => "stop",
+            PowerSignal::Restart => "restart",
+        }
+    }
+}
+
+impl std::fmt::Display for PowerSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PowerSignal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(sig) = PowerSignal::ALL.into_iter().find(|x| x.as_str() == s) {
+            return Ok(sig);
+        }
+        let shown: String = s.chars().take(40).collect();
+        Err(if s == "kill" {
+            power_msg::KILL_UNSUPPORTED.to_string()
+        } else {
+            format!("'{shown}': {}", power_msg::UNKNOWN_SIGNAL)
+        })
+    }
+}
+
+impl TryFrom<String> for PowerSignal {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// What a power request acts on: the game process inside the container, or the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerTarget {
+    Game,
+    Container,
+}
+
+impl PowerTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerTarget::Game => "game",
+            PowerTarget::Container => "container",
+        }
+    }
+
+    /// The target when a request names none: the game of a game server, a dev's container.
+    pub fn default_for(kind: Kind) -> Self {
+        match kind {
+            Kind::Game => PowerTarget::Game,
+            Kind::Dev => PowerTarget::Container,
+        }
+    }
+}
+
+impl std::fmt::Display for PowerTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /api/servers/{id}/power`: a change of the spec's `process`, `power` or `restarts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PowerRequest {
+    pub signal: PowerSignal,
+    /// Default: `game` for game servers, `container` for dev containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<PowerTarget>,
+}
+
+/// The previous system's success body, kept for the Portal's power buttons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LegacyOk {
+    pub ok: bool,
+}
+
+/// 202 answer to create, patch, delete and power: the server as recorded, and the operation to poll.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
@@ -388,6 +495,75 @@ pub type Timestamp = DateTime<Utc>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn power_bodies_table() {
+        type Case = (
+            &'static str,
+            &'static str,
+            Result<PowerRequest, &'static str>,
+        );
+        let cases: &[Case] = &[
+            (
+                "a signal alone",
+                r#"{"signal":"stop"}"#,
+                Ok(PowerRequest {
+                    signal: PowerSignal::Stop,
+                    target: None,
+                }),
+            ),
+            (
+                "with a target",
+                r#"{"signal":"restart","target":"container"}"#,
+                Ok(PowerRequest {
+                    signal: PowerSignal::Restart,
+                    target: Some(PowerTarget::Container),
+                }),
+            ),
+            (
+                "kill says it is unsupported",
+                r#"{"signal":"kill"}"#,
+                Err("not supported"),
+            ),
+            (
+                "an unknown signal",
+                r#"{"signal":"jump"}"#,
+                Err("unknown signal"),
+            ),
+            (
+                "signals are lowercase",
+                r#"{"signal":"Start"}"#,
+                Err("unknown signal"),
+            ),
+            (
+                "an unknown target",
+                r#"{"signal":"stop","target":"vm"}"#,
+                Err("unknown variant"),
+            ),
+            (
+                "unknown fields are refused",
+                r#"{"signal":"stop","force":true}"#,
+                Err("unknown field"),
+            ),
+        ];
+        for (reason, body, want) in cases {
+            let got = serde_json::from_str::<PowerRequest>(body).map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, *w, "{reason}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{reason}: {e}"),
+                (g, w) => panic!("{reason}: got {g:?}, want {w:?}"),
+            }
+        }
+        let back = serde_json::to_value(PowerRequest {
+            signal: PowerSignal::Restart,
+            target: Some(PowerTarget::Game),
+        })
+        .unwrap();
+        assert_eq!(
+            back,
+            serde_json::json!({"signal": "restart", "target": "game"})
+        );
+    }
 
     #[test]
     fn canonical_json_sorts_keys() {

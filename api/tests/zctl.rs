@@ -717,6 +717,85 @@ async fn pause_and_resume() {
     assert!(!api.get(s.id).await.unwrap().paused);
 }
 
+// --- start, stop, restart ------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_restart_change_the_spec() {
+    let api = Api::start().await;
+    let s = api.seed("u1", paper()).await;
+    api.make_ready(s.id, 140).await;
+
+    let r = api.run(&["stop", "mc-paper-140"]).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("stop game requested"), "{r}");
+    let after = api.get(s.id).await.unwrap();
+    assert_eq!(after.spec.process, Some(model::Process::Stopped));
+    assert_eq!(after.generation, s.generation + 1);
+
+    // Already stopped: said so, nothing written.
+    let r = api.run(&["stop", &s.id.to_string()]).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("game already stopped"), "{r}");
+    assert_eq!(api.get(s.id).await.unwrap(), after);
+
+    let r = api
+        .run(&["restart", &s.id.to_string(), "--container", "-o", "json"])
+        .await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.json()["changed"], true, "{r}");
+    let rebooted = api.get(s.id).await.unwrap();
+    assert_eq!(rebooted.spec.restarts.container, 1);
+    assert_eq!(rebooted.spec.restarts.game, 0);
+    assert_eq!(rebooted.spec.power, model::Power::Running);
+    assert_eq!(
+        rebooted.spec.process,
+        Some(model::Process::Stopped),
+        "the game stays as asked"
+    );
+    assert_eq!(rebooted.generation, after.generation + 1);
+    let events = api.store.list_events(s.id, 10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "PowerRequested" && e.message.starts_with("restart container")),
+        "{events:?}"
+    );
+
+    // A viewer may not; a dev container has no game to start.
+    let viewer = api.h.token(Role::Viewer, None).await;
+    let r = run(api.zctl_with(&["start", &s.id.to_string()], &viewer)).await;
+    assert_eq!(r.code, 5, "{r}");
+    let dev = api.seed("u1", ServerSpec::dev("node", "22")).await;
+    let r = api.run(&["stop", &dev.id.to_string()]).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("stop container requested"), "{r}");
+    assert_eq!(
+        api.get(dev.id).await.unwrap().spec.power,
+        model::Power::Stopped
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_wait_follows_the_new_generation_to_ready() {
+    let api = Api::start().await;
+    let s = api.seed("u1", paper()).await;
+    api.make_ready(s.id, 141).await;
+    let child = api
+        .zctl(&["restart", "mc-paper-141", "--wait"])
+        .spawn()
+        .unwrap();
+    // The old generation's Ready does not end the wait; the controller's new one does.
+    let bumped = api
+        .until(|x| x.id == s.id && x.spec.restarts.game == 1)
+        .await;
+    assert_eq!(bumped.generation, s.generation + 1);
+    api.make_ready(s.id, 141).await;
+    let r = finish(child).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("restart game requested"), "{r}");
+    assert!(r.stderr.contains("ready"), "{r}");
+}
+
 // --- orphans and status --------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1033,6 +1112,9 @@ async fn help_has_examples_and_never_shows_the_token() {
         &["events"],
         &["pause"],
         &["resume"],
+        &["start"],
+        &["stop"],
+        &["restart"],
         &["orphans"],
         &["status"],
         &["completions"],

@@ -496,14 +496,15 @@ async fn resync_reconciles_what_is_unsettled_and_probes_health_in_turn() {
     drained(&ctl).await;
     let s = w.store.get_server(ids[1]).await.unwrap().unwrap();
     let ip: std::net::Ipv4Addr = s.status.ip.clone().unwrap().parse().unwrap();
-    let sent = agent.configs_received(ip);
+    let starts = agent.power_requests(ip).len();
     agent.crash(ip);
     for _ in 0..EVERY {
         ctl.resync().await;
         drained(&ctl).await;
     }
-    w.wait_for("crashed game reinstalled", T, async || {
-        agent.configs_received(ip) > sent
+    // A crashed game is started again first (the Agent's `POST /start`).
+    w.wait_for("crashed game started again", T, async || {
+        agent.power_requests(ip).len() > starts
             && agent.state(ip) == Some(edge_client::AgentState::Running)
     })
     .await;

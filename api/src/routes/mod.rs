@@ -4,4 +4,5 @@ pub mod catalog;
 pub mod customers;
 pub mod operations;
 pub mod ops;
+pub mod power;
 pub mod servers;

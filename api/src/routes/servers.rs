@@ -1,7 +1,9 @@
 //! `/api/servers`: desired servers.
 
 use crate::auth::{Operator, Principal, Reader, Writer};
-use crate::extract::{ApiJson, ApiQuery, check_customer_id, idempotency_key, if_match, parse_id};
+use crate::extract::{
+    ApiJson, ApiQuery, ServerPath, ServerRef, check_customer_id, idempotency_key, if_match,
+};
 use crate::openapi::{
     AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems, QueryProblems,
 };
@@ -12,7 +14,7 @@ use crate::wire::{
     request_hash,
 };
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use model::store::{Created, Idempotency, NewServer, PageRequest, ServerFilter, Store};
@@ -27,7 +29,7 @@ pub fn status_url(op: &Operation) -> String {
     format!("/api/operations/{}", op.id)
 }
 
-fn accepted(server: Server, op: &Operation) -> Response {
+pub(crate) fn accepted(server: Server, op: &Operation) -> Response {
     let url = status_url(op);
     let mut res = (
         StatusCode::ACCEPTED,
@@ -44,7 +46,7 @@ fn accepted(server: Server, op: &Operation) -> Response {
     res
 }
 
-fn with_etag(server: Server) -> Response {
+pub(crate) fn with_etag(server: Server) -> Response {
     let etag = format!("\"{}\"", server.resource_version);
     let mut res = Json(server).into_response();
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -53,14 +55,31 @@ fn with_etag(server: Server) -> Response {
     res
 }
 
-/// The server if it exists and the caller may see it; 404 alike otherwise (no enumeration).
-pub(crate) async fn visible_server(ctx: &Ctx, p: &Principal, id: ServerId) -> ApiResult<Server> {
-    ctx.app
-        .store
-        .get_server(id)
-        .await?
+/// The path parameter of every server route.
+pub(crate) const SERVER_ID_DOC: &str = "Server id (UUID) or its VMID";
+
+/// The server a path names (by id or VMID) if it exists and the caller may see it; 404 alike
+/// otherwise (no enumeration).
+pub(crate) async fn visible_server(ctx: &Ctx, p: &Principal, r: ServerRef) -> ApiResult<Server> {
+    let found = match r {
+        ServerRef::Id(id) => ctx.app.store.get_server(id).await?,
+        ServerRef::Vmid(vmid) => {
+            // The filter also matches observed VMIDs; the reservation is the identity (one
+            // server per VMID), so only it counts.
+            let filter = ServerFilter {
+                vmid: Some(vmid),
+                customer_id: p.scope.clone(),
+                ..Default::default()
+            };
+            model::store::list_all(&ctx.app.store, &filter)
+                .await?
+                .into_iter()
+                .find(|s| s.reserved_vmid == Some(vmid))
+        }
+    };
+    found
         .filter(|s| p.sees(&s.customer_id))
-        .ok_or_else(|| ApiError::NotFound(format!("server {id} not found")))
+        .ok_or_else(|| ApiError::NotFound(format!("server {r} not found")))
 }
 
 /// Shape validation, with field paths under `prefix` (`spec.` for `/api/servers`).
@@ -334,7 +353,7 @@ pub async fn list_servers(
 /// One server, with its status. `ETag` is its `resourceVersion`.
 #[utoipa::path(
     get, path = "/api/servers/{id}", tag = "servers",
-    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    params(("id" = String, Path, description = SERVER_ID_DOC)),
     responses(
         (status = 200, description = "The server", body = Server, headers(("ETag" = String, description = "\"<resourceVersion>\""))),
         AuthProblems, IdProblems,
@@ -344,14 +363,17 @@ pub async fn list_servers(
 pub async fn get_server(
     State(ctx): State<Arc<Ctx>>,
     Reader(p): Reader,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
 ) -> ApiResult<Response> {
-    let id = parse_id::<ServerId>("server", &id)?;
-    Ok(with_etag(visible_server(&ctx, &p, id).await?))
+    Ok(with_etag(visible_server(&ctx, &p, r).await?))
 }
 
 /// Refuse changes for a customer who is not active (operators may still act).
-async fn check_standing(ctx: &Ctx, p: &Principal, customer: &str) -> ApiResult<model::Customer> {
+pub(crate) async fn check_standing(
+    ctx: &Ctx,
+    p: &Principal,
+    customer: &str,
+) -> ApiResult<model::Customer> {
     let c = ctx.app.store.get_customer(customer).await?;
     if c.standing != Standing::Active && p.role != Role::Operator {
         return Err(ApiError::CustomerNotActive {
@@ -407,10 +429,11 @@ async fn check_memory_quota(
 
 /// Replace a server's spec (generation + 1); 202 with the update operation.
 /// `If-Match: "<resourceVersion>"` (or `resourceVersion` in the body) makes it conditional.
+/// Restart counters (`spec.restarts`) never go down: a lower value keeps the recorded one.
 #[utoipa::path(
     patch, path = "/api/servers/{id}", tag = "servers",
     params(
-        ("id" = String, Path, format = Uuid, description = "Server id"),
+        ("id" = String, Path, description = SERVER_ID_DOC),
         ("If-Match" = Option<String>, Header, description = "\"<resourceVersion>\": refuse (409) if the server changed since"),
     ),
     request_body = PatchServerRequest,
@@ -423,11 +446,10 @@ async fn check_memory_quota(
 pub async fn patch_server(
     State(ctx): State<Arc<Ctx>>,
     Writer(p): Writer,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<PatchServerRequest>,
+    ApiJson(mut req): ApiJson<PatchServerRequest>,
 ) -> ApiResult<Response> {
-    let id = parse_id::<ServerId>("server", &id)?;
     let expected = match (if_match(&headers)?, req.resource_version) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::BadRequest(
@@ -436,7 +458,8 @@ pub async fn patch_server(
         }
         (a, b) => a.or(b),
     };
-    let server = visible_server(&ctx, &p, id).await?;
+    let server = visible_server(&ctx, &p, r).await?;
+    let id = server.id;
     if server.is_deleting() {
         return Err(ApiError::Conflict {
             kind: kind::CONFLICT,
@@ -460,6 +483,10 @@ pub async fn patch_server(
             ),
         ));
     }
+    // Restart counters never go back: a spec read before a restart must not cancel it.
+    let (had, asked) = (server.spec.restarts, &mut req.spec.restarts);
+    asked.game = asked.game.max(had.game);
+    asked.container = asked.container.max(had.container);
     validate_spec(&req.spec, "spec.")?;
     check_offered(&ctx.app.catalog, &req.spec, "spec.")?;
     let customer = check_standing(&ctx, &p, &server.customer_id).await?;
@@ -474,17 +501,16 @@ pub async fn patch_server(
 /// Request deletion (idempotent); 202 with the delete operation.
 #[utoipa::path(
     delete, path = "/api/servers/{id}", tag = "servers",
-    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    params(("id" = String, Path, description = SERVER_ID_DOC)),
     responses((status = 202, description = "Deletion accepted", body = Accepted), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn delete_server(
     State(ctx): State<Arc<Ctx>>,
     Writer(p): Writer,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
 ) -> ApiResult<Response> {
-    let id = parse_id::<ServerId>("server", &id)?;
-    visible_server(&ctx, &p, id).await?;
+    let id = visible_server(&ctx, &p, r).await?.id;
     let (server, op) = ctx.app.store.request_deletion(id).await?;
     tracing::info!(server = %id, "deletion requested");
     Ok(accepted(server, &op))
@@ -501,27 +527,25 @@ pub struct ReconcileQuery {
 /// Ask the controller to reconcile now; with `retry=true`, also retry a failed server.
 #[utoipa::path(
     post, path = "/api/servers/{id}/reconcile", tag = "servers",
-    params(("id" = String, Path, format = Uuid, description = "Server id"), ReconcileQuery),
+    params(("id" = String, Path, description = SERVER_ID_DOC), ReconcileQuery),
     responses((status = 202, description = "Reconcile requested", body = Server), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn reconcile_server(
     State(ctx): State<Arc<Ctx>>,
     Writer(p): Writer,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
     ApiQuery(q): ApiQuery<ReconcileQuery>,
 ) -> ApiResult<Response> {
-    let id = parse_id::<ServerId>("server", &id)?;
-    visible_server(&ctx, &p, id).await?;
+    let id = visible_server(&ctx, &p, r).await?.id;
     let retry = q.retry.unwrap_or(false);
     let server = ctx.app.store.request_reconcile(id, retry).await?;
     tracing::info!(server = %id, retry, "reconcile requested");
     Ok((StatusCode::ACCEPTED, Json(server)).into_response())
 }
 
-async fn set_paused(ctx: &Ctx, p: &Principal, id: &str, paused: bool) -> ApiResult<Response> {
-    let id = parse_id::<ServerId>("server", id)?;
-    visible_server(ctx, p, id).await?;
+async fn set_paused(ctx: &Ctx, p: &Principal, r: ServerRef, paused: bool) -> ApiResult<Response> {
+    let id = visible_server(ctx, p, r).await?.id;
     let server = ctx.app.store.set_paused(id, paused).await?;
     tracing::info!(server = %id, paused, "pause changed");
     Ok(Json(server).into_response())
@@ -530,31 +554,31 @@ async fn set_paused(ctx: &Ctx, p: &Principal, id: &str, paused: bool) -> ApiResu
 /// Stop reconciling this server (operators only). Nothing is torn down.
 #[utoipa::path(
     post, path = "/api/servers/{id}/pause", tag = "servers",
-    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    params(("id" = String, Path, description = SERVER_ID_DOC)),
     responses((status = 200, description = "The server", body = Server), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn pause_server(
     State(ctx): State<Arc<Ctx>>,
     Operator(p): Operator,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
 ) -> ApiResult<Response> {
-    set_paused(&ctx, &p, &id, true).await
+    set_paused(&ctx, &p, r, true).await
 }
 
 /// Reconcile this server again (operators only).
 #[utoipa::path(
     post, path = "/api/servers/{id}/resume", tag = "servers",
-    params(("id" = String, Path, format = Uuid, description = "Server id")),
+    params(("id" = String, Path, description = SERVER_ID_DOC)),
     responses((status = 200, description = "The server", body = Server), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn resume_server(
     State(ctx): State<Arc<Ctx>>,
     Operator(p): Operator,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
 ) -> ApiResult<Response> {
-    set_paused(&ctx, &p, &id, false).await
+    set_paused(&ctx, &p, r, false).await
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -568,18 +592,17 @@ pub struct EventsQuery {
 /// The server's events, newest first (repeats folded with a count).
 #[utoipa::path(
     get, path = "/api/servers/{id}/events", tag = "servers",
-    params(("id" = String, Path, format = Uuid, description = "Server id"), EventsQuery),
+    params(("id" = String, Path, description = SERVER_ID_DOC), EventsQuery),
     responses((status = 200, description = "Newest first", body = EventList), AuthProblems, IdProblems),
     security(("bearer" = []))
 )]
 pub async fn server_events(
     State(ctx): State<Arc<Ctx>>,
     Reader(p): Reader,
-    Path(id): Path<String>,
+    ServerPath(r): ServerPath,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> ApiResult<Json<EventList>> {
-    let id = parse_id::<ServerId>("server", &id)?;
-    visible_server(&ctx, &p, id).await?;
+    let id = visible_server(&ctx, &p, r).await?.id;
     let max = ctx.app.config.events_limit;
     let limit = q.limit.unwrap_or(max).clamp(1, max);
     let items = ctx.app.store.list_events(id, limit).await?;

@@ -5,5 +5,6 @@ mod errors;
 mod idempotency;
 mod openapi;
 mod portal;
+mod power;
 mod routes;
 mod watch;

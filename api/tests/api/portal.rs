@@ -165,9 +165,17 @@ async fn create_and_poll_until_ready() {
             ("provisioning_running", "wait-for-agent"),
         ),
         (
-            "publishing DNS and proxy",
+            "the agent starting the game",
             Box::new(|st| {
                 set(st, T::AgentReady, S::True, "Running");
+                set(st, T::ProcessRunning, S::False, "Starting");
+            }),
+            ("provisioning_running", "start-game"),
+        ),
+        (
+            "publishing DNS and proxy",
+            Box::new(|st| {
+                set(st, T::ProcessRunning, S::True, "Running");
                 set(st, T::DnsPublished, S::False, "Publishing");
             }),
             ("provisioning_running", "publish-edge"),

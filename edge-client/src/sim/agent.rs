@@ -176,6 +176,9 @@ struct Inner {
     /// Every start (and restart, and the start ending an install) on these addresses ends in
     /// `crashed`. Kept across container restarts, like `fail_ips`.
     crash_on_start: HashSet<Ipv4Addr>,
+    /// `GET /status` on these addresses answers this state verbatim (a newer Agent's state
+    /// zlh has never seen), whatever the container is doing.
+    unknown_state: HashMap<Ipv4Addr, String>,
     /// Server List Pings answered with a status, every container together.
     slp_answered: u64,
 }
@@ -366,6 +369,9 @@ async fn get_status(State(s): State<IpState>, headers: HeaderMap) -> Response {
     if !authorized(&inner, &headers) {
         return unauthorized();
     }
+    if let Some(state) = inner.unknown_state.get(&s.ip) {
+        return axum::Json(serde_json::json!({ "state": state })).into_response();
+    }
     match inner.state(s.ip) {
         Some(st) => axum::Json(StatusWire::from_state(&st)).into_response(),
         None => plain_error(503),
@@ -538,6 +544,7 @@ impl AgentSim {
                 cfg,
                 containers: HashMap::new(),
                 crash_on_start: HashSet::new(),
+                unknown_state: HashMap::new(),
                 slp_answered: 0,
             })),
             core,
@@ -752,6 +759,16 @@ impl AgentSim {
     /// The next `n` installs end in `error`.
     pub fn fail_next_installs(&self, n: u32) {
         lock(&self.shared).cfg.fail_next = n;
+    }
+
+    /// `GET /status` on `ip` answers `state` verbatim, a state the client does not know
+    /// (`None`: the real state again).
+    pub fn answer_unknown_state(&self, ip: Ipv4Addr, state: Option<&str>) {
+        let mut i = lock(&self.shared);
+        match state {
+            Some(st) => i.unknown_state.insert(ip, st.to_string()),
+            None => i.unknown_state.remove(&ip),
+        };
     }
 
     /// Installs on `ip` end in `error` (`false` removes it).

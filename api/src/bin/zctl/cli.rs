@@ -36,7 +36,8 @@ Examples:
   export ZLH_API_URL=http://127.0.0.1:8080 ZLH_TOKEN=...   # as printed by `zlhd dev`
   zctl get servers -w
   zctl describe server mc-paper-101
-  zctl reconcile 3f9c2a1b --retry --wait";
+  zctl reconcile 3f9c2a1b --retry --wait
+  zctl restart mc-paper-101 --wait";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -166,6 +167,15 @@ The file holds either {customerId, spec} or a bare spec:
     /// A server's events, oldest first (repeats folded, with counts).
     #[command(after_help = "Examples:\n  zctl events mc-paper-101\n  zctl events 101 -o json")]
     Events(IdArg),
+    /// Start a server's game (or, with --container, its container).
+    #[command(after_help = POWER_HELP_START)]
+    Start(PowerArgs),
+    /// Stop a server's game (or, with --container, its container); it stays stopped until started.
+    #[command(after_help = POWER_HELP_STOP)]
+    Stop(PowerArgs),
+    /// Restart a server's game (or, with --container, reboot its container), exactly once.
+    #[command(after_help = POWER_HELP_RESTART)]
+    Restart(PowerArgs),
     /// Stop reconciling a server (operators only); nothing is torn down.
     #[command(after_help = "Example:\n  zctl pause mc-paper-101")]
     Pause(IdArg),
@@ -186,6 +196,42 @@ The file holds either {customerId, spec} or a bare spec:
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+const POWER_HELP_START: &str = "\
+Examples:
+  zctl start mc-paper-101 --wait
+  zctl start 6088 --container
+
+This records the wish in the spec; the controller carries it out. Already running: nothing
+changes (exit 0). Dev containers have no game: their target is always the container.";
+
+const POWER_HELP_STOP: &str = "\
+Examples:
+  zctl stop mc-paper-101
+  zctl stop 3f9c2a1b --container --wait
+
+This records the wish in the spec; the controller keeps it so (a game started by hand is
+stopped again). Already stopped: nothing changes (exit 0).";
+
+const POWER_HELP_RESTART: &str = "\
+Examples:
+  zctl restart mc-paper-101 --wait
+  zctl restart 101 --container
+
+Each restart is counted in the spec, so it happens once even if the controller restarts.";
+
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// Server: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// Act on the container instead of the game process (dev containers: always the container).
+    #[arg(long)]
+    pub container: bool,
+    /// With --wait: wait until the server is Ready with the change carried out.
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,14 +1,16 @@
 //! One function per command.
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, ReconcileArgs,
-    WaitArgs,
+    Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, PowerArgs,
+    ReconcileArgs, WaitArgs,
 };
 use crate::output::{self, Cell, Color, Table, age, data_format, print_data};
 use crate::wait::{self, Goal};
 use crate::{CliError, config, describe, resolve};
-use api::ApiClient;
-use api::wire::{Accepted, CreateServerRequest, ListFilter};
+use api::wire::{
+    Accepted, CreateServerRequest, ListFilter, PowerRequest, PowerSignal, PowerTarget,
+};
+use api::{ApiClient, PowerOutcome};
 use clap::CommandFactory;
 use model::{Server, ServerSpec};
 use std::io::Read;
@@ -39,6 +41,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Reconcile(args) => reconcile(&client, args, out).await,
         Command::Create(args) => create(&client, args, out).await,
         Command::Delete(args) => delete(&client, args, out).await,
+        Command::Start(args) => power(&client, args, PowerSignal::Start, out).await,
+        Command::Stop(args) => power(&client, args, PowerSignal::Stop, out).await,
+        Command::Restart(args) => power(&client, args, PowerSignal::Restart, out).await,
         Command::Events(arg) => events(&client, &arg.id, out).await,
         Command::Pause(arg) => set_paused(&client, &arg.id, true, out).await,
         Command::Resume(arg) => set_paused(&client, &arg.id, false, out).await,
@@ -267,17 +272,77 @@ async fn report_accepted(
         }
         None => ok_line(&line),
     }
-    if wait.wait {
-        let outcomes = wait::wait(
-            client,
-            std::slice::from_ref(&accepted.server),
-            goal,
-            wait.timeout,
-        )
-        .await?;
-        return wait::summarize(&outcomes);
+    wait_for(client, &accepted.server, goal, wait).await
+}
+
+/// With `--wait`, wait until the server reaches `goal`.
+async fn wait_for(
+    client: &ApiClient,
+    server: &Server,
+    goal: Goal,
+    wait: &WaitArgs,
+) -> Result<(), CliError> {
+    if !wait.wait {
+        return Ok(());
     }
-    Ok(())
+    let outcomes = wait::wait(client, std::slice::from_ref(server), goal, wait.timeout).await?;
+    wait::summarize(&outcomes)
+}
+
+/// `zctl start|stop|restart`: the power route, then (with `--wait`) until Ready for the new
+/// generation, as `create --wait`.
+async fn power(
+    client: &ApiClient,
+    args: PowerArgs,
+    signal: PowerSignal,
+    out: Option<Output>,
+) -> Result<(), CliError> {
+    let server = resolve::server(client, &args.id).await?;
+    let target = args.container.then_some(PowerTarget::Container);
+    let what = target.unwrap_or(PowerTarget::default_for(server.spec.kind));
+    let req = PowerRequest { signal, target };
+    match client.power(server.id, &req, None).await? {
+        PowerOutcome::Changed(accepted) => {
+            let line = format!(
+                "{signal} {what} requested: {} (generation {}, operation {})",
+                name_of(&accepted.server),
+                accepted.server.generation,
+                accepted.operation_id
+            );
+            if let Some(f) = data_format(out) {
+                let doc = serde_json::json!({
+                    "changed": true,
+                    "server": output::server_json(&accepted.server),
+                    "operationId": accepted.operation_id,
+                    "statusUrl": accepted.status_url,
+                });
+                print_data(&doc, f)?;
+            } else {
+                ok_line(&line);
+            }
+            wait_for(client, &accepted.server, Goal::Ready, &args.wait).await
+        }
+        PowerOutcome::Unchanged(s) => {
+            if let Some(f) = data_format(out) {
+                let doc = serde_json::json!({
+                    "changed": false,
+                    "server": output::server_json(&s),
+                });
+                print_data(&doc, f)?;
+            } else {
+                let state = match signal {
+                    PowerSignal::Stop => "stopped",
+                    PowerSignal::Start | PowerSignal::Restart => "running",
+                };
+                ok_line(&format!(
+                    "{}: {what} already {state}; nothing changed",
+                    name_of(&s)
+                ));
+            }
+            // Already so, but perhaps not yet carried out: --wait still waits for Ready.
+            wait_for(client, &s, Goal::Ready, &args.wait).await
+        }
+    }
 }
 
 async fn set_paused(

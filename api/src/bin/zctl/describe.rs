@@ -2,7 +2,8 @@
 
 use crate::output::{self, Cell, Color, Table, age, dash, paint, when};
 use chrono::{DateTime, Utc};
-use model::{ConditionStatus, ConditionType, Event, EventType, Server};
+use model::status::reason;
+use model::{ConditionStatus, ConditionType, Event, EventType, Phase, Server};
 use std::fmt::Write;
 
 /// Events shown by describe (newest ones, oldest first); `zctl events` shows all.
@@ -42,6 +43,13 @@ fn status_color(s: ConditionStatus, t: ConditionType) -> Color {
     }
 }
 
+/// Ready with the game stopped because the spec says so (not a fault).
+fn stopped_as_asked(s: &Server) -> bool {
+    s.status
+        .condition(ConditionType::ProcessRunning)
+        .is_some_and(|c| c.status == ConditionStatus::False && c.reason == reason::STOPPED_AS_ASKED)
+}
+
 /// The text of `zctl describe server`.
 pub fn render(s: &Server, events: &[Event], now: DateTime<Utc>, color: bool) -> String {
     let mut out = String::new();
@@ -54,6 +62,8 @@ pub fn render(s: &Server, events: &[Event], now: DateTime<Utc>, color: bool) -> 
     let mut phase_s = paint(phase.as_str(), Some(output::phase_color(phase)), color);
     if let Some(step) = step {
         phase_s.push_str(&format!(" (step {step})"));
+    } else if phase == Phase::Ready && stopped_as_asked(s) {
+        phase_s.push_str(" (game stopped as asked)");
     }
     field(&mut out, 0, "Phase", phase_s, color);
     field(
@@ -294,4 +304,129 @@ pub fn events_table(events: &[&Event], now: DateTime<Utc>) -> Table {
         ]);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{ServerId, ServerSpec, ServerStatus, Variant};
+
+    /// A game server at generation 1 with every chain condition True, then `change`.
+    fn server(change: impl FnOnce(&mut ServerStatus)) -> Server {
+        let now = Utc::now();
+        let mut st = ServerStatus {
+            observed_generation: 1,
+            ..Default::default()
+        };
+        for t in ConditionType::CHAIN {
+            st.set_condition(t, ConditionStatus::True, "Done", "", 1, now);
+        }
+        st.set_condition(
+            ConditionType::Ready,
+            ConditionStatus::True,
+            "Ready",
+            "",
+            1,
+            now,
+        );
+        change(&mut st);
+        Server {
+            id: ServerId::new(),
+            customer_id: "u1".into(),
+            spec: ServerSpec::minecraft(Variant::Paper, "1.21.7"),
+            generation: 1,
+            resource_version: 1,
+            reserved_vmid: None,
+            deletion_requested_at: None,
+            paused: false,
+            retry_requested_at: None,
+            created_at: now,
+            updated_at: now,
+            status: st,
+        }
+    }
+
+    fn phase_line(s: &Server) -> String {
+        render(s, &[], Utc::now(), false)
+            .lines()
+            .find(|l| l.starts_with("Phase:"))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn the_phase_line_says_why_the_game_is_stopped_and_names_power_steps() {
+        let stopped = server(|st| {
+            st.set_condition(
+                ConditionType::ProcessRunning,
+                ConditionStatus::False,
+                reason::STOPPED_AS_ASKED,
+                "",
+                1,
+                Utc::now(),
+            );
+        });
+        assert!(
+            phase_line(&stopped).ends_with("ready (game stopped as asked)"),
+            "{}",
+            phase_line(&stopped)
+        );
+        assert!(
+            !phase_line(&server(|_| {})).contains("stopped"),
+            "a running game is plainly ready"
+        );
+        let cases = [
+            (reason::RESTARTING, "restart-game"),
+            (reason::GAME_STOPPING, "stop-game"),
+            ("Starting", "start-game"),
+        ];
+        for (why, step) in cases {
+            let s = server(|st| {
+                st.set_condition(
+                    ConditionType::ProcessRunning,
+                    ConditionStatus::False,
+                    why,
+                    "",
+                    1,
+                    Utc::now(),
+                );
+                st.set_condition(
+                    ConditionType::Ready,
+                    ConditionStatus::False,
+                    "NotReady",
+                    "",
+                    1,
+                    Utc::now(),
+                );
+            });
+            assert!(
+                phase_line(&s).ends_with(&format!("provisioning (step {step})")),
+                "{why}: {}",
+                phase_line(&s)
+            );
+        }
+        let rebooting = server(|st| {
+            st.set_condition(
+                ConditionType::ContainerRunning,
+                ConditionStatus::False,
+                reason::REBOOTING,
+                "",
+                1,
+                Utc::now(),
+            );
+            st.set_condition(
+                ConditionType::Ready,
+                ConditionStatus::False,
+                "NotReady",
+                "",
+                1,
+                Utc::now(),
+            );
+        });
+        assert!(
+            phase_line(&rebooting).ends_with("provisioning (step restart-container)"),
+            "{}",
+            phase_line(&rebooting)
+        );
+    }
 }
