@@ -200,7 +200,11 @@ pub struct AgentStatus {
 pub(crate) struct StatusWire {
     pub state: String,
     /// Some Agent builds say `installStep`.
-    #[serde(default, alias = "installStep", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "installStep",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<f64>,

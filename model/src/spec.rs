@@ -122,9 +122,7 @@ pub enum Process {
 /// Restart requests. Each increment asks for one restart, so a restart is a spec change:
 /// idempotent and surviving crashes, like `kubectl rollout restart`. Only the API increments
 /// them; the status records the counts already carried out.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Restarts {
     /// Game process restarts (the Agent's `POST /restart`).

@@ -419,9 +419,7 @@ impl ServerStatus {
                 // Stopped as asked is where the spec wants it: no step.
                 ConditionType::ProcessRunning if reason == reason::STOPPED_AS_ASKED => continue,
                 ConditionType::ProcessRunning if reason == reason::GAME_STOPPING => Step::StopGame,
-                ConditionType::ProcessRunning if reason == reason::RESTARTING => {
-                    Step::RestartGame
-                }
+                ConditionType::ProcessRunning if reason == reason::RESTARTING => Step::RestartGame,
                 ConditionType::ProcessRunning => Step::StartGame,
                 ConditionType::DnsPublished | ConditionType::ProxyRegistered => Step::PublishEdge,
                 ConditionType::Ready | ConditionType::Degraded => continue,

@@ -60,10 +60,15 @@ pub(crate) fn powered(
         }
     };
     match (target, signal) {
-        (PowerTarget::Game, PowerSignal::Start) => set_process(&mut s, Process::Running),
+        // A game runs only in a running container: starting it powers the container on.
+        (PowerTarget::Game, PowerSignal::Start) => {
+            set_process(&mut s, Process::Running);
+            s.power = Power::Running;
+        }
         (PowerTarget::Game, PowerSignal::Stop) => set_process(&mut s, Process::Stopped),
         (PowerTarget::Game, PowerSignal::Restart) => {
             set_process(&mut s, Process::Running);
+            s.power = Power::Running;
             s.restarts.game = s.restarts.game.saturating_add(1);
         }
         (PowerTarget::Container, PowerSignal::Start) => s.power = Power::Running,
@@ -321,6 +326,14 @@ mod tests {
                 Restart,
                 Container,
                 Some((None, on, r(0, 1))),
+            ),
+            (
+                "starting the game powers its stopped container on",
+                stopped,
+                off,
+                Start,
+                Game,
+                Some((Some(Process::Running), on, r(0, 0))),
             ),
             (
                 "container power leaves the game alone",
