@@ -1,5 +1,6 @@
 //! Randomized scenarios (property-based, seeded): random interleavings of creates, spec
-//! changes, deletes, forced reconciles, faults switched on and off and controller crashes
+//! changes (resources, container power, the game process, game and container restarts),
+//! deletes, forced reconciles, faults switched on and off and controller crashes
 //! and restarts. At the end of each run every fault is cleared and the fleet must converge to
 //! exactly what was declared.
 //!
@@ -10,7 +11,7 @@ use zlh_tests::chaos;
 
 use chaos::{assert_fleet, mixed, phases, rng, seed, soak};
 use model::store::Store;
-use model::{Kind, Phase, Power, Resources, ServerId};
+use model::{Kind, Phase, Power, Process, Resources, ServerId};
 use proxmox_client::sim::Outage;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -92,7 +93,18 @@ async fn faults_off(w: &World) {
 
 fn random_spec_change(spec: &model::ServerSpec, rng: &mut StdRng) -> model::ServerSpec {
     let mut s = spec.clone();
-    match rng.random_range(0..3) {
+    let game = s.kind == Kind::Game;
+    match rng.random_range(0..6) {
+        // Power and restarts, as the power route changes them.
+        3 if game => {
+            s.process = Some(if s.process() == Process::Running {
+                Process::Stopped
+            } else {
+                Process::Running
+            })
+        }
+        4 if game => s.restarts.game += 1,
+        5 => s.restarts.container += 1,
         0 => {
             s.resources = Resources {
                 cores: rng.random_range(1..=4),
@@ -202,7 +214,11 @@ async fn run_case(case_seed: u64, steps: usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let servers = w.servers().await;
-        if servers.iter().all(|s| s.phase().0 == Phase::Ready) {
+        // Ready, and the world as the invariants say: a Ready server whose Agent is being
+        // reinstalled (an Agent restart) repairs the rest of its edge only afterwards.
+        if servers.iter().all(|s| s.phase().0 == Phase::Ready)
+            && zlh_tests::check_invariants(&w).await.is_empty()
+        {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -238,6 +254,31 @@ async fn run_case(case_seed: u64, steps: usize) {
                 "seed={case_seed}: {} Ready without an IP",
                 s.id
             );
+            // The game process is as the latest spec says, and every restart it asked for
+            // was carried out.
+            let ip = s.status.ip.as_deref().unwrap().parse().unwrap();
+            let want = match s.spec.process() {
+                Process::Running => edge_client::AgentState::Running,
+                Process::Stopped => edge_client::AgentState::Stopped,
+            };
+            assert_eq!(
+                w.sims.agent.as_ref().unwrap().state(ip),
+                Some(want),
+                "seed={case_seed}: {} game process differs from its spec",
+                s.id
+            );
+            assert_eq!(
+                s.status.observed_restarts.container, s.spec.restarts.container,
+                "seed={case_seed}: {} container restarts not carried out",
+                s.id
+            );
+            if s.spec.process() == Process::Running {
+                assert_eq!(
+                    s.status.observed_restarts.game, s.spec.restarts.game,
+                    "seed={case_seed}: {} game restarts not carried out",
+                    s.id
+                );
+            }
         }
     }
     if let Some(c) = ctl {
