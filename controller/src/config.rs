@@ -138,6 +138,11 @@ pub struct ControllerSection {
     /// the wait turns into a failure.
     #[serde(with = "humantime_serde")]
     pub process_deadline: Duration,
+    /// How long a teardown task (the stop, the destroy) may run before the server shows
+    /// `Degraded` naming it. Teardown still waits for it: it never skips a step or forgets the
+    /// container.
+    #[serde(with = "humantime_serde")]
+    pub teardown_deadline: Duration,
     /// Agent install errors retried in place before the server shows `failed`.
     pub agent_attempts: u32,
     /// Failed clone tasks (cleaned up each time) before the server shows `failed`.
@@ -172,6 +177,8 @@ impl Default for ControllerSection {
             agent_deadline: Duration::from_secs(15 * 60),
             // A large modded world loads in a few minutes.
             process_deadline: Duration::from_secs(10 * 60),
+            // Destroying a large disk on slow storage takes minutes.
+            teardown_deadline: Duration::from_secs(10 * 60),
             agent_attempts: 3,
             clone_attempts: 3,
             shutdown_grace: Duration::from_secs(20),
@@ -208,6 +215,7 @@ impl ControllerSection {
             ip_deadline,
             agent_deadline,
             process_deadline,
+            teardown_deadline,
             agent_attempts,
             clone_attempts,
             shutdown_grace,
@@ -231,6 +239,7 @@ impl ControllerSection {
             ip_deadline: deadline(ip_deadline),
             agent_deadline: deadline(agent_deadline),
             process_deadline: deadline(process_deadline),
+            teardown_deadline: deadline(teardown_deadline),
             shutdown_grace: s(shutdown_grace),
             // Proxmox counts it on its own clock, which scaling ours does not change.
             shutdown_timeout,
@@ -824,6 +833,12 @@ mod tests {
             (
                 "process_deadline",
                 |c| c.process_deadline.as_nanos(),
+                true,
+                "above the 10 s floor",
+            ),
+            (
+                "teardown_deadline",
+                |c| c.teardown_deadline.as_nanos(),
                 true,
                 "above the 10 s floor",
             ),

@@ -206,11 +206,11 @@ impl<S: Stack> Controller<S> {
                     }
                 };
                 tokio::select! {
-                    r = reconcile::reconcile(&self.ctx, id, fence) => Some(r),
+                    r = reconcile::reconcile_isolated(&self.ctx, id, fence) => Some(r),
                     _ = renew => None,
                 }
             }
-            None => Some(reconcile::reconcile(&self.ctx, id, None).await),
+            None => Some(reconcile::reconcile_isolated(&self.ctx, id, None).await),
         };
         let elapsed = started.elapsed().as_secs_f64();
         metrics::histogram!(m::RECONCILE_DURATION).record(elapsed);
@@ -223,6 +223,7 @@ impl<S: Stack> Controller<S> {
         let label = match &result {
             Some(Ok(Requeue::Backoff)) => "backoff",
             Some(Ok(_)) => "success",
+            Some(Err(reconcile::ReconcileError::Panicked(_))) => "panic",
             Some(Err(_)) => "error",
             None => "lease_lost",
         };

@@ -2,6 +2,8 @@
 
 pub const RECONCILE_TOTAL: &str = "zlh_reconcile_total";
 pub const RECONCILE_DURATION: &str = "zlh_reconcile_duration_seconds";
+/// Reconciles that panicked (caught at the reconcile boundary; the server is retried).
+pub const RECONCILE_PANICS: &str = "zlh_reconcile_panics_total";
 pub const WORKQUEUE_DEPTH: &str = "zlh_workqueue_depth";
 pub const WORKQUEUE_RETRIES: &str = "zlh_workqueue_retries_total";
 pub const SERVERS: &str = "zlh_servers";

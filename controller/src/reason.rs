@@ -72,6 +72,8 @@ pub const READY: Reason = Reason("Ready");
 pub const FAILED: Reason = Reason("Failed");
 pub const PAUSED: Reason = Reason("Paused");
 pub const HEALTHY: Reason = Reason("Healthy");
+/// `Degraded`: a reconcile of this server panicked (a bug); it is retried with backoff.
+pub const RECONCILE_PANICKED: Reason = Reason("ReconcilePanicked");
 
 // Degraded reasons, one per kind of backend (`Backend::degraded_reason`).
 pub const PROXMOX_UNAVAILABLE: Reason = Reason("ProxmoxUnavailable");
@@ -106,6 +108,7 @@ pub const EV_GAME_STOPPED: EventReason = EventReason("GameStopped");
 pub const EV_GAME_RESTARTED: EventReason = EventReason("GameRestarted");
 pub const EV_GAME_CRASHED: EventReason = EventReason("GameCrashed");
 pub const EV_CONTAINER_REBOOTED: EventReason = EventReason("ContainerRebooted");
+pub const EV_RECONCILE_PANICKED: EventReason = EventReason("ReconcilePanicked");
 
 /// Failure and wait messages the runbook quotes verbatim (those with a variable part are
 /// built by the functions next to them, so the fixed part stays greppable).
@@ -132,6 +135,16 @@ pub mod msg {
             Some(n) => format!("{message} (crash {n} in a row)"),
             None => message.to_string(),
         }
+    }
+
+    /// `Proxmox task UPID (kind) still running after D`: a task past its deadline.
+    pub fn task_overdue(
+        upid: &str,
+        kind: model::TaskKind,
+        deadline: std::time::Duration,
+    ) -> String {
+        let d = humantime::format_duration(deadline);
+        format!("Proxmox task {upid} ({kind}) still running after {d}")
     }
 
     /// `Agent unreachable: <error>` (the Agent deadline passed while it did not answer).

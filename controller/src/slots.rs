@@ -69,17 +69,23 @@ impl TemplateSlots {
         }
     }
 
-    /// Give up whatever slot `id` holds or waits for; returns the waiters to wake.
+    /// Give up whatever slot `id` holds or waits for; returns the waiters to wake: the next in
+    /// line when the holder leaves, and also when the head of a queue without a holder leaves
+    /// (a paused or deleted server must not hold back the servers behind it).
     pub fn release(&self, id: ServerId) -> Vec<ServerId> {
         let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut wake = Vec::new();
         for slot in map.values_mut() {
+            let was_head = slot.waiters.front().is_some_and(|(w, _)| *w == id);
             slot.waiters.retain(|(w, _)| *w != id);
-            if slot.holder.is_some_and(|(h, _)| h == id) {
+            let held_by_id = slot.holder.is_some_and(|(h, _)| h == id);
+            if held_by_id {
                 slot.holder = None;
-                if let Some((next, _)) = slot.waiters.front() {
-                    wake.push(*next);
-                }
+            }
+            if (held_by_id || (was_head && slot.holder.is_none()))
+                && let Some((next, _)) = slot.waiters.front()
+            {
+                wake.push(*next);
             }
         }
         wake
@@ -102,6 +108,31 @@ impl TemplateSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A waiter that leaves the head of the queue (paused, deleted) wakes the one behind it
+    /// when nobody holds the template; behind a holder, leaving changes nothing for the others.
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_leaving_the_head_of_the_queue_wakes_the_next() {
+        let s = TemplateSlots::new(Duration::from_secs(60), Duration::from_secs(60));
+        let (a, b, c) = (ServerId::new(), ServerId::new(), ServerId::new());
+        assert!(s.try_acquire(900, a));
+        assert!(!s.try_acquire(900, b));
+        assert!(!s.try_acquire(900, c));
+        assert_eq!(
+            s.release(b),
+            Vec::<ServerId>::new(),
+            "a holds it: nobody to wake"
+        );
+        assert!(!s.waits(b), "b is out of the queue");
+        assert!(!s.try_acquire(900, b), "b asking again queues behind c");
+        assert_eq!(s.release(a), vec![c], "the holder leaves: c is next");
+        assert_eq!(
+            s.release(c),
+            vec![b],
+            "c leaves before taking it: b is woken"
+        );
+        assert!(s.try_acquire(900, b), "and takes it");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn one_clone_per_template_in_fifo_order() {

@@ -56,15 +56,8 @@ fn task(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow<Option<FailedTask>> {
         TaskObs::Running => {
             let deadline = task_deadline(t.action, cx.timing);
             if (cx.now - t.started_at).to_std().unwrap_or_default() > deadline {
-                return fail(
-                    t.action.step(),
-                    format!(
-                        "Proxmox task {} ({}) still running after {}",
-                        t.upid,
-                        t.action,
-                        humantime::format_duration(deadline)
-                    ),
-                );
+                let why = msg::task_overdue(&t.upid, t.action, deadline);
+                return fail(t.action.step(), why);
             }
             stop(Control::AwaitTask)
         }

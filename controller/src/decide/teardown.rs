@@ -5,10 +5,13 @@
 
 use super::{
     Conds, Control, Decision, Desired, Flow, Inputs, Layer, Mutation, Observed, PowerObs, TaskObs,
-    mutate, run, stop, wait,
+    Unavailable, mutate, run, stop, wait,
 };
+use crate::backends::Backend;
 use crate::ownership::Ownership;
 use crate::reason as r;
+use crate::reason::msg;
+use model::ErrorClass;
 use model::Step;
 use std::ops::ControlFlow::Continue;
 
@@ -41,13 +44,25 @@ fn edge(d: &Desired, o: &Observed, b: &mut Conds) -> Flow {
     Continue(())
 }
 
-/// Any task in flight (ours: a stop, a destroy, or one from provisioning) is waited for.
+/// Any task in flight (ours: a stop, a destroy, or one from provisioning) is waited for;
+/// past `teardown_deadline` the server shows Degraded naming it, and it is still waited for.
 fn task(o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     let Some(t) = cx.in_flight() else {
         return Continue(());
     };
     match b.known(&o.task, Layer::Task, Step::Teardown)? {
-        TaskObs::Running => stop(Control::AwaitTask),
+        TaskObs::Running => {
+            let deadline = cx.timing.teardown_deadline;
+            if (cx.now - t.started_at).to_std().unwrap_or_default() > deadline {
+                let late = Unavailable {
+                    backend: Backend::Proxmox,
+                    class: ErrorClass::Transient,
+                    message: msg::task_overdue(&t.upid, t.action, deadline),
+                };
+                return b.degraded(Step::Teardown, &late);
+            }
+            stop(Control::AwaitTask)
+        }
         TaskObs::Succeeded => stop(Control::ClearTask),
         TaskObs::Failed(message) => stop(Control::TaskFailed {
             kind: t.action,
@@ -83,7 +98,7 @@ mod tests {
     use super::*;
     use crate::decide::ContainerObs;
     use crate::decide::tests::*;
-    use model::{Kind, TaskKind};
+    use model::{ConditionType as C, Kind, TaskKind};
 
     #[test]
     fn teardown_table() {
@@ -145,6 +160,25 @@ mod tests {
                 status: |s| s.in_flight_task = Some(in_flight(TaskKind::Stop, t0())),
                 want: ctl(Control::AwaitTask),
                 cond: None,
+            },
+            Case {
+                reason: "a destroy past the teardown deadline shows Degraded naming its task, and is still waited for",
+                desired: none,
+                observed: |o| {
+                    o.proxy = Some(Ok(absent()));
+                    o.dns = Some(Ok(absent()));
+                    o.task = Some(Ok(TaskObs::Running))
+                },
+                status: |s| s.in_flight_task = Some(in_flight(TaskKind::Destroy, t0() - chrono::Duration::hours(1))),
+                want: ctl(Control::Degraded {
+                    step: Step::Teardown,
+                    error: Unavailable {
+                        backend: Backend::Proxmox,
+                        class: ErrorClass::Transient,
+                        message: "Proxmox task UPID:pve:00001234:00ABCDEF:65000000:vzclone:900:zlh@pve!ctl: (destroy) still running after 10m".into(),
+                    },
+                }),
+                cond: cond(C::Degraded, true, r::PROXMOX_UNAVAILABLE, "proxmox: Proxmox task UPID:pve:00001234:00ABCDEF:65000000:vzclone:900:zlh@pve!ctl: (destroy) still running after 10m"),
             },
             Case {
                 reason: "a stopped container of ours is destroyed",

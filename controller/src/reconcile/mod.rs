@@ -66,6 +66,42 @@ pub enum Requeue {
 pub enum ReconcileError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{RECONCILE_PANICKED}: {0}")]
+    Panicked(String),
+}
+
+/// The start of a caught panic's message (its log line, event and `Degraded` condition).
+pub const RECONCILE_PANICKED: &str = "reconcile panicked";
+
+/// [`reconcile`] with a panic caught at its boundary, as controller-runtime's `RecoverPanic`
+/// does: one bad server (a malformed answer, an arithmetic edge) must not stop the fleet's
+/// reconciles. The panic is counted, logged with the server, recorded on it (Warning event
+/// `ReconcilePanicked`, `Degraded`), and answered as an error, so the server is retried with
+/// backoff.
+pub async fn reconcile_isolated<S: Stack>(
+    ctx: &Context<S>,
+    id: ServerId,
+    fence: Option<Fence>,
+) -> Result<Requeue, ReconcileError> {
+    use futures::FutureExt;
+    // Nothing the reconcile shares outlives it half-changed: the status is written only at
+    // its end, and the shared parts (slots, snapshot) are behind locks that recover.
+    let caught = std::panic::AssertUnwindSafe(reconcile(ctx, id, fence))
+        .catch_unwind()
+        .await;
+    let payload = match caught {
+        Ok(result) => return result,
+        Err(payload) => payload,
+    };
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    metrics::counter!(crate::metrics::RECONCILE_PANICS).increment(1);
+    tracing::error!(server = %id, panic = %message, "{RECONCILE_PANICKED}");
+    record::panicked(ctx, id, fence, &message).await;
+    Err(ReconcileError::Panicked(message))
 }
 
 /// Most decide/observe rounds in one reconcile (each observation is one round).
@@ -279,7 +315,12 @@ pub async fn reconcile<S: Stack>(
     };
     let mut run = Run::new(ctx, server, fence);
     if run.held_back() {
+        run.leave_clone_queue().await;
         return run.finish(Requeue::AwaitChange).await;
+    }
+    if run.deleting() {
+        // Teardown never clones.
+        run.leave_clone_queue().await;
     }
     ctx.identity(&mut run.status, &run.desired);
     let mut next = Requeue::AwaitChange;
@@ -352,6 +393,21 @@ impl<'c, S: Stack> Run<'c, S> {
 
     fn deleting(&self) -> bool {
         self.deleting
+    }
+
+    /// A server that will not ask for the template again soon (failed, paused, being deleted)
+    /// leaves the clone queue, so the servers behind it go on. A clone it already started
+    /// keeps the template until the clone ends (Proxmox holds the template's lock meanwhile).
+    async fn leave_clone_queue(&self) {
+        let id = self.server.id;
+        let cloning = self
+            .status
+            .in_flight_task
+            .as_ref()
+            .is_some_and(|t| t.action == TaskKind::Clone);
+        if !cloning && (self.ctx.slots.waits(id) || self.ctx.slots.holds(id)) {
+            self.release_template().await;
+        }
     }
 
     /// Give up this server's clone slot (if it holds one) and wake the next waiter.

@@ -216,3 +216,51 @@ impl<S: Stack> Run<'_, S> {
         Ok(next)
     }
 }
+
+/// Record a caught panic on the server, best effort (the reconcile that panicked wrote
+/// nothing): `Degraded=True` reason `ReconcilePanicked` and a Warning event.
+pub(super) async fn panicked<S: Stack>(
+    ctx: &super::Context<S>,
+    id: model::ServerId,
+    fence: Option<model::store::Fence>,
+    message: &str,
+) {
+    let text = format!("{}: {message}", super::RECONCILE_PANICKED);
+    let store = &ctx.store;
+    let written = async {
+        let Some(s) = store.get_server(id).await? else {
+            return Ok(());
+        };
+        let mut status = s.status.clone();
+        let now = ctx.clock.now();
+        status.set_condition(
+            ConditionType::Degraded,
+            ConditionStatus::True,
+            r::RECONCILE_PANICKED.as_str(),
+            text.clone(),
+            s.generation,
+            now,
+        );
+        status.last_error = Some(LastError {
+            class: ErrorClass::Invalid,
+            step: status
+                .current_step()
+                .unwrap_or(Step::PublishEdge)
+                .as_str()
+                .into(),
+            message: text.clone(),
+            at: now,
+        });
+        store
+            .write_status(id, &status, s.resource_version, fence)
+            .await?;
+        let reason = r::EV_RECONCILE_PANICKED.as_str();
+        store
+            .append_event(id, EventType::Warning, reason, &text)
+            .await
+    };
+    let result: Result<(), StoreError> = written.await;
+    if let Err(e) = result {
+        tracing::warn!(server = %id, error = %e, "could not record the panic");
+    }
+}

@@ -50,8 +50,13 @@ async fn context() -> Context<Fakes> {
 }
 
 async fn game(ctx: &Context<Fakes>) -> ServerId {
+    game_of(ctx, "u1").await
+}
+
+/// A game server of `customer` (the same spec for the same customer is the same server).
+async fn game_of(ctx: &Context<Fakes>, customer: &str) -> ServerId {
     let new = NewServer {
-        customer_id: "u1".into(),
+        customer_id: customer.into(),
         spec: ServerSpec::minecraft(Variant::Paper, "1.21.7"),
         idempotency: None,
         enforce_quota: false,
@@ -531,4 +536,38 @@ fn status_changed_ignores_bookkeeping_stamps() {
         change(&mut new, now);
         assert_eq!(status_changed(&base, &new), want, "{reason}");
     }
+}
+
+/// A paused server queued for a template leaves the queue at its next reconcile, so the
+/// server behind it is woken and clones as soon as the template is free.
+#[tokio::test]
+async fn a_paused_server_does_not_hold_back_the_clone_queue() {
+    let ctx = context().await;
+    let a = game_of(&ctx, "u1").await;
+    let b = game_of(&ctx, "u2").await;
+    let c = game_of(&ctx, "u3").await;
+    once(&ctx, a).await;
+    assert!(ctx.slots.holds(a), "a clones");
+    once(&ctx, b).await;
+    once(&ctx, c).await;
+    assert!(ctx.slots.waits(b) && ctx.slots.waits(c), "b and c queue");
+    ctx.take_woken();
+
+    ctx.store.set_paused(b, true).await.unwrap();
+    once(&ctx, b).await;
+    assert!(!ctx.slots.waits(b), "paused: out of the queue");
+
+    ctx.backends.pve.finish_running_tasks();
+    once(&ctx, a).await;
+    assert_eq!(ctx.take_woken(), vec![c], "c is next, not the paused b");
+    ctx.backends.pve.clear_calls();
+    once(&ctx, c).await;
+    let vmid = server(&ctx, c).await.reserved_vmid.unwrap();
+    let cloned = ctx
+        .backends
+        .pve
+        .calls()
+        .iter()
+        .any(|call| matches!(call, PveCall::CloneCt { req, .. } if req.newid == vmid));
+    assert!(cloned, "c clones");
 }
