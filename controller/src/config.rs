@@ -34,6 +34,8 @@ pub struct Config {
     pub database_url_file: Option<PathBuf>,
     /// Names this process in leases and heartbeats; empty = `<hostname>-<pid>`.
     pub replica_id: String,
+    /// Connection pools: sizes and timeouts (defaults documented in the model crate).
+    pub database: model::store::StoreOptions,
     pub api: ApiSection,
     pub controller: ControllerSection,
     pub vmids: VmidSection,
@@ -46,6 +48,8 @@ pub struct Config {
     pub velocity: Option<VelocitySection>,
     /// What can be built, and from which template (also the Portal's catalog).
     pub templates: Vec<Template>,
+    /// The exporters Prometheus service discovery lists (defaults in the api crate).
+    pub sd: api::config::SdConfig,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             database_url: "sqlite://zlh-data/zlh.db".into(),
             database_url_file: None,
             replica_id: String::new(),
+            database: model::store::StoreOptions::default(),
             api: ApiSection::default(),
             controller: ControllerSection::default(),
             vmids: VmidSection::default(),
@@ -66,6 +71,7 @@ impl Default for Config {
             cloudflare: None,
             velocity: None,
             templates: Catalog::example().templates,
+            sd: api::config::SdConfig::default(),
         }
     }
 }
@@ -147,6 +153,9 @@ pub struct ControllerSection {
     pub agent_attempts: u32,
     /// Failed clone tasks (cleaned up each time) before the server shows `failed`.
     pub clone_attempts: u32,
+    /// Untagged containers in zlh's VMID ranges whose config (description marker) a resync
+    /// reads to find half-made clones that no server owns.
+    pub orphan_config_reads: usize,
     /// Graceful shutdown: how long in-flight reconciles may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -155,6 +164,9 @@ pub struct ControllerSection {
     /// scaled by `scaled()`. Proxmox takes whole seconds.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `zlhd controller`'s own listener: `/metrics`, `/healthz` and `/readyz` (the split
+    /// layout has no API in the process to serve them).
+    pub metrics_listen: SocketAddr,
 }
 
 impl Default for ControllerSection {
@@ -181,10 +193,16 @@ impl Default for ControllerSection {
             teardown_deadline: Duration::from_secs(10 * 60),
             agent_attempts: 3,
             clone_attempts: 3,
+            // A few calls per resync: a crash-left clone is found within a few minutes, and
+            // a cluster full of foreign containers in our ranges does not cost much.
+            orphan_config_reads: 16,
             shutdown_grace: Duration::from_secs(20),
             // Proxmox's own default for a shutdown that may be forced; a Minecraft world
             // saves in seconds, a large modded one in well under a minute.
             shutdown_timeout: Duration::from_secs(60),
+            // Loopback, next to the API's 8080: exposing it is a deliberate choice (a
+            // Prometheus on another host needs the address set).
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
         }
     }
 }
@@ -218,14 +236,17 @@ impl ControllerSection {
             teardown_deadline,
             agent_attempts,
             clone_attempts,
+            orphan_config_reads,
             shutdown_grace,
             shutdown_timeout,
+            metrics_listen,
         } = *self;
         ControllerSection {
             // Counts, not timings.
             workers,
             agent_attempts,
             clone_attempts,
+            orphan_config_reads,
             resync_interval: s(resync_interval),
             health_interval: s(health_interval),
             lease_ttl: s(lease_ttl),
@@ -243,7 +264,16 @@ impl ControllerSection {
             shutdown_grace: s(shutdown_grace),
             // Proxmox counts it on its own clock, which scaling ours does not change.
             shutdown_timeout,
+            // An address.
+            metrics_listen,
         }
+    }
+
+    /// `/readyz` of the controller's listener fails once the last resync round (swept, or
+    /// left to the replica holding the resync) is older than this: three intervals, so one
+    /// slow round (a Proxmox call running into its timeout) does not take a replica out.
+    pub fn readiness_resync_max_age(&self) -> Duration {
+        self.resync_interval * 3
     }
 
     /// How long a fleet snapshot may stand in for per-server reads: two resync intervals, so
@@ -618,6 +648,9 @@ impl Config {
                 "must start with sqlite: or postgres:".into(),
             );
         }
+        if let Err((key, why)) = self.database.validate() {
+            return bad(&format!("database.{key}"), why.into());
+        }
         if self.controller.workers == 0 {
             return bad("controller.workers", "must be at least 1".into());
         }
@@ -642,6 +675,7 @@ impl Config {
                 "cannot be combined with proxmox.fingerprint".into(),
             );
         }
+        self.sd.validate().map_err(ConfigError::Invalid)?;
         for (i, t) in self.templates.iter().enumerate() {
             if t.versions.is_empty() {
                 return bad(&format!("templates[{i}].versions"), "is empty".into());
@@ -855,6 +889,12 @@ mod tests {
                 "a count",
             ),
             (
+                "orphan_config_reads",
+                |c| c.orphan_config_reads as u128,
+                false,
+                "a count",
+            ),
+            (
                 "shutdown_grace",
                 |c| c.shutdown_grace.as_nanos(),
                 true,
@@ -865,6 +905,12 @@ mod tests {
                 |c| c.shutdown_timeout.as_nanos(),
                 false,
                 "Proxmox counts it on its own clock",
+            ),
+            (
+                "metrics_listen",
+                |c| u128::from(c.metrics_listen.port()),
+                false,
+                "an address",
             ),
         ];
         let base = ControllerSection::default();
@@ -931,6 +977,18 @@ mod tests {
                 "database_url = \"mysql://x\"\n",
                 &[],
                 "database_url",
+            ),
+            (
+                "a bad exporter names its key",
+                "[[sd.exporters]]\nname = \"node\"\nkinds = [\"game\"]\nport = 0\n",
+                &[],
+                "sd.exporters[0].port",
+            ),
+            (
+                "a bad listen address names the key",
+                "[controller]\nmetrics_listen = \"localhost\"\n",
+                &[],
+                "metrics_listen",
             ),
         ];
         for (reason, toml, env, needle) in cases {

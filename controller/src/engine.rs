@@ -19,6 +19,8 @@ use tracing::{Instrument, debug, info, warn};
 pub const SINGLETON_RESYNC: &str = "resync";
 /// A worker or the resync loop ended before shutdown (it panicked).
 pub const ERR_TASK_ENDED: &str = "a controller task ended unexpectedly";
+/// A lease renewal that did not answer before the lease could expire.
+pub const ERR_RENEWAL_HUNG: &str = "the lease renewal did not answer in time";
 
 pub struct Controller<S: Stack = Live> {
     pub ctx: Arc<Context<S>>,
@@ -34,6 +36,8 @@ pub struct Controller<S: Stack = Live> {
     resync_round: std::sync::atomic::AtomicU64,
     /// The resync's copy of the fleet (only the resync touches it).
     pub mirror: tokio::sync::Mutex<Mirror>,
+    /// The main loop's and the resync's progress (the listener's `/readyz`, the watchdog).
+    pub health: Arc<crate::health::Health>,
 }
 
 impl<S: Stack> Controller<S> {
@@ -46,6 +50,7 @@ impl<S: Stack> Controller<S> {
             ctx: Arc::new(Context::new(store, backends, cfg, clock)),
             queue: Arc::new(WorkQueue::new()),
             backoff: Backoff::new(timing.backoff_base, timing.backoff_max),
+            health: Arc::new(crate::health::Health::new(&replica_id)),
             replica_id,
             use_leases,
             started_at,
@@ -176,13 +181,18 @@ impl<S: Stack> Controller<S> {
         let renew_every = self.timing().lease_renew_interval();
         let fence = if self.use_leases {
             match store.claim_lease(id, &self.replica_id, ttl).await {
-                Ok(Some(l)) => Some(Fence { token: l.token }),
+                Ok(Some(l)) => {
+                    m::lease_claim(m::LEASE_CLAIMED);
+                    Some(Fence { token: l.token })
+                }
                 Ok(None) => {
+                    m::lease_claim(m::LEASE_HELD_ELSEWHERE);
                     // Another replica works on it; look again when its lease could expire.
                     self.queue.add_after(id, ttl);
                     return;
                 }
                 Err(e) => {
+                    m::lease_claim(m::LEASE_ERROR);
                     warn!(error = %e, "cannot claim lease; the store is unreachable");
                     self.queue.add_after(id, self.backoff.next(&id));
                     return;
@@ -199,10 +209,16 @@ impl<S: Stack> Controller<S> {
                 let renew = async {
                     loop {
                         tokio::time::sleep(renew_every).await;
-                        if let Err(e) = store.renew_lease(id, &self.replica_id, f, ttl).await {
-                            warn!(error = %e, "lease lost; abandoning this reconcile");
-                            return;
-                        }
+                        // Bounded, so a renewal hung on a lost store cannot outlive the lease.
+                        let renewal = store.renew_lease(id, &self.replica_id, f, ttl);
+                        let error = match tokio::time::timeout(renew_every, renewal).await {
+                            Ok(Ok(_)) => continue,
+                            Ok(Err(e)) => e.to_string(),
+                            Err(_) => ERR_RENEWAL_HUNG.to_string(),
+                        };
+                        warn!(error, "lease lost; abandoning this reconcile");
+                        metrics::counter!(m::LEASE_LOSSES).increment(1);
+                        return;
                     }
                 };
                 tokio::select! {
@@ -268,7 +284,7 @@ impl<S: Stack> Controller<S> {
             .await
         {
             Ok(true) => {}
-            Ok(false) => return,
+            Ok(false) => return self.health.resync_elsewhere(),
             Err(e) => {
                 warn!(error = %e, "resync skipped: store unreachable");
                 return;
@@ -286,7 +302,8 @@ impl<S: Stack> Controller<S> {
         let mut mirror = self.mirror.lock().await;
         match resync::sweep(&self.ctx, &mut mirror, &snap, round, every).await {
             Ok(sweep) => {
-                orphans::report(&self.ctx, &snap, &sweep.ids).await;
+                self.health.resync_swept();
+                orphans::report(&self.ctx, &snap, &sweep, round).await;
                 resync::record_phases(&sweep.phases);
                 metrics::counter!(m::RESYNC_REQUEUED).increment(sweep.requeue.len() as u64);
                 debug!(
@@ -320,6 +337,6 @@ impl<S: Stack> Controller<S> {
         if let Err(e) = self.ctx.store.heartbeat(&info).await {
             warn!(error = %e, "heartbeat failed");
         }
-        metrics::gauge!(m::WORKQUEUE_DEPTH).set(self.queue.depth() as f64);
+        self.health.beat(&self.queue);
     }
 }

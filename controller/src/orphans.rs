@@ -1,41 +1,61 @@
 //! Orphans: containers carrying our marker that no server owns. Reported (metric, log, store
 //! for `zctl orphans`), never destroyed automatically: a human decides.
+//!
+//! The marker is in the tags from a container's first config write on, so `cluster/resources`
+//! shows it; a clone that failed before that write carries it only in its description. So
+//! untagged containers in zlh's VMID ranges that no server reserved are read one by one, a
+//! bounded number per resync (`orphan_config_reads`), the ones reported before first.
 
 use crate::backends::Stack;
 use crate::metrics as m;
 use crate::ownership::marker_in;
 use crate::reconcile::Context;
-use crate::snapshot::Snapshot;
+use crate::resync::Sweep;
+use crate::snapshot::{CtEntry, Snapshot};
 use model::ServerId;
 use model::store::{Orphan, Store};
+use proxmox_client::Proxmox;
 use std::collections::HashSet;
 use tracing::warn;
 
-/// `live`: every server in the store, read after `snap` was taken (a container is created
-/// only after its server is stored).
-pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, live: &[ServerId]) {
+/// `sweep`: every server in the store, read after `snap` was taken (a container is created
+/// only after its server is stored). `round`: the resync's number, which rotates the
+/// description reads over the candidates.
+pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, sweep: &Sweep, round: u64) {
     if snap.taken_at.is_none() || snap.containers.is_empty() {
         return;
     }
     let store = &ctx.store;
-    let live: HashSet<ServerId> = live.iter().copied().collect();
+    let live: HashSet<ServerId> = sweep.ids.iter().copied().collect();
     let now = ctx.clock.now();
-    let found: Vec<Orphan> = snap
+    let orphan = |c: &CtEntry, marker: String| {
+        let id: ServerId = marker.parse().ok()?;
+        (!live.contains(&id)).then(|| Orphan {
+            vmid: c.vmid,
+            node: c.node.clone(),
+            marker,
+            name: c.name.clone(),
+            first_seen: now,
+            last_seen: now,
+        })
+    };
+    let mut found: Vec<Orphan> = snap
         .containers
         .values()
-        .filter_map(|c| {
-            let marker = marker_in(&c.tags, "")?;
-            let id: ServerId = marker.parse().ok()?;
-            (!live.contains(&id)).then(|| Orphan {
-                vmid: c.vmid,
-                node: c.node.clone(),
-                marker,
-                name: c.name.clone(),
-                first_seen: now,
-                last_seen: now,
-            })
-        })
+        .filter_map(|c| orphan(c, marker_in(&c.tags, "")?))
         .collect();
+    for c in description_candidates(ctx, snap, sweep, round).await {
+        match ctx.backends.pve.ct_config(&c.node, c.vmid).await {
+            Ok(cfg) => {
+                let description = cfg.description.unwrap_or_default();
+                if let Some(o) = marker_in(&[], &description).and_then(|m| orphan(c, m)) {
+                    found.push(o);
+                }
+            }
+            // Unknown this time: looked at again at a later resync.
+            Err(e) => warn!(vmid = c.vmid, error = %e, "orphan check: config unreadable"),
+        }
+    }
     for o in &found {
         warn!(vmid = o.vmid, marker = %o.marker, "orphan container: carries our marker, no server owns it");
     }
@@ -43,4 +63,41 @@ pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, live: &[ServerI
     if let Err(e) = store.replace_orphans(&found).await {
         warn!(error = %e, "cannot record orphans");
     }
+}
+
+/// Untagged containers in zlh's VMID ranges that no server reserved, at most
+/// `orphan_config_reads` of them: the ones already reported first (so a report does not
+/// flicker), then the rest in turn, a different share each resync.
+async fn description_candidates<'s, S: Stack>(
+    ctx: &Context<S>,
+    snap: &'s Snapshot,
+    sweep: &Sweep,
+    round: u64,
+) -> Vec<&'s CtEntry> {
+    let ranges = [
+        ctx.cfg.vmids.range(model::Kind::Game),
+        ctx.cfg.vmids.range(model::Kind::Dev),
+    ];
+    let ours = |vmid: u32| ranges.iter().any(|r| (r.min..=r.max).contains(&vmid));
+    let mut candidates: Vec<&CtEntry> = snap
+        .containers
+        .values()
+        .filter(|c| ours(c.vmid) && !sweep.reserved.contains(&c.vmid))
+        .filter(|c| marker_in(&c.tags, "").is_none())
+        .collect();
+    candidates.sort_by_key(|c| c.vmid);
+    let known: HashSet<u32> = match ctx.store.list_orphans().await {
+        Ok(list) => list.into_iter().map(|o| o.vmid).collect(),
+        Err(_) => HashSet::new(),
+    };
+    let budget = ctx.timing().orphan_config_reads;
+    let (mut first, rest): (Vec<&CtEntry>, Vec<&CtEntry>) = candidates
+        .into_iter()
+        .partition(|c| known.contains(&c.vmid));
+    if !rest.is_empty() {
+        let start = (round as usize).wrapping_mul(budget) % rest.len();
+        first.extend(rest.iter().cycle().skip(start).take(rest.len()));
+    }
+    first.truncate(budget);
+    first
 }

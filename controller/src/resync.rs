@@ -4,13 +4,14 @@ use crate::backends::{Backends, Stack};
 use crate::metrics as m;
 use crate::mirror::Mirror;
 use crate::observe::GameProbe;
+use crate::reason::{self as r, Reason};
 use crate::reconcile::Context;
 use crate::snapshot::{CtEntry, Snapshot};
 use edge_client::Proxy;
 use edge_client::dns::DnsProvider;
 use futures::StreamExt;
 use model::store::StoreError;
-use model::{Phase, ServerId};
+use model::{ConditionStatus, ConditionType, Phase, Server, ServerId, TaskKind};
 use proxmox_client::Proxmox;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -97,6 +98,8 @@ pub async fn take_snapshot<S: Stack>(b: &Backends<S>) -> Snapshot {
 pub struct Sweep {
     /// Every server in the store.
     pub ids: Vec<ServerId>,
+    /// Every VMID reserved by a server in the store.
+    pub reserved: HashSet<u32>,
     /// The servers to reconcile now.
     pub requeue: Vec<ServerId>,
     /// Settled servers that were not requeued (no reconcile, no backend call).
@@ -104,6 +107,10 @@ pub struct Sweep {
     /// Settled games whose health probe is due: pinged by the resync itself ([`probe`]).
     pub probes: Vec<(ServerId, GameProbe)>,
     pub phases: HashMap<Phase, u64>,
+    /// Degraded servers by backend family ([`degraded_backend`]).
+    pub degraded: HashMap<&'static str, u64>,
+    /// Servers waiting on a Proxmox task, by kind.
+    pub tasks: HashMap<TaskKind, u64>,
 }
 
 /// One pass over the fleet (the mirror brought up to date first): count phases, and requeue
@@ -126,7 +133,14 @@ pub async fn sweep<S: Stack>(
     };
     for s in &servers {
         *out.phases.entry(s.phase().0).or_default() += 1;
+        if let Some(backend) = degraded_backend(s) {
+            *out.degraded.entry(backend).or_default() += 1;
+        }
+        if let Some(t) = &s.status.in_flight_task {
+            *out.tasks.entry(t.action).or_default() += 1;
+        }
         out.ids.push(s.id);
+        out.reserved.extend(s.reserved_vmid);
         if !ctx.is_settled(s, snap) {
             out.requeue.push(s.id);
         } else if !probe_due(s.id, round, every) {
@@ -138,6 +152,7 @@ pub async fn sweep<S: Stack>(
             out.requeue.push(s.id);
         }
     }
+    record_fleet(&out);
     Ok(out)
 }
 
@@ -165,12 +180,12 @@ pub async fn probe(
         }
     })
     .await;
-    metrics::counter!(m::HEALTH_PROBES, "result" => "answered").increment(answered.len() as u64);
+    metrics::counter!(m::HEALTH_PROBES, "result" => m::PROBE_ANSWERED).increment(answered.len() as u64);
     let unanswered: Vec<ServerId> = ids
         .into_iter()
         .filter(|id| !answered.contains(id))
         .collect();
-    metrics::counter!(m::HEALTH_PROBES, "result" => "unanswered")
+    metrics::counter!(m::HEALTH_PROBES, "result" => m::PROBE_UNANSWERED)
         .increment(unanswered.len() as u64);
     unanswered
 }
@@ -187,6 +202,57 @@ pub fn record_phases(phases: &HashMap<Phase, u64>) {
     for (phase, n) in phases {
         metrics::gauge!(m::SERVERS, "phase" => phase.as_str()).set(*n as f64);
     }
+}
+
+/// The `backend` labels of `zlh_servers_degraded`, one per `Degraded` reason (DNS covers
+/// Technitium and Cloudflare, as the reason does), and `other` for a reason zlh did not write.
+pub const DEGRADED_BACKENDS: [(&str, Reason); 4] = [
+    ("proxmox", r::PROXMOX_UNAVAILABLE),
+    ("agent", r::AGENT_UNAVAILABLE),
+    ("dns", r::DNS_UNAVAILABLE),
+    ("proxy", r::PROXY_UNAVAILABLE),
+];
+const DEGRADED_OTHER: &str = "other";
+
+/// The backend family a Degraded server waits for (from its `Degraded` reason).
+pub fn degraded_backend(s: &Server) -> Option<&'static str> {
+    let c = s.status.condition(ConditionType::Degraded)?;
+    if c.status != ConditionStatus::True {
+        return None;
+    }
+    Some(
+        DEGRADED_BACKENDS
+            .iter()
+            .find(|(_, reason)| reason.as_str() == c.reason)
+            .map_or(DEGRADED_OTHER, |(label, _)| *label),
+    )
+}
+
+/// `zlh_servers_degraded{backend}` and `zlh_proxmox_tasks_in_flight{kind}`, every label
+/// written (0 included), so a series drops to 0 instead of keeping its last count.
+fn record_fleet(sweep: &Sweep) {
+    let labels = DEGRADED_BACKENDS.iter().map(|(l, _)| *l);
+    for backend in labels.chain([DEGRADED_OTHER]) {
+        let n = sweep.degraded.get(backend).copied().unwrap_or(0);
+        metrics::gauge!(m::SERVERS_DEGRADED, "backend" => backend).set(n as f64);
+    }
+    for kind in TaskKind::ALL {
+        let n = sweep.tasks.get(&kind).copied().unwrap_or(0);
+        metrics::gauge!(m::PROXMOX_TASKS_IN_FLIGHT, "kind" => kind.as_str()).set(n as f64);
+    }
+}
+
+/// Zero every gauge a sweep sets (phases, Degraded by backend, tasks, orphans): a replica
+/// that does not hold the resync reports none of the fleet, so that an aggregate across
+/// replicas counts it once.
+pub fn clear_fleet_gauges() {
+    let empty = Sweep {
+        phases: Phase::ALL.iter().map(|p| (*p, 0)).collect(),
+        ..Sweep::default()
+    };
+    record_phases(&empty.phases);
+    record_fleet(&empty);
+    metrics::gauge!(m::ORPHANS).set(0.0);
 }
 
 #[cfg(test)]
@@ -228,6 +294,40 @@ mod tests {
             t.elapsed() < Duration::from_secs(30),
             "the budget, not the probe timeout, bounds the wait"
         );
+    }
+
+    /// A Degraded server counts under the backend its reason names (DNS for both providers);
+    /// a server not Degraded counts nowhere.
+    #[test]
+    fn degraded_servers_count_under_their_backend() {
+        let at = chrono::Utc::now();
+        let cases: &[(ConditionStatus, &str, Option<&str>)] = &[
+            (ConditionStatus::True, "ProxmoxUnavailable", Some("proxmox")),
+            (ConditionStatus::True, "AgentUnavailable", Some("agent")),
+            (ConditionStatus::True, "DnsUnavailable", Some("dns")),
+            (ConditionStatus::True, "ProxyUnavailable", Some("proxy")),
+            (ConditionStatus::True, "SomethingNew", Some("other")),
+            (ConditionStatus::False, "Healthy", None),
+        ];
+        for (status, reason, want) in cases {
+            let mut s = Server {
+                id: ServerId::new(),
+                customer_id: "u1".into(),
+                spec: model::ServerSpec::minecraft(model::Variant::Paper, "1.21.7"),
+                generation: 1,
+                resource_version: 1,
+                reserved_vmid: None,
+                deletion_requested_at: None,
+                paused: false,
+                retry_requested_at: None,
+                created_at: at,
+                updated_at: at,
+                status: Default::default(),
+            };
+            s.status
+                .set_condition(ConditionType::Degraded, *status, reason, "", 1, at);
+            assert_eq!(degraded_backend(&s), *want, "{reason}");
+        }
     }
 
     /// Over `every` consecutive rounds each server is probed exactly once, and each round

@@ -29,6 +29,10 @@ const TEMPLATE: u32 = 900;
 const IP: &str = "127.1.0.7";
 
 async fn context() -> Context<Fakes> {
+    context_with(Arc::new(SystemClock)).await
+}
+
+async fn context_with(clock: Arc<dyn model::Clock>) -> Context<Fakes> {
     let dir = std::env::temp_dir().join(format!("zlh-reconcile-{}", ServerId::new()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}/zlh.db", dir.display());
@@ -46,7 +50,7 @@ async fn context() -> Context<Fakes> {
         velocity: Some(FakeProxy::new()),
         admin_secret: SecretString::from("unit-test-secret".to_string()),
     };
-    Context::new(store, backends, Config::default(), Arc::new(SystemClock))
+    Context::new(store, backends, Config::default(), clock)
 }
 
 async fn game(ctx: &Context<Fakes>) -> ServerId {
@@ -570,4 +574,55 @@ async fn a_paused_server_does_not_hold_back_the_clone_queue() {
         .iter()
         .any(|call| matches!(call, PveCall::CloneCt { req, .. } if req.newid == vmid));
     assert!(cloned, "c clones");
+}
+
+/// A destroy task that runs past `teardown_deadline` shows `Degraded` naming its UPID; the
+/// container is neither forgotten nor skipped, and the row is archived only once the task ends.
+#[tokio::test]
+async fn a_teardown_task_past_its_deadline_degrades_and_is_still_waited_for() {
+    let clock = model::ManualClock::default();
+    let ctx = context_with(Arc::new(clock.clone())).await;
+    let s = ready_game(&ctx).await;
+    let (id, vmid) = (s.id, s.reserved_vmid.unwrap());
+    ctx.backends.pve.set_running(vmid, false);
+    ctx.store.request_deletion(id).await.unwrap();
+    // Unregister, remove DNS, destroy: the destroy task is left running.
+    once(&ctx, id).await;
+    let task = server(&ctx, id)
+        .await
+        .status
+        .in_flight_task
+        .expect("a destroy in flight");
+    assert_eq!(task.action, model::TaskKind::Destroy);
+
+    clock.advance(chrono::Duration::from_std(ctx.timing().teardown_deadline).unwrap() * 2);
+    assert_eq!(once(&ctx, id).await, Requeue::Backoff);
+    let s = server(&ctx, id).await;
+    let (status, reason, message) = condition(&s, ConditionType::Degraded);
+    assert_eq!(
+        (status, reason.as_str()),
+        (ConditionStatus::True, r::PROXMOX_UNAVAILABLE.as_str())
+    );
+    assert!(message.contains(&task.upid), "names the task: {message}");
+    assert_eq!(
+        s.status.last_error.as_ref().map(|e| e.step.as_str()),
+        Some("teardown")
+    );
+    assert!(
+        ctx.backends.pve.container(vmid).is_some(),
+        "the container is not forgotten"
+    );
+    assert_eq!(
+        s.status.in_flight_task.as_ref(),
+        Some(&task),
+        "still waited for"
+    );
+
+    ctx.backends.pve.finish_running_tasks();
+    once(&ctx, id).await;
+    assert!(
+        ctx.store.get_server(id).await.unwrap().is_none(),
+        "archived once it ended"
+    );
+    assert!(ctx.backends.pve.container(vmid).is_none());
 }

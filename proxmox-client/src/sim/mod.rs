@@ -21,7 +21,6 @@ use crate::types::CtState;
 use secrecy::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -241,7 +240,6 @@ pub(crate) struct Shared {
     pub faults: Mutex<faults::Faults>,
     pub counters: Mutex<Counters>,
     pub events: broadcast::Sender<CtEvent>,
-    pub refuse: Arc<AtomicBool>,
     pub start_unix: i64,
     pub epoch: Instant,
 }
@@ -294,7 +292,6 @@ impl PveSim {
             faults: Mutex::new(faults::Faults::default()),
             counters: Mutex::new(Counters::default()),
             events,
-            refuse: Arc::new(AtomicBool::new(false)),
             start_unix: chrono::Utc::now().timestamp(),
             epoch: now,
         });
@@ -548,9 +545,6 @@ impl PveSimHandle {
     }
     /// Start (`Some`) or end (`None`) a full outage.
     pub fn set_outage(&self, outage: Option<Outage>) {
-        self.shared
-            .refuse
-            .store(matches!(outage, Some(Outage::Refuse)), Ordering::SeqCst);
         self.shared.faults.lock().unwrap().outage = outage;
     }
     /// The next task dispatched by `endpoint` (`clone`, `start`, `stop`, `shutdown`, `reboot`,
@@ -616,6 +610,14 @@ impl PveSimHandle {
     pub fn add_foreign_ct(&self, node: &str, vmid: u32, hostname: &str) {
         let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
         ct.preexisting = true;
+        self.shared.state.lock().unwrap().cts.insert(vmid, ct);
+    }
+
+    /// A stopped CT with this description and no tags (e.g. a clone that failed before its
+    /// first config write, its marker only in the description).
+    pub fn add_described_ct(&self, node: &str, vmid: u32, hostname: &str, description: &str) {
+        let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
+        ct.description = Some(description.to_string());
         self.shared.state.lock().unwrap().cts.insert(vmid, ct);
     }
 
