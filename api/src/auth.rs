@@ -1,4 +1,5 @@
-//! Bearer-token authentication, roles, visibility and the per-token rate limit.
+//! Bearer-token authentication, roles, visibility and the rate limits: per token, and per
+//! client address for tokens not known to be valid (checked before the token lookup).
 //!
 //! A request's `Authorization: Bearer <secret>` is hashed (SHA-256) and looked up in the store;
 //! the secret itself is never logged, stored or echoed. Roles:
@@ -12,16 +13,18 @@
 
 use crate::problem::{ApiError, ApiResult};
 use crate::router::Ctx;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota as RateQuota};
 use model::store::Store;
 use model::{Role, customer::token_hash};
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,10 +87,88 @@ impl RateLimiter {
         if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             self.limiter.retain_recent();
         }
-        self.limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-        })
+        self.limiter.check_key(&key).map_err(wait_secs)
+    }
+}
+
+fn wait_secs(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// What a 429 names as the limited party.
+pub(crate) mod limited {
+    pub const TOKEN: &str = "token";
+    pub const ADDRESS: &str = "client address";
+}
+
+/// Per-client-address limit (GCRA) on requests whose token is not known good, checked before
+/// the token lookup, so unknown tokens cannot cost the store more than the limit. A token
+/// found valid joins `known` and is not counted again (a client behind a shared address, e.g.
+/// a proxy, is not locked out by someone else guessing); a failed lookup removes it.
+pub(crate) struct AddressLimiter {
+    /// `None`: turned off (rate 0).
+    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Hashes of valid tokens: at most as many as the store holds (only a lookup adds one).
+    known: Mutex<HashSet<String>>,
+    checks: AtomicU64,
+}
+
+impl AddressLimiter {
+    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
+        let limiter = NonZeroU32::new(per_second).map(|per_second| {
+            let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
+            governor::RateLimiter::keyed(RateQuota::per_second(per_second).allow_burst(burst))
+        });
+        AddressLimiter {
+            limiter,
+            known: Mutex::new(HashSet::new()),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Err(seconds to wait)` when `addr` is over its limit and `hash` is not known good.
+    /// Without an address (a router served without connection info) nothing is limited.
+    fn check(&self, addr: Option<IpAddr>, hash: &str) -> Result<(), u64> {
+        let (Some(limiter), Some(addr)) = (&self.limiter, addr) else {
+            return Ok(());
+        };
+        if self.known().contains(hash) {
+            return Ok(());
+        }
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&client_key(addr)).map_err(wait_secs)
+    }
+
+    /// Record a lookup's outcome for `hash`.
+    fn learn(&self, hash: &str, valid: bool) {
+        if self.limiter.is_none() {
+            return;
+        }
+        let mut known = self.known();
+        if !valid {
+            known.remove(hash);
+        } else if !known.contains(hash) {
+            known.insert(hash.to_owned());
+        }
+    }
+}
+
+/// The limiter key of a client address: IPv4 as is, IPv6 by its /64 (one host usually has a
+/// whole /64, so single addresses would be free to rotate).
+fn client_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
     }
 }
 
@@ -124,12 +205,20 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
             return Ok(p.clone());
         }
         let hash = token_hash(bearer(parts)?);
-        let token = ctx
-            .app
-            .store
-            .find_token(&hash)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
+        let addr = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        ctx.address_limiter
+            .check(addr, &hash)
+            .map_err(|retry_after_secs| ApiError::RateLimited {
+                retry_after_secs: retry_after_secs.max(1),
+                limited: limited::ADDRESS,
+            })?;
+        let found = ctx.app.store.find_token(&hash).await?;
+        ctx.address_limiter.learn(&hash, found.is_some());
+        let token =
+            found.ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
         if token.role == Role::Customer && token.customer_id.is_none() {
             return Err(ApiError::Forbidden(
                 "this customer token names no customer; issue a new one with --customer".into(),
@@ -139,6 +228,7 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
             .check(token.id)
             .map_err(|retry_after_secs| ApiError::RateLimited {
                 retry_after_secs: retry_after_secs.max(1),
+                limited: limited::TOKEN,
             })?;
         let principal = Principal {
             token_id: token.id,

@@ -11,6 +11,7 @@
 //!     catalog: std::sync::Arc::new(model::Catalog::example()),
 //!     config: api::ApiConfig::default(),
 //!     metrics: None,
+//!     sd: api::config::SdConfig::default(),
 //! };
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! api::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
@@ -21,16 +22,19 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod extract;
+pub mod listen;
+pub mod metrics;
 pub mod openapi;
 pub mod portal;
 pub mod problem;
+pub mod redact;
 pub mod router;
 pub mod routes;
 pub mod watch;
 pub mod wire;
 
 pub use client::{ApiClient, ClientError, PowerOutcome};
-pub use config::ApiConfig;
+pub use config::{ApiConfig, SdConfig};
 pub use openapi::openapi;
 pub use problem::{ApiError, Problem};
 pub use router::{AppState, router, serve};

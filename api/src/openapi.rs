@@ -94,7 +94,7 @@ problem_set!(
     AuthProblems {
         "401" => "Missing, malformed or unknown bearer token",
         "403" => "The token's role may not do this",
-        "429" => "Per-token rate limit exceeded",
+        "429" => "Rate limit exceeded: per token, or per client address for a token not known valid",
         "503" => "The store is unavailable or the request timed out",
     }
 );

@@ -186,7 +186,8 @@ pub async fn create_instance(
     let created = admit(&ctx, customer, spec, key, "")
         .await
         .map_err(portal_fields)?;
-    let st = instance_status(&created.operation, Some(&created.server), false);
+    let shown = crate::redact::server(&p, created.server.clone());
+    let st = instance_status(&created.operation, Some(&shown), false);
     let url = status_url(created.operation.id);
     let mut res = (
         StatusCode::ACCEPTED,
@@ -220,6 +221,7 @@ pub async fn get_instance_operation(
 ) -> ApiResult<Json<InstanceOperation>> {
     let id = parse_id::<OperationId>("operation", &id)?;
     let (op, server, archived) = visible_operation(&ctx, &p, id).await?;
+    let server = server.map(|s| crate::redact::server(&p, s));
     Ok(Json(instance_status(&op, server.as_ref(), archived)))
 }
 

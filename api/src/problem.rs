@@ -212,6 +212,8 @@ pub enum ApiError {
     QuotaExceeded(String),
     RateLimited {
         retry_after_secs: u64,
+        /// What the limit is per (`auth::limited`): a token, or a client address.
+        limited: &'static str,
     },
     /// A problem built elsewhere (extractor rejections).
     Problem(Box<Problem>),
@@ -273,10 +275,13 @@ impl ApiError {
                 S::FORBIDDEN,
                 format!("quota exceeded: {d}"),
             ),
-            ApiError::RateLimited { retry_after_secs } => Problem::new(
+            ApiError::RateLimited {
+                retry_after_secs,
+                limited,
+            } => Problem::new(
                 kind::RATE_LIMITED,
                 S::TOO_MANY_REQUESTS,
-                format!("rate limit for this token exceeded; retry in {retry_after_secs}s"),
+                format!("rate limit for this {limited} exceeded; retry in {retry_after_secs}s"),
             ),
             ApiError::Problem(p) => (**p).clone(),
             ApiError::Unavailable(_) => Problem::new(
@@ -316,7 +321,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             ApiError::Unavailable(_) | ApiError::CapacityExhausted(_) => {

@@ -5,10 +5,10 @@
 //! request id to the response → metrics → catch panics (500 problem) → problem+json for every
 //! error response → timeout (503) → body limit (413).
 
-use crate::auth::RateLimiter;
+use crate::auth::{AddressLimiter, RateLimiter};
 use crate::config::ApiConfig;
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
-use crate::routes::{catalog, customers, operations, ops, power, servers};
+use crate::routes::{catalog, customers, operations, ops, power, sd, servers};
 use crate::{portal, problem::ApiError};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
@@ -41,6 +41,8 @@ pub struct AppState {
     pub config: ApiConfig,
     /// The Prometheus recorder's handle; `/metrics` answers 404 without it.
     pub metrics: Option<PrometheusHandle>,
+    /// The exporters service discovery lists (`[sd]`).
+    pub sd: crate::config::SdConfig,
 }
 
 /// The handlers' state: the app plus what the router owns (internal).
@@ -48,6 +50,7 @@ pub struct AppState {
 pub struct Ctx {
     pub(crate) app: AppState,
     pub(crate) limiter: RateLimiter,
+    pub(crate) address_limiter: AddressLimiter,
     /// Cancelled on shutdown, so open watch streams end and graceful shutdown completes.
     pub(crate) shutdown: CancellationToken,
     pub(crate) openapi_json: String,
@@ -72,6 +75,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(operations::get_operation))
         .routes(routes!(ops::controller_status))
         .routes(routes!(ops::orphans))
+        .routes(routes!(sd::sd_targets))
+        .routes(routes!(sd::sd_exporters))
         .routes(routes!(customers::get_customer, customers::put_customer))
         .routes(routes!(catalog::get_game_catalog))
         .routes(routes!(catalog::get_dev_catalog))
@@ -89,6 +94,10 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
     let cfg = state.config.clone();
     let ctx = Arc::new(Ctx {
         limiter: RateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst),
+        address_limiter: AddressLimiter::new(
+            cfg.address_rate_limit_per_second,
+            cfg.address_rate_limit_burst,
+        ),
         shutdown,
         openapi_json: doc.to_json().unwrap_or_else(|_| "{}".into()),
         app: state,
@@ -137,7 +146,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serve until `shutdown` completes, then stop accepting, end watch streams, and wait for
-/// in-flight requests to finish.
+/// in-flight requests to finish. Connections are bounded by the config's `max_connections`,
+/// `header_read_timeout` and `keep_alive_timeout` (see [`crate::listen`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -156,16 +166,18 @@ pub async fn serve(
             }
         });
     }
+    let limits = crate::listen::Limits::from(&state.config);
     let app = build(state, cancel.clone());
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "API listening");
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            cancel.cancel();
-        })
-        .await
+    // Bounded connections; each request carries `ConnectInfo<SocketAddr>` (the per-address
+    // limit keys on the peer address).
+    crate::listen::serve(listener, app, limits, async move {
+        shutdown.await;
+        cancel.cancel();
+    })
+    .await
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -191,14 +203,14 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+        .unwrap_or_else(|| crate::metrics::UNMATCHED_ROUTE.into());
+    let method = crate::metrics::method_label(req.method());
     let start = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
-    metrics::counter!("zlh_api_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!(crate::metrics::REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("zlh_api_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!(crate::metrics::REQUEST_DURATION, "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     res
 }

@@ -31,12 +31,20 @@ use tokio_stream::wrappers::ReceiverStream;
 /// Changes read from the feed per query.
 const BATCH: u32 = 500;
 
-/// The resume point: `Last-Event-ID` wins over `resourceVersion`.
-fn resume_point(headers: &HeaderMap, q: &ListQuery) -> ApiResult<Option<i64>> {
+/// Why a resume point beyond the feed's latest sequence is refused: no stream of this feed
+/// sent it (another database, a restored backup, a made-up number), and following it would
+/// silently skip every change up to it.
+pub const RESUME_AHEAD: &str = "is ahead of the change feed";
+
+const LAST_EVENT_ID: &str = "Last-Event-ID";
+const RESOURCE_VERSION: &str = "resourceVersion";
+
+/// The resume point and where it came from: `Last-Event-ID` wins over `resourceVersion`.
+fn resume_point(headers: &HeaderMap, q: &ListQuery) -> ApiResult<Option<(i64, &'static str)>> {
     if let Some(v) = headers.get("last-event-id") {
         let s = v.to_str().unwrap_or("").trim();
         return match s.parse::<i64>() {
-            Ok(n) if n >= 0 => Ok(Some(n)),
+            Ok(n) if n >= 0 => Ok(Some((n, LAST_EVENT_ID))),
             _ => Err(ApiError::BadRequest(
                 "Last-Event-ID must be a non-negative change sequence".into(),
             )),
@@ -46,7 +54,7 @@ fn resume_point(headers: &HeaderMap, q: &ListQuery) -> ApiResult<Option<i64>> {
         Some(n) if n < 0 => Err(ApiError::BadRequest(
             "resourceVersion must be non-negative".into(),
         )),
-        other => Ok(other),
+        other => Ok(other.map(|n| (n, RESOURCE_VERSION))),
     }
 }
 
@@ -66,6 +74,15 @@ pub(crate) async fn watch(
     // Fail before the stream starts if the store is down (a clean 503 instead of a stream
     // that ends at once).
     let latest = ctx.app.store.latest_seq().await?;
+    if let Some((n, name)) = resume
+        && n > latest
+    {
+        return Err(ApiError::BadRequest(format!(
+            "{name} {n} {RESUME_AHEAD} (latest {latest}); resume from a sequence this API sent, \
+             or watch without one to start from the current list"
+        )));
+    }
+    let resume = resume.map(|(n, _)| n);
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let w = Watcher { ctx, p, filter, tx };
     tokio::spawn(async move {
@@ -144,8 +161,8 @@ impl Watcher {
                         return None;
                     }
                 };
-                for s in &page.items {
-                    let ev = Event::default().event("upsert").json_data(s).ok()?;
+                for s in crate::redact::servers(&self.p, page.items) {
+                    let ev = Event::default().event("upsert").json_data(&s).ok()?;
                     self.send(ev).await?;
                 }
                 match page.next {
@@ -224,7 +241,7 @@ impl Watcher {
                 Ok(Event::default()
                     .event("upsert")
                     .id(ch.seq.to_string())
-                    .json_data(&s)
+                    .json_data(crate::redact::server(&self.p, s))
                     .ok())
             }
             ChangeKind::Delete => {

@@ -444,6 +444,19 @@ pub struct Health {
     pub status: String,
 }
 
+/// One target group of Prometheus HTTP service discovery (`GET /api/sd/targets`): the format
+/// Prometheus's `http_sd_configs` reads, so its field names are Prometheus's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    /// `host:port` of the exporter (one per group).
+    pub targets: Vec<String>,
+    /// Every value a string: `__meta_zlh_*` (for relabelling), the plain labels attached to
+    /// every series scraped from the target, and `__metrics_path__` / `__scheme__` where the
+    /// exporter needs them.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
 /// Canonical JSON (object keys sorted at every level): the input of request hashes, so that
 /// the same request always hashes the same however the client ordered its keys.
 pub fn canonical_json(v: &serde_json::Value) -> String {

@@ -86,6 +86,7 @@ impl Api {
                 idempotency: Some(Idempotency {
                     key: uuid::Uuid::now_v7().to_string(),
                     request_hash: "seed".into(),
+                    retention: model::store::DEFAULT_IDEMPOTENCY_RETENTION,
                 }),
                 enforce_quota: false,
             })

@@ -276,6 +276,14 @@ impl ControllerSection {
         self.resync_interval * 3
     }
 
+    /// `shutdown_timeout` as Proxmox takes it (whole seconds; at least 1, since 0 would force
+    /// the container off at once).
+    pub fn shutdown_timeout_secs(&self) -> u32 {
+        u32::try_from(self.shutdown_timeout.as_secs())
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+
     /// How long a fleet snapshot may stand in for per-server reads: two resync intervals, so
     /// one late or failed resync does not send the fleet back to per-server reads.
     pub fn snapshot_max_age(&self) -> Duration {
@@ -774,6 +782,10 @@ mod tests {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/zlh.toml"));
         let cfg = Config::load_with_env(Some(path), std::iter::empty()).unwrap();
         assert!(cfg.cloudflare.is_some() && cfg.technitium.is_some() && cfg.velocity.is_some());
+        // The example shows the defaults of the observability keys.
+        assert_eq!(cfg.sd, api::config::SdConfig::default());
+        let defaults = ControllerSection::default();
+        assert_eq!(cfg.controller.metrics_listen, defaults.metrics_listen);
     }
 
     #[test]
@@ -965,6 +977,18 @@ mod tests {
                 "[vmids]\ngame = [5000, 6500]\n",
                 &[],
                 "vmids",
+            ),
+            (
+                "an empty pool is refused",
+                "",
+                &[("ZLH_DATABASE__API_MAX_CONNECTIONS", "0")],
+                "database.api_max_connections",
+            ),
+            (
+                "a zero acquire timeout is refused",
+                "[database]\nacquire_timeout = \"0s\"\n",
+                &[],
+                "database.acquire_timeout",
             ),
             (
                 "a bad env override names the key",

@@ -9,7 +9,8 @@
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
 //!   (batched fleet observation), `mirror` (the resync's copy of the store, kept up to date
-//!   from the change feed), `orphans`, `metrics`;
+//!   from the change feed), `orphans`, `metrics`, `health` (the engine's liveness and
+//!   readiness, for the controller's listener and systemd's watchdog);
 //! - `config` (the configuration, and every timing derived from it), `backends` (every
 //!   external system behind a trait, the clients the config describes).
 //!
@@ -21,6 +22,7 @@ pub mod backoff;
 pub mod config;
 pub mod decide;
 pub mod engine;
+pub mod health;
 pub mod metrics;
 pub mod mirror;
 pub mod observe;

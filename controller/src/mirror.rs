@@ -7,6 +7,8 @@
 //! stamped in the same transaction, and sequence numbers become visible in order. Pruning the
 //! feed would have to make a mirror that fell behind read everything again.
 
+use crate::metrics::MIRROR_FEED_LAG;
+use chrono::{DateTime, Utc};
 use model::Server;
 use model::store::{ServerFilter, Store, StoreError, list_all};
 use model::{ServerId, store::AnyStore};
@@ -33,22 +35,30 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// Every live server, by id, as the store has it now.
+    /// Every live server, by id, as the store has it now. Records how far behind the copy
+    /// was (`zlh_mirror_feed_lag_seconds`: the age of the oldest change it had not applied).
     pub async fn refresh(&mut self, store: &AnyStore) -> Result<Vec<Arc<Server>>, StoreError> {
         match self.seq {
-            None => self.read_all(store).await?,
-            Some(after) => match changed_since(store, after).await? {
-                Some((ids, seq)) => {
-                    for id in ids {
-                        match store.get_server(id).await? {
-                            Some(s) => self.servers.insert(id, Arc::new(s)),
-                            None => self.servers.remove(&id),
-                        };
+            None => {
+                self.read_all(store).await?;
+                metrics::gauge!(MIRROR_FEED_LAG).set(0.0);
+            }
+            Some(after) => {
+                let (changed, oldest) = changed_since(store, after).await?;
+                metrics::gauge!(MIRROR_FEED_LAG).set(lag_seconds(oldest));
+                match changed {
+                    Some((ids, seq)) => {
+                        for id in ids {
+                            match store.get_server(id).await? {
+                                Some(s) => self.servers.insert(id, Arc::new(s)),
+                                None => self.servers.remove(&id),
+                            };
+                        }
+                        self.seq = Some(seq);
                     }
-                    self.seq = Some(seq);
+                    None => self.read_all(store).await?,
                 }
-                None => self.read_all(store).await?,
-            },
+            }
         }
         Ok(self.servers.values().cloned().collect())
     }
@@ -67,27 +77,36 @@ impl Mirror {
     }
 }
 
+/// What [`changed_since`] found: the servers named and the position reached (`None`: read
+/// everything instead), and when the oldest change was made (`None`: nothing changed).
+type Changed = (Option<(BTreeSet<ServerId>, i64)>, Option<DateTime<Utc>>);
+
 /// The servers the feed names after `after`, and the feed position reached; `None` when more
 /// than [`READ_ONE_BY_ONE_UP_TO`] changed, or the backlog is longer than
 /// [`FEED_PAGES_UP_TO`] pages (cheaper to read everything).
-async fn changed_since(
-    store: &AnyStore,
-    after: i64,
-) -> Result<Option<(BTreeSet<ServerId>, i64)>, StoreError> {
-    let (mut ids, mut seq) = (BTreeSet::new(), after);
+async fn changed_since(store: &AnyStore, after: i64) -> Result<Changed, StoreError> {
+    let (mut ids, mut seq, mut oldest) = (BTreeSet::new(), after, None);
     for _ in 0..FEED_PAGES_UP_TO {
         let page = store.changes_since(seq, FEED_PAGE).await?;
         let last_page = page.len() < FEED_PAGE as usize;
         for c in page {
+            oldest.get_or_insert(c.at);
             ids.insert(c.server_id);
             seq = c.seq;
         }
         if ids.len() > READ_ONE_BY_ONE_UP_TO {
-            return Ok(None);
+            return Ok((None, oldest));
         }
         if last_page {
-            return Ok(Some((ids, seq)));
+            return Ok((Some((ids, seq)), oldest));
         }
     }
-    Ok(None)
+    Ok((None, oldest))
+}
+
+/// Seconds since `oldest` (0 without one; never negative, should clocks disagree).
+fn lag_seconds(oldest: Option<DateTime<Utc>>) -> f64 {
+    oldest.map_or(0.0, |at| {
+        (Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+    })
 }

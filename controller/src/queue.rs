@@ -3,6 +3,9 @@
 //! - a key is processed by at most one worker at a time; a key added while it is being
 //!   processed is queued again when that worker calls `done`;
 //! - `add_after` schedules a key for later (requeue timers, backoff); an earlier schedule wins.
+//!
+//! How long keys wait between ready and taken is recorded (`zlh_workqueue_wait_duration_seconds`),
+//! and the oldest ready key's age can be read ([`WorkQueue::oldest_ready_age`]).
 
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -17,7 +20,8 @@ pub struct WorkQueue<K> {
 }
 
 struct State<K> {
-    ready: VecDeque<K>,
+    /// Keys in FIFO order with the time each became ready (so the front is the oldest).
+    ready: VecDeque<(K, Instant)>,
     /// Keys in `ready` (dedup).
     queued: HashSet<K>,
     /// Keys a worker holds.
@@ -71,10 +75,14 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     }
 
     fn push_ready(s: &mut State<K>, key: K) {
+        Self::push_ready_at(s, key, Instant::now());
+    }
+
+    fn push_ready_at(s: &mut State<K>, key: K, since: Instant) {
         if s.running.contains(&key) {
             s.dirty.insert(key);
         } else if s.queued.insert(key.clone()) {
-            s.ready.push_back(key);
+            s.ready.push_back((key, since));
         }
     }
 
@@ -114,13 +122,16 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                     s.timers.pop();
                     if s.scheduled.get(&key) == Some(&at) {
                         s.scheduled.remove(&key);
-                        Self::push_ready(&mut s, key);
+                        // Ready since it was due, not since a worker noticed.
+                        Self::push_ready_at(&mut s, key, at);
                     }
                 }
                 if s.shut_down {
                     return None;
                 }
-                if let Some(key) = s.ready.pop_front() {
+                if let Some((key, since)) = s.ready.pop_front() {
+                    metrics::histogram!(crate::metrics::WORKQUEUE_WAIT)
+                        .record(now.saturating_duration_since(since).as_secs_f64());
                     s.queued.remove(&key);
                     s.running.insert(key.clone());
                     // Pass the baton: another worker may have something to do too.
@@ -163,6 +174,22 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
 
     pub fn running(&self) -> usize {
         self.lock().running.len()
+    }
+
+    /// How long the oldest ready key has waited for a worker (zero when none is ready). A
+    /// scheduled key counts from its due time: while every worker is busy, nobody moves due
+    /// keys to the ready list, and those are exactly the ones waiting.
+    pub fn oldest_ready_age(&self) -> Duration {
+        let s = self.lock();
+        let now = Instant::now();
+        let ready = s.ready.front().map(|(_, since)| *since);
+        let due = s.scheduled.values().filter(|at| **at <= now).min().copied();
+        ready
+            .into_iter()
+            .chain(due)
+            .min()
+            .map(|since| now.saturating_duration_since(since))
+            .unwrap_or_default()
     }
 
     /// Stop handing out keys; waiting `get` calls return `None`.
@@ -213,6 +240,44 @@ mod tests {
         q.add(3);
         assert_eq!(q.get().await, Some(3));
         assert_eq!(q.depth(), 0, "the cancelled timer does not linger");
+    }
+
+    /// The oldest ready key's age counts from when it became ready: a timer's key from its
+    /// due time, and nothing once every ready key is taken.
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_ready_age_counts_from_ready() {
+        let q = WorkQueue::new();
+        assert_eq!(q.oldest_ready_age(), Duration::ZERO, "empty");
+        q.add(1);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        q.add(2);
+        assert_eq!(q.oldest_ready_age(), Duration::from_secs(3), "key 1 waits");
+        assert_eq!(q.get().await, Some(1));
+        assert_eq!(q.oldest_ready_age(), Duration::ZERO, "key 2 was just added");
+        assert_eq!(q.get().await, Some(2));
+        q.add_after(3, Duration::from_secs(10));
+        q.add(4);
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert_eq!(q.oldest_ready_age(), Duration::from_secs(15), "key 4");
+        // Key 4 has waited 15 s; key 3 only 5 s since it was due, behind 4 in line.
+        assert_eq!(q.get().await, Some(4));
+        q.add(5);
+        assert_eq!(
+            q.oldest_ready_age(),
+            Duration::from_secs(5),
+            "key 3, from its due time"
+        );
+    }
+
+    /// While every worker is busy nobody moves due keys to the ready list: they count from
+    /// their due time all the same.
+    #[tokio::test(start_paused = true)]
+    async fn a_due_key_no_worker_took_counts_as_waiting() {
+        let q = WorkQueue::new();
+        q.add_after(1, Duration::from_secs(1));
+        q.add_after(2, Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(q.oldest_ready_age(), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]

@@ -180,7 +180,8 @@ pub async fn probe(
         }
     })
     .await;
-    metrics::counter!(m::HEALTH_PROBES, "result" => m::PROBE_ANSWERED).increment(answered.len() as u64);
+    metrics::counter!(m::HEALTH_PROBES, "result" => m::PROBE_ANSWERED)
+        .increment(answered.len() as u64);
     let unanswered: Vec<ServerId> = ids
         .into_iter()
         .filter(|id| !answered.contains(id))
@@ -242,9 +243,9 @@ fn record_fleet(sweep: &Sweep) {
     }
 }
 
-/// Zero every gauge a sweep sets (phases, Degraded by backend, tasks, orphans): a replica
-/// that does not hold the resync reports none of the fleet, so that an aggregate across
-/// replicas counts it once.
+/// Zero every gauge a sweep sets (phases, Degraded by backend, tasks, orphans, the mirror's
+/// lag): a replica that does not hold the resync reports none of the fleet, so that an
+/// aggregate across replicas counts it once.
 pub fn clear_fleet_gauges() {
     let empty = Sweep {
         phases: Phase::ALL.iter().map(|p| (*p, 0)).collect(),
@@ -253,6 +254,7 @@ pub fn clear_fleet_gauges() {
     record_phases(&empty.phases);
     record_fleet(&empty);
     metrics::gauge!(m::ORPHANS).set(0.0);
+    metrics::gauge!(m::MIRROR_FEED_LAG).set(0.0);
 }
 
 #[cfg(test)]

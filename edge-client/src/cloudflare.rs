@@ -349,7 +349,7 @@ impl CloudflareClient {
                 MSG_LOCALLY_BLOCKED,
             );
             e.retry_after = Some(left);
-            record::<()>(BACKEND, &Err(e.clone()));
+            record::<()>(BACKEND, what, &Err(e.clone()));
             return Err(e.into());
         }
         self.limiter.until_ready().await;
@@ -413,7 +413,7 @@ impl CloudflareClient {
         }
         match out {
             Ok(env) => {
-                record::<()>(BACKEND, &Ok(()));
+                record::<()>(BACKEND, what, &Ok(()));
                 Ok(env)
             }
             Err(f) => {

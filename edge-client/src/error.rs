@@ -180,13 +180,14 @@ fn source_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// `zlh_backend_requests_total{backend, class}`; class is `ok` on success.
-pub(crate) fn record<T>(backend: Backend, result: &Result<T, EdgeError>) {
+/// `zlh_backend_requests_total{backend, operation, class}`; class is `ok` on success.
+/// `operation` is a request template (`GET /status`), so the label set stays bounded.
+pub(crate) fn record<T>(backend: Backend, operation: &str, result: &Result<T, EdgeError>) {
     let class = match result {
         Ok(_) => "ok",
         Err(e) => e.class.as_str(),
     };
-    metrics::counter!("zlh_backend_requests_total", "backend" => backend.as_str(), "class" => class)
+    metrics::counter!(model::metrics::BACKEND_REQUESTS, "backend" => backend.as_str(), "operation" => operation.to_string(), "class" => class)
         .increment(1);
 }
 

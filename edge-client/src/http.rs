@@ -50,20 +50,28 @@ pub(crate) fn bearer(token: &SecretString) -> HeaderValue {
     v
 }
 
-/// Send one request. `what` is a log label (method + path, never a query with secrets).
+/// Send one request. `what` is a log label and the metrics' `operation`: a request template
+/// (method + path with `{id}` placeholders), never a query with secrets or a path with ids.
 /// Transport failures become `Transient`; every outcome is counted once in
-/// `zlh_backend_requests_total` by the caller-provided classification (see `finish`).
+/// `zlh_backend_requests_total` by the caller-provided classification (see `finish`), and
+/// the exchange's latency goes to `zlh_backend_request_duration_seconds`.
 pub(crate) async fn send(
     backend: Backend,
     what: &str,
     req: reqwest::RequestBuilder,
 ) -> Result<Response, EdgeError> {
     tracing::debug!(backend = backend.as_str(), request = what, "edge request");
+    let started = std::time::Instant::now();
+    let latency = || {
+        metrics::histogram!(model::metrics::BACKEND_REQUEST_DURATION, "backend" => backend.as_str(), "operation" => what.to_string())
+            .record(started.elapsed().as_secs_f64());
+    };
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => {
+            latency();
             let err = EdgeError::from_reqwest(backend, e);
-            record::<()>(backend, &Err(err.clone()));
+            record::<()>(backend, what, &Err(err.clone()));
             tracing::debug!(backend = backend.as_str(), request = what, error = %err, "edge request failed");
             return Err(err);
         }
@@ -80,11 +88,13 @@ pub(crate) async fn send(
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
         },
         Err(e) => {
+            latency();
             let err = EdgeError::from_reqwest(backend, e);
-            record::<()>(backend, &Err(err.clone()));
+            record::<()>(backend, what, &Err(err.clone()));
             return Err(err);
         }
     };
+    latency();
     Ok(Response {
         status,
         headers,
@@ -98,7 +108,7 @@ pub(crate) fn finish<T>(
     what: &str,
     r: Result<T, EdgeError>,
 ) -> Result<T, EdgeError> {
-    record(backend, &r);
+    record(backend, what, &r);
     if let Err(e) = &r {
         tracing::debug!(backend = backend.as_str(), request = what, error = %e, "edge request rejected");
     }

@@ -5,7 +5,8 @@
 //! and `Proxy` traits for unit tests (`edge_client::fake`).
 //!
 //! Every call returns `EdgeError` with a `model::ErrorClass`; every HTTP exchange is counted in
-//! `zlh_backend_requests_total{backend, class}` (`class="ok"` on success). No token or secret
+//! `zlh_backend_requests_total{backend, operation, class}` (`class="ok"` on success) and
+//! timed in `zlh_backend_request_duration_seconds{backend, operation}`. No token or secret
 //! is ever put in a URL, a log line or an error message.
 
 pub mod agent;

@@ -13,6 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BACKEND: Backend = Backend::Slp;
+/// The metrics' `operation` of a Server List Ping.
+const PING_OPERATION: &str = "ping";
 /// Status JSON is at most 32767 characters (×4 bytes in UTF-8) plus framing.
 pub(crate) const MAX_PACKET: usize = 32767 * 4 + 16;
 /// "Any version" when probing.
@@ -240,6 +242,7 @@ pub async fn ping(
     server_address: &str,
     timeout: Duration,
 ) -> Result<SlpStatus, EdgeError> {
+    let started = std::time::Instant::now();
     let r = match tokio::time::timeout(timeout, exchange(addr, server_address)).await {
         Ok(r) => r,
         Err(_) => Err(EdgeError::new(
@@ -249,7 +252,9 @@ pub async fn ping(
             crate::error::MSG_TIMEOUT,
         )),
     };
-    record(BACKEND, &r);
+    metrics::histogram!(model::metrics::BACKEND_REQUEST_DURATION, "backend" => BACKEND.as_str(), "operation" => PING_OPERATION)
+        .record(started.elapsed().as_secs_f64());
+    record(BACKEND, PING_OPERATION, &r);
     if let Err(e) = &r {
         tracing::debug!(backend = "slp", %addr, error = %e, "server list ping failed");
     }

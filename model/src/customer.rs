@@ -34,19 +34,28 @@ impl std::str::FromStr for Standing {
     }
 }
 
+/// What a customer's live servers may use together. A member left out of a request body takes
+/// its default (so a body from before cores and disk were quotas still parses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Quota {
     pub max_servers: u32,
     pub max_memory_mib: u64,
+    pub max_cores: u32,
+    pub max_disk_gib: u64,
 }
 
 impl Default for Quota {
-    /// A new customer may run 5 servers with 32 GiB in all, until an operator says otherwise.
+    /// A new customer may run 5 servers with 32 GiB of memory, 12 cores and 256 GiB of disk
+    /// in all, until an operator says otherwise: five servers of the default plan (2 cores,
+    /// 16 GiB) with room to grow some, while one server at the largest plan (16 cores, 1 TiB)
+    /// needs an operator.
     fn default() -> Self {
         Quota {
             max_servers: 5,
             max_memory_mib: 32 * 1024,
+            max_cores: 12,
+            max_disk_gib: 256,
         }
     }
 }

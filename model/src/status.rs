@@ -96,6 +96,15 @@ pub enum TaskKind {
 }
 
 impl TaskKind {
+    pub const ALL: [TaskKind; 6] = [
+        TaskKind::Clone,
+        TaskKind::Start,
+        TaskKind::Shutdown,
+        TaskKind::Reboot,
+        TaskKind::Stop,
+        TaskKind::Destroy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Clone => "clone",

@@ -158,6 +158,9 @@ both!(
     replicas_and_orphans,
     singletons,
     notifications,
+    concurrent_updates_stay_within_the_quota,
+    quotas_cover_cores_and_disk,
+    idempotency_keys_outlive_their_server,
 );
 
 // --- helpers -------------------------------------------------------------------------------
@@ -182,6 +185,7 @@ fn keyed(customer: &str, spec: ServerSpec, key: &str, hash: &str) -> NewServer {
         idempotency: Some(Idempotency {
             key: key.into(),
             request_hash: hash.into(),
+            retention: DEFAULT_IDEMPOTENCY_RETENTION,
         }),
         enforce_quota: false,
     }
@@ -753,6 +757,7 @@ async fn quota_and_standing(s: &impl Store, _h: &Harness) {
         Some(Quota {
             max_servers: 2,
             max_memory_mib: 6144,
+            ..Quota::default()
         }),
         None,
     )
@@ -784,6 +789,7 @@ async fn quota_and_standing(s: &impl Store, _h: &Harness) {
         Some(Quota {
             max_servers: 10,
             max_memory_mib: 6144,
+            ..Quota::default()
         }),
         None,
     )
@@ -924,6 +930,8 @@ async fn customers_and_tokens(s: &impl Store, _h: &Harness) {
     let q = Quota {
         max_servers: 1,
         max_memory_mib: 1024,
+        max_cores: 3,
+        max_disk_gib: 40,
     };
     let c = s
         .upsert_customer("carol", Some(q), Some(Standing::Overdue))
@@ -1117,4 +1125,207 @@ async fn unsupported_url_is_refused_without_echoing_it() {
         panic!("mysql accepted");
     };
     assert!(!e.to_string().contains("hunter2"), "{e}");
+}
+
+// --- quotas on update, cores and disk; idempotency retention --------------------------------
+
+fn with_resources(mut spec: ServerSpec, cores: u32, mib: u32, disk: u32) -> ServerSpec {
+    spec.resources = model::Resources {
+        cores,
+        memory_mib: mib,
+        disk_gib: disk,
+    };
+    spec
+}
+
+/// Regression: two concurrent PATCHes took a customer past its memory quota because the
+/// update-time check ran outside the write transaction. Eight servers of 512 MiB under a
+/// 6144 MiB quota leave room for exactly four of the eight concurrent raises to 1024 MiB.
+async fn concurrent_updates_stay_within_the_quota(s: &impl Store, _h: &Harness) {
+    s.upsert_customer(
+        "alice",
+        Some(Quota {
+            max_servers: 10,
+            max_memory_mib: 6144,
+            ..Quota::default()
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..8 {
+        servers.push(create(s, "alice", with_memory(game(), 512)).await);
+    }
+    // Open the pool's connections first, so that the updates start together.
+    for r in join_all((0..8).map(|_| s.ping())).await {
+        r.unwrap();
+    }
+    let results = join_all(
+        servers
+            .iter()
+            .map(|srv| s.update_spec_within_quota(srv.id, with_memory(game(), 1024), None)),
+    )
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        assert!(
+            matches!(r, Ok(_) | Err(StoreError::QuotaExceeded(_))),
+            "only quota refusals: {r:?}"
+        );
+    }
+    assert_eq!(ok, 4, "exactly the four raises that fit: {results:?}");
+    let mut total = 0;
+    for srv in &servers {
+        total += s
+            .get_server(srv.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .resources
+            .memory_mib;
+    }
+    assert_eq!(total, 6144, "at the quota, never above");
+}
+
+/// Regression: a customer could raise its own server to 16 cores and 1 TiB: only the server
+/// count and memory were quotas.
+async fn quotas_cover_cores_and_disk(s: &impl Store, _h: &Harness) {
+    s.upsert_customer(
+        "alice",
+        Some(Quota {
+            max_servers: 10,
+            max_memory_mib: 1 << 20,
+            max_cores: 6,
+            max_disk_gib: 64,
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    let c = s.get_customer("alice").await.unwrap();
+    assert_eq!((c.quota.max_cores, c.quota.max_disk_gib), (6, 64), "stored");
+    let enforced = |spec, key: &str| NewServer {
+        enforce_quota: true,
+        ..keyed("alice", spec, key, key)
+    };
+    let a = s
+        .create_server(enforced(with_resources(game(), 4, 2048, 32), "a"))
+        .await
+        .unwrap()
+        .server;
+    let cases = [
+        (
+            "cores at create",
+            with_resources(game(), 3, 2048, 16),
+            "cores",
+        ),
+        (
+            "disk at create",
+            with_resources(game(), 1, 2048, 40),
+            "disk",
+        ),
+    ];
+    for (reason, spec, what) in cases {
+        match s.create_server(enforced(spec, reason)).await {
+            Err(StoreError::QuotaExceeded(m)) => assert!(m.contains(what), "{reason}: {m}"),
+            other => panic!("{reason}: expected QuotaExceeded, got {other:?}"),
+        }
+    }
+    let b = s
+        .create_server(enforced(with_resources(game(), 2, 2048, 32), "b"))
+        .await
+        .unwrap()
+        .server;
+    // Growing a's cores or disk does not fit beside b; nothing is written.
+    for (reason, spec, what) in [
+        (
+            "cores at update",
+            with_resources(game(), 5, 2048, 32),
+            "cores",
+        ),
+        (
+            "disk at update",
+            with_resources(game(), 4, 2048, 33),
+            "disk",
+        ),
+    ] {
+        match s.update_spec_within_quota(a.id, spec, None).await {
+            Err(StoreError::QuotaExceeded(m)) => assert!(m.contains(what), "{reason}: {m}"),
+            other => panic!("{reason}: expected QuotaExceeded, got {other:?}"),
+        }
+    }
+    assert_eq!(s.get_server(a.id).await.unwrap().unwrap().generation, 1);
+    // Over a lowered quota, a change that grows nothing still goes through.
+    s.upsert_customer(
+        "alice",
+        Some(Quota {
+            max_cores: 2,
+            ..c.quota
+        }),
+        None,
+    )
+    .await
+    .unwrap();
+    let mut stopped = a.spec.clone();
+    stopped.power = model::Power::Stopped;
+    let (a2, _) = s
+        .update_spec_within_quota(a.id, stopped, None)
+        .await
+        .unwrap();
+    assert_eq!(a2.generation, 2);
+    // Unchecked updates (operators) are not refused.
+    s.update_spec(b.id, with_resources(game(), 16, 2048, 1024), None)
+        .await
+        .unwrap();
+}
+
+/// Regression: an `Idempotency-Key` was deleted with its server's row, so a late retry of a
+/// deleted server's create made a new server. Keys live for their retention, then expire.
+async fn idempotency_keys_outlive_their_server(s: &impl Store, h: &Harness) {
+    let first = s
+        .create_server(keyed("alice", game(), "k", "h"))
+        .await
+        .unwrap();
+    s.request_deletion(first.server.id).await.unwrap();
+    s.archive_and_delete(first.server.id, None).await.unwrap();
+    let replay = s
+        .create_server(keyed("alice", game(), "k", "h"))
+        .await
+        .unwrap();
+    assert!(!replay.created, "a replay, not a new server");
+    assert_eq!(
+        (replay.server.id, replay.operation.id),
+        (first.server.id, first.operation.id)
+    );
+    assert!(
+        replay.server.is_deleting(),
+        "the archived server's last state"
+    );
+    assert!(matches!(
+        s.create_server(keyed("alice", dev(), "k", "other")).await,
+        Err(StoreError::IdempotencyConflict)
+    ));
+    assert!(s.all_server_ids().await.unwrap().is_empty(), "nothing made");
+
+    // Just inside the retention it still replays; past it, the key is forgotten.
+    h.advance(DEFAULT_IDEMPOTENCY_RETENTION - Duration::from_secs(1));
+    let late = s.create_server(keyed("alice", game(), "k", "h")).await;
+    assert!(!late.unwrap().created);
+    h.advance(Duration::from_secs(2));
+    let fresh = s
+        .create_server(keyed("alice", dev(), "k", "other"))
+        .await
+        .unwrap();
+    assert!(
+        fresh.created,
+        "an expired key neither replays nor conflicts"
+    );
+    assert_ne!(fresh.server.id, first.server.id);
+    let again = s
+        .create_server(keyed("alice", dev(), "k", "other"))
+        .await
+        .unwrap();
+    assert_eq!((again.created, again.server.id), (false, fresh.server.id));
 }

@@ -8,6 +8,7 @@ use crate::types::*;
 use crate::upid::Upid;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use model::ErrorClass;
+use model::metrics::{BACKEND_REQUEST_DURATION, BACKEND_REQUESTS};
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -169,15 +170,18 @@ impl PveClient {
         };
         let rb = rb.header(AUTHORIZATION, self.inner.auth.clone());
         tracing::debug!(endpoint = r.endpoint, method = r.method.as_str(), path = %r.path, "proxmox request");
+        let started = std::time::Instant::now();
         let res = match rb.send().await {
             Err(e) => Err(transport_err(r.endpoint, &e)),
             Ok(resp) => read_response::<T>(r.endpoint, resp).await,
         };
+        metrics::histogram!(BACKEND_REQUEST_DURATION, "backend" => "proxmox", "operation" => r.endpoint)
+            .record(started.elapsed().as_secs_f64());
         let class = match &res {
             Ok(_) => "ok",
             Err(e) => e.class.as_str(),
         };
-        metrics::counter!("zlh_backend_requests_total", "backend" => "proxmox", "endpoint" => r.endpoint, "class" => class)
+        metrics::counter!(BACKEND_REQUESTS, "backend" => "proxmox", "operation" => r.endpoint, "class" => class)
             .increment(1);
         if let Err(e) = &res {
             tracing::debug!(endpoint = r.endpoint, error = %e, "proxmox error");

@@ -969,3 +969,33 @@ async fn control_endpoint() {
         "DELETE cleared the task error too"
     );
 }
+
+/// Regression: the `refuse` outage dropped every connection, the fault control's too, so an
+/// outage started over HTTP could never be lifted over HTTP.
+#[tokio::test]
+async fn the_fault_control_answers_through_a_refuse_outage() {
+    let (sim, c) = sim().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}{}", sim.url(), model::faults::FAULTS_PATH);
+    let post = |body: &'static str| {
+        let rb = http.post(&url).body(body);
+        async move { rb.send().await.unwrap().status() }
+    };
+    for (reason, lift) in [("outage: null", true), ("DELETE", false)] {
+        assert!(post(r#"{"outage": {"kind": "refuse"}}"#).await.is_success());
+        let e = c.version().await.unwrap_err();
+        assert_eq!(e.class, ErrorClass::Transient, "{reason}: refused: {e}");
+        let status = if lift {
+            post(r#"{"outage": null}"#).await
+        } else {
+            http.delete(&url).send().await.unwrap().status()
+        };
+        assert!(
+            status.is_success(),
+            "{reason}: the control answers: {status}"
+        );
+        c.version()
+            .await
+            .unwrap_or_else(|e| panic!("{reason}: lifted: {e}"));
+    }
+}

@@ -5,6 +5,7 @@ pub mod chaos;
 pub mod invariants;
 pub mod pg;
 pub mod process;
+pub mod tcp_proxy;
 pub mod world;
 
 pub use invariants::check_invariants;

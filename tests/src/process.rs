@@ -70,6 +70,8 @@ pub fn write_config(w: &World, dir: &Path, edit: impl FnOnce(&mut Config)) -> Pa
     };
     let mut cfg = w.cfg.clone();
     cfg.api.listen = "127.0.0.1:0".parse().unwrap();
+    // Several controllers run at once (replicas, restarts): each picks a free port.
+    cfg.controller.metrics_listen = "127.0.0.1:0".parse().unwrap();
     let pve = w.sims.pve.as_ref().expect("Proxmox simulator");
     cfg.proxmox.url = pve.url();
     cfg.proxmox.token_id = pve.token_id().to_string();
@@ -127,6 +129,12 @@ pub struct Zlhd {
 impl Zlhd {
     /// `zlhd --config <config> <args...>`, stderr appended to `log`.
     pub fn spawn(config: &Path, args: &[&str], log: &Path) -> Zlhd {
+        Self::spawn_env(config, args, log, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables (they win over the defaults,
+    /// e.g. `RUST_LOG`).
+    pub fn spawn_env(config: &Path, args: &[&str], log: &Path, env: &[(&str, &str)]) -> Zlhd {
         let err = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -149,6 +157,7 @@ impl Zlhd {
                 "RUST_LOG",
                 std::env::var("ZLH_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))
@@ -176,6 +185,38 @@ impl Zlhd {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// The address in the `addr` field of the first JSON log line (`--log-format json`)
+    /// whose message is `message` (e.g. "API listening"): how a test finds a port zlhd picked
+    /// itself. Waits for it; panics with the log's tail if zlhd exits or `timeout` passes.
+    pub async fn logged_addr(&mut self, message: &str, timeout: Duration) -> std::net::SocketAddr {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let found = text.lines().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let fields = v.get("fields")?;
+                (fields.get("message")?.as_str()? == message)
+                    .then(|| fields.get("addr")?.as_str()?.parse().ok())
+                    .flatten()
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "zlhd exited ({status}) before logging '{message}':\n{}",
+                    tail(&self.log, 40)
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "zlhd did not log '{message}' within {timeout:?}:\n{}",
+                tail(&self.log, 40)
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 }
 

@@ -125,6 +125,7 @@ impl World {
                 idempotency: Some(Idempotency {
                     key: uuid_like(),
                     request_hash: "h".into(),
+                    retention: model::store::DEFAULT_IDEMPOTENCY_RETENTION,
                 }),
                 enforce_quota: false,
             })

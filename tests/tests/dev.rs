@@ -301,3 +301,44 @@ fn zlhd_config_errors_name_the_key_and_exit_2() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Regression: `zlhd sim --state-file` wrote the simulators' credentials world-readable (and
+/// a file left from an earlier run kept its mode).
+#[test]
+fn zlhd_sim_writes_its_state_file_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("zlh-sim-{}", model::ServerId::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("sim.json");
+    std::fs::write(&state, "").unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let log = std::fs::File::create(dir.join("sim.log")).unwrap();
+    let mut child = Command::new(zlhd_path())
+        .arg("sim")
+        .arg("--state-file")
+        .arg(&state)
+        .env_remove("ZLH_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn zlhd sim");
+    let deadline = std::time::Instant::now() + T;
+    let endpoints = loop {
+        if let Ok(text) = std::fs::read_to_string(&state)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+        {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zlhd sim did not write its state file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(endpoints["proxmox_token_secret"].is_string(), "{endpoints}");
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "credentials are the owner's only");
+    assert!(sigterm_and_wait(&mut child).success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

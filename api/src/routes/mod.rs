@@ -5,4 +5,5 @@ pub mod customers;
 pub mod operations;
 pub mod ops;
 pub mod power;
+pub mod sd;
 pub mod servers;

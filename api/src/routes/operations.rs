@@ -58,6 +58,7 @@ pub async fn get_operation(
 ) -> ApiResult<Json<OperationStatus>> {
     let id = parse_id::<OperationId>("operation", &id)?;
     let (operation, server, archived) = visible_operation(&ctx, &p, id).await?;
+    let server = server.map(|s| crate::redact::server(&p, s));
     Ok(Json(OperationStatus {
         state: OperationState::of(&operation, server.as_ref(), archived),
         server: server.as_ref().map(|s| ServerSummary::of(s, archived)),

@@ -21,12 +21,13 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store answers and can write (a small write, so a full or read-only disk
+/// shows as unready).
 #[utoipa::path(
     get, path = "/readyz", tag = "ops",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "The store is unreachable", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unreachable or cannot write", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn readyz(State(ctx): State<Arc<Ctx>>) -> ApiResult<Json<Health>> {

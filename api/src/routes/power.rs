@@ -185,8 +185,8 @@ pub async fn power_server(
     let expected = if_match(&headers)?;
     Ok(
         match power(&ctx, &p, r, req.signal, req.target, expected).await? {
-            PowerOutcome::Changed(server, op) => accepted(server, &op),
-            PowerOutcome::Unchanged(server) => with_etag(server),
+            PowerOutcome::Changed(server, op) => accepted(crate::redact::server(&p, server), &op),
+            PowerOutcome::Unchanged(server) => with_etag(crate::redact::server(&p, server)),
         },
     )
 }

@@ -8,6 +8,7 @@ use crate::openapi::{
     AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems, QueryProblems,
 };
 use crate::problem::{ApiError, ApiResult, kind};
+use crate::redact;
 use crate::router::Ctx;
 use crate::wire::{
     Accepted, CreateServerRequest, EventList, ListFilter, PatchServerRequest, ServerList,
@@ -188,6 +189,7 @@ pub(crate) async fn admit(
     let idempotency = key.map(|key| Idempotency {
         key,
         request_hash: request_hash(&customer_id, &spec),
+        retention: ctx.app.config.idempotency_retention,
     });
     let created = ctx
         .app
@@ -201,7 +203,7 @@ pub(crate) async fn admit(
         .await?;
     if created.created {
         tracing::info!(server = %created.server.id, customer = %created.server.customer_id, "server requested");
-        metrics::counter!("zlh_api_servers_created_total").increment(1);
+        metrics::counter!(crate::metrics::SERVERS_CREATED).increment(1);
     }
     Ok(created)
 }
@@ -231,7 +233,7 @@ pub async fn create_server(
     let key = idempotency_key(&headers)?;
     let customer = resolve_customer(&p, req.customer_id, "customerId")?;
     let c = admit(&ctx, customer, req.spec, key, "spec.").await?;
-    Ok(accepted(c.server, &c.operation))
+    Ok(accepted(redact::server(&p, c.server), &c.operation))
 }
 
 /// Query of `GET /api/servers`.
@@ -344,7 +346,7 @@ pub async fn list_servers(
         )
         .await?;
     Ok(Json(ServerList {
-        items: page.items,
+        items: redact::servers(&p, page.items),
         next: page.next,
     })
     .into_response())
@@ -365,7 +367,10 @@ pub async fn get_server(
     Reader(p): Reader,
     ServerPath(r): ServerPath,
 ) -> ApiResult<Response> {
-    Ok(with_etag(visible_server(&ctx, &p, r).await?))
+    Ok(with_etag(redact::server(
+        &p,
+        visible_server(&ctx, &p, r).await?,
+    )))
 }
 
 /// Refuse changes for a customer who is not active (operators may still act).
@@ -382,49 +387,6 @@ pub(crate) async fn check_standing(
         });
     }
     Ok(c)
-}
-
-/// Memory quota for a spec change that grows memory (best effort: the store enforces quotas
-/// atomically only on create).
-async fn check_memory_quota(
-    ctx: &Ctx,
-    customer: &model::Customer,
-    server: &Server,
-    new_memory: u32,
-) -> ApiResult<()> {
-    if new_memory <= server.spec.resources.memory_mib {
-        return Ok(());
-    }
-    let filter = ServerFilter {
-        customer_id: Some(customer.id.clone()),
-        ..Default::default()
-    };
-    let mut total: u64 = u64::from(new_memory);
-    let mut after = None;
-    loop {
-        let page = ctx
-            .app
-            .store
-            .list_servers(&filter, PageRequest { after, limit: 500 })
-            .await?;
-        total += page
-            .items
-            .iter()
-            .filter(|s| s.id != server.id && !s.is_deleting())
-            .map(|s| u64::from(s.spec.resources.memory_mib))
-            .sum::<u64>();
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    if total > customer.quota.max_memory_mib {
-        return Err(ApiError::QuotaExceeded(format!(
-            "memory {total} MiB would exceed the customer's {} MiB",
-            customer.quota.max_memory_mib
-        )));
-    }
-    Ok(())
 }
 
 /// Replace a server's spec (generation + 1); 202 with the update operation.
@@ -489,13 +451,18 @@ pub async fn patch_server(
     asked.container = asked.container.max(had.container);
     validate_spec(&req.spec, "spec.")?;
     check_offered(&ctx.app.catalog, &req.spec, "spec.")?;
-    let customer = check_standing(&ctx, &p, &server.customer_id).await?;
-    if p.role != Role::Operator {
-        check_memory_quota(&ctx, &customer, &server, req.spec.resources.memory_mib).await?;
-    }
-    let (server, op) = ctx.app.store.update_spec(id, req.spec, expected).await?;
+    check_standing(&ctx, &p, &server.customer_id).await?;
+    // The quota (memory, cores, disk, for what grows) is checked in the write's transaction.
+    let store = &ctx.app.store;
+    let (server, op) = if p.role == Role::Operator {
+        store.update_spec(id, req.spec, expected).await?
+    } else {
+        store
+            .update_spec_within_quota(id, req.spec, expected)
+            .await?
+    };
     tracing::info!(server = %id, generation = server.generation, "spec updated");
-    Ok(accepted(server, &op))
+    Ok(accepted(redact::server(&p, server), &op))
 }
 
 /// Request deletion (idempotent); 202 with the delete operation.
@@ -513,7 +480,7 @@ pub async fn delete_server(
     let id = visible_server(&ctx, &p, r).await?.id;
     let (server, op) = ctx.app.store.request_deletion(id).await?;
     tracing::info!(server = %id, "deletion requested");
-    Ok(accepted(server, &op))
+    Ok(accepted(redact::server(&p, server), &op))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -541,7 +508,7 @@ pub async fn reconcile_server(
     let retry = q.retry.unwrap_or(false);
     let server = ctx.app.store.request_reconcile(id, retry).await?;
     tracing::info!(server = %id, retry, "reconcile requested");
-    Ok((StatusCode::ACCEPTED, Json(server)).into_response())
+    Ok((StatusCode::ACCEPTED, Json(redact::server(&p, server))).into_response())
 }
 
 async fn set_paused(ctx: &Ctx, p: &Principal, r: ServerRef, paused: bool) -> ApiResult<Response> {
@@ -606,5 +573,7 @@ pub async fn server_events(
     let max = ctx.app.config.events_limit;
     let limit = q.limit.unwrap_or(max).clamp(1, max);
     let items = ctx.app.store.list_events(id, limit).await?;
-    Ok(Json(EventList { items }))
+    Ok(Json(EventList {
+        items: redact::events(&p, items),
+    }))
 }

@@ -46,6 +46,7 @@ impl Harness {
             catalog: Arc::new(Catalog::example()),
             config,
             metrics,
+            sd: api::SdConfig::default(),
         };
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(api::serve(listener, state, async move {
@@ -105,6 +106,7 @@ impl Harness {
                 idempotency: Some(model::store::Idempotency {
                     key: uuid::Uuid::now_v7().to_string(),
                     request_hash: "seed".into(),
+                    retention: model::store::DEFAULT_IDEMPOTENCY_RETENTION,
                 }),
                 enforce_quota: false,
             })

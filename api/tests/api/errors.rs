@@ -97,6 +97,7 @@ async fn refusals_are_problems_and_write_nothing() {
             Some(Quota {
                 max_servers: 0,
                 max_memory_mib: 1 << 20,
+                ..Quota::default()
             }),
             None,
         )
@@ -294,6 +295,7 @@ async fn suspended_and_quota_problems_say_why() {
             Some(Quota {
                 max_servers: 10,
                 max_memory_mib: 4096,
+                ..Quota::default()
             }),
             None,
         )

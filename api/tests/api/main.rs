@@ -2,9 +2,11 @@
 
 mod common;
 mod errors;
+mod hardening;
 mod idempotency;
 mod openapi;
 mod portal;
 mod power;
 mod routes;
+mod sd;
 mod watch;

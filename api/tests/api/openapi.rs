@@ -17,6 +17,8 @@ fn every_route_is_documented() {
         ("/api/operations/{id}", &["get"]),
         ("/api/controller", &["get"]),
         ("/api/orphans", &["get"]),
+        ("/api/sd/targets", &["get"]),
+        ("/sd/exporters", &["get"]),
         ("/api/customers/{id}", &["get", "put"]),
         ("/api/catalog/game", &["get"]),
         ("/api/catalog/dev", &["get"]),

@@ -326,6 +326,8 @@ async fn customers_controller_orphans_catalog_and_health() {
     let q = Quota {
         max_servers: 2,
         max_memory_mib: 8192,
+        max_cores: 6,
+        max_disk_gib: 100,
     };
     let c = op
         .set_customer(

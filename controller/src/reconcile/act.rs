@@ -248,7 +248,7 @@ async fn start<S: Stack>(run: &mut Run<'_, S>) -> Acted {
 
 async fn shutdown<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     let (node, vmid) = (run.node(), run.vmid());
-    let timeout = u32::try_from(run.ctx.timing().shutdown_timeout.as_secs()).unwrap_or(u32::MAX);
+    let timeout = run.ctx.timing().shutdown_timeout_secs();
     match run
         .ctx
         .backends
@@ -268,7 +268,7 @@ async fn shutdown<S: Stack>(run: &mut Run<'_, S>) -> Acted {
 
 async fn reboot<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     let (node, vmid) = (run.node(), run.vmid());
-    let timeout = u32::try_from(run.ctx.timing().shutdown_timeout.as_secs()).unwrap_or(u32::MAX);
+    let timeout = run.ctx.timing().shutdown_timeout_secs();
     match run
         .ctx
         .backends

@@ -15,7 +15,11 @@ impl<S: Stack> Context<S> {
     /// Take the clone slot of template `tpl`. Re-acquiring renews the fleet-wide hold while
     /// the clone runs.
     pub(super) async fn acquire_slot(&self, tpl: u32, id: ServerId) -> bool {
-        self.slots.try_acquire(tpl, id) && self.hold_template(tpl, id).await
+        let got = self.slots.try_acquire(tpl, id) && self.hold_template(tpl, id).await;
+        if !got {
+            metrics::counter!(crate::metrics::TEMPLATE_SLOT_WAITS).increment(1);
+        }
+        got
     }
 
     /// Take or renew the fleet-wide hold on template `tpl`. The holder is the server, not the

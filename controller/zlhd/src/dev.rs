@@ -102,10 +102,11 @@ async fn create_token(
     Ok(secret)
 }
 
-/// The state file holds tokens: readable by the owner only.
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+/// State files hold tokens and credentials: readable by the owner only. `mode` applies only
+/// when the file is created, so an existing file is narrowed before anything is written.
+pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -113,6 +114,8 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
     f.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -124,6 +127,8 @@ async fn demo(store: &model::store::AnyStore, n: u32) -> anyhow::Result<()> {
             Some(model::Quota {
                 max_servers: n.max(1),
                 max_memory_mib: u64::from(n.max(1)) * 65_536,
+                max_cores: n.max(1) * model::spec::bounds::CORES.1,
+                max_disk_gib: u64::from(n.max(1)) * u64::from(model::spec::bounds::DISK_GIB.1),
             }),
             None,
         )
@@ -141,6 +146,7 @@ async fn demo(store: &model::store::AnyStore, n: u32) -> anyhow::Result<()> {
                 idempotency: Some(model::store::Idempotency {
                     key: format!("demo-{i}"),
                     request_hash: format!("demo-{i}"),
+                    retention: model::store::DEFAULT_IDEMPOTENCY_RETENTION,
                 }),
                 enforce_quota: false,
             })
@@ -179,5 +185,27 @@ async fn show_progress(store: model::store::AnyStore, stop: CancellationToken) {
             println!("all demo servers are ready");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn state_files_are_owner_only_even_when_they_existed() {
+        let dir = std::env::temp_dir().join(format!("zlh-private-{}", model::ServerId::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (new, old) = (dir.join("new.json"), dir.join("old.json"));
+        std::fs::write(&old, "stale").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for p in [&new, &old] {
+            write_private(p, "{}").unwrap();
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+            assert_eq!(std::fs::read_to_string(p).unwrap(), "{}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

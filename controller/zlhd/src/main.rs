@@ -33,7 +33,8 @@ enum Cmd {
     Api,
     /// Only the controller (split deployment; several replicas on PostgreSQL).
     Controller,
-    /// Apply database migrations and exit (run before restarting after an upgrade).
+    /// Apply database migrations and exit: the only command that changes the schema (besides
+    /// `dev`). Run it before restarting anything after an upgrade.
     Migrate,
     /// Run every simulator on loopback and print their URLs and credentials.
     Sim {
@@ -151,7 +152,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
                     controller: true,
                 },
             };
-            let store = run::open_store(&cfg).await?;
+            let store = run::open_store_for(&cfg, &roles).await?;
             run::spawn_signal_handler(shutdown.clone());
             run::run(cfg, store, None, roles, None, shutdown).await
         }
@@ -187,7 +188,8 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             let endpoints = serde_json::to_string_pretty(&sims.endpoints())?;
             println!("{endpoints}");
             if let Some(p) = state_file {
-                std::fs::write(&p, &endpoints)?;
+                // Credentials of the simulators: owner-only, as `zlhd dev`'s state file.
+                zlhd::dev::write_private(&p, &endpoints)?;
             }
             run::spawn_signal_handler(shutdown.clone());
             run::notify_ready();
@@ -227,7 +229,12 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
                     "--customer is required with --role customer, and only then".into()
                 ));
             }
-            let store = run::open_store(&cfg).await?;
+            let store = zlhd::store::open(
+                &cfg,
+                &zlhd::store::api_options(&cfg),
+                zlhd::store::Schema::Check,
+            )
+            .await?;
             let secret = model::customer::new_token_secret();
             store
                 .create_token(

@@ -5,8 +5,8 @@ use anyhow::Context as _;
 use controller::backends::Backends;
 use controller::config::Config;
 use controller::engine::Controller;
+use model::SystemClock;
 use model::store::AnyStore;
-use model::{Clock, SystemClock};
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,21 +33,21 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+/// Open the store and apply the migrations (`zlhd migrate`, `zlhd dev`; see
+/// [`crate::store`] for who migrates).
 pub async fn open_store(cfg: &Config) -> anyhow::Result<AnyStore> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let url = cfg.database_url()?;
-    if let Some(path) = url.strip_prefix("sqlite://")
-        && let Some(dir) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
-    }
-    let store = AnyStore::connect(&url, clock)
-        .await
-        .context("cannot open the database")?;
-    store.migrate().await.context("cannot apply migrations")?;
-    Ok(store)
+    crate::store::open(cfg, &cfg.database, crate::store::Schema::Migrate).await
+}
+
+/// Open the store for `roles` without touching the schema: it must be one this binary
+/// understands. An API-only process takes the API's pool size.
+pub async fn open_store_for(cfg: &Config, roles: &Roles) -> anyhow::Result<AnyStore> {
+    let opts = if roles.controller {
+        cfg.database.clone()
+    } else {
+        crate::store::api_options(cfg)
+    };
+    crate::store::open(cfg, &opts, crate::store::Schema::Check).await
 }
 
 /// SQLite runs one controller: a second one against the same file refuses to start. The lock
@@ -139,11 +139,23 @@ pub async fn run(
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.api.listen))?,
         };
+        // With the controller in this process the API gets a pool of its own, so API
+        // clients can never hold the controller's connections.
+        let api_store = if roles.controller {
+            store.with_own_pool(&crate::store::api_options(&cfg))
+        } else {
+            store.clone()
+        };
+        let limits = api::ApiConfig {
+            max_connections: crate::store::connection_cap(&cfg),
+            ..cfg.api.limits.clone()
+        };
         let state = api::AppState {
-            store: store.clone(),
+            store: api_store,
             catalog: Arc::new(cfg.catalog()),
-            config: cfg.api.limits.clone(),
+            config: limits,
             metrics: Some(metrics.clone()),
+            sd: cfg.sd.clone(),
         };
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -152,6 +164,7 @@ pub async fn run(
                 .context("API server failed")
         });
     }
+    let mut engine_health = None;
     if roles.controller {
         let backends = match backends {
             Some(b) => b,
@@ -163,9 +176,21 @@ pub async fn run(
             cfg.clone(),
             Arc::new(SystemClock),
         ));
+        engine_health = Some(ctl.health.clone());
+        if !roles.api {
+            let listener = crate::listener::bind(cfg.controller.metrics_listen).await?;
+            let probe = crate::listener::Probe {
+                store: store.clone(),
+                health: ctl.health.clone(),
+                timing: cfg.controller.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.spawn(crate::listener::serve(listener, probe, shutdown.clone()));
+        }
         let stop = shutdown.clone();
         tasks.spawn(async move { ctl.run(stop).await });
     }
+    crate::watchdog::spawn(engine_health, shutdown.clone());
     notify_ready();
     let mut result = Ok(());
     while let Some(r) = tasks.join_next().await {

@@ -22,7 +22,7 @@
 //! install timer): nothing runs in the background, and a phase whose time is up has changed
 //! by the next `GET /status`, SLP connection or `state()`.
 
-use super::{Core, SimServer, middleware, plain_error};
+use super::{Core, SimServer, middleware, plain_error, plain_message, with_fault_control};
 use crate::agent::{AgentPayload, AgentState, StatusWire};
 use crate::slp::{read_packet, varint_from, write_packet, write_string};
 use axum::Router;
@@ -538,7 +538,7 @@ impl AgentSim {
         while game_port == agent_port && !cfg.share_port {
             game_port = free_port()?;
         }
-        let core = Core::new(Arc::new(plain_error));
+        let core = Core::new(Arc::new(plain_message));
         Ok(AgentSim {
             shared: Arc::new(Mutex::new(Inner {
                 cfg,
@@ -617,6 +617,7 @@ impl AgentSim {
                 core.clone(),
                 middleware,
             ));
+        let router = with_fault_control(router, &core);
         let shared = self.shared.clone();
         let slp: super::OtherProtocol = Arc::new(move |stream| {
             tokio::spawn(serve_slp(stream, shared.clone(), ip));

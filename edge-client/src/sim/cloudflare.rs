@@ -165,11 +165,20 @@ fn record_missing() -> Response {
 impl CloudflareSim {
     pub async fn start(cfg: CloudflareSimConfig) -> std::io::Result<Self> {
         let retry = cfg.injected_retry_after_secs;
-        let core = Core::new(Arc::new(move |status| match status {
+        let core = Core::new(Arc::new(move |status, message: &str| match status {
             429 => rate_limited(retry),
-            401 | 403 => envelope_err(status, &[(code::AUTH_ERROR, "Authentication error")]),
+            401 | 403 => envelope_err(
+                status,
+                &[(
+                    code::AUTH_ERROR,
+                    match message {
+                        "" => "Authentication error",
+                        m => m,
+                    },
+                )],
+            ),
             // Cloudflare's edge answers 5xx with a small text/HTML page, not the envelope.
-            s => super::plain_error(s),
+            s => super::plain_message(s, message),
         }));
         let st = AppState {
             cfg: Arc::new(cfg.clone()),
@@ -194,6 +203,7 @@ impl CloudflareSim {
                 core.clone(),
                 middleware,
             ));
+        let router = super::with_fault_control(router, &core);
         let server = SimServer::start(cfg.addr, router, core.alive.clone()).await?;
         Ok(CloudflareSim { server, core, st })
     }

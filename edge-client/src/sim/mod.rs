@@ -2,7 +2,8 @@
 //! 127.0.0.0/8; port 0 picks a free port.
 //!
 //! Common to all HTTP sims: a request log (`requests()`: method + path + query, to prove no
-//! secret is ever sent in a URL), `faults()` (see `Faults`), and `set_outage(bool)`, which closes
+//! secret is ever sent in a URL), `faults()` (see `Faults`; also over HTTP at
+//! `/_sim/faults`, in the vocabulary of `model::faults`), and `set_outage(bool)`, which closes
 //! the listening socket (connection refused) and reopens it on the same address.
 
 mod agent;
@@ -20,10 +21,12 @@ pub use technitium::{SimRdata, SimRecord, TechnitiumSim, TechnitiumSimConfig};
 pub use velocity::{VelocitySim, VelocitySimConfig};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use model::faults::{FAULTS_PATH, FaultAction, FaultSpec, Outage};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,7 +56,9 @@ impl RequestLog {
     }
 }
 
-pub(crate) type Render = Arc<dyn Fn(u16) -> Response + Send + Sync>;
+/// An injected error in the sim's own format: status and message (empty: the sim's usual
+/// text for that status).
+pub(crate) type Render = Arc<dyn Fn(u16, &str) -> Response + Send + Sync>;
 
 /// What the shared middleware needs: log, faults, liveness and the sim's error format.
 #[derive(Clone)]
@@ -75,7 +80,58 @@ impl Core {
     }
 }
 
-/// Log, then refuse if stopped, then latency, then injected failures.
+/// The fault control (`POST`/`DELETE /_sim/faults`), added outside the middleware: it is not
+/// logged, and it answers whatever the faults and the outage say.
+pub(crate) fn with_fault_control(router: Router, core: &Core) -> Router {
+    let faults = core.faults.clone();
+    router.route(
+        FAULTS_PATH,
+        axum::routing::any(move |method: Method, body: Bytes| async move {
+            control(&faults, &method, &body)
+        }),
+    )
+}
+
+/// Messages of the fault control's answers.
+pub(crate) mod control_msg {
+    pub const BAD_SPEC: &str = "bad fault spec";
+    pub const USE_POST_OR_DELETE: &str = "use POST or DELETE";
+}
+
+fn control(faults: &Faults, method: &Method, body: &[u8]) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m).into_response();
+    match *method {
+        Method::POST => match serde_json::from_slice::<FaultSpec>(body) {
+            Ok(spec) => match faults.apply(spec) {
+                Ok(()) => axum::Json(serde_json::json!({})).into_response(),
+                Err(m) => bad(m.to_string()),
+            },
+            Err(e) => bad(format!("{}: {e}", control_msg::BAD_SPEC)),
+        },
+        Method::DELETE => {
+            faults.clear();
+            axum::Json(serde_json::json!({})).into_response()
+        }
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            control_msg::USE_POST_OR_DELETE,
+        )
+            .into_response(),
+    }
+}
+
+/// A response whose body fails: hyper aborts the connection, the client sees a reset.
+fn reset() -> Response {
+    let s = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "simulated connection reset",
+        ))
+    });
+    Body::from_stream(s).into_response()
+}
+
+/// Log, then refuse if stopped, then the outage, latency and injected failures.
 pub(crate) async fn middleware(State(core): State<Core>, req: Request, next: Next) -> Response {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
@@ -94,20 +150,41 @@ pub(crate) async fn middleware(State(core): State<Core>, req: Request, next: Nex
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     }
-    let latency = core.faults.latency();
+    match core.faults.outage() {
+        Some(Outage::Status { code, message }) => return (core.render)(code, &message),
+        Some(Outage::Refuse) => return reset(),
+        None => {}
+    }
+    let fired = core.faults.check(&method, &path);
+    let latency = core.faults.latency() + Duration::from_millis(fired.latency_ms);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    if let Some(status) = core.faults.check(&method, &path) {
-        return (core.render)(status);
+    match fired.action {
+        Some(FaultAction::Error { code, message }) => (core.render)(code, &message),
+        Some(FaultAction::Hang) => std::future::pending().await,
+        Some(FaultAction::Reset) => reset(),
+        Some(FaultAction::LoseResponse) => {
+            let _ = next.run(req).await;
+            reset()
+        }
+        Some(FaultAction::Latency { .. }) | None => next.run(req).await,
     }
-    next.run(req).await
 }
 
 /// Plain-text error response (what a reverse proxy or a crashing server gives).
 pub(crate) fn plain_error(status: u16) -> Response {
+    plain_message(status, "")
+}
+
+/// Plain-text error response with this text (empty: the status's reason phrase).
+pub(crate) fn plain_message(status: u16, message: &str) -> Response {
     let s = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (s, s.canonical_reason().unwrap_or("error").to_string()).into_response()
+    let text = match message {
+        "" => s.canonical_reason().unwrap_or("error"),
+        m => m,
+    };
+    (s, text.to_string()).into_response()
 }
 
 /// Serves a connection that is not HTTP (see `SimServer::start_shared`).

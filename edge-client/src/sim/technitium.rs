@@ -2,7 +2,10 @@
 //! envelope, the exact error strings, Bearer (or legacy `token` parameter) auth, `overwrite`
 //! semantics (replace the RRset of that type), exact-rdata delete, and `listZone`.
 
-use super::{Core, SimServer, middleware, parse_form, plain_error, random_token};
+use super::{
+    Core, SimServer, middleware, parse_form, plain_error, plain_message, random_token,
+    with_fault_control,
+};
 use crate::dns::{ObservedRecords, SrvRecord, normalize, srv_name};
 use crate::technitium::msg;
 use axum::Router;
@@ -111,12 +114,16 @@ fn envelope_ok(response: Value) -> Response {
 impl TechnitiumSim {
     pub async fn start(cfg: TechnitiumSimConfig) -> std::io::Result<Self> {
         let records: Records = Arc::default();
-        // Injected status 200 = an `error` envelope with an unknown (hence transient) message.
-        let core = Core::new(Arc::new(|status| {
+        // Injected status 200 = an `error` envelope, by default with an unknown (hence
+        // transient) message.
+        let core = Core::new(Arc::new(|status, message: &str| {
             if status == 200 {
-                envelope_error("Injected fault: the operation timed out.")
+                envelope_error(match message {
+                    "" => "Injected fault: the operation timed out.",
+                    m => m,
+                })
             } else {
-                plain_error(status)
+                plain_message(status, message)
             }
         }));
         let state = AppState {
@@ -131,6 +138,7 @@ impl TechnitiumSim {
                 core.clone(),
                 middleware,
             ));
+        let router = with_fault_control(router, &core);
         let server = SimServer::start(cfg.addr, router, core.alive.clone()).await?;
         Ok(TechnitiumSim {
             server,

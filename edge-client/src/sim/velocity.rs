@@ -4,7 +4,7 @@
 //! is idempotent, same name + different address → 409 "already registered", unknown name on
 //! unregister → 404. `restart()` forgets every registration (they live in proxy memory).
 
-use super::{Core, SimServer, middleware, plain_error, random_token};
+use super::{Core, SimServer, middleware, plain_message, random_token, with_fault_control};
 use crate::velocity::{Registration, SECRET_HEADER, secret_header_value};
 use axum::Router;
 use axum::extract::State;
@@ -169,7 +169,7 @@ async fn list(State(st): State<AppState>, headers: HeaderMap) -> Response {
 impl VelocitySim {
     pub async fn start(cfg: VelocitySimConfig) -> std::io::Result<Self> {
         let servers: Servers = Arc::default();
-        let core = Core::new(Arc::new(plain_error));
+        let core = Core::new(Arc::new(plain_message));
         let st = AppState {
             expected: secret_header_value(&cfg.secret),
             servers: servers.clone(),
@@ -183,6 +183,7 @@ impl VelocitySim {
                 core.clone(),
                 middleware,
             ));
+        let router = with_fault_control(router, &core);
         let server = SimServer::start(cfg.addr, router, core.alive.clone()).await?;
         Ok(VelocitySim {
             server,

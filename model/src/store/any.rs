@@ -25,21 +25,38 @@ macro_rules! dispatch {
 }
 
 impl AnyStore {
-    /// Connect by scheme: `sqlite:` or `postgres:`/`postgresql:`. Does not migrate.
+    /// Connect by scheme: `sqlite:` or `postgres:`/`postgresql:`, with the default pool.
+    /// Does not migrate.
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::connect_with(url, clock, &StoreOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with the pool size and timeouts of `opts`.
+    pub async fn connect_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        opts: &StoreOptions,
+    ) -> Result<Self> {
         let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
         match scheme.as_deref() {
-            Some("sqlite") => Ok(AnyStore::Sqlite(SqliteStore::connect(url, clock).await?)),
+            Some("sqlite") => Ok(AnyStore::Sqlite(
+                SqliteStore::connect_with(url, clock, opts).await?,
+            )),
             Some("postgres" | "postgresql") => {
-                Ok(AnyStore::Pg(PgStore::connect(url, clock).await?))
+                Ok(AnyStore::Pg(PgStore::connect_with(url, clock, opts).await?))
             }
             _ => Err(StoreError::Database(UNSUPPORTED_URL.into())),
         }
     }
 
-    /// Apply the backend's embedded migrations.
-    pub async fn migrate(&self) -> Result<()> {
-        dispatch!(self, s => s.migrate().await)
+    /// The same database and notices through a pool of its own of `opts.max_connections`
+    /// (opened as needed): in `serve` the API's, so API clients can never hold the
+    /// controller's connections. An in-memory SQLite database is one pool's, so it is shared.
+    pub fn with_own_pool(&self, opts: &StoreOptions) -> Self {
+        match self {
+            AnyStore::Sqlite(s) => AnyStore::Sqlite(s.with_own_pool(opts)),
+            AnyStore::Pg(s) => AnyStore::Pg(s.with_own_pool(opts)),
+        }
     }
 
     /// Notices of server writes (see [`notify`](super::notify)).
@@ -79,6 +96,14 @@ impl Store for AnyStore {
         expected_rv: Option<i64>,
     ) -> Result<(Server, Operation)> {
         dispatch!(self, s => s.update_spec(id, spec, expected_rv).await)
+    }
+    async fn update_spec_within_quota(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+    ) -> Result<(Server, Operation)> {
+        dispatch!(self, s => s.update_spec_within_quota(id, spec, expected_rv).await)
     }
     async fn write_status(
         &self,

@@ -16,14 +16,18 @@ use std::time::Duration;
 
 mod any;
 pub mod notify;
+mod options;
 mod pg;
+pub mod schema;
 mod shared;
 mod sql;
 mod sqlite;
 
 pub use any::AnyStore;
 pub use notify::{Notice, Origin};
+pub use options::StoreOptions;
 pub use pg::PgStore;
+pub use schema::{SchemaError, SchemaFit, SchemaRange};
 pub use sqlite::SqliteStore;
 
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -38,6 +42,11 @@ pub mod msg {
         "this Idempotency-Key was already used with a different request";
     pub const IN_PROGRESS: &str = "a different server for this customer is still being provisioned";
     pub const RANGE_EXHAUSTED: &str = "no free VMID left in the configured range";
+    /// The summed resources of a quota, as named in `QuotaExceeded` messages.
+    pub const QUOTA_MEMORY: &str = "memory";
+    pub const QUOTA_CORES: &str = "cores";
+    pub const QUOTA_DISK: &str = "disk";
+    pub const QUOTA_DOES_NOT_FIT: &str = "more does not fit";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +102,14 @@ pub struct NewServer {
 pub struct Idempotency {
     pub key: String,
     pub request_hash: String,
+    /// How long the key replays (or conflicts) after its first use, whatever happens to the
+    /// server meanwhile; an older key is forgotten and a create with it is new.
+    pub retention: Duration,
 }
+
+/// Stripe keeps idempotency keys for 24 h: longer than any client's retry loop, short enough
+/// that the table stays small.
+pub const DEFAULT_IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
 #[derive(Debug, Clone)]
 pub struct Created {
@@ -219,7 +235,8 @@ pub async fn list_all(store: &impl Store, filter: &ServerFilter) -> Result<Vec<S
 pub trait Store: Send + Sync + 'static {
     // --- servers ---------------------------------------------------------------------
     /// Create a server with its `create` operation and idempotency record, atomically.
-    /// Same key + same hash → the existing server/operation (`created: false`); same key +
+    /// Same key + same hash within the key's retention → the existing server/operation
+    /// (`created: false`; the archived server's last state once deleted); same key +
     /// different hash → `IdempotencyConflict`. Without a key: an identical spec for the same
     /// customer still in progress → that one; a different one in progress → `InProgress`.
     fn create_server(&self, new: NewServer) -> impl Future<Output = Result<Created>> + Send;
@@ -232,8 +249,17 @@ pub trait Store: Send + Sync + 'static {
     /// Ids of every live server (periodic resync).
     fn all_server_ids(&self) -> impl Future<Output = Result<Vec<ServerId>>> + Send;
     /// Replace the spec; generation + 1; records an `update` operation. `expected_rv` guards
-    /// against lost updates when given.
+    /// against lost updates when given. No quota applies (operators, tests).
     fn update_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+    ) -> impl Future<Output = Result<(Server, Operation)>> + Send;
+    /// `update_spec` that also applies the customer's standing and, for every resource the
+    /// change grows, the quota, in the same transaction as the write (so concurrent updates
+    /// and creates cannot together exceed it).
+    fn update_spec_within_quota(
         &self,
         id: ServerId,
         spec: ServerSpec,
@@ -261,8 +287,8 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: ServerId,
     ) -> impl Future<Output = Result<(Server, Operation)>> + Send;
-    /// Move the row to the archive and delete it with its reservation, lease and
-    /// idempotency rows (operations stay, pointing at the archive). Fenced like a status write.
+    /// Move the row to the archive and delete it with its reservation and lease (operations
+    /// and idempotency keys stay, pointing at the archive). Fenced like a status write.
     fn archive_and_delete(
         &self,
         id: ServerId,
@@ -388,6 +414,7 @@ pub trait Store: Send + Sync + 'static {
     fn replace_orphans(&self, found: &[Orphan]) -> impl Future<Output = Result<()>> + Send;
     fn list_orphans(&self) -> impl Future<Output = Result<Vec<Orphan>>> + Send;
 
-    /// Cheap connectivity check for `/readyz`.
+    /// Readiness (`/readyz`): one small write, so a store that answers but cannot write is
+    /// not ready.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 }

@@ -12,17 +12,15 @@ use super::notify::{CAPACITY, Notice, Origin, PG_CHANNEL};
 use super::sql::*;
 use super::*;
 use crate::{Clock, OperationKind};
-use sqlx::postgres::{PgConnection, PgListener, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool};
 use sqlx::types::Json;
-use sqlx::{Connection, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
-const MAX_CONNECTIONS: u32 = 10;
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between `LISTEN` reconnection attempts.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// How long a constructor waits for `LISTEN` to be in place before returning anyway.
@@ -84,13 +82,33 @@ impl PgStore {
     /// Connect to a `postgres://` URL. Does not migrate. Errors never contain the URL's
     /// password.
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+        Self::connect_with(url, clock, &StoreOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with the pool size and timeouts of `opts`.
+    pub async fn connect_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        opts: &StoreOptions,
+    ) -> Result<Self> {
+        let conn: PgConnectOptions = url.parse().map_err(|e| connect_error(e, url))?;
+        let pool = options::pool_options(opts)
+            .connect_with(conn)
             .await
             .map_err(|e| connect_error(e, url))?;
         Ok(Self::from_pool(pool, clock).await)
+    }
+
+    /// The same database and notices through a pool of its own (see
+    /// [`AnyStore::with_own_pool`]); the `LISTEN` stays on this store's pool.
+    pub fn with_own_pool(&self, opts: &StoreOptions) -> Self {
+        let conn = (*self.pool.connect_options()).clone();
+        PgStore {
+            pool: options::pool_options(opts).connect_lazy_with(conn),
+            clock: self.clock.clone(),
+            notices: self.notices.clone(),
+            _listener: self._listener.clone(),
+        }
     }
 
     /// Wrap an existing pool (e.g. from `#[sqlx::test]`). Starts the `LISTEN` task, which
@@ -115,18 +133,6 @@ impl PgStore {
             notices,
             _listener: Arc::new(stop_tx),
         }
-    }
-
-    /// Apply the embedded migrations.
-    pub async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        PG_MIGRATOR
-            .run(&mut *conn)
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?;
-        // Statements prepared before a schema change are stale (sqlx issue #2517).
-        conn.clear_cached_statements().await?;
-        Ok(())
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -183,7 +189,59 @@ impl PgStore {
         self.notify(id, origin);
         Ok((server, op))
     }
+
+    /// `update_spec`, with `enforce_quota` checking standing and quota inside the write
+    /// transaction under the customer's lock, which creates take too: two updates (or an
+    /// update and a create) of one customer cannot both pass on the same sums.
+    async fn replace_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+        enforce_quota: bool,
+    ) -> Result<(Server, Operation)> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut server = lock_or_leave!(tx, id);
+        if expected_rv.is_some_and(|rv| rv != server.resource_version) {
+            return rollback(tx, Err(StoreError::Stale)).await;
+        }
+        if enforce_quota {
+            // After the row lock: no transaction takes a row lock while holding this one.
+            lock_customer(&mut tx, &server.customer_id).await?;
+            let customer = customer(&mut tx, &server.customer_id, now).await?;
+            let live = live_servers(&mut tx, &server.customer_id).await?;
+            if let Err(e) = check_update_quota(&customer, &live, &server, &spec) {
+                return rollback(tx, Err(e)).await;
+            }
+        }
+        server.spec = spec;
+        server.generation += 1;
+        let op = new_operation(id, server.generation, OperationKind::Update, now);
+        insert_operation(&mut tx, &op).await?;
+        stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        save(&mut tx, UPDATE_SERVER, &server).await?;
+        tx.commit().await?;
+        self.notify(id, Origin::User);
+        Ok((server, op))
+    }
 }
+
+/// Serialise a customer's creates and quota-checked updates until the transaction ends.
+async fn lock_customer(conn: &mut PgConnection, customer_id: &str) -> Result<()> {
+    sqlx::query(LOCK_CUSTOMER)
+        .bind(CUSTOMER_LOCK_NS)
+        .bind(customer_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Expired idempotency keys, a batch at a time (see `IDEMPOTENCY_PURGE_BATCH`), skipping rows
+/// another purge holds: housekeeping never waits or deadlocks.
+const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid IN \
+     (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2 \
+      FOR UPDATE SKIP LOCKED)";
 
 async fn load(conn: &mut PgConnection, id: ServerId) -> Result<Option<Server>> {
     select_server(conn, SELECT_SERVER, id).await
@@ -257,45 +315,66 @@ impl Store for PgStore {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
         // One create per customer at a time: the launch guard and quota read, then insert.
-        sqlx::query(LOCK_CUSTOMER)
-            .bind(CUSTOMER_LOCK_NS)
-            .bind(&new.customer_id)
-            .execute(&mut *tx)
-            .await?;
+        lock_customer(&mut tx, &new.customer_id).await?;
         let id = ServerId::new();
         let op = new_operation(id, 1, OperationKind::Create, now);
         let mut live = None;
         if let Some(idem) = &new.idempotency {
-            let claimed: Option<Uuid> = sqlx::query_scalar(CLAIM_IDEMPOTENCY_KEY)
-                .bind(&new.customer_id)
-                .bind(&idem.key)
-                .bind(&idem.request_hash)
-                .bind(id.0)
-                .bind(op.id.0)
-                .bind(ts(now))
-                .fetch_optional(&mut *tx)
+            let cutoff = idempotency_cutoff(now, idem.retention);
+            sqlx::query(PURGE_IDEMPOTENCY_KEYS)
+                .bind(ts(cutoff))
+                .bind(IDEMPOTENCY_PURGE_BATCH)
+                .execute(&mut *tx)
                 .await?;
-            if claimed.is_none() {
+            let claim = async |tx: &mut PgConnection| -> Result<Option<Uuid>> {
+                Ok(sqlx::query_scalar(CLAIM_IDEMPOTENCY_KEY)
+                    .bind(&new.customer_id)
+                    .bind(&idem.key)
+                    .bind(&idem.request_hash)
+                    .bind(id.0)
+                    .bind(op.id.0)
+                    .bind(ts(now))
+                    .fetch_optional(tx)
+                    .await?)
+            };
+            if claim(&mut tx).await?.is_none() {
                 let row = sqlx::query_as::<_, IdempotencyRow>(SELECT_IDEMPOTENCY_KEY)
                     .bind(&new.customer_id)
                     .bind(&idem.key)
                     .fetch_one(&mut *tx)
                     .await?;
-                if row.request_hash != idem.request_hash {
-                    return rollback(tx, Err(StoreError::IdempotencyConflict)).await;
+                if row.created_at < cutoff {
+                    // Expired (the purge batch had not reached it): forget it, claim anew.
+                    // The customer lock keeps other creates of this key out meanwhile.
+                    sqlx::query(DELETE_IDEMPOTENCY_KEY)
+                        .bind(&new.customer_id)
+                        .bind(&idem.key)
+                        .execute(&mut *tx)
+                        .await?;
+                    if claim(&mut tx).await?.is_none() {
+                        let e = StoreError::Database(err::MISSING_AFTER_WRITE.into());
+                        return rollback(tx, Err(e)).await;
+                    }
+                } else {
+                    if row.request_hash != idem.request_hash {
+                        return rollback(tx, Err(StoreError::IdempotencyConflict)).await;
+                    }
+                    let server = match load(&mut tx, ServerId(row.server_id)).await? {
+                        Some(s) => Some(s),
+                        None => archived(&mut tx, row.server_id).await?.map(|a| a.server),
+                    };
+                    let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
+                    let replay = server.zip(operation).ok_or(StoreError::NotFound);
+                    return rollback(
+                        tx,
+                        replay.map(|(server, operation)| Created {
+                            server,
+                            operation,
+                            created: false,
+                        }),
+                    )
+                    .await;
                 }
-                let server = load(&mut tx, ServerId(row.server_id)).await?;
-                let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
-                let replay = server.zip(operation).ok_or(StoreError::NotFound);
-                return rollback(
-                    tx,
-                    replay.map(|(server, operation)| Created {
-                        server,
-                        operation,
-                        created: false,
-                    }),
-                )
-                .await;
             }
         } else {
             let servers = live_servers(&mut tx, &new.customer_id).await?;
@@ -387,12 +466,8 @@ impl Store for PgStore {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
-        for sql in [
-            DELETE_RESERVATION,
-            DELETE_LEASE,
-            DELETE_IDEMPOTENCY_KEYS,
-            DELETE_SERVER,
-        ] {
+        // Idempotency keys stay: a late retry of this create must still replay it.
+        for sql in [DELETE_RESERVATION, DELETE_LEASE, DELETE_SERVER] {
             sqlx::query(sql).bind(id.0).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -401,11 +476,7 @@ impl Store for PgStore {
     }
 
     async fn get_archived(&self, id: ServerId) -> Result<Option<Archived>> {
-        let row = sqlx::query_as::<_, ArchiveRow>(SELECT_ARCHIVE)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(Archived::from))
+        archived(&mut *self.pool.acquire().await?, id.0).await
     }
 
     async fn get_operation(&self, id: OperationId) -> Result<Option<Operation>> {

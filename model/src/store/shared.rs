@@ -44,22 +44,16 @@ macro_rules! shared_store_methods {
             spec: ServerSpec,
             expected_rv: Option<i64>,
         ) -> Result<(Server, Operation)> {
-            let (server, op) = self
-                .modify(id, expected_rv, None, Origin::User, |s, now| {
-                    s.spec = spec;
-                    s.generation += 1;
-                    Some(new_operation(
-                        s.id,
-                        s.generation,
-                        OperationKind::Update,
-                        now,
-                    ))
-                })
-                .await?;
-            Ok((
-                server,
-                op.ok_or(StoreError::Database(err::MISSING_AFTER_WRITE.into()))?,
-            ))
+            self.replace_spec(id, spec, expected_rv, false).await
+        }
+
+        async fn update_spec_within_quota(
+            &self,
+            id: ServerId,
+            spec: ServerSpec,
+            expected_rv: Option<i64>,
+        ) -> Result<(Server, Operation)> {
+            self.replace_spec(id, spec, expected_rv, true).await
         }
 
         async fn write_status(
@@ -194,11 +188,13 @@ macro_rules! shared_store_methods {
             c.quota = quota.unwrap_or(c.quota);
             c.standing = standing.unwrap_or(c.standing);
             c.updated_at = now;
-            let (max_servers, max_memory_mib) = quota_cols(&c.quota);
+            let [max_servers, max_memory_mib, max_cores, max_disk_gib] = quota_cols(&c.quota);
             sqlx::query(UPSERT_CUSTOMER)
                 .bind(id)
                 .bind(max_servers)
                 .bind(max_memory_mib)
+                .bind(max_cores)
+                .bind(max_disk_gib)
                 .bind(c.standing.as_str())
                 .bind(ts(now))
                 .execute(&mut *tx)
@@ -301,7 +297,10 @@ macro_rules! shared_store_methods {
         }
 
         async fn ping(&self) -> Result<()> {
-            sqlx::query(PING).execute(&self.pool).await?;
+            sqlx::query(PROBE_WRITE)
+                .bind(ts(self.clock.now()))
+                .execute(&self.pool)
+                .await?;
             Ok(())
         }
     };
@@ -368,6 +367,14 @@ macro_rules! shared_conn_helpers {
                 .fetch_optional(conn)
                 .await?
                 .map_or_else(|| Ok(default_customer(id, now)), Customer::try_from)
+        }
+
+        async fn archived(conn: &mut $conn, id: Uuid) -> Result<Option<Archived>> {
+            Ok(sqlx::query_as::<_, ArchiveRow>(SELECT_ARCHIVE)
+                .bind(id)
+                .fetch_optional(conn)
+                .await?
+                .map(Archived::from))
         }
 
         async fn live_servers(conn: &mut $conn, customer_id: &str) -> Result<Vec<Server>> {

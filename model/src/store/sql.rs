@@ -3,7 +3,7 @@
 //! choice), so the two stores differ only in locking, time encoding and notification.
 
 use super::*;
-use crate::OperationKind;
+use crate::{OperationKind, Resources};
 use sqlx::types::Json;
 use std::collections::BTreeSet;
 use uuid::Uuid;
@@ -96,17 +96,23 @@ pub(crate) const LATEST_SPEC_OPERATION: &str = "SELECT id, server_id, generation
 pub(crate) const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys \
      (customer_id, key, request_hash, server_id, operation_id, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING server_id";
-pub(crate) const SELECT_IDEMPOTENCY_KEY: &str = "SELECT request_hash, server_id, operation_id \
-     FROM idempotency_keys WHERE customer_id = $1 AND key = $2";
-pub(crate) const DELETE_IDEMPOTENCY_KEYS: &str =
-    "DELETE FROM idempotency_keys WHERE server_id = $1";
+pub(crate) const SELECT_IDEMPOTENCY_KEY: &str = "SELECT request_hash, server_id, operation_id, \
+     created_at FROM idempotency_keys WHERE customer_id = $1 AND key = $2";
+/// An expired key found by a claim: it no longer names anything.
+pub(crate) const DELETE_IDEMPOTENCY_KEY: &str =
+    "DELETE FROM idempotency_keys WHERE customer_id = $1 AND key = $2";
+/// Expired keys removed per keyed create (each backend has its own purge statement): bounded
+/// work per request, while in steady state fewer than one key expires per create.
+pub(crate) const IDEMPOTENCY_PURGE_BATCH: i64 = 100;
 
-pub(crate) const SELECT_CUSTOMER: &str = "SELECT id, max_servers, max_memory_mib, standing, \
-     updated_at FROM customers WHERE id = $1";
+pub(crate) const SELECT_CUSTOMER: &str = "SELECT id, max_servers, max_memory_mib, max_cores, \
+     max_disk_gib, standing, updated_at FROM customers WHERE id = $1";
 pub(crate) const UPSERT_CUSTOMER: &str = "INSERT INTO customers \
-     (id, max_servers, max_memory_mib, standing, updated_at) VALUES ($1, $2, $3, $4, $5) \
+     (id, max_servers, max_memory_mib, max_cores, max_disk_gib, standing, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (id) DO UPDATE SET max_servers = excluded.max_servers, \
-     max_memory_mib = excluded.max_memory_mib, standing = excluded.standing, \
+     max_memory_mib = excluded.max_memory_mib, max_cores = excluded.max_cores, \
+     max_disk_gib = excluded.max_disk_gib, standing = excluded.standing, \
      updated_at = excluded.updated_at";
 
 pub(crate) const SELECT_RESERVATION: &str =
@@ -183,7 +189,10 @@ pub(crate) const DELETE_ORPHAN: &str = "DELETE FROM orphans WHERE vmid = $1";
 pub(crate) const LIST_ORPHANS: &str =
     "SELECT vmid, node, marker, name, first_seen, last_seen FROM orphans ORDER BY vmid";
 
-pub(crate) const PING: &str = "SELECT 1";
+/// A write, not a `SELECT 1`: a store that answers but cannot write (disk full, read-only,
+/// a standby) is not ready.
+pub(crate) const PROBE_WRITE: &str = "INSERT INTO store_probe (id, at) VALUES (1, $1) \
+     ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 
 // --- rows --------------------------------------------------------------------------------
 
@@ -324,6 +333,15 @@ pub(crate) struct IdempotencyRow {
     pub request_hash: String,
     pub server_id: Uuid,
     pub operation_id: Uuid,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Keys created before this are expired: they neither replay nor conflict.
+pub(crate) fn idempotency_cutoff(now: DateTime<Utc>, retention: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(retention)
+        .ok()
+        .and_then(|r| now.checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 #[derive(sqlx::FromRow)]
@@ -474,6 +492,9 @@ pub(crate) struct CustomerRow {
     id: String,
     max_servers: i64,
     max_memory_mib: i64,
+    /// NULL in rows written before these quotas existed (or by that release): the default.
+    max_cores: Option<i64>,
+    max_disk_gib: Option<i64>,
     standing: String,
     updated_at: DateTime<Utc>,
 }
@@ -481,10 +502,19 @@ pub(crate) struct CustomerRow {
 impl TryFrom<CustomerRow> for Customer {
     type Error = StoreError;
     fn try_from(r: CustomerRow) -> Result<Customer> {
+        let d = Quota::default();
         Ok(Customer {
             quota: Quota {
                 max_servers: u32::try_from(r.max_servers).map_err(corrupt)?,
                 max_memory_mib: u64::try_from(r.max_memory_mib).map_err(corrupt)?,
+                max_cores: r
+                    .max_cores
+                    .map_or(Ok(d.max_cores), u32::try_from)
+                    .map_err(corrupt)?,
+                max_disk_gib: r
+                    .max_disk_gib
+                    .map_or(Ok(d.max_disk_gib), u64::try_from)
+                    .map_err(corrupt)?,
             },
             standing: r.standing.parse().map_err(corrupt)?,
             id: r.id,
@@ -502,12 +532,15 @@ pub(crate) fn default_customer(id: &str, now: DateTime<Utc>) -> Customer {
     }
 }
 
-/// Quota columns as stored (BIGINT; u64 memory beyond i64 is clamped, it means "unlimited").
-pub(crate) fn quota_cols(q: &Quota) -> (i64, i64) {
-    (
+/// Quota columns as stored, in `UPSERT_CUSTOMER` order (BIGINT; a u64 beyond i64 is clamped,
+/// it means "unlimited").
+pub(crate) fn quota_cols(q: &Quota) -> [i64; 4] {
+    [
         i64::from(q.max_servers),
         i64::try_from(q.max_memory_mib).unwrap_or(i64::MAX),
-    )
+        i64::from(q.max_cores),
+        i64::try_from(q.max_disk_gib).unwrap_or(i64::MAX),
+    ]
 }
 
 #[derive(sqlx::FromRow)]
@@ -629,14 +662,73 @@ pub(crate) fn guard_match<'a>(live: &'a [Server], spec: &ServerSpec) -> Option<&
     busy.find(|s| &s.spec == spec).or(first)
 }
 
-/// Standing and quota for one more server with `spec`, given the customer's live servers.
-pub(crate) fn check_quota(customer: &Customer, live: &[Server], spec: &ServerSpec) -> Result<()> {
+fn check_standing(customer: &Customer) -> Result<()> {
     if customer.standing != Standing::Active {
         return Err(StoreError::CustomerNotActive {
             customer: customer.id.clone(),
             standing: customer.standing,
         });
     }
+    Ok(())
+}
+
+/// The summed resources a quota bounds: (what, unit, the amount in `r`, the quota's maximum).
+fn dimensions(r: &Resources, q: &Quota) -> [(&'static str, &'static str, u64, u64); 3] {
+    [
+        (
+            msg::QUOTA_MEMORY,
+            " MiB",
+            u64::from(r.memory_mib),
+            q.max_memory_mib,
+        ),
+        (
+            msg::QUOTA_CORES,
+            "",
+            u64::from(r.cores),
+            u64::from(q.max_cores),
+        ),
+        (
+            msg::QUOTA_DISK,
+            " GiB",
+            u64::from(r.disk_gib),
+            q.max_disk_gib,
+        ),
+    ]
+}
+
+/// Each summed resource of `others` plus `want` must fit the quota; only the dimensions
+/// `check` selects are checked.
+fn check_sums(
+    customer: &Customer,
+    others: &[&Server],
+    want: &Resources,
+    check: impl Fn(usize) -> bool,
+) -> Result<()> {
+    let mut used = [0u64; 3];
+    for s in others {
+        for (i, (.., n, _)) in dimensions(&s.spec.resources, &customer.quota)
+            .into_iter()
+            .enumerate()
+        {
+            used[i] += n;
+        }
+    }
+    for (i, (what, unit, want, max)) in dimensions(want, &customer.quota).into_iter().enumerate() {
+        if check(i) && used[i] + want > max {
+            return Err(StoreError::QuotaExceeded(format!(
+                "customer {} uses {}{unit} of {max}{unit} {what}; {want}{unit} {}",
+                customer.id,
+                used[i],
+                msg::QUOTA_DOES_NOT_FIT
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Standing and quota for one more server with `spec`, given the customer's live servers.
+pub(crate) fn check_quota(customer: &Customer, live: &[Server], spec: &ServerSpec) -> Result<()> {
+    check_standing(customer)?;
     let q = customer.quota;
     let count = live.len() as u64;
     if count >= u64::from(q.max_servers) {
@@ -645,18 +737,24 @@ pub(crate) fn check_quota(customer: &Customer, live: &[Server], spec: &ServerSpe
             customer.id, q.max_servers
         )));
     }
-    let used: u64 = live
-        .iter()
-        .map(|s| u64::from(s.spec.resources.memory_mib))
-        .sum();
-    let want = u64::from(spec.resources.memory_mib);
-    if used + want > q.max_memory_mib {
-        return Err(StoreError::QuotaExceeded(format!(
-            "customer {} uses {used} MiB of {} MiB memory; {want} MiB more does not fit",
-            customer.id, q.max_memory_mib
-        )));
-    }
-    Ok(())
+    let others: Vec<&Server> = live.iter().collect();
+    check_sums(customer, &others, &spec.resources, |_| true)
+}
+
+/// Standing and quota for `server`'s spec becoming `spec`, given the customer's live servers
+/// (which may include `server`). Only resources that grow are checked: a change that grows
+/// nothing (power, restarts, a smaller plan) is never refused, even over a lowered quota.
+pub(crate) fn check_update_quota(
+    customer: &Customer,
+    live: &[Server],
+    server: &Server,
+    spec: &ServerSpec,
+) -> Result<()> {
+    check_standing(customer)?;
+    let others: Vec<&Server> = live.iter().filter(|s| s.id != server.id).collect();
+    let old = dimensions(&server.spec.resources, &customer.quota);
+    let new = dimensions(&spec.resources, &customer.quota);
+    check_sums(customer, &others, &spec.resources, |i| new[i].2 > old[i].2)
 }
 
 /// A fresh server row as `create_server` writes it (resource_version set by the caller).

@@ -11,20 +11,16 @@ use super::*;
 use crate::{Clock, OperationKind};
 use chrono::SecondsFormat;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
 use sqlx::types::Json;
-use sqlx::{Connection, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
-
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: u32 = 8;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -42,19 +38,41 @@ fn ts(t: DateTime<Utc>) -> String {
 impl SqliteStore {
     /// Open (creating if missing) the database at a `sqlite:` URL. Does not migrate.
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
+        Self::connect_with(url, clock, &StoreOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with the pool size and timeouts of `opts`.
+    pub async fn connect_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        opts: &StoreOptions,
+    ) -> Result<Self> {
+        let conn = SqliteConnectOptions::from_str(url)
             .map_err(|e| connect_error(e, url))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(opts.busy_timeout)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(opts)
+        let pool = options::sqlite_pool_options(opts)
+            .connect_with(conn)
             .await
             .map_err(|e| connect_error(e, url))?;
         Ok(Self::from_pool(pool, clock))
+    }
+
+    /// The same database file and notices through a pool of its own (see
+    /// [`AnyStore::with_own_pool`]).
+    pub fn with_own_pool(&self, opts: &StoreOptions) -> Self {
+        if self.sqlite_path().is_none() {
+            return self.clone();
+        }
+        let conn = (*self.pool.connect_options()).clone();
+        SqliteStore {
+            pool: options::sqlite_pool_options(opts).connect_lazy_with(conn),
+            clock: self.clock.clone(),
+            notices: self.notices.clone(),
+        }
     }
 
     /// Wrap an existing pool (e.g. from `#[sqlx::test]`); it should have the options
@@ -66,18 +84,6 @@ impl SqliteStore {
             clock,
             notices,
         }
-    }
-
-    /// Apply the embedded migrations.
-    pub async fn migrate(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        SQLITE_MIGRATOR
-            .run(&mut *conn)
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?;
-        // Statements prepared before a schema change are stale (sqlx issue #2517).
-        conn.clear_cached_statements().await?;
-        Ok(())
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -137,7 +143,42 @@ impl SqliteStore {
         self.notify(id, origin);
         Ok((server, op))
     }
+
+    /// `update_spec`, with `enforce_quota` checking standing and quota inside the write
+    /// transaction (`BEGIN IMMEDIATE`: no other write can interleave).
+    async fn replace_spec(
+        &self,
+        id: ServerId,
+        spec: ServerSpec,
+        expected_rv: Option<i64>,
+        enforce_quota: bool,
+    ) -> Result<(Server, Operation)> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut server = load(&mut tx, id).await?.ok_or(StoreError::NotFound)?;
+        if expected_rv.is_some_and(|rv| rv != server.resource_version) {
+            return Err(StoreError::Stale);
+        }
+        if enforce_quota {
+            let customer = customer(&mut tx, &server.customer_id, now).await?;
+            let live = live_servers(&mut tx, &server.customer_id).await?;
+            check_update_quota(&customer, &live, &server, &spec)?;
+        }
+        server.spec = spec;
+        server.generation += 1;
+        let op = new_operation(id, server.generation, OperationKind::Update, now);
+        insert_operation(&mut tx, &op).await?;
+        stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
+        save(&mut tx, UPDATE_SERVER, &server).await?;
+        tx.commit().await?;
+        self.notify(id, Origin::User);
+        Ok((server, op))
+    }
 }
+
+/// Expired idempotency keys, a batch at a time (see `IDEMPOTENCY_PURGE_BATCH`).
+const PURGE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE rowid IN \
+     (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
 
 async fn load(conn: &mut SqliteConnection, id: ServerId) -> Result<Option<Server>> {
     sqlx::query_as::<_, ServerRow>(SELECT_SERVER)
@@ -183,32 +224,55 @@ impl Store for SqliteStore {
         let op = new_operation(id, 1, OperationKind::Create, now);
         let mut live = None;
         if let Some(idem) = &new.idempotency {
-            let claimed: Option<Uuid> = sqlx::query_scalar(CLAIM_IDEMPOTENCY_KEY)
-                .bind(&new.customer_id)
-                .bind(&idem.key)
-                .bind(&idem.request_hash)
-                .bind(id.0)
-                .bind(op.id.0)
-                .bind(ts(now))
-                .fetch_optional(&mut *tx)
+            let cutoff = idempotency_cutoff(now, idem.retention);
+            sqlx::query(PURGE_IDEMPOTENCY_KEYS)
+                .bind(ts(cutoff))
+                .bind(IDEMPOTENCY_PURGE_BATCH)
+                .execute(&mut *tx)
                 .await?;
-            if claimed.is_none() {
+            let claim = async |tx: &mut SqliteConnection| -> Result<Option<Uuid>> {
+                Ok(sqlx::query_scalar(CLAIM_IDEMPOTENCY_KEY)
+                    .bind(&new.customer_id)
+                    .bind(&idem.key)
+                    .bind(&idem.request_hash)
+                    .bind(id.0)
+                    .bind(op.id.0)
+                    .bind(ts(now))
+                    .fetch_optional(tx)
+                    .await?)
+            };
+            if claim(&mut tx).await?.is_none() {
                 let row = sqlx::query_as::<_, IdempotencyRow>(SELECT_IDEMPOTENCY_KEY)
                     .bind(&new.customer_id)
                     .bind(&idem.key)
                     .fetch_one(&mut *tx)
                     .await?;
-                if row.request_hash != idem.request_hash {
-                    return Err(StoreError::IdempotencyConflict);
+                if row.created_at < cutoff {
+                    // Expired (the purge batch had not reached it): forget it, claim anew.
+                    sqlx::query(DELETE_IDEMPOTENCY_KEY)
+                        .bind(&new.customer_id)
+                        .bind(&idem.key)
+                        .execute(&mut *tx)
+                        .await?;
+                    if claim(&mut tx).await?.is_none() {
+                        return Err(StoreError::Database(err::MISSING_AFTER_WRITE.into()));
+                    }
+                } else {
+                    if row.request_hash != idem.request_hash {
+                        return Err(StoreError::IdempotencyConflict);
+                    }
+                    let server = match load(&mut tx, ServerId(row.server_id)).await? {
+                        Some(s) => Some(s),
+                        None => archived(&mut tx, row.server_id).await?.map(|a| a.server),
+                    };
+                    let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
+                    let (server, operation) = server.zip(operation).ok_or(StoreError::NotFound)?;
+                    return Ok(Created {
+                        server,
+                        operation,
+                        created: false,
+                    });
                 }
-                let server = load(&mut tx, ServerId(row.server_id)).await?;
-                let operation = operation(&mut tx, SELECT_OPERATION, row.operation_id).await?;
-                let (server, operation) = server.zip(operation).ok_or(StoreError::NotFound)?;
-                return Ok(Created {
-                    server,
-                    operation,
-                    created: false,
-                });
             }
         } else {
             let servers = live_servers(&mut tx, &new.customer_id).await?;
@@ -289,12 +353,8 @@ impl Store for SqliteStore {
             .bind(ts(now))
             .execute(&mut *tx)
             .await?;
-        for sql in [
-            DELETE_RESERVATION,
-            DELETE_LEASE,
-            DELETE_IDEMPOTENCY_KEYS,
-            DELETE_SERVER,
-        ] {
+        // Idempotency keys stay: a late retry of this create must still replay it.
+        for sql in [DELETE_RESERVATION, DELETE_LEASE, DELETE_SERVER] {
             sqlx::query(sql).bind(id.0).execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -303,11 +363,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_archived(&self, id: ServerId) -> Result<Option<Archived>> {
-        let row = sqlx::query_as::<_, ArchiveRow>(SELECT_ARCHIVE)
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(Archived::from))
+        archived(&mut *self.pool.acquire().await?, id.0).await
     }
 
     async fn get_operation(&self, id: OperationId) -> Result<Option<Operation>> {

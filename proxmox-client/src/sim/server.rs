@@ -11,7 +11,6 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 // PVE's wording (docs/proxmox-api.md §2, §4).
@@ -133,50 +132,16 @@ fn reset() -> Response {
 
 // ---------- serving ----------
 
-struct SimListener {
-    inner: tokio::net::TcpListener,
-    refuse: Arc<AtomicBool>,
-}
-
-impl axum::serve::Listener for SimListener {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.inner.accept().await {
-                // Outage "refuse": drop new connections at once.
-                Ok(_) if self.refuse.load(Ordering::SeqCst) => continue,
-                Ok(pair) => return pair,
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-            }
-        }
-    }
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
 pub(crate) async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let refuse = shared.refuse.clone();
     let app = axum::Router::new().fallback(handle).with_state(shared);
-    let _ = axum::serve(
-        SimListener {
-            inner: listener,
-            refuse,
-        },
-        app,
-    )
-    .await;
+    let _ = axum::serve(listener, app).await;
 }
 
 pub(crate) fn apply_spec(shared: &Shared, spec: FaultSpec) {
-    if let Some(outage) = spec.outage {
-        shared
-            .refuse
-            .store(matches!(outage, Some(Outage::Refuse)), Ordering::SeqCst);
-        shared.faults.lock().unwrap().outage = outage;
-    }
     let mut f = shared.faults.lock().unwrap();
+    if let Some(outage) = spec.outage {
+        f.outage = outage;
+    }
     f.rules.extend(spec.rules);
     f.task_errors.extend(spec.task_errors);
 }
@@ -189,7 +154,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_string();
-    if path == "/_sim/faults" {
+    // Before the outage: the fault control always answers, so an outage can be lifted.
+    if path == model::faults::FAULTS_PATH {
         return control(&sh, &method, &body);
     }
     sh.counters.lock().unwrap().requests_total += 1;
@@ -316,7 +282,6 @@ fn control(sh: &Shared, method: &Method, body: &Bytes) -> Response {
             Err(e) => pve_error(400, &format!("bad fault spec: {e}")),
         },
         Method::DELETE => {
-            sh.refuse.store(false, Ordering::SeqCst);
             let mut f = sh.faults.lock().unwrap();
             f.rules.clear();
             f.task_errors.clear();

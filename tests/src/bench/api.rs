@@ -110,6 +110,7 @@ async fn seed(store: &AnyStore, n: usize) -> anyhow::Result<Vec<ServerId>> {
                         idempotency: Some(Idempotency {
                             key: ServerId::new().to_string(),
                             request_hash: "seed".into(),
+                            retention: model::store::DEFAULT_IDEMPOTENCY_RETENTION,
                         }),
                         enforce_quota: false,
                     })
@@ -287,6 +288,7 @@ async fn run_one(a: &Args, backend: &str, store: &AnyStore) -> anyhow::Result<Ta
             ..ApiConfig::default()
         },
         metrics: None,
+        sd: api::SdConfig::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async move {

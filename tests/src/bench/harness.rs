@@ -232,6 +232,7 @@ impl Bench {
                 idempotency: Some(Idempotency {
                     key: ServerId::new().to_string(),
                     request_hash: "bench".into(),
+                    retention: model::store::DEFAULT_IDEMPOTENCY_RETENTION,
                 }),
                 enforce_quota: false,
             })
