@@ -83,6 +83,17 @@ pub struct ApiSection {
     pub listen: SocketAddr,
     /// Body size, timeouts, rate limits, page sizes (defaults documented in the api crate).
     pub limits: api::config::ApiConfig,
+    /// Browser origins allowed to call the API (CORS, `api/src/cors.rs`). Empty: no browser
+    /// access, which is a deliberate choice to make.
+    pub cors_origins: Vec<String>,
+    /// The account service's JWTs (`api/src/identity.rs`); absent: zlh's own tokens only.
+    pub identity: Option<api::identity::IdentityConfig>,
+    /// Browser origins allowed to open a console (`api/src/console/mod.rs`); the API's own
+    /// host is always allowed. Empty: only same-origin pages and clients that send no Origin.
+    pub console_origins: Vec<String>,
+    /// `[api.console]`: ticket lifetime and key, session limits (defaults with reasons in
+    /// `api/src/console/mod.rs`).
+    pub console: api::console::ConsoleConfig,
 }
 
 impl Default for ApiSection {
@@ -90,6 +101,10 @@ impl Default for ApiSection {
         ApiSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: api::config::ApiConfig::default(),
+            cors_origins: Vec::new(),
+            identity: None,
+            console_origins: Vec::new(),
+            console: Default::default(),
         }
     }
 }
@@ -684,6 +699,7 @@ impl Config {
             );
         }
         self.sd.validate().map_err(ConfigError::Invalid)?;
+        api::cors::validate(&self.api.cors_origins).map_err(ConfigError::Invalid)?;
         for (i, t) in self.templates.iter().enumerate() {
             if t.versions.is_empty() {
                 return bad(&format!("templates[{i}].versions"), "is empty".into());

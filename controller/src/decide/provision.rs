@@ -356,27 +356,7 @@ fn process(d: &Desired, state: &ProcessObs, cx: &Inputs, b: &mut Conds) -> Flow<
             wait(Step::StartGame, reason, why)
         }
         (Process::Running, ProcessObs::Crashed { count, message }) => {
-            let why = message
-                .clone()
-                .unwrap_or_else(|| msg::PROCESS_CRASHED.into());
-            b.set(
-                C::ProcessRunning,
-                false,
-                r::GAME_CRASHED,
-                msg::crashed(&why, *count),
-            );
-            // Crashes in a row: the Agent's count when it gives one (a crash right after each
-            // start never shows Ready in between), else our attempts.
-            let crashes = count.unwrap_or(0).max(cx.status.attempts + 1);
-            if crashes >= cx.timing.agent_attempts {
-                return fail(Step::StartGame, why);
-            }
-            // Started again first; reinstalled only if that did not help.
-            if cx.status.attempts == 0 {
-                mutate(Mutation::StartGame)
-            } else {
-                mutate(Mutation::SendAgentConfig)
-            }
+            crashed(*count, message.as_deref(), cx, b)
         }
         (Process::Stopped, ProcessObs::Running | ProcessObs::Starting) => {
             let why = "stopping as the spec asks";
@@ -396,6 +376,29 @@ fn process(d: &Desired, state: &ProcessObs, cx: &Inputs, b: &mut Conds) -> Flow<
             b.set(C::ProcessRunning, false, r::STOPPED_AS_ASKED, why);
             Continue(true)
         }
+    }
+}
+
+/// A crashed game: started again first, reinstalled if that did not help, and failed with
+/// the Agent's message after `agent_attempts` crashes in a row.
+fn crashed<T>(count: Option<u32>, message: Option<&str>, cx: &Inputs, b: &mut Conds) -> Flow<T> {
+    let why = message.map_or_else(|| msg::PROCESS_CRASHED.to_string(), str::to_string);
+    b.set(
+        C::ProcessRunning,
+        false,
+        r::GAME_CRASHED,
+        msg::crashed(&why, count),
+    );
+    // Crashes in a row: the Agent's count when it gives one (a crash right after each start
+    // never shows Ready in between), else our attempts.
+    let crashes = count.unwrap_or(0).max(cx.status.attempts + 1);
+    if crashes >= cx.timing.agent_attempts {
+        return fail(Step::StartGame, why);
+    }
+    if cx.status.attempts == 0 {
+        mutate(Mutation::StartGame)
+    } else {
+        mutate(Mutation::SendAgentConfig)
     }
 }
 
