@@ -204,7 +204,26 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
         if let Some(p) = parts.extensions.get::<Principal>() {
             return Ok(p.clone());
         }
-        let hash = token_hash(bearer(parts)?);
+        let secret = bearer(parts)?;
+        if let Some(verifier) = &ctx.identity
+            && crate::identity::looks_like_jwt(secret)
+        {
+            // No store lookup, so no per-address limit before it (that limit protects the
+            // store); the per-principal limit below still applies.
+            let principal = crate::identity::principal(verifier, secret)?;
+            ctx.limiter
+                .check(principal.token_id)
+                .map_err(|retry_after_secs| ApiError::RateLimited {
+                    retry_after_secs: retry_after_secs.max(1),
+                    limited: limited::TOKEN,
+                })?;
+            let span = tracing::Span::current();
+            span.record("token", principal.token_name.as_str());
+            span.record("role", principal.role.as_str());
+            parts.extensions.insert(principal.clone());
+            return Ok(principal);
+        }
+        let hash = token_hash(secret);
         let addr = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()

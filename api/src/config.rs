@@ -49,6 +49,18 @@ pub struct ApiConfig {
     /// A connection with no request in progress is closed after this long.
     #[serde(with = "humantime_secs")]
     pub keep_alive_timeout: Duration,
+    /// `[api] cors_origins`: browser origins allowed to call the API (`crate::cors`). Not
+    /// read from `[api.limits]`: the application shell copies it from `[api]`.
+    #[serde(skip)]
+    pub cors_origins: Vec<String>,
+    /// `[api.identity]`: the account service's JWTs (`crate::identity`); copied like
+    /// `cors_origins`.
+    #[serde(skip)]
+    pub identity: Option<crate::identity::IdentityConfig>,
+    /// `[api.console]`, `[api] console_origins` and the Agent's port and token: the console
+    /// (`crate::console`); copied like `cors_origins`.
+    #[serde(skip)]
+    pub console: crate::console::ConsoleSetup,
 }
 
 impl Default for ApiConfig {
@@ -85,6 +97,12 @@ impl Default for ApiConfig {
             // Longer than the Portal's poll interval (a second or two), so its connection is
             // reused; short enough that idle connections do not pile up.
             keep_alive_timeout: Duration::from_secs(60),
+            // No browser origin: browser access is a deliberate choice (the Portal's origin).
+            cors_origins: Vec::new(),
+            // zlh's own tokens only, until the account service's keys are configured.
+            identity: None,
+            // Defaults with their reasons in `crate::console::ConsoleConfig`.
+            console: Default::default(),
         }
     }
 }
@@ -192,7 +210,7 @@ impl SdConfig {
 }
 
 /// Durations as humantime strings (`"10s"`, `"500ms"`).
-mod humantime_secs {
+pub(crate) mod humantime_secs {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 

@@ -20,8 +20,12 @@
 
 pub mod auth;
 pub mod client;
+pub mod compat;
 pub mod config;
+pub mod console;
+pub mod cors;
 pub mod extract;
+pub mod identity;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;

@@ -241,7 +241,8 @@ async fn connection(
     let mut builder = hyper::server::conn::http1::Builder::new();
     // Both timeouts are ours (see the module doc).
     builder.header_read_timeout(None);
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: the console's WebSocket (`crate::console`) takes the socket over.
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let mut closing_down = false;
     loop {

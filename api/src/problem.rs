@@ -56,6 +56,7 @@ pub mod kind {
         TIMEOUT = "timeout", "Request timed out";
         UNAVAILABLE = "unavailable", "Service unavailable";
         CAPACITY = "capacity-exhausted", "No capacity left";
+        AGENT_UNREACHABLE = "agent-unreachable", "The server's Agent cannot be reached";
         INTERNAL = "internal", "Internal error";
         OTHER = "http-error", "HTTP error";
     }

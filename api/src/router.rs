@@ -8,8 +8,8 @@
 use crate::auth::{AddressLimiter, RateLimiter};
 use crate::config::ApiConfig;
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
-use crate::routes::{catalog, customers, operations, ops, power, sd, servers};
-use crate::{portal, problem::ApiError};
+use crate::routes::{catalog, console, customers, operations, ops, power, sd, servers};
+use crate::{compat, portal, problem::ApiError};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -54,6 +54,10 @@ pub struct Ctx {
     /// Cancelled on shutdown, so open watch streams end and graceful shutdown completes.
     pub(crate) shutdown: CancellationToken,
     pub(crate) openapi_json: String,
+    /// The account service's JWTs (`[api.identity]`); `None`: zlh's own tokens only.
+    pub(crate) identity: Option<crate::identity::Verifier>,
+    /// Console tickets and sessions (`crate::console`).
+    pub(crate) console: crate::console::Console,
 }
 
 /// Every documented route, with its OpenAPI entry.
@@ -70,6 +74,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(servers::resume_server))
         .routes(routes!(servers::server_events))
         .routes(routes!(power::power_server))
+        .routes(routes!(console::console_ticket))
+        .routes(routes!(console::console_socket))
+        .routes(routes!(console::send_command))
         .routes(routes!(portal::game_power))
         .routes(routes!(portal::host_power))
         .routes(routes!(operations::get_operation))
@@ -80,7 +87,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(customers::get_customer, customers::put_customer))
         .routes(routes!(catalog::get_game_catalog))
         .routes(routes!(catalog::get_dev_catalog))
-        .routes(routes!(portal::create_instance))
+        .routes(routes!(compat::list_instances, portal::create_instance))
+        .routes(routes!(compat::delete_container))
+        .routes(routes!(compat::api_health))
         .routes(routes!(portal::get_instance_operation))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
@@ -100,9 +109,11 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
         ),
         shutdown,
         openapi_json: doc.to_json().unwrap_or_else(|_| "{}".into()),
+        identity: crate::identity::from_config(cfg.identity.as_ref()),
+        console: crate::console::Console::new(cfg.console.clone()),
         app: state,
     });
-    routes.fallback(not_found).with_state(ctx).layer(
+    let app = routes.fallback(not_found).with_state(ctx).layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
@@ -137,7 +148,13 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
                 cfg.request_timeout,
             ))
             .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes)),
-    )
+    );
+    // Outermost: preflights are answered before anything else, and every answer, problems
+    // included, carries the CORS headers a page needs to read it.
+    match crate::cors::layer(&cfg.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// The application router (watch streams live until their clients leave).

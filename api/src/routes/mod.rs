@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource.
 
 pub mod catalog;
+pub mod console;
 pub mod customers;
 pub mod operations;
 pub mod ops;

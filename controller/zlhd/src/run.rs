@@ -146,8 +146,16 @@ pub async fn run(
         } else {
             store.clone()
         };
+        // Unreadable identity keys stop start-up, naming the file, rather than refusing
+        // every user's token later.
+        if let Some(identity) = &cfg.api.identity {
+            api::identity::Verifier::load(identity).context("[api.identity]")?;
+        }
         let limits = api::ApiConfig {
             max_connections: crate::store::connection_cap(&cfg),
+            cors_origins: cfg.api.cors_origins.clone(),
+            identity: cfg.api.identity.clone(),
+            console: console_setup(&cfg)?,
             ..cfg.api.limits.clone()
         };
         let state = api::AppState {
@@ -211,4 +219,35 @@ pub async fn run(
         }
     }
     result
+}
+
+/// The console's view of the config: `[api.console]`, `[api] console_origins`, and the Agent's
+/// port and token (the API dials the Agents, so the split layout's API needs them too). A
+/// configured key shorter than `api::console::ticket::MIN_KEY_BYTES` stops start-up.
+fn console_setup(cfg: &Config) -> anyhow::Result<api::console::ConsoleSetup> {
+    use secrecy::ExposeSecret as _;
+    let read = |key: &'static str, f: &std::path::PathBuf| controller::config::read_secret(key, f);
+    let key = cfg
+        .api
+        .console
+        .key_file
+        .as_ref()
+        .map(|f| read("api.console.key_file", f))
+        .transpose()?;
+    if let Some(k) = &key {
+        api::console::ticket::check_key(k.expose_secret().trim().as_bytes())
+            .map_err(|e| anyhow::anyhow!("api.console.key_file: {e}"))?;
+    }
+    Ok(api::console::ConsoleSetup {
+        config: cfg.api.console.clone(),
+        origins: cfg.api.console_origins.clone(),
+        agent_port: cfg.agent.port,
+        agent_token: cfg
+            .agent
+            .token_file
+            .as_ref()
+            .map(|f| read("agent.token_file", f))
+            .transpose()?,
+        key,
+    })
 }

@@ -22,6 +22,10 @@
 //! install timer): nothing runs in the background, and a phase whose time is up has changed
 //! by the next `GET /status`, SLP connection or `state()`.
 
+mod console;
+
+pub use console::{BACKLOG, ConsoleFaults, lines as console_lines, refusal as console_refusal};
+
 use super::{Core, SimServer, middleware, plain_error, plain_message, with_fault_control};
 use crate::agent::{AgentPayload, AgentState, StatusWire};
 use crate::slp::{read_packet, varint_from, write_packet, write_string};
@@ -153,6 +157,7 @@ struct Container {
     power: Vec<AgentPower>,
     agent: Option<Arc<SimServer>>,
     game: Option<JoinHandle<()>>,
+    console: console::ConsoleLog,
 }
 
 impl Container {
@@ -167,6 +172,19 @@ impl Container {
     fn crash(&mut self) {
         self.crashes += 1;
         self.phase = Phase::Crashed;
+        self.console.emit(DEFAULT_CRASH_MESSAGE);
+    }
+    /// A `stop` typed at the console (see `AgentSim::console_stop`); whether it applied.
+    fn stop_from_console(&mut self) -> bool {
+        let applies = matches!(self.phase, Phase::Running | Phase::Starting { .. });
+        if applies {
+            self.crashes = 0;
+            self.phase = Phase::Stopping {
+                since: Instant::now(),
+                then_start: false,
+            };
+        }
+        applies
     }
 }
 
@@ -181,6 +199,7 @@ struct Inner {
     unknown_state: HashMap<Ipv4Addr, String>,
     /// Server List Pings answered with a status, every container together.
     slp_answered: u64,
+    console_faults: ConsoleFaults,
 }
 
 impl Inner {
@@ -212,8 +231,16 @@ impl Inner {
                 _ => break,
             };
             match due {
-                Due::Installed(Some(m)) => c.phase = Phase::Error(m),
-                Due::Installed(None) | Due::Started => c.come_up(crash),
+                Due::Installed(Some(m)) => {
+                    c.console.emit(m.clone());
+                    c.phase = Phase::Error(m)
+                }
+                Due::Installed(None) | Due::Started => {
+                    c.come_up(crash);
+                    if matches!(c.phase, Phase::Running) {
+                        c.console.emit(console::done_line(start));
+                    }
+                }
                 Due::Stopped { restart_at: None } => c.phase = Phase::Stopped,
                 Due::Stopped {
                     restart_at: Some(since),
@@ -356,6 +383,9 @@ async fn post_config(
             Some(AgentState::Running | AgentState::Starting | AgentState::Installing { .. })
         );
     if !keep {
+        for step in STEPS {
+            c.console.emit(format!("[zlh-agent] install step {step}"));
+        }
         c.phase = Phase::Installing {
             started: Instant::now(),
             failure: fail,
@@ -546,6 +576,7 @@ impl AgentSim {
                 crash_on_start: HashSet::new(),
                 unknown_state: HashMap::new(),
                 slp_answered: 0,
+                console_faults: ConsoleFaults::default(),
             })),
             core,
             agent_port,
@@ -597,6 +628,7 @@ impl AgentSim {
             .route("/config", post(post_config))
             .route("/status", get(get_status))
             .route("/health", get(get_health))
+            .route("/console/stream", get(console::stream))
             .route(
                 AgentPower::Start.path(),
                 post(|State(s), h| post_power(s, h, AgentPower::Start)),
@@ -650,6 +682,7 @@ impl AgentSim {
                 power: Vec::new(),
                 agent: Some(Arc::new(agent)),
                 game,
+                console: Default::default(),
             },
         );
         Ok(())
@@ -699,17 +732,7 @@ impl AgentSim {
     /// Returns whether it applied.
     pub fn console_stop(&self, ip: Ipv4Addr) -> bool {
         lock(&self.shared)
-            .with(ip, |c| {
-                let applies = matches!(c.phase, Phase::Running | Phase::Starting { .. });
-                if applies {
-                    c.crashes = 0;
-                    c.phase = Phase::Stopping {
-                        since: Instant::now(),
-                        then_start: false,
-                    };
-                }
-                applies
-            })
+            .with(ip, Container::stop_from_console)
             .unwrap_or(false)
     }
 

@@ -13,7 +13,8 @@ mod technitium;
 mod velocity;
 
 pub use agent::{
-    AgentPower, AgentSim, AgentSimConfig, DEFAULT_CRASH_MESSAGE, POWER_BEFORE_INSTALL,
+    AgentPower, AgentSim, AgentSimConfig, BACKLOG, ConsoleFaults, DEFAULT_CRASH_MESSAGE,
+    POWER_BEFORE_INSTALL, console_lines, console_refusal,
 };
 pub use cloudflare::{CfSimRecord, CloudflareSim, CloudflareSimConfig};
 pub use faults::Faults;
