@@ -157,7 +157,7 @@ async fn a_late_retry_of_a_deleted_servers_create_replays_it() {
 /// operators and viewers see everything.
 #[tokio::test]
 async fn only_operators_and_viewers_see_internal_addresses() {
-    const URL: &str = "https://10.20.30.40:8006/api2/json/nodes/pve/lxc/5208/status/current";
+    const URL: &str = "https://127.20.30.40:8006/api2/json/nodes/pve/lxc/5208/status/current";
     let message = format!("proxmox status_current: error sending request for url ({URL})");
     let h = Harness::start().await;
     let created = h
@@ -188,7 +188,7 @@ async fn only_operators_and_viewers_see_internal_addresses() {
     });
     st.failure = Some(Failure {
         step: "clone-container".into(),
-        message: format!("agent 10.20.30.41:18888 refused: {message}"),
+        message: format!("agent 127.20.30.41:18888 refused: {message}"),
         at: Utc::now(),
         generation: 1,
     });
@@ -224,7 +224,7 @@ async fn only_operators_and_viewers_see_internal_addresses() {
                 .unwrap();
             assert_eq!(res.status(), 200, "{role} {path}");
             let body = res.text().await.unwrap();
-            assert_eq!(body.contains("10.20.30."), sees, "{role} {path}: {body}");
+            assert_eq!(body.contains("127.20.30."), sees, "{role} {path}: {body}");
             if !sees && path.contains(&s.id.to_string()) {
                 assert!(
                     body.contains(api::redact::REDACTED),

@@ -92,8 +92,8 @@ async fn discovery_lists_ready_servers_per_exporter_in_the_http_sd_format() {
     let game = h.seed("u1", paper()).await;
     let dev = h.seed("u2", ServerSpec::dev("node", "22")).await;
     let provisioning = h.seed("u1", paper()).await;
-    make_ready(&h, game.id, "10.0.3.7", 5001).await;
-    make_ready(&h, dev.id, "10.0.2.9", 6001).await;
+    make_ready(&h, game.id, "127.0.3.7", 5001).await;
+    make_ready(&h, dev.id, "127.0.2.9", 6001).await;
     let _ = provisioning;
 
     let body = discover(&h, "/api/sd/targets", &op).await;
@@ -106,11 +106,11 @@ async fn discovery_lists_ready_servers_per_exporter_in_the_http_sd_format() {
     let targets: BTreeSet<&str> = groups.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(
         targets,
-        BTreeSet::from(["10.0.3.7:9100", "10.0.3.7:9225", "10.0.2.9:9100"]),
+        BTreeSet::from(["127.0.3.7:9100", "127.0.3.7:9225", "127.0.2.9:9100"]),
         "node_exporter everywhere, the Minecraft exporter in the game; nothing of the server \
          still provisioning"
     );
-    let (_, labels) = groups.iter().find(|(t, _)| t == "10.0.3.7:9225").unwrap();
+    let (_, labels) = groups.iter().find(|(t, _)| t == "127.0.3.7:9225").unwrap();
     let want = [
         ("server_id", game.id.to_string()),
         ("vmid", "5001".into()),
@@ -137,15 +137,15 @@ async fn discovery_lists_ready_servers_per_exporter_in_the_http_sd_format() {
             "{ignored}: only set where an exporter needs it"
         );
     }
-    let (_, dev_labels) = groups.iter().find(|(t, _)| t == "10.0.2.9:9100").unwrap();
+    let (_, dev_labels) = groups.iter().find(|(t, _)| t == "127.0.2.9:9100").unwrap();
     assert_eq!(dev_labels["runtime"], "node");
     assert!(!dev_labels.contains_key("game"), "no empty labels");
 
     // Filters.
     let cases: &[(&str, &[&str])] = &[
-        ("?kind=dev", &["10.0.2.9:9100"]),
-        ("?customer=u1", &["10.0.3.7:9100", "10.0.3.7:9225"]),
-        ("?exporter=minecraft", &["10.0.3.7:9225"]),
+        ("?kind=dev", &["127.0.2.9:9100"]),
+        ("?customer=u1", &["127.0.3.7:9100", "127.0.3.7:9225"]),
+        ("?exporter=minecraft", &["127.0.3.7:9225"]),
         ("?kind=dev&exporter=minecraft", &[]),
         ("?customer=nobody", &[]),
     ];
@@ -225,7 +225,7 @@ async fn a_server_appears_once_ready_and_disappears_once_deleted() {
         discover(&h, "/api/sd/targets", &op).await,
         Value::Array(vec![])
     );
-    make_ready(&h, s.id, "10.0.3.8", 5002).await;
+    make_ready(&h, s.id, "127.0.3.8", 5002).await;
     let listed = discover(&h, "/api/sd/targets", &op).await;
     assert_eq!(check_format(&listed).len(), 2, "{listed}");
     h.store.request_deletion(s.id).await.unwrap();
