@@ -1,4 +1,4 @@
-//! Bearer-token authentication, roles, visibility and the rate limits: per token, and per
+//! Bearer-token authentication, roles, visibility and the rate limits (`crate::limit`): per token, and per
 //! client address for tokens not known to be valid (checked before the token lookup).
 //!
 //! A request's `Authorization: Bearer <secret>` is hashed (SHA-256) and looked up in the store;
@@ -11,20 +11,17 @@
 //! A token that carries a customer id is scoped to that customer whatever its role: another
 //! customer's server answers 404, exactly as if it did not exist.
 
+use crate::limit::limited;
 use crate::problem::{ApiError, ApiResult};
-use crate::router::Ctx;
+use crate::state::Ctx;
+use crate::wire::ListFilter;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota as RateQuota};
-use model::store::Store;
+use model::store::{ServerFilter, Store};
 use model::{Role, customer::token_hash};
-use std::collections::HashSet;
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,113 +60,21 @@ impl Principal {
     }
 }
 
-/// Per-token limiter (GCRA, keyed by token id).
-pub(crate) struct RateLimiter {
-    limiter: DefaultKeyedRateLimiter<uuid::Uuid>,
-    checks: AtomicU64,
-}
-
-impl RateLimiter {
-    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
-        let per_second = NonZeroU32::new(per_second.max(1)).expect("max(1)");
-        let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
-        RateLimiter {
-            limiter: governor::RateLimiter::keyed(
-                RateQuota::per_second(per_second).allow_burst(burst),
-            ),
-            checks: AtomicU64::new(0),
-        }
-    }
-
-    /// `Err(seconds to wait)` when over the limit.
-    fn check(&self, key: uuid::Uuid) -> Result<(), u64> {
-        // Forget idle tokens now and then so the table stays small.
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            self.limiter.retain_recent();
-        }
-        self.limiter.check_key(&key).map_err(wait_secs)
-    }
-}
-
-fn wait_secs(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> u64 {
-    let wait = not_until.wait_time_from(DefaultClock::default().now());
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-}
-
-/// What a 429 names as the limited party.
-pub(crate) mod limited {
-    pub const TOKEN: &str = "token";
-    pub const ADDRESS: &str = "client address";
-}
-
-/// Per-client-address limit (GCRA) on requests whose token is not known good, checked before
-/// the token lookup, so unknown tokens cannot cost the store more than the limit. A token
-/// found valid joins `known` and is not counted again (a client behind a shared address, e.g.
-/// a proxy, is not locked out by someone else guessing); a failed lookup removes it.
-pub(crate) struct AddressLimiter {
-    /// `None`: turned off (rate 0).
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// Hashes of valid tokens: at most as many as the store holds (only a lookup adds one).
-    known: Mutex<HashSet<String>>,
-    checks: AtomicU64,
-}
-
-impl AddressLimiter {
-    pub(crate) fn new(per_second: u32, burst: u32) -> Self {
-        let limiter = NonZeroU32::new(per_second).map(|per_second| {
-            let burst = NonZeroU32::new(burst.max(1)).expect("max(1)");
-            governor::RateLimiter::keyed(RateQuota::per_second(per_second).allow_burst(burst))
-        });
-        AddressLimiter {
-            limiter,
-            known: Mutex::new(HashSet::new()),
-            checks: AtomicU64::new(0),
-        }
-    }
-
-    fn known(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// `Err(seconds to wait)` when `addr` is over its limit and `hash` is not known good.
-    /// Without an address (a router served without connection info) nothing is limited.
-    fn check(&self, addr: Option<IpAddr>, hash: &str) -> Result<(), u64> {
-        let (Some(limiter), Some(addr)) = (&self.limiter, addr) else {
-            return Ok(());
-        };
-        if self.known().contains(hash) {
-            return Ok(());
-        }
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
-            limiter.retain_recent();
-        }
-        limiter.check_key(&client_key(addr)).map_err(wait_secs)
-    }
-
-    /// Record a lookup's outcome for `hash`.
-    fn learn(&self, hash: &str, valid: bool) {
-        if self.limiter.is_none() {
-            return;
-        }
-        let mut known = self.known();
-        if !valid {
-            known.remove(hash);
-        } else if !known.contains(hash) {
-            known.insert(hash.to_owned());
-        }
-    }
-}
-
-/// The limiter key of a client address: IPv4 as is, IPv6 by its /64 (one host usually has a
-/// whole /64, so single addresses would be free to rotate).
-fn client_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-    }
+/// The store filter for a caller, or `None` if the caller can see nothing of it (a customer
+/// token asking for another customer).
+pub(crate) fn store_filter(p: &Principal, f: &ListFilter) -> Option<ServerFilter> {
+    let customer_id = match (&p.scope, &f.customer) {
+        (Some(own), Some(asked)) if own != asked => return None,
+        (Some(own), _) => Some(own.clone()),
+        (None, asked) => asked.clone(),
+    };
+    Some(ServerFilter {
+        customer_id,
+        kind: f.kind,
+        phase: f.phase,
+        hostname: f.hostname.clone(),
+        vmid: f.vmid,
+    })
 }
 
 /// The bearer secret of a request, if the header is well-formed.
@@ -304,19 +209,6 @@ role_guard!(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_limiter_refuses_after_the_burst_and_names_a_wait() {
-        let l = RateLimiter::new(1, 3);
-        let k = uuid::Uuid::now_v7();
-        for _ in 0..3 {
-            assert!(l.check(k).is_ok());
-        }
-        let wait = l.check(k).unwrap_err();
-        assert!(wait >= 1);
-        // Another token has its own budget.
-        assert!(l.check(uuid::Uuid::now_v7()).is_ok());
-    }
 
     #[test]
     fn scope_limits_visibility() {

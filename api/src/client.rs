@@ -164,6 +164,31 @@ impl ApiClient {
         &self.base
     }
 
+    /// The console WebSocket's handshake request (`GET /api/servers/{id}/console`, `ws` or
+    /// `wss` for `http` or `https`), with the bearer token.
+    pub fn console_request(
+        &self,
+        id: ServerId,
+        read_only: bool,
+    ) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let base = match self.base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
+            None => return Err(ClientError::BadUrl(self.base.clone())),
+        };
+        let query = if read_only { "?read_only=true" } else { "" };
+        let mut req = format!("{base}/api/servers/{id}/console{query}")
+            .into_client_request()
+            .map_err(|e| ClientError::BadUrl(e.to_string()))?;
+        if let Some(t) = &self.token {
+            let v = reqwest::header::HeaderValue::try_from(format!("Bearer {}", t.expose_secret()))
+                .map_err(|_| ClientError::BadUrl("the token is not a header value".into()))?;
+            req.headers_mut().insert(reqwest::header::AUTHORIZATION, v);
+        }
+        Ok(req)
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let mut rb = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
@@ -296,6 +321,15 @@ impl ApiClient {
         } else {
             PowerOutcome::Unchanged(serde_json::from_slice(&bytes).map_err(bad)?)
         })
+    }
+
+    /// `POST /api/servers/{id}/command`: one console line, without opening a console.
+    pub async fn command(&self, id: ServerId, line: &str) -> Result<()> {
+        let rb = self
+            .request(Method::POST, &format!("/api/servers/{id}/command"))
+            .json(&serde_json::json!({ "command": line }))
+            .timeout(CALL_TIMEOUT);
+        self.send(rb).await.map(|_| ())
     }
 
     /// `DELETE /api/servers/{id}`.

@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// `[api.identity]`. Every default is in [`IdentityConfig::default`] with its reason.
@@ -122,10 +123,28 @@ struct Jwks {
     /// resolution, of the same length (a rotated key of the same size), is still seen.
     raw: Vec<u8>,
     checked: Instant,
+    /// The [`RELOADS`] count at the last check.
+    reloads: u64,
 }
 
 /// How often the JWKS file is re-read (a few KiB) to see whether it changed.
 const JWKS_RECHECK: Duration = Duration::from_secs(1);
+
+/// Bumped by [`reload`] (zlhd on SIGHUP, `controller/zlhd/src/run.rs`): every JWKS of this
+/// process re-reads its file at its next use, within `JWKS_RECHECK` or not.
+static RELOADS: AtomicU64 = AtomicU64::new(0);
+
+/// Re-read every JWKS file of this process at its next use (an operator's SIGHUP after
+/// replacing the file, rather than waiting for the change to be seen).
+pub fn reload() {
+    RELOADS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Whether a JWKS last checked `elapsed` ago, having seen `seen` reload requests of the
+/// `asked` made so far, re-reads its file now.
+fn recheck_due(elapsed: Duration, seen: u64, asked: u64) -> bool {
+    elapsed >= JWKS_RECHECK || seen != asked
+}
 
 /// The verifier built from `[api.identity]`. No `Debug`: it holds the keys.
 pub struct Verifier {
@@ -175,6 +194,7 @@ impl Verifier {
                     keys,
                     raw,
                     checked: Instant::now(),
+                    reloads: RELOADS.load(Ordering::Relaxed),
                 }))
             }
         };
@@ -357,10 +377,12 @@ impl Jwks {
     /// Re-read the file when it changed; a file that no longer parses (or is gone) keeps
     /// the previous keys (logged, without its contents).
     fn refresh(&mut self) {
-        if self.checked.elapsed() < JWKS_RECHECK {
+        let asked = RELOADS.load(Ordering::Relaxed);
+        if !recheck_due(self.checked.elapsed(), self.reloads, asked) {
             return;
         }
         self.checked = Instant::now();
+        self.reloads = asked;
         let raw = match read(&self.path) {
             Ok(raw) if raw == self.raw => return,
             Ok(raw) => raw,
@@ -448,6 +470,22 @@ mod tests {
         for (reason, token, want) in cases {
             assert_eq!(looks_like_jwt(token), want, "{reason}");
         }
+    }
+
+    /// A reload request (SIGHUP) re-reads within the recheck interval; without one, the
+    /// interval decides.
+    #[test]
+    fn a_reload_request_rechecks_at_once() {
+        let soon = JWKS_RECHECK / 2;
+        assert!(
+            !recheck_due(soon, 3, 3),
+            "within the interval, no request: not yet"
+        );
+        assert!(
+            recheck_due(soon, 3, 4),
+            "a SIGHUP since the last check: now"
+        );
+        assert!(recheck_due(JWKS_RECHECK, 3, 3), "the interval is up: now");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod admission;
 pub mod auth;
 pub mod client;
 pub mod compat;
@@ -26,6 +27,7 @@ pub mod console;
 pub mod cors;
 pub mod extract;
 pub mod identity;
+pub mod limit;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;
@@ -34,11 +36,12 @@ pub mod problem;
 pub mod redact;
 pub mod router;
 pub mod routes;
+pub mod state;
 pub mod watch;
 pub mod wire;
 
 pub use client::{ApiClient, ClientError, PowerOutcome};
 pub use config::{ApiConfig, SdConfig};
-pub use openapi::openapi;
 pub use problem::{ApiError, Problem};
-pub use router::{AppState, router, serve};
+pub use router::{openapi, router, serve};
+pub use state::AppState;

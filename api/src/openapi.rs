@@ -138,8 +138,3 @@ problem_set!(
         "403" => "The token's role may not do this, the customer is not active (overdue/suspended), or a quota is exceeded",
     }
 );
-
-/// The whole document (the same one `/openapi.json` serves).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::router::api_routes().into_openapi()
-}

@@ -14,6 +14,7 @@
 //! `container`: the same checks (roles, ownership, standing), `{"ok":true}` on success (202
 //! or 200 alike), and problems carrying the old `error` field.
 
+use crate::admission::{admit, resolve_customer};
 use crate::auth::Reader;
 use crate::auth::Writer;
 use crate::extract::{ApiJson, ServerPath, idempotency_key, if_match, parse_id, request_id};
@@ -21,10 +22,10 @@ use crate::openapi::{
     AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems, PowerPathProblems,
 };
 use crate::problem::{ApiError, ApiResult};
-use crate::router::Ctx;
 use crate::routes::operations::visible_operation;
 use crate::routes::power::{PowerOutcome, power};
-use crate::routes::servers::{SERVER_ID_DOC, admit, resolve_customer};
+use crate::routes::servers::SERVER_ID_DOC;
+use crate::state::Ctx;
 use crate::wire::{
     InstanceAccepted, InstanceOperation, InstanceRequest, LegacyOk, PowerSignal, PowerTarget,
     portal_status as ps,

@@ -5,19 +5,16 @@
 //! request id to the response → metrics → catch panics (500 problem) → problem+json for every
 //! error response → timeout (503) → body limit (413).
 
-use crate::auth::{AddressLimiter, RateLimiter};
-use crate::config::ApiConfig;
+use crate::limit::{AddressLimiter, RateLimiter};
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
 use crate::routes::{catalog, console, customers, operations, ops, power, sd, servers};
+use crate::state::{AppState, Ctx};
 use crate::{compat, portal, problem::ApiError};
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::PrometheusHandle;
-use model::Catalog;
-use model::store::AnyStore;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,32 +29,9 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: AnyStore,
-    /// What can be built (the controller's template map).
-    pub catalog: Arc<Catalog>,
-    pub config: ApiConfig,
-    /// The Prometheus recorder's handle; `/metrics` answers 404 without it.
-    pub metrics: Option<PrometheusHandle>,
-    /// The exporters service discovery lists (`[sd]`).
-    pub sd: crate::config::SdConfig,
-}
-
-/// The handlers' state: the app plus what the router owns (internal).
-#[doc(hidden)]
-pub struct Ctx {
-    pub(crate) app: AppState,
-    pub(crate) limiter: RateLimiter,
-    pub(crate) address_limiter: AddressLimiter,
-    /// Cancelled on shutdown, so open watch streams end and graceful shutdown completes.
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) openapi_json: String,
-    /// The account service's JWTs (`[api.identity]`); `None`: zlh's own tokens only.
-    pub(crate) identity: Option<crate::identity::Verifier>,
-    /// Console tickets and sessions (`crate::console`).
-    pub(crate) console: crate::console::Console,
+/// The whole document (the same one `/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    crate::router::api_routes().into_openapi()
 }
 
 /// Every documented route, with its OpenAPI entry.
@@ -73,6 +47,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(servers::pause_server))
         .routes(routes!(servers::resume_server))
         .routes(routes!(servers::server_events))
+        .routes(routes!(servers::server_stats))
         .routes(routes!(power::power_server))
         .routes(routes!(console::console_ticket))
         .routes(routes!(console::console_socket))

@@ -14,9 +14,10 @@
 //! not announced as deleted.
 
 use crate::auth::Principal;
+use crate::auth::store_filter;
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::router::Ctx;
-use crate::routes::servers::{ListQuery, store_filter};
+use crate::state::Ctx;
+use crate::wire::ListQuery;
 use crate::wire::{Bookmark, DeletedRef};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};

@@ -153,6 +153,78 @@ pub struct ServerList {
     pub items: Vec<Server>,
     /// Pass as `after` to get the next page; null at the end.
     pub next: Option<ServerId>,
+    /// What a server card shows, one per item in the same order (read for the whole page at
+    /// once; the full sample is `GET /api/servers/{id}/stats`).
+    #[serde(default)]
+    pub cards: Vec<ServerCard>,
+}
+
+/// A server card: the phase and step from the status, the rest from the latest live detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerCard {
+    pub id: ServerId,
+    pub phase: Phase,
+    /// The current provisioning step, while one applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+    /// The Agent's last answer (its install step, its crash count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<model::AgentDetail>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub players: Option<model::Players>,
+    /// When any live detail of this server was last seen; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl ServerCard {
+    /// The card of `server` given its latest sample, if any.
+    pub fn of(server: &Server, stats: Option<&model::ServerStats>) -> Self {
+        let (phase, step) = server.phase();
+        ServerCard {
+            id: server.id,
+            phase,
+            step,
+            agent: stats.and_then(|s| s.agent.clone()),
+            players: stats.and_then(|s| s.players.clone()),
+            last_seen: stats.and_then(model::ServerStats::last_seen),
+        }
+    }
+}
+
+/// Query of `GET /api/servers`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this customer's servers (customer tokens always see only their own).
+    pub customer: Option<String>,
+    pub phase: Option<Phase>,
+    pub kind: Option<Kind>,
+    pub hostname: Option<String>,
+    pub vmid: Option<u32>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<ServerId>,
+    /// Stream changes as Server-Sent Events instead of answering one page.
+    pub watch: Option<bool>,
+    /// Watch: resume after this change-feed sequence (same as `Last-Event-ID`).
+    pub resource_version: Option<i64>,
+}
+
+impl ListQuery {
+    pub(crate) fn filter(&self) -> ListFilter {
+        ListFilter {
+            customer: self.customer.clone(),
+            phase: self.phase,
+            kind: self.kind,
+            hostname: self.hostname.clone(),
+            vmid: self.vmid,
+        }
+    }
 }
 
 /// Filters of `GET /api/servers` (also used by the watch).

@@ -316,10 +316,14 @@ impl<S: Stack> Controller<S> {
                 drop(mirror);
                 // What is left over when the budget runs out is reconciled instead.
                 let budget = t.probe_budget();
-                let unanswered =
-                    resync::probe(sweep.probes, self.ctx.cfg.agent.timeout, budget).await;
-                metrics::counter!(m::RESYNC_REQUEUED).increment(unanswered.len() as u64);
-                unanswered.into_iter().for_each(|id| self.queue.add(id));
+                let probed = resync::probe(sweep.probes, self.ctx.cfg.agent.timeout, budget).await;
+                metrics::counter!(m::RESYNC_REQUEUED).increment(probed.unanswered.len() as u64);
+                probed
+                    .unanswered
+                    .into_iter()
+                    .for_each(|id| self.queue.add(id));
+                let now = self.ctx.clock.now();
+                resync::record_stats(&self.ctx.store, now, sweep.usage, probed.players).await;
             }
             Err(e) => warn!(error = %e, "resync: cannot list servers"),
         }

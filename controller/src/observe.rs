@@ -247,11 +247,12 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                 o.slp = Some(Ok(true));
                 return;
             }
+            let answer = cx.backends.agent.status(&ip).await;
+            if let Ok(s) = &answer {
+                o.agent_detail = Some(agent_detail(&s.state));
+            }
             o.agent = Some(
-                cx.backends
-                    .agent
-                    .status(&ip)
-                    .await
+                answer
                     .map(|s| agent_obs(s.state))
                     .map_err(|e| Unavailable::from(&e)),
             );
@@ -310,6 +311,15 @@ async fn game_answers(addr: SocketAddr, fqdn: &str, timeout: Duration) -> bool {
     edge_client::slp::ping(addr, fqdn, timeout).await.is_ok()
 }
 
+/// The players part of a Server List Ping answer.
+pub fn players(s: &edge_client::slp::SlpStatus) -> model::Players {
+    model::Players {
+        online: s.players_online,
+        max: s.players_max,
+        sample: s.players_sample.clone(),
+    }
+}
+
 /// A settled game's health probe, run by the resync (see `reconcile::Context::game_probe`).
 #[derive(Debug, Clone)]
 pub struct GameProbe {
@@ -318,8 +328,12 @@ pub struct GameProbe {
 }
 
 impl GameProbe {
-    pub async fn answers(&self, timeout: Duration) -> bool {
-        game_answers(self.addr, &self.fqdn, timeout).await
+    /// The players it reports, if it answers in time.
+    pub async fn players(&self, timeout: Duration) -> Option<model::Players> {
+        let s = edge_client::slp::ping(self.addr, &self.fqdn, timeout)
+            .await
+            .ok()?;
+        Some(players(&s))
     }
 }
 
@@ -346,6 +360,23 @@ async fn dns_state<S: Stack>(b: &Backends<S>, edge: &EdgeTarget<'_>) -> Seen<Edg
         seen.any_ours_present |= !r.is_empty();
     }
     Ok(seen)
+}
+
+/// The Agent's answer, as a server card shows it.
+fn agent_detail(state: &AgentState) -> model::AgentDetail {
+    let mut d = model::AgentDetail {
+        state: state.as_str().to_string(),
+        ..Default::default()
+    };
+    match state {
+        AgentState::Installing { step, progress } => {
+            d.step = step.clone();
+            d.progress = *progress;
+        }
+        AgentState::Crashed { count, .. } => d.crash_count = *count,
+        _ => {}
+    }
+    d
 }
 
 /// The Agent's answer, as `decide` reads it.

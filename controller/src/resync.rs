@@ -65,6 +65,7 @@ pub async fn take_snapshot<S: Stack>(b: &Backends<S>) -> Snapshot {
                         name: r.name,
                         tags: r.tags,
                         lock: r.lock,
+                        usage: r.usage,
                     },
                 );
             }
@@ -111,6 +112,8 @@ pub struct Sweep {
     pub degraded: HashMap<&'static str, u64>,
     /// Servers waiting on a Proxmox task, by kind.
     pub tasks: HashMap<TaskKind, u64>,
+    /// Each server's usage from the snapshot (live detail, written by [`record_stats`]).
+    pub usage: Vec<(ServerId, model::ResourceUsage)>,
 }
 
 /// One pass over the fleet (the mirror brought up to date first): count phases, and requeue
@@ -141,6 +144,14 @@ pub async fn sweep<S: Stack>(
         }
         out.ids.push(s.id);
         out.reserved.extend(s.reserved_vmid);
+        if let Some(ct) = s
+            .status
+            .vmid
+            .or(s.reserved_vmid)
+            .and_then(|v| snap.containers.get(&v))
+        {
+            out.usage.push((s.id, resource_usage(&ct.usage)));
+        }
         if !ctx.is_settled(s, snap) {
             out.requeue.push(s.id);
         } else if !probe_due(s.id, round, every) {
@@ -156,6 +167,61 @@ pub async fn sweep<S: Stack>(
     Ok(out)
 }
 
+/// PVE's metrics as live detail.
+fn resource_usage(u: &proxmox_client::Usage) -> model::ResourceUsage {
+    model::ResourceUsage {
+        cpu: u.cpu,
+        mem_bytes: u.mem,
+        maxmem_bytes: u.maxmem,
+        disk_bytes: u.disk,
+        maxdisk_bytes: u.maxdisk,
+        netin_bytes: u.netin,
+        netout_bytes: u.netout,
+        uptime_seconds: u.uptime,
+    }
+}
+
+/// What [`probe`] found.
+#[derive(Debug, Default)]
+pub struct Probed {
+    /// The games that did not answer in time: reconciled.
+    pub unanswered: Vec<ServerId>,
+    /// The players each game that answered reports.
+    pub players: Vec<(ServerId, model::Players)>,
+}
+
+/// Write this resync's live detail (usage from the snapshot, players from the probes) in
+/// one batched store write (model/src/store/mod.rs, `write_stats`): never a status write,
+/// so watchers see no change per sample. A failure is only logged: the next resync writes.
+pub async fn record_stats(
+    store: &impl model::store::Store,
+    now: chrono::DateTime<chrono::Utc>,
+    usage: Vec<(ServerId, model::ResourceUsage)>,
+    players: Vec<(ServerId, model::Players)>,
+) {
+    let mut by_id: HashMap<ServerId, model::ServerStats> = HashMap::with_capacity(usage.len());
+    for (id, u) in usage {
+        let e = by_id.entry(id).or_default();
+        e.resources = Some(u);
+        e.resources_seen_at = Some(now);
+    }
+    for (id, p) in players {
+        let e = by_id.entry(id).or_default();
+        e.players = Some(p);
+        e.players_seen_at = Some(now);
+    }
+    let samples: Vec<model::ServerStats> = by_id
+        .into_iter()
+        .map(|(id, mut s)| {
+            s.server_id = id;
+            s
+        })
+        .collect();
+    if let Err(e) = store.write_stats(&samples).await {
+        warn!(error = %e, "resync: cannot record live detail");
+    }
+}
+
 /// Ping each settled game in `probes` (`PROBE_CONCURRENCY` at a time, each within `timeout`,
 /// all within `budget`) and return the ones that did not answer in time: a reconcile then
 /// asks their Agent why. A game that answers needs nothing else: this is the same check a
@@ -164,18 +230,18 @@ pub async fn probe(
     probes: Vec<(ServerId, GameProbe)>,
     timeout: Duration,
     budget: Duration,
-) -> Vec<ServerId> {
+) -> Probed {
     let ids: Vec<ServerId> = probes.iter().map(|(id, _)| *id).collect();
-    let mut answered = HashSet::with_capacity(probes.len());
+    let mut answered = HashMap::with_capacity(probes.len());
     // Owned futures: a stream borrowing `probes` would make the resync future not `Send`.
     let mut pings = futures::stream::iter(probes)
-        .map(|(id, p)| async move { (id, p.answers(timeout).await) })
+        .map(|(id, p)| async move { (id, p.players(timeout).await) })
         .buffer_unordered(PROBE_CONCURRENCY);
     // Past the budget, whatever has not answered is left to a reconcile.
     let _ = tokio::time::timeout(budget, async {
-        while let Some((id, ok)) = pings.next().await {
-            if ok {
-                answered.insert(id);
+        while let Some((id, players)) = pings.next().await {
+            if let Some(p) = players {
+                answered.insert(id, p);
             }
         }
     })
@@ -184,11 +250,14 @@ pub async fn probe(
         .increment(answered.len() as u64);
     let unanswered: Vec<ServerId> = ids
         .into_iter()
-        .filter(|id| !answered.contains(id))
+        .filter(|id| !answered.contains_key(id))
         .collect();
     metrics::counter!(m::HEALTH_PROBES, "result" => m::PROBE_UNANSWERED)
         .increment(unanswered.len() as u64);
-    unanswered
+    Probed {
+        unanswered,
+        players: answered.into_iter().collect(),
+    }
 }
 
 /// Whether `id`'s health probe falls in resync `round` (of every `every`).
@@ -287,7 +356,9 @@ mod tests {
             .collect();
         let ids: Vec<ServerId> = probes.iter().map(|p| p.0).collect();
         let t = tokio::time::Instant::now();
-        let mut back = probe(probes, Duration::from_secs(30), Duration::from_millis(300)).await;
+        let probed = probe(probes, Duration::from_secs(30), Duration::from_millis(300)).await;
+        assert!(probed.players.is_empty(), "no answer, no players");
+        let mut back = probed.unanswered;
         back.sort();
         let mut want = ids;
         want.sort();

@@ -15,6 +15,8 @@ pub struct CtEntry {
     pub name: Option<String>,
     pub tags: Vec<String>,
     pub lock: Option<String>,
+    /// Its metrics, kept as live detail by the resync.
+    pub usage: proxmox_client::Usage,
 }
 
 #[derive(Debug, Default)]

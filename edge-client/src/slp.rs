@@ -27,6 +27,8 @@ pub struct SlpStatus {
     pub protocol: i32,
     pub players_online: u32,
     pub players_max: u32,
+    /// The names in `players.sample` (servers may list none, or a few of those online).
+    pub players_sample: Vec<String>,
     /// The MOTD as plain text (text components flattened, `§` codes kept as sent).
     pub description: String,
 }
@@ -154,6 +156,23 @@ struct PlayersJson {
     max: u32,
     #[serde(default)]
     online: u32,
+    /// Entries `{"name", "id"}`, read leniently: an odd entry is skipped, not an error.
+    #[serde(default)]
+    sample: Option<serde_json::Value>,
+}
+
+/// Sample names the status lists (at most `MAX_SAMPLE`; vanilla sends 12).
+const MAX_SAMPLE: usize = 12;
+
+fn sample_names(v: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(serde_json::Value::Array(a)) = v else {
+        return vec![];
+    };
+    a.iter()
+        .filter_map(|e| e.get("name")?.as_str())
+        .take(MAX_SAMPLE)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Flatten a chat component: a string, `{"text":..,"extra":[..]}`, or an array.
@@ -179,12 +198,16 @@ pub fn flatten_text(v: &serde_json::Value) -> String {
 pub(crate) fn parse_status(json: &str) -> Result<SlpStatus, String> {
     let s: StatusJson = serde_json::from_str(json).map_err(|e| format!("status JSON: {e}"))?;
     let (version_name, protocol) = s.version.map(|v| (v.name, v.protocol)).unwrap_or_default();
-    let (players_max, players_online) = s.players.map(|p| (p.max, p.online)).unwrap_or_default();
+    let (players_max, players_online, players_sample) = s
+        .players
+        .map(|p| (p.max, p.online, sample_names(p.sample.as_ref())))
+        .unwrap_or_default();
     Ok(SlpStatus {
         version_name,
         protocol,
         players_online,
         players_max,
+        players_sample,
         description: s.description.as_ref().map(flatten_text).unwrap_or_default(),
     })
 }
@@ -282,6 +305,19 @@ mod tests {
             assert_eq!(b.as_slice(), *bytes, "{v}");
             assert_eq!(varint_from(bytes), Some((*v, bytes.len())));
         }
+    }
+
+    /// The players part is kept with its sample names; odd sample entries are skipped, and a
+    /// status without players reads as none online.
+    #[test]
+    fn players_and_their_sample() {
+        let json = r#"{"players":{"max":20,"online":3,"sample":[{"name":"alex","id":"x"},{"id":"no-name"},7,{"name":"steve"}]}}"#;
+        let s = parse_status(json).unwrap();
+        assert_eq!((s.players_online, s.players_max), (3, 20));
+        assert_eq!(s.players_sample, vec!["alex", "steve"]);
+        let s = parse_status(r#"{"players":{"max":5,"online":0,"sample":"odd"}}"#).unwrap();
+        assert!(s.players_sample.is_empty(), "a non-array sample is none");
+        assert_eq!(parse_status("{}").unwrap().players_online, 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod operation;
 pub mod server;
 pub mod spec;
+pub mod stats;
 pub mod status;
 #[cfg(feature = "store")]
 pub mod store;
@@ -26,6 +27,7 @@ pub use ids::{OperationId, ServerId};
 pub use operation::{Operation, OperationKind};
 pub use server::Server;
 pub use spec::{FieldError, Kind, Power, Process, Resources, Restarts, ServerSpec, Variant};
+pub use stats::{AgentDetail, Players, ResourceUsage, ServerStats};
 pub use status::{
     Condition, ConditionStatus, ConditionType, LastError, Phase, Progress, ServerStatus, Step,
     TaskKind,

@@ -161,7 +161,69 @@ both!(
     concurrent_updates_stay_within_the_quota,
     quotas_cover_cores_and_disk,
     idempotency_keys_outlive_their_server,
+    stats_merge_by_part_outside_the_feed,
 );
+
+/// Live detail: a part a sample carries replaces the stored one and the others stay; a write
+/// bumps no `resourceVersion` and adds nothing to the change feed; deletion drops the row.
+async fn stats_merge_by_part_outside_the_feed(s: &impl Store, _h: &Harness) {
+    use model::{Players, ResourceUsage, ServerStats};
+    let a = create(s, "alice", game()).await;
+    let b = create(s, "alice", game()).await;
+    let (rv, seq) = (a.resource_version, s.latest_seq().await.unwrap());
+    let usage = ResourceUsage {
+        cpu: 0.25,
+        mem_bytes: 512,
+        maxmem_bytes: 1024,
+        ..Default::default()
+    };
+    let res = |id| ServerStats {
+        server_id: id,
+        resources: Some(usage.clone()),
+        resources_seen_at: Some(t0()),
+        ..Default::default()
+    };
+    s.write_stats(&[res(a.id), res(b.id)]).await.unwrap();
+    let later = t0() + chrono::Duration::seconds(30);
+    let players = Players {
+        online: 2,
+        max: 20,
+        sample: vec!["alex".into(), "steve".into()],
+    };
+    s.write_stats(&[ServerStats {
+        server_id: a.id,
+        players: Some(players.clone()),
+        players_seen_at: Some(later),
+        ..Default::default()
+    }])
+    .await
+    .unwrap();
+    let mut got = s.list_stats(&[a.id, b.id, ServerId::new()]).await.unwrap();
+    got.sort_by_key(|x| x.server_id);
+    assert_eq!(got.len(), 2, "a server never sampled has no row");
+    assert_eq!(
+        got[0].resources.as_ref(),
+        Some(&usage),
+        "the players write kept resources"
+    );
+    assert_eq!(got[0].players.as_ref(), Some(&players));
+    assert_eq!(got[0].last_seen(), Some(later));
+    assert_eq!(got[1].players, None);
+    assert_eq!(
+        s.get_server(a.id).await.unwrap().unwrap().resource_version,
+        rv
+    );
+    assert_eq!(
+        s.latest_seq().await.unwrap(),
+        seq,
+        "samples stay out of the feed"
+    );
+    s.archive_and_delete(a.id, None).await.unwrap();
+    assert!(
+        s.list_stats(&[a.id]).await.unwrap().is_empty(),
+        "deleted with its server"
+    );
+}
 
 // --- helpers -------------------------------------------------------------------------------
 
@@ -953,6 +1015,9 @@ async fn customers_and_tokens(s: &impl Store, _h: &Harness) {
         .create_token("carol's", "other-hash", Role::Customer, Some("carol"))
         .await
         .unwrap();
+    // By id too (a console session checks its token is still there).
+    assert_eq!(s.get_token(t.id).await.unwrap(), Some(t.clone()));
+    assert_eq!(s.get_token(uuid::Uuid::now_v7()).await.unwrap(), None);
     assert_eq!(s.find_token(&hash).await.unwrap(), Some(t));
     assert_eq!(s.find_token("other-hash").await.unwrap(), Some(t2));
     assert_eq!(s.find_token("missing").await.unwrap(), None);

@@ -785,6 +785,7 @@ impl Proxmox for FakeProxmox {
                         tags: c.tags,
                         lock: c.lock,
                         template: c.template,
+                        usage: Usage::default(),
                     }
                 })
                 .collect())

@@ -49,7 +49,7 @@ pub enum GuestType {
 }
 
 /// One `GET /cluster/resources?type=vm` entry (both LXC and QEMU; filter on `kind`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterResource {
     pub vmid: u32,
     pub node: String,
@@ -62,6 +62,22 @@ pub struct ClusterResource {
     pub tags: Vec<String>,
     pub lock: Option<String>,
     pub template: bool,
+    /// The guest's metrics (0 where PVE sends none: a stopped or just-created guest).
+    pub usage: Usage,
+}
+
+/// The metrics of a `cluster/resources` entry (PVE's field names; bytes and seconds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Cores busy (1.0 is one core).
+    pub cpu: f64,
+    pub mem: u64,
+    pub maxmem: u64,
+    pub disk: u64,
+    pub maxdisk: u64,
+    pub netin: u64,
+    pub netout: u64,
+    pub uptime: u64,
 }
 
 /// A JSON scalar read leniently (Perl may render a number as a string and a boolean as 0/1):
@@ -86,6 +102,15 @@ impl Scalar {
             Scalar::Float(f) => Some(f.to_string()),
             Scalar::Bool(b) => Some(if b { "1" } else { "0" }.into()),
             Scalar::Absent => None,
+        }
+    }
+
+    fn f64(&self) -> Option<f64> {
+        match self {
+            Scalar::Int(n) => Some(*n as f64),
+            Scalar::Float(f) => Some(*f),
+            Scalar::Str(s) => s.trim().parse().ok(),
+            Scalar::Bool(_) | Scalar::Absent => None,
         }
     }
 
@@ -166,7 +191,7 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// One `cluster/resources` entry as sent: only the fields we read (the many metrics fields
+/// One `cluster/resources` entry as sent: only the fields we read (the other metrics fields
 /// are skipped unparsed).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -180,6 +205,14 @@ pub(crate) struct WireResource {
     tags: Scalar,
     lock: Scalar,
     template: Scalar,
+    cpu: Scalar,
+    mem: Scalar,
+    maxmem: Scalar,
+    disk: Scalar,
+    maxdisk: Scalar,
+    netin: Scalar,
+    netout: Scalar,
+    uptime: Scalar,
 }
 
 /// A `cluster/resources` element: an entry, or `None` for anything that is not an object (one
@@ -253,6 +286,20 @@ impl WireResource {
                 .unwrap_or_default(),
             lock: self.lock.string().filter(|l| !l.is_empty()),
             template: self.template.u64().is_some_and(|n| n != 0),
+            usage: Usage {
+                cpu: self
+                    .cpu
+                    .f64()
+                    .filter(|c| c.is_finite() && *c >= 0.0)
+                    .unwrap_or(0.0),
+                mem: self.mem.u64().unwrap_or(0),
+                maxmem: self.maxmem.u64().unwrap_or(0),
+                disk: self.disk.u64().unwrap_or(0),
+                maxdisk: self.maxdisk.u64().unwrap_or(0),
+                netin: self.netin.u64().unwrap_or(0),
+                netout: self.netout.u64().unwrap_or(0),
+                uptime: self.uptime.u64().unwrap_or(0),
+            },
         })
     }
 }
@@ -589,12 +636,37 @@ mod tests {
             tags: vec!["zlh".into(), "zlh-x".into()],
             lock: None,
             template: false,
+            usage: Usage::default(),
         };
         let cases: &[(&str, &str, Option<ClusterResource>)] = &[
             (
-                "the documented shape, metrics fields skipped",
-                r#"{"vmid":101,"node":"pve1","type":"lxc","status":"running","name":"mc-1","tags":"zlh;zlh-x","template":0,"maxmem":1024,"cpu":0.1,"id":"lxc/101"}"#,
-                Some(lxc(101, "running")),
+                "the documented shape, its metrics read, others (maxcpu) skipped",
+                r#"{"vmid":101,"node":"pve1","type":"lxc","status":"running","name":"mc-1","tags":"zlh;zlh-x","template":0,"maxmem":1024,"mem":512,"cpu":0.1,"maxcpu":2,"disk":7,"maxdisk":9,"netin":3,"netout":4,"uptime":60,"id":"lxc/101"}"#,
+                Some(ClusterResource {
+                    usage: Usage {
+                        cpu: 0.1,
+                        mem: 512,
+                        maxmem: 1024,
+                        disk: 7,
+                        maxdisk: 9,
+                        netin: 3,
+                        netout: 4,
+                        uptime: 60,
+                    },
+                    ..lxc(101, "running")
+                }),
+            ),
+            (
+                "metrics rendered as strings read the same; a negative cpu reads as 0",
+                r#"{"vmid":105,"node":"pve1","type":"lxc","status":"running","name":"mc-1","tags":"zlh;zlh-x","cpu":"-1","mem":"512","uptime":"60"}"#,
+                Some(ClusterResource {
+                    usage: Usage {
+                        mem: 512,
+                        uptime: 60,
+                        ..Usage::default()
+                    },
+                    ..lxc(105, "running")
+                }),
             ),
             (
                 "Perl renders numbers as strings: vmid \"101\" is still 101",

@@ -33,7 +33,28 @@ pub fn zlhd_path() -> PathBuf {
     path
 }
 
+/// The `zctl` binary, found and (re)built like [`zlhd_path`] (`$ZCTL` if set).
+pub fn zctl_path() -> PathBuf {
+    if let Ok(p) = std::env::var("ZCTL") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let path = profile_dir.join(format!("zctl{}", std::env::consts::EXE_SUFFIX));
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| build_bin(profile_dir, "api", "zctl"));
+    assert!(path.exists(), "zctl not found at {}", path.display());
+    path
+}
+
 fn build_zlhd(profile_dir: &Path) {
+    build_bin(profile_dir, "zlhd", "zlhd")
+}
+
+fn build_bin(profile_dir: &Path, package: &str, bin: &str) {
     let target_dir = profile_dir.parent().expect("target dir");
     let profile = profile_dir
         .file_name()
@@ -41,7 +62,7 @@ fn build_zlhd(profile_dir: &Path) {
         .unwrap_or("debug");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-p", "zlhd", "--bin", "zlhd", "--target-dir"])
+    cmd.args(["build", "-p", package, "--bin", bin, "--target-dir"])
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     match profile {
@@ -53,9 +74,12 @@ fn build_zlhd(profile_dir: &Path) {
             cmd.args(["--profile", other]);
         }
     }
-    eprintln!("building zlhd: {cmd:?}");
-    let status = cmd.status().expect("run cargo build for zlhd");
-    assert!(status.success(), "cargo build -p zlhd --bin zlhd failed");
+    eprintln!("building {bin}: {cmd:?}");
+    let status = cmd.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
 }
 
 /// Write `zlhd`'s config for `w` into `dir`: the World's store and engine timings (scaled

@@ -494,3 +494,321 @@ async fn agent_failures_floods_and_deletion() {
     s.stop.cancel();
     let _ = s.api.await;
 }
+
+const JSON: (&str, &str) = ("sec-websocket-protocol", api::console::SUBPROTOCOL_JSON);
+
+async fn send_event(ws: &mut Ws, event: &str, arg: &str) {
+    let f = serde_json::json!({"event": event, "args": [arg]});
+    ws.send(Message::Text(f.to_string().into())).await.unwrap();
+}
+
+/// Read JSON frames until an `event` whose args satisfy `pred` (returned).
+async fn until_event(
+    ws: &mut Ws,
+    event: &str,
+    pred: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let m = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no {event} event"));
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                let f: serde_json::Value = serde_json::from_str(t.as_str()).expect("JSON frame");
+                let args = f["args"].as_array().cloned().unwrap_or_default();
+                if f["event"] == event && pred(&args) {
+                    return args;
+                }
+                assert_ne!(f["event"], "daemon error", "waiting for {event}");
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => panic!("waiting for {event}: {other:?}"),
+        }
+    }
+}
+
+fn process_is(want: &'static str) -> impl Fn(&[serde_json::Value]) -> bool {
+    move |a| a.first().is_some_and(|s| s["process"] == want)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_framing_power_renewal_and_max_age() {
+    use api::console::json::{client, server};
+    // Short enough to see renewal and the end; long enough for each step in between.
+    let s = stack(|c| {
+        c.config.max_session = Duration::from_secs(16);
+        c.config.renew_notice = Duration::from_secs(8);
+    })
+    .await;
+    let t = s.ticket(&s.customer).await.unwrap();
+    let mut ws = s.open(t["url"].as_str().unwrap(), &[JSON]).await.unwrap();
+    // The status comes on open.
+    until_event(&mut ws, server::STATUS, |a| {
+        a.first().is_some_and(|s| s["phase"] == "ready")
+    })
+    .await;
+    // Renewal: warned before the end, a fresh ticket renews without reconnecting; a spent
+    // one is a `jwt error` and the session goes on.
+    until_event(&mut ws, server::TOKEN_EXPIRING, |_| true).await;
+    send_event(&mut ws, client::AUTH, t["ticket"].as_str().unwrap()).await;
+    until_event(&mut ws, server::JWT_ERROR, |_| true).await;
+    let fresh = s.ticket(&s.customer).await.unwrap();
+    send_event(&mut ws, client::AUTH, fresh["ticket"].as_str().unwrap()).await;
+    until_event(&mut ws, server::AUTH_SUCCESS, |_| true).await;
+    // `send command` reaches the Agent; its answer is `console output`.
+    send_event(&mut ws, client::SEND_COMMAND, "list").await;
+    until_event(&mut ws, server::CONSOLE_OUTPUT, |a| {
+        a.first()
+            .is_some_and(|l| l == edge_client::sim::console_lines::PLAYERS)
+    })
+    .await;
+    // `set state` is the power route's spec change, and `status` follows it.
+    send_event(&mut ws, client::SET_STATE, "stop").await;
+    until_event(&mut ws, server::STATUS, process_is("stopped")).await;
+    send_event(&mut ws, client::SET_STATE, "start").await;
+    until_event(&mut ws, server::STATUS, process_is("running")).await;
+    // The renewed session still ends at its maximum age: `token expired`, then 4001.
+    until_event(&mut ws, server::TOKEN_EXPIRED, |_| true).await;
+    let (code, _) = close_code(&mut ws).await;
+    assert_eq!(code, 4001, "a session older than max_session");
+    s.stop.cancel();
+    let _ = s.api.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn standing_address_and_command_refusals() {
+    let s = stack(|_| {}).await;
+    // A customer who falls overdue may no longer write: the read-write session ends, 4403.
+    let mut ws = s.open_ticket(&s.customer).await;
+    s.w.store
+        .upsert_customer("u1", None, Some(model::Standing::Overdue))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await.0, 4403, "standing lowered");
+    s.w.store
+        .upsert_customer("u1", None, Some(model::Standing::Active))
+        .await
+        .unwrap();
+
+    // A new address: the session must reconnect to it, 1012.
+    let mut ws = s.open_ticket(&s.customer).await;
+    let set_ip = async |ip: &str| loop {
+        let now = s.w.store.get_server(s.id).await.unwrap().unwrap();
+        let mut st = now.status.clone();
+        st.ip = Some(ip.into());
+        match s
+            .w
+            .store
+            .write_status(s.id, &st, now.resource_version, None)
+            .await
+        {
+            Ok(_) => break,
+            Err(model::store::StoreError::Stale) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    set_ip("10.99.99.99").await;
+    assert_eq!(close_code(&mut ws).await.0, 1012, "address changed");
+    set_ip(&s.ip.to_string()).await;
+
+    let command = async |line: &str| {
+        let r = s
+            .http
+            .post(format!("{}/api/servers/{}/command", s.base, s.id))
+            .bearer_auth(&s.customer)
+            .json(&serde_json::json!({ "command": line }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    // The Agent is down: the command cannot be sent, 502.
+    s.agent().set_outage(s.ip, true).await.unwrap();
+    let (status, body) = command("say x").await;
+    assert_eq!(status, 502, "Agent outage: {body}");
+    s.agent().set_outage(s.ip, false).await.unwrap();
+    // The game is stopped (spec): a command has no process to reach, 409.
+    let r = s
+        .http
+        .post(format!("{}/api/servers/{}/power", s.base, s.id))
+        .bearer_auth(&s.customer)
+        .json(&serde_json::json!({"signal": "stop"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "stop: {}", r.status());
+    let (status, body) = command("say x").await;
+    assert_eq!(status, 409, "game stopped: {body}");
+    assert!(
+        body.contains(api::routes::console::refusal::NOT_RUNNING),
+        "{body}"
+    );
+
+    // A dev container has no game: `set state` is refused with a `daemon error`.
+    let dev = s.w.create("u1", ServerSpec::dev("node", "22")).await;
+    s.w.wait_all(Some(Phase::Ready), T).await;
+    let r = s
+        .http
+        .post(format!("{}/api/servers/{dev}/console/ticket", s.base))
+        .bearer_auth(&s.customer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "dev ticket");
+    let t: serde_json::Value = r.json().await.unwrap();
+    let mut ws = s.open(t["url"].as_str().unwrap(), &[JSON]).await.unwrap();
+    send_event(&mut ws, api::console::json::client::SET_STATE, "stop").await;
+    let why = until_event(&mut ws, api::console::json::server::DAEMON_ERROR, |_| true).await;
+    assert_eq!(
+        why,
+        [api::console::json::err::DEV_STATE],
+        "set state on a dev container"
+    );
+    s.stop.cancel();
+    let _ = s.api.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zctl_console_as_a_process() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let zctl = zlh_tests::process::zctl_path();
+    let s = stack(|_| {}).await;
+    // No zctl config file of this machine's user.
+    let home = std::env::temp_dir().join(format!("zlh-zctl-{}", ServerId::new()));
+    std::fs::create_dir_all(&home).unwrap();
+    let spawn = || {
+        tokio::process::Command::new(&zctl)
+            .args(["console", &s.id.to_string()])
+            .env("ZLH_API_URL", &s.base)
+            .env("ZLH_TOKEN", &s.customer)
+            .env("HOME", &home)
+            .env_remove("ZCTL_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let until_line = async |out: &mut tokio::io::Lines<_>, want: &str, pred: fn(&str) -> bool| {
+        let deadline = tokio::time::Instant::now() + T;
+        loop {
+            let l: Option<String> = tokio::time::timeout_at(deadline, out.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("zctl printed no {want}"))
+                .unwrap();
+            if l.as_deref().is_some_and(pred) {
+                return;
+            }
+            assert!(l.is_some(), "zctl ended before {want}");
+        }
+    };
+    // A stdin line reaches the server, its answer is printed; end of input closes, exit 0.
+    let mut child = spawn();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"list\n").await.unwrap();
+    until_line(&mut out, "the players line", |l| {
+        l == edge_client::sim::console_lines::PLAYERS
+    })
+    .await;
+    drop(stdin);
+    let status = tokio::time::timeout(T, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "end of input is a normal close");
+    // zlh shutting down (1001) is exit 6: open the console again later.
+    let mut child = spawn();
+    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    until_line(&mut out, "the backlog's Done line", |l| {
+        l.starts_with("Done (")
+    })
+    .await;
+    s.stop.cancel();
+    let status = tokio::time::timeout(T, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(6), "1001 → exit 6");
+    let _ = s.api.await;
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// `zctl exec ID -- <line>` sends one line without a console; `zctl console --read-only`
+/// sends nothing, even with input on stdin (the line typed there never reaches the game).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn zctl_exec_and_a_read_only_console() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let zctl = zlh_tests::process::zctl_path();
+    let s = stack(|_| {}).await;
+    let home = std::env::temp_dir().join(format!("zlh-zctl-{}", ServerId::new()));
+    std::fs::create_dir_all(&home).unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = tokio::process::Command::new(&zctl);
+        c.args(args)
+            .env("ZLH_API_URL", &s.base)
+            .env("ZLH_TOKEN", &s.customer)
+            .env("HOME", &home)
+            .env_remove("ZCTL_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    };
+    let id = s.id.to_string();
+    let status = cmd(&["exec", &id, "--", "say", "hello"])
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "exec succeeds");
+
+    let mut ro = cmd(&["console", &id, "--read-only"]).spawn().unwrap();
+    let mut out = tokio::io::BufReader::new(ro.stdout.take().unwrap()).lines();
+    let mut stdin = ro.stdin.take().unwrap();
+    stdin.write_all(b"say sneaky\n").await.unwrap();
+    // The session is open once the backlog arrives, which already holds the exec'd line.
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let l = tokio::time::timeout_at(deadline, out.next_line())
+            .await
+            .expect("the backlog")
+            .unwrap()
+            .expect("zctl ended before the backlog");
+        if l == "[Server] hello" {
+            break;
+        }
+    }
+    drop(stdin);
+    ro.kill().await.unwrap();
+
+    // A later line proves the order: anything the read-only console sent came before it.
+    let status = cmd(&["exec", &id, "--", "say", "after"])
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut rw = cmd(&["console", &id]).spawn().unwrap();
+    let mut out = tokio::io::BufReader::new(rw.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let l = tokio::time::timeout_at(deadline, out.next_line())
+            .await
+            .expect("the backlog")
+            .unwrap()
+            .expect("zctl ended before the backlog");
+        if l == "[Server] after" {
+            break;
+        }
+        seen.push(l);
+    }
+    assert!(
+        !seen.iter().any(|l| l.contains("sneaky")),
+        "read-only input never reached the game: {seen:?}"
+    );
+    rw.kill().await.unwrap();
+    s.stop.cancel();
+    let _ = s.api.await;
+    let _ = std::fs::remove_dir_all(&home);
+}

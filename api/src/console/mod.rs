@@ -8,6 +8,7 @@
 //! - [`relay`]: one session, the two sockets and their limits.
 //! - `crate::routes::console`: the routes.
 
+pub mod json;
 pub mod relay;
 pub mod ticket;
 
@@ -33,6 +34,8 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The session is older than `max_session`.
     pub const SESSION_EXPIRED: u16 = 4001;
+    /// The token behind the session was revoked.
+    pub const TOKEN_REVOKED: u16 = 4401;
     /// The session's permissions were lowered (the customer's standing changed).
     pub const PERMISSIONS_LOWERED: u16 = 4403;
 }
@@ -50,11 +53,12 @@ pub mod msg {
     pub const AGENT_CLOSED: &str = "the Agent closed the console";
     pub const SESSION_EXPIRED: &str = "session too old; open a new one";
     pub const LOWERED: &str = "permissions lowered";
+    pub const REVOKED: &str = "the token was revoked";
     pub const NO_PONG: &str = "no pong in time";
     pub const BYE: &str = "bye";
 }
 
-/// The `zlh.console.v1` subprotocol (JSON frames); reserved, not implemented yet.
+/// The `zlh.console.v1` subprotocol (JSON frames, `json.rs`).
 pub const SUBPROTOCOL_JSON: &str = "zlh.console.v1";
 
 /// `[api.console]`: tickets and session limits. Every default is in `Default` with its reason.
@@ -80,9 +84,15 @@ pub struct ConsoleConfig {
     /// Close a client that answered no ping for this long.
     #[serde(with = "humantime_serde_compat")]
     pub pong_timeout: Duration,
-    /// A session ends (4001) after this long.
+    /// A session ends (4001) after this long; a JSON client's `auth` starts it again.
     #[serde(with = "humantime_serde_compat")]
     pub max_session: Duration,
+    /// JSON clients get `token expiring` this long before `max_session` (at most half of it).
+    #[serde(with = "humantime_serde_compat")]
+    pub renew_notice: Duration,
+    /// Only one API process runs: the random per-process key is allowed with PostgreSQL
+    /// (where replicas are possible) too.
+    pub single_process: bool,
     /// The server is re-read this often (deleted, stopped, address or standing changed).
     #[serde(with = "humantime_serde_compat")]
     pub recheck_interval: Duration,
@@ -113,6 +123,11 @@ impl Default for ConsoleConfig {
             pong_timeout: Duration::from_secs(60),
             // A working day; renewing is a reconnect.
             max_session: Duration::from_secs(12 * 3600),
+            // Time for a client to fetch a ticket and send `auth`.
+            renew_notice: Duration::from_secs(60),
+            // SQLite is one process anyway; with PostgreSQL, replicas must share a key file
+            // unless the operator says there is one API process.
+            single_process: false,
             // A deleted or stopped server's sessions end within a second or so.
             recheck_interval: Duration::from_secs(1),
             // A few tabs and people per server, a few servers per customer.
@@ -218,7 +233,7 @@ impl Console {
 
     /// Take a session slot; `None` when the server or customer is at its limit.
     pub(crate) fn admit(
-        ctx: &Arc<crate::router::Ctx>,
+        ctx: &Arc<crate::state::Ctx>,
         server: model::ServerId,
         customer: &str,
         exempt: bool,
@@ -246,7 +261,7 @@ impl Console {
 
 /// A taken session slot, given back when dropped (however the session ends).
 pub(crate) struct Slot {
-    ctx: Arc<crate::router::Ctx>,
+    ctx: Arc<crate::state::Ctx>,
     server: model::ServerId,
     customer: String,
 }

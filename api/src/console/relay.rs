@@ -1,15 +1,18 @@
 //! One console session: the client's socket and the Agent's, relayed in raw framing (every
-//! frame unchanged both ways; zlh's own notices are text frames starting `[zlh] `).
+//! frame unchanged both ways; zlh's own notices are text frames starting `[zlh] `) or in the
+//! `zlh.console.v1` JSON framing (`json.rs`: events, status on every change of the server,
+//! renewal with `auth`).
 //!
 //! Towards the client frames go through a bounded queue drained by a writer task: a client
 //! that does not read fills it and is closed with 1013, so a flood from the Agent costs at
 //! most `outbound_queue` frames of memory. The server is re-read every `recheck_interval`:
 //! deleted or stopped → 1001, a new address → 1012, a standing that no longer allows writing
-//! → 4403.
+//! → 4403, its token revoked → 4401.
 
+use super::json::{self, Request};
 use super::{Slot, close, event, metric, msg};
 use crate::auth::Principal;
-use crate::router::Ctx;
+use crate::state::Ctx;
 use axum::extract::ws::{self, WebSocket};
 use futures::{SinkExt as _, StreamExt as _};
 use model::store::Store;
@@ -31,6 +34,8 @@ pub(crate) struct Session {
     pub principal: Principal,
     pub read_only: bool,
     pub slot: Slot,
+    /// The `zlh.console.v1` subprotocol was chosen (else raw).
+    pub json: bool,
 }
 
 /// How long the writer may take to deliver the close frame before the socket is dropped.
@@ -49,10 +54,11 @@ fn who(p: &Principal) -> String {
 pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
     let Session {
         ctx,
-        server,
-        principal,
-        read_only,
+        mut server,
+        mut principal,
+        mut read_only,
         slot,
+        json,
     } = s;
     let mode = if read_only { "read-only" } else { "read-write" };
     let _ = ctx
@@ -71,14 +77,18 @@ pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
     let (mut u_tx, mut u_rx) = upstream.split();
     let cfg = ctx.console.setup.config.clone();
     let (q_tx, mut q_rx) = mpsc::channel::<ws::Message>(cfg.outbound_queue.max(1));
-    let (close_tx, mut close_rx) = oneshot::channel::<End>();
+    // The close, and a last frame to send before it (the queue is cut short).
+    let (close_tx, mut close_rx) = oneshot::channel::<(End, Option<ws::Message>)>();
     // The writer: queued frames in order, then the close frame; a close cuts the queue short.
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
                 end = &mut close_rx => {
-                    if let Ok(End(code, reason)) = end {
+                    if let Ok((End(code, reason), last)) = end {
+                        if let Some(m) = last {
+                            let _ = c_tx.send(m).await;
+                        }
                         let frame = ws::CloseFrame { code, reason: reason.into() };
                         let _ = c_tx.send(ws::Message::Close(Some(frame))).await;
                     }
@@ -98,12 +108,42 @@ pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
     ping.tick().await;
     let mut recheck = tokio::time::interval(cfg.recheck_interval);
     recheck.tick().await;
-    let expires = tokio::time::Instant::now() + cfg.max_session;
+    let mut expires = tokio::time::Instant::now() + cfg.max_session;
+    let notice = cfg.renew_notice.min(cfg.max_session / 2);
+    let mut warned = false;
+    // Woken by the store's notices of the server's writes (as `crate::watch` is): the
+    // recheck at once, and JSON clients' `status`.
+    let mut wake = ctx.app.store.subscribe();
+    let mut status = None;
+    if json {
+        status = send_status(&q_tx, &server, None);
+    }
     let end: End = loop {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break End(close::GOING_AWAY, msg::SHUTTING_DOWN),
             _ = tokio::time::sleep_until(expires) => {
                 break End(close::SESSION_EXPIRED, msg::SESSION_EXPIRED)
+            }
+            _ = tokio::time::sleep_until(expires - notice), if json && !warned => {
+                warned = true;
+                let left = expires.saturating_duration_since(tokio::time::Instant::now());
+                let f = json::frame(json::server::TOKEN_EXPIRING, vec![left.as_secs().into()]);
+                let _ = q_tx.try_send(text(f));
+            }
+            n = wake.recv() => {
+                match n {
+                    Ok(n) if n.server_id != server.id => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        wake = ctx.app.store.subscribe();
+                    }
+                    _ => {}
+                }
+                if let Some(end) = recheck_server(&ctx, &server, &principal, read_only).await {
+                    break end;
+                }
+                if json && let Ok(Some(now)) = ctx.app.store.get_server(server.id).await {
+                    status = send_status(&q_tx, &now, status);
+                }
             }
             m = c_rx.next() => {
                 let m = match m {
@@ -130,6 +170,52 @@ pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
                 };
                 frames_in += 1;
                 count_frame("in");
+                let up = if json {
+                    let req = match &up {
+                        Up::Text(t) => json::parse(t.as_str()),
+                        _ => Request::Invalid(json::err::NOT_JSON),
+                    };
+                    let line = match req {
+                        Request::Auth(t) => {
+                            match renew(&ctx, &server, &t).await {
+                                Ok((p, rw)) => {
+                                    principal = p;
+                                    read_only = !rw;
+                                    expires = tokio::time::Instant::now() + cfg.max_session;
+                                    warned = false;
+                                    let f = json::frame(json::server::AUTH_SUCCESS, vec![]);
+                                    let _ = q_tx.try_send(text(f));
+                                }
+                                Err(why) => {
+                                    let f = json::frame(json::server::JWT_ERROR, vec![why.into()]);
+                                    let _ = q_tx.try_send(text(f));
+                                }
+                            }
+                            continue;
+                        }
+                        Request::Invalid(why) => Err(why.to_string()),
+                        _ if read_only => Err(json::err::READ_ONLY.to_string()),
+                        Request::Command(c) => Ok(format!("{c}\n")),
+                        Request::Input(i) => Ok(i),
+                        Request::SetState(sig) => {
+                            if let Err(why) = set_state(&ctx, &principal, &server, sig).await {
+                                let f = json::frame(json::server::DAEMON_ERROR, vec![why.into()]);
+                                let _ = q_tx.try_send(text(f));
+                            }
+                            continue;
+                        }
+                    };
+                    match line {
+                        Ok(l) => Up::Text(l.into()),
+                        Err(why) => {
+                            let f = json::frame(json::server::DAEMON_ERROR, vec![why.into()]);
+                            let _ = q_tx.try_send(text(f));
+                            continue;
+                        }
+                    }
+                } else {
+                    up
+                };
                 if read_only {
                     if !told_read_only {
                         told_read_only = true;
@@ -144,6 +230,8 @@ pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
             }
             m = u_rx.next() => {
                 let down = match m {
+                    Some(Ok(Up::Text(t))) if json => output(t.as_str()),
+                    Some(Ok(Up::Binary(b))) if json => output(&String::from_utf8_lossy(&b)),
                     Some(Ok(Up::Text(t))) => ws::Message::Text(t.as_str().into()),
                     Some(Ok(Up::Binary(b))) => ws::Message::Binary(b),
                     Some(Ok(Up::Close(f))) => {
@@ -174,13 +262,24 @@ pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
                 let _ = u_tx.send(Up::Ping(Default::default())).await;
             }
             _ = recheck.tick() => {
-                if let Some(end) = recheck_server(&ctx, &server, &principal, read_only).await {
-                    break end;
+                match recheck_server(&ctx, &server, &principal, read_only).await {
+                    Some(end) => break end,
+                    None => {
+                        // Keep the newest spec (for `set state`); an address change is
+                        // the next round's 1012.
+                        if let Ok(Some(now)) = ctx.app.store.get_server(server.id).await
+                            && now.status.ip == server.status.ip
+                        {
+                            server = now;
+                        }
+                    }
                 }
             }
         }
     };
-    let _ = close_tx.send(End(end.0, end.1));
+    let last = (json && end.0 == close::SESSION_EXPIRED)
+        .then(|| text(json::frame(json::server::TOKEN_EXPIRED, vec![])));
+    let _ = close_tx.send((End(end.0, end.1), last));
     let _ = u_tx
         .send(Up::Close(Some(UpClose {
             code: CloseCode::Normal,
@@ -215,6 +314,66 @@ pub(crate) async fn run(s: Session, client: WebSocket, upstream: Upstream) {
         .append_event(server.id, ty, event::CLOSED, &message)
         .await;
     tracing::info!(server = %server.id, code, frames_in, frames_out, "console closed");
+}
+
+fn text(s: String) -> ws::Message {
+    ws::Message::Text(s.into())
+}
+
+fn output(line: &str) -> ws::Message {
+    text(json::frame(json::server::CONSOLE_OUTPUT, vec![line.into()]))
+}
+
+/// Send `status` if it differs from `last`; the status now.
+fn send_status(
+    q: &mpsc::Sender<ws::Message>,
+    s: &Server,
+    last: Option<serde_json::Value>,
+) -> Option<serde_json::Value> {
+    let now = serde_json::json!({
+        "phase": s.phase().0.to_string(),
+        "power": s.spec.power,
+        "process": s.spec.process(),
+    });
+    if last.as_ref() != Some(&now) {
+        let _ = q.try_send(text(json::frame(json::server::STATUS, vec![now.clone()])));
+    }
+    Some(now)
+}
+
+/// `auth`: a fresh ticket for this server renews the session (its age starts again; its
+/// permissions are the new ticket's and the standing's now). The error is `jwt error`'s text.
+async fn renew(ctx: &Ctx, server: &Server, ticket: &str) -> Result<(Principal, bool), String> {
+    let claims = ctx
+        .console
+        .tickets
+        .redeem(ticket)
+        .map_err(|e| e.to_string())?;
+    if claims.server() != Some(server.id) {
+        return Err(json::err::WRONG_SERVER.into());
+    }
+    let p = claims.principal();
+    let rw = crate::routes::console::access(ctx, &p, server)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((p, rw && claims.rw))
+}
+
+/// `set state`: the power route's spec change (`crate::routes::power`); game servers only.
+async fn set_state(
+    ctx: &Ctx,
+    p: &Principal,
+    server: &Server,
+    signal: crate::wire::PowerSignal,
+) -> Result<(), String> {
+    if server.spec.kind == model::Kind::Dev {
+        return Err(json::err::DEV_STATE.into());
+    }
+    let r = crate::extract::ServerRef::Id(server.id);
+    crate::routes::power::power(ctx, p, r, signal, None, None)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn is_capacity(e: &axum::Error) -> bool {
@@ -266,6 +425,13 @@ async fn recheck_server(ctx: &Ctx, server: &Server, p: &Principal, read_only: bo
     }
     if now.status.ip != server.status.ip {
         return Some(End(close::RESTART, msg::IP_CHANGED));
+    }
+    // A revoked token ends its sessions; JWT identities have no stored token
+    // (`api/src/identity.rs` names them `jwt:...`).
+    if !p.token_name.starts_with("jwt:")
+        && let Ok(None) = ctx.app.store.get_token(p.token_id).await
+    {
+        return Some(End(close::TOKEN_REVOKED, msg::REVOKED));
     }
     if p.role != Role::Operator
         && let Ok(c) = ctx.app.store.get_customer(&now.customer_id).await

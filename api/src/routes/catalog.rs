@@ -2,7 +2,7 @@
 
 use crate::auth::Reader;
 use crate::openapi::AuthProblems;
-use crate::router::Ctx;
+use crate::state::Ctx;
 use crate::wire::{CatalogEntry, CatalogGame, DevCatalog, GameCatalog};
 use axum::Json;
 use axum::extract::State;

@@ -13,13 +13,13 @@ use crate::console::ticket::{self, TicketError};
 use crate::extract::{ApiJson, ServerPath, ServerRef};
 use crate::openapi::{AuthProblems, IdProblems};
 use crate::problem::{ApiError, ApiResult, Problem, kind};
-use crate::router::Ctx;
 use crate::routes::servers::{SERVER_ID_DOC, visible_server};
+use crate::state::Ctx;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::SinkExt as _;
+use futures::{SinkExt as _, StreamExt as _};
 use model::store::Store;
 use model::{Kind, Power, Role, Server, Standing};
 use secrecy::ExposeSecret as _;
@@ -42,6 +42,10 @@ pub mod refusal {
     pub const NOT_A_WEBSOCKET: &str = "this route is a WebSocket: send an RFC 6455 upgrade";
     pub const NOT_RUNNING: &str = "the game process is not running";
 }
+
+/// How long the one-shot command waits for the Agent to answer its close (it has read the
+/// line by then); the command was sent either way.
+const COMMAND_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Seconds a client waits before retrying an unreachable Agent or a full session table.
 const RETRY_AFTER_SECS: u64 = 5;
@@ -74,10 +78,13 @@ pub struct ConsoleQuery {
     /// A ticket from `POST /api/servers/{id}/console/ticket` (browsers cannot set headers on
     /// a WebSocket); without it, `Authorization: Bearer`.
     pub ticket: Option<String>,
+    /// `true`: a read-only session whatever the credential allows (`zctl console --read-only`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Whether `p` may write, given the customer's standing (`Err`: no console at all).
-async fn access(ctx: &Ctx, p: &Principal, server: &Server) -> ApiResult<bool> {
+pub(crate) async fn access(ctx: &Ctx, p: &Principal, server: &Server) -> ApiResult<bool> {
     let mut rw = p.role != Role::Viewer;
     if p.role != Role::Operator {
         match ctx
@@ -247,13 +254,22 @@ fn origin_allowed(ctx: &Ctx, headers: &HeaderMap) -> bool {
 ///
 /// Framing: raw — frames are relayed unchanged both ways (send `"<line>\n"` text frames;
 /// each received text frame is a line); zlh's own notices are text frames starting `[zlh] `.
-/// A read-only session's input is dropped, and said so once. The subprotocol
-/// `zlh.console.v1` (JSON frames) is reserved.
+/// A read-only session's input is dropped, and said so once.
+///
+/// Subprotocol `zlh.console.v1` (`Sec-WebSocket-Protocol`): every frame is JSON
+/// `{"event": ..., "args": [...]}` (Pterodactyl's names). Client: `auth` [ticket] renews the
+/// session with a fresh ticket (no reconnect); `send command` [line]; `send input` [text, sent
+/// unchanged]; `set state` ["start" | "stop" | "restart"], the power route's spec change (game
+/// servers only). Server: `console output` [line]; `status` [{phase, power, process}] on open
+/// and on every change; `auth success`; `token expiring` [seconds left], `renew_notice`
+/// before `max_session`; `token expired` before the 4001 close; `jwt error` [why] for a
+/// refused `auth`; `daemon error` [why] for an event that could not be carried out.
 ///
 /// Close codes: 1000 normal; 1001 server deleted or stopped, zlh shutting down, or no pong
 /// for `pong_timeout`; 1009 a client frame over 16 KiB; 1011 the Agent closed abnormally;
 /// 1012 the server's address changed; 1013 the client reads too slowly; 4001 the session is
-/// older than `max_session`; 4403 permissions lowered (standing changed).
+/// older than `max_session` (JSON clients renew with `auth`); 4401 the token behind the
+/// session was revoked; 4403 permissions lowered (standing changed).
 #[utoipa::path(
     get, path = "/api/servers/{id}/console", tag = "servers",
     params(("id" = String, Path, description = SERVER_ID_DOC), ConsoleQuery),
@@ -317,7 +333,8 @@ async fn open(
     // ticket).
     let server = visible_server(&ctx, &p, r).await.map_err(fail)?;
     let (vmid, ip) = ready_for_console(&server).map_err(fail)?;
-    let rw = access(&ctx, &p, &server).await.map_err(fail)? && ticket_rw.unwrap_or(true);
+    let rw =
+        access(&ctx, &p, &server).await.map_err(fail)? && ticket_rw.unwrap_or(true) && !q.read_only;
     // 3. The origin.
     if !origin_allowed(&ctx, &headers) {
         return Err(fail(ApiError::Forbidden(refusal::ORIGIN.into())));
@@ -351,7 +368,10 @@ async fn open(
     // The socket's hard limit is above ours, so an oversized frame is read and closed with
     // 1009 rather than failing the read.
     let hard = cfg.client_frame_max.saturating_mul(2);
+    let upgrade = upgrade.protocols([crate::console::SUBPROTOCOL_JSON]);
+    let json = upgrade.selected_protocol().is_some();
     let session = Session {
+        json,
         ctx: ctx.clone(),
         server,
         principal: p,
@@ -395,7 +415,7 @@ pub async fn send_command(
         let server = visible_server(&ctx, &p, r)
             .await
             .map_err(|e| e.into_response())?;
-        crate::routes::servers::check_standing(&ctx, &p, &server.customer_id)
+        crate::admission::check_standing(&ctx, &p, &server.customer_id)
             .await
             .map_err(|e| e.into_response())?;
         let (vmid, ip) = ready_for_console(&server).map_err(|e| e.into_response())?;
@@ -418,6 +438,13 @@ pub async fn send_command(
             return Err(bad_gateway(refusal::AGENT_UNREACHABLE));
         }
         let _ = ws.close(None).await;
+        // Complete the closing handshake rather than drop the connection: the Agent reads our
+        // line only after it has sent its backlog, and a connection dropped meanwhile loses
+        // the line.
+        let _ = tokio::time::timeout(COMMAND_CLOSE_WAIT, async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
         tracing::info!(server = %server.id, "console command sent");
         Ok(StatusCode::NO_CONTENT.into_response())
     };

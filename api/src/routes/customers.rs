@@ -4,7 +4,7 @@ use crate::auth::{Operator, Reader};
 use crate::extract::{ApiJson, check_customer_id};
 use crate::openapi::{AuthProblems, BodyProblems, IdProblems};
 use crate::problem::{ApiError, ApiResult};
-use crate::router::Ctx;
+use crate::state::Ctx;
 use crate::wire::CustomerUpdate;
 use axum::Json;
 use axum::extract::{Path, State};

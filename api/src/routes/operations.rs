@@ -4,7 +4,7 @@ use crate::auth::{Principal, Reader};
 use crate::extract::parse_id;
 use crate::openapi::{AuthProblems, IdProblems};
 use crate::problem::{ApiError, ApiResult};
-use crate::router::Ctx;
+use crate::state::Ctx;
 use crate::wire::{OperationState, OperationStatus, ServerSummary};
 use axum::Json;
 use axum::extract::{Path, State};

@@ -4,7 +4,7 @@
 use crate::auth::OpsReader;
 use crate::openapi::AuthProblems;
 use crate::problem::{ApiError, ApiResult};
-use crate::router::Ctx;
+use crate::state::Ctx;
 use crate::wire::{ControllerStatus, Health, OrphanList};
 use axum::Json;
 use axum::extract::State;

@@ -5,12 +5,13 @@
 //! counter increment, so it is recorded once however often the controller crashes before
 //! carrying it out. A request that would not change the spec writes nothing and answers 200.
 
+use crate::admission::check_standing;
 use crate::auth::{Principal, Writer};
 use crate::extract::{ApiJson, ServerPath, ServerRef, if_match};
 use crate::openapi::{AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems};
 use crate::problem::{ApiError, ApiResult, kind};
-use crate::router::Ctx;
-use crate::routes::servers::{SERVER_ID_DOC, accepted, check_standing, visible_server, with_etag};
+use crate::routes::servers::{SERVER_ID_DOC, accepted, visible_server, with_etag};
+use crate::state::Ctx;
 use crate::wire::{Accepted, PowerRequest, PowerSignal, PowerTarget, power_msg};
 use axum::extract::State;
 use axum::http::HeaderMap;

@@ -8,7 +8,7 @@ use crate::config::Exporter;
 use crate::extract::{ApiQuery, check_customer_id};
 use crate::openapi::{AuthProblems, QueryProblems};
 use crate::problem::{ApiError, ApiResult};
-use crate::router::Ctx;
+use crate::state::Ctx;
 use crate::wire::TargetGroup;
 use axum::Json;
 use axum::extract::State;

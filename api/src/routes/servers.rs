@@ -1,27 +1,24 @@
 //! `/api/servers`: desired servers.
 
+use crate::admission::{admit, check_offered, check_standing, resolve_customer, validate_spec};
+use crate::auth::store_filter;
 use crate::auth::{Operator, Principal, Reader, Writer};
-use crate::extract::{
-    ApiJson, ApiQuery, ServerPath, ServerRef, check_customer_id, idempotency_key, if_match,
-};
+use crate::extract::{ApiJson, ApiQuery, ServerPath, ServerRef, idempotency_key, if_match};
 use crate::openapi::{
     AdmissionProblems, AuthProblems, BodyProblems, ConflictProblems, IdProblems, QueryProblems,
 };
 use crate::problem::{ApiError, ApiResult, kind};
 use crate::redact;
-use crate::router::Ctx;
+use crate::state::Ctx;
 use crate::wire::{
-    Accepted, CreateServerRequest, EventList, ListFilter, PatchServerRequest, ServerList,
-    request_hash,
+    Accepted, CreateServerRequest, EventList, ListQuery, PatchServerRequest, ServerCard, ServerList,
 };
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use model::store::{Created, Idempotency, NewServer, PageRequest, ServerFilter, Store};
-use model::{
-    Catalog, FieldError, Kind, Operation, Phase, Role, Server, ServerId, ServerSpec, Standing,
-};
+use model::store::{PageRequest, ServerFilter, Store};
+use model::{Operation, Role, Server, ServerId};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -83,131 +80,6 @@ pub(crate) async fn visible_server(ctx: &Ctx, p: &Principal, r: ServerRef) -> Ap
         .ok_or_else(|| ApiError::NotFound(format!("server {r} not found")))
 }
 
-/// Shape validation, with field paths under `prefix` (`spec.` for `/api/servers`).
-pub(crate) fn validate_spec(spec: &ServerSpec, prefix: &str) -> ApiResult<()> {
-    spec.validate().map_err(|errs| {
-        let errors: Vec<FieldError> = errs
-            .into_iter()
-            .map(|e| FieldError {
-                field: format!("{prefix}{}", e.field),
-                message: e.message,
-            })
-            .collect();
-        let detail = errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        ApiError::Invalid {
-            detail: format!("the spec is invalid: {detail}"),
-            errors,
-        }
-    })
-}
-
-/// Whether the catalog offers this spec; a 422 naming `variant`, `runtime` or `version`.
-pub(crate) fn check_offered(catalog: &Catalog, spec: &ServerSpec, prefix: &str) -> ApiResult<()> {
-    if catalog.template_for(spec).is_some() {
-        return Ok(());
-    }
-    let field = |f: &str| format!("{prefix}{f}");
-    let (name, offered): (String, Vec<String>) = match spec.kind {
-        Kind::Game => {
-            let variants = catalog.game_variants();
-            let variant = spec.variant.map(|v| v.as_str()).unwrap_or("");
-            match variants.iter().find(|(v, _)| v.as_str() == variant) {
-                None => {
-                    let list = variants
-                        .iter()
-                        .map(|(v, _)| v.as_str().to_string())
-                        .collect();
-                    return Err(not_offered(&field("variant"), variant, list));
-                }
-                Some((_, versions)) => (format!("{variant} {}", spec.version), versions.clone()),
-            }
-        }
-        Kind::Dev => {
-            let runtimes = catalog.dev_runtimes();
-            let runtime = spec.runtime.as_deref().unwrap_or("");
-            match runtimes.iter().find(|(r, _)| r == runtime) {
-                None => {
-                    let list = runtimes.iter().map(|(r, _)| r.clone()).collect();
-                    return Err(not_offered(&field("runtime"), runtime, list));
-                }
-                Some((_, versions)) => (format!("{runtime} {}", spec.version), versions.clone()),
-            }
-        }
-    };
-    Err(not_offered(&field("version"), &name, offered))
-}
-
-fn not_offered(field: &str, what: &str, offered: Vec<String>) -> ApiError {
-    let list = if offered.is_empty() {
-        "nothing".to_string()
-    } else {
-        offered.join(", ")
-    };
-    ApiError::invalid_field(field, format!("'{what}' is not offered (offered: {list})"))
-}
-
-/// Which customer a create is for, given the token's scope.
-pub(crate) fn resolve_customer(
-    p: &Principal,
-    named: Option<String>,
-    field: &str,
-) -> ApiResult<String> {
-    let customer = match (&p.scope, named) {
-        (Some(own), Some(named)) if *own != named => {
-            return Err(ApiError::Forbidden(
-                "a customer-scoped token may only create servers for its own customer".into(),
-            ));
-        }
-        (Some(own), _) => own.clone(),
-        (None, Some(named)) => named,
-        (None, None) => {
-            return Err(ApiError::invalid_field(
-                field,
-                format!("is required for a {} token", p.role),
-            ));
-        }
-    };
-    check_customer_id(field, &customer)?;
-    Ok(customer)
-}
-
-/// Validate, check the catalog, and record the server (standing, quota and idempotency are
-/// applied by the store atomically with the insert).
-pub(crate) async fn admit(
-    ctx: &Ctx,
-    customer_id: String,
-    spec: ServerSpec,
-    key: Option<String>,
-    prefix: &str,
-) -> ApiResult<Created> {
-    validate_spec(&spec, prefix)?;
-    check_offered(&ctx.app.catalog, &spec, prefix)?;
-    let idempotency = key.map(|key| Idempotency {
-        key,
-        request_hash: request_hash(&customer_id, &spec),
-        retention: ctx.app.config.idempotency_retention,
-    });
-    let created = ctx
-        .app
-        .store
-        .create_server(NewServer {
-            customer_id,
-            spec,
-            idempotency,
-            enforce_quota: true,
-        })
-        .await?;
-    if created.created {
-        tracing::info!(server = %created.server.id, customer = %created.server.customer_id, "server requested");
-        metrics::counter!(crate::metrics::SERVERS_CREATED).increment(1);
-    }
-    Ok(created)
-}
-
 /// Create a server: record the desired state and answer 202 with the operation to poll.
 ///
 /// `Idempotency-Key`: the same key with the same body returns the same server and operation;
@@ -234,57 +106,6 @@ pub async fn create_server(
     let customer = resolve_customer(&p, req.customer_id, "customerId")?;
     let c = admit(&ctx, customer, req.spec, key, "spec.").await?;
     Ok(accepted(redact::server(&p, c.server), &c.operation))
-}
-
-/// Query of `GET /api/servers`.
-#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// Only this customer's servers (customer tokens always see only their own).
-    pub customer: Option<String>,
-    pub phase: Option<Phase>,
-    pub kind: Option<Kind>,
-    pub hostname: Option<String>,
-    pub vmid: Option<u32>,
-    /// Page size (default 50, at most 500).
-    pub limit: Option<u32>,
-    /// The `next` of the previous page.
-    #[param(value_type = Option<String>, format = Uuid)]
-    pub after: Option<ServerId>,
-    /// Stream changes as Server-Sent Events instead of answering one page.
-    pub watch: Option<bool>,
-    /// Watch: resume after this change-feed sequence (same as `Last-Event-ID`).
-    pub resource_version: Option<i64>,
-}
-
-impl ListQuery {
-    pub(crate) fn filter(&self) -> ListFilter {
-        ListFilter {
-            customer: self.customer.clone(),
-            phase: self.phase,
-            kind: self.kind,
-            hostname: self.hostname.clone(),
-            vmid: self.vmid,
-        }
-    }
-}
-
-/// The store filter for a caller, or `None` if the caller can see nothing of it (a customer
-/// token asking for another customer).
-pub(crate) fn store_filter(p: &Principal, f: &ListFilter) -> Option<ServerFilter> {
-    let customer_id = match (&p.scope, &f.customer) {
-        (Some(own), Some(asked)) if own != asked => return None,
-        (Some(own), _) => Some(own.clone()),
-        (None, asked) => asked.clone(),
-    };
-    Some(ServerFilter {
-        customer_id,
-        kind: f.kind,
-        phase: f.phase,
-        hostname: f.hostname.clone(),
-        vmid: f.vmid,
-    })
 }
 
 /// List servers (keyset pagination by id), or with `watch=true` stream changes as SSE.
@@ -331,6 +152,7 @@ pub async fn list_servers(
         return Ok(Json(ServerList {
             items: vec![],
             next: None,
+            cards: vec![],
         })
         .into_response());
     };
@@ -345,11 +167,51 @@ pub async fn list_servers(
             },
         )
         .await?;
+    let cards = cards(&ctx, &page.items).await?;
     Ok(Json(ServerList {
         items: redact::servers(&p, page.items),
         next: page.next,
+        cards,
     })
     .into_response())
+}
+
+/// The cards of a page of servers: one store read for the page's live detail.
+async fn cards(ctx: &Ctx, servers: &[Server]) -> ApiResult<Vec<ServerCard>> {
+    let ids: Vec<ServerId> = servers.iter().map(|s| s.id).collect();
+    let stats: std::collections::HashMap<ServerId, model::ServerStats> = ctx
+        .app
+        .store
+        .list_stats(&ids)
+        .await?
+        .into_iter()
+        .map(|s| (s.server_id, s))
+        .collect();
+    Ok(servers
+        .iter()
+        .map(|s| ServerCard::of(s, stats.get(&s.id)))
+        .collect())
+}
+
+/// The server's latest live detail: usage from Proxmox, players from the Server List Ping,
+/// the Agent's last answer, each with when it was seen (parts never seen are absent).
+#[utoipa::path(
+    get, path = "/api/servers/{id}/stats", tag = "servers",
+    params(("id" = String, Path, description = SERVER_ID_DOC)),
+    responses((status = 200, description = "The latest sample", body = model::ServerStats), AuthProblems, IdProblems),
+    security(("bearer" = []))
+)]
+pub async fn server_stats(
+    State(ctx): State<Arc<Ctx>>,
+    Reader(p): Reader,
+    ServerPath(r): ServerPath,
+) -> ApiResult<Json<model::ServerStats>> {
+    let id = visible_server(&ctx, &p, r).await?.id;
+    let stats = ctx.app.store.list_stats(&[id]).await?.pop();
+    Ok(Json(stats.unwrap_or(model::ServerStats {
+        server_id: id,
+        ..Default::default()
+    })))
 }
 
 /// One server, with its status. `ETag` is its `resourceVersion`.
@@ -371,22 +233,6 @@ pub async fn get_server(
         &p,
         visible_server(&ctx, &p, r).await?,
     )))
-}
-
-/// Refuse changes for a customer who is not active (operators may still act).
-pub(crate) async fn check_standing(
-    ctx: &Ctx,
-    p: &Principal,
-    customer: &str,
-) -> ApiResult<model::Customer> {
-    let c = ctx.app.store.get_customer(customer).await?;
-    if c.standing != Standing::Active && p.role != Role::Operator {
-        return Err(ApiError::CustomerNotActive {
-            customer: customer.into(),
-            standing: c.standing,
-        });
-    }
-    Ok(c)
 }
 
 /// Replace a server's spec (generation + 1); 202 with the update operation.

@@ -491,3 +491,27 @@ async fn a_rotated_jwks_is_picked_up_without_a_restart() {
     assert_eq!(v["detail"], reason::SIGNATURE);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGHUP (`api::identity::reload`) makes the next request re-read a replaced JWKS at once,
+/// without waiting for the change to be noticed: the new key verifies on the first try.
+#[tokio::test]
+async fn a_reload_request_picks_up_a_replaced_jwks_at_once() {
+    let dir = key_dir();
+    let old = Issuer::new(&dir.join("jwks.json"));
+    let h = start_in(&dir, false).await;
+    let by_old = old.sign(Algorithm::EdDSA, Some("ed-1"), &claims("u1", 0));
+    assert_eq!(
+        list_as(&h, &by_old).await.status(),
+        200,
+        "the first keys work"
+    );
+    let new = Issuer::new(&dir.join("jwks.json"));
+    api::identity::reload();
+    let by_new = new.sign(Algorithm::EdDSA, Some("ed-1"), &claims("u1", 0));
+    assert_eq!(
+        list_as(&h, &by_new).await.status(),
+        200,
+        "the first request after the reload has the new key"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ fn every_route_is_documented() {
         ("/api/servers/{id}/pause", &["post"]),
         ("/api/servers/{id}/resume", &["post"]),
         ("/api/servers/{id}/events", &["get"]),
+        ("/api/servers/{id}/stats", &["get"]),
         ("/api/servers/{id}/power", &["post"]),
         ("/api/servers/{id}/console/ticket", &["post"]),
         ("/api/servers/{id}/console", &["get"]),

@@ -107,6 +107,9 @@ pub struct Observed {
     pub slp: Option<Seen<bool>>,
     /// Is the template free for us to clone (the per-template clone slot)?
     pub clone_slot: Option<bool>,
+    /// What the Agent's answer shows a server card (live detail, not decided on): taken by
+    /// the reconcile into the stats table.
+    pub agent_detail: Option<model::AgentDetail>,
 }
 
 impl Observed {

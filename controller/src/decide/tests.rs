@@ -113,6 +113,7 @@ pub(crate) fn all_good() -> Observed {
         proxy: Some(Ok(published())),
         slp: Some(Ok(true)),
         clone_slot: None,
+        agent_detail: None,
     }
 }
 

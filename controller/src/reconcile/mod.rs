@@ -266,6 +266,20 @@ impl<S: Stack> Context<S> {
         !status_changed(&server.status, &status)
     }
 
+    /// Keep the Agent's answer as live detail (model/src/stats.rs): only reconciles that ask
+    /// an Agent write it, so a steady fleet writes none; a failed write is only logged.
+    pub async fn record_agent(&self, id: ServerId, agent: model::AgentDetail) {
+        let sample = model::ServerStats {
+            server_id: id,
+            agent: Some(agent),
+            agent_seen_at: Some(self.clock.now()),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.write_stats(&[sample]).await {
+            tracing::warn!(server = %id, error = %e, "live detail: cannot record the Agent's answer");
+        }
+    }
+
     /// Where a settled game server's health probe goes: its game's Server List Ping (at the
     /// recorded IP, greeted with its FQDN). `None` for what only its Agent can tell (a dev
     /// container, or no IP recorded): that probe is a reconcile.
@@ -551,6 +565,9 @@ impl<'c, S: Stack> Run<'c, S> {
                     source,
                 );
                 observe::fill(layer, &self.desired, &mut self.obs, &ocx).await;
+                if let Some(agent) = self.obs.agent_detail.take() {
+                    self.ctx.record_agent(id, agent).await;
+                }
                 return Ok(ControlFlow::Continue(()));
             }
             Control::ClearTask => {

@@ -420,6 +420,7 @@ async fn ready_game(ctx: &Context<Fakes>) -> Server {
         })),
         slp: Some(Ok(true)),
         clone_slot: None,
+        agent_detail: None,
     };
     let mut status = s.status.clone();
     ctx.identity(&mut status, &d);

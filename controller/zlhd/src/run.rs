@@ -76,8 +76,28 @@ pub fn single_controller_lock(store: &AnyStore) -> anyhow::Result<Option<File>> 
     }
 }
 
-/// SIGTERM/SIGINT cancel `token`; a second signal exits at once.
+/// SIGHUP re-reads the identity keys' JWKS file (`api::identity::reload`), instead of
+/// ending the process as its default action would.
+fn spawn_hangup_handler() {
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot install the SIGHUP handler");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: the JWKS file is re-read at the next JWT");
+            api::identity::reload();
+        }
+    });
+}
+
+/// SIGTERM/SIGINT cancel `token`; a second signal exits at once. SIGHUP reloads the JWKS
+/// ([`spawn_hangup_handler`]).
 pub fn spawn_signal_handler(token: CancellationToken) {
+    spawn_hangup_handler();
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -221,6 +241,11 @@ pub async fn run(
     result
 }
 
+/// The start-up refusal of a PostgreSQL store without a console key.
+pub const CONSOLE_KEY_REQUIRED: &str = "api.console.key_file is required with PostgreSQL \
+     (several API replicas must verify each other's console tickets); set it, or \
+     [api.console] single_process = true if only one API process runs";
+
 /// The console's view of the config: `[api.console]`, `[api] console_origins`, and the Agent's
 /// port and token (the API dials the Agents, so the split layout's API needs them too). A
 /// configured key shorter than `api::console::ticket::MIN_KEY_BYTES` stops start-up.
@@ -238,6 +263,12 @@ fn console_setup(cfg: &Config) -> anyhow::Result<api::console::ConsoleSetup> {
         api::console::ticket::check_key(k.expose_secret().trim().as_bytes())
             .map_err(|e| anyhow::anyhow!("api.console.key_file: {e}"))?;
     }
+    // zlhd cannot count the API replicas: PostgreSQL is where several are possible, and a
+    // ticket is then verified by whichever replica the socket reaches.
+    let postgres = cfg.database_url()?.starts_with("postgres");
+    if key.is_none() && postgres && !cfg.api.console.single_process {
+        anyhow::bail!(CONSOLE_KEY_REQUIRED);
+    }
     Ok(api::console::ConsoleSetup {
         config: cfg.api.console.clone(),
         origins: cfg.api.console_origins.clone(),
@@ -250,4 +281,34 @@ fn console_setup(cfg: &Config) -> anyhow::Result<api::console::ConsoleSetup> {
             .transpose()?,
         key,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_needs_a_console_key_unless_one_process_runs() {
+        let with = |url: &str, single: bool| {
+            let mut cfg = Config {
+                database_url: url.into(),
+                ..Config::default()
+            };
+            cfg.api.console.single_process = single;
+            console_setup(&cfg).map(|_| ()).map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with("postgres://db/zlh", false),
+            Err(CONSOLE_KEY_REQUIRED.to_string()),
+            "replicas are possible: a random key per process would not verify across them"
+        );
+        assert!(
+            with("postgres://db/zlh", true).is_ok(),
+            "the operator says one process"
+        );
+        assert!(
+            with("sqlite://zlh.db", false).is_ok(),
+            "SQLite is one process"
+        );
+    }
 }

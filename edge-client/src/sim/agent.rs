@@ -158,6 +158,8 @@ struct Container {
     agent: Option<Arc<SimServer>>,
     game: Option<JoinHandle<()>>,
     console: console::ConsoleLog,
+    /// Players online, by name: the SLP answer's `players.online` and `sample`.
+    players: Vec<String>,
 }
 
 impl Container {
@@ -493,6 +495,11 @@ async fn get_health() -> Response {
 }
 
 /// One SLP connection: handshake, status, ping/pong; only while the Agent is `running`.
+/// The SLP answer's `players.max`.
+const SIM_MAX_PLAYERS: u32 = 20;
+/// Every simulated player's UUID (the sample's `id`; nothing reads it).
+const SIM_PLAYER_ID: &str = "00000000-0000-0000-0000-000000000000";
+
 async fn serve_slp(mut stream: tokio::net::TcpStream, shared: Shared, ip: Ipv4Addr) {
     let status_json = {
         let mut inner = lock(&shared);
@@ -506,6 +513,11 @@ async fn serve_slp(mut stream: tokio::net::TcpStream, shared: Shared, ip: Ipv4Ad
             .and_then(|c| c.last_config.clone());
         let cfg = cfg.unwrap_or_default();
         inner.slp_answered += 1;
+        let players = inner
+            .containers
+            .get(&ip)
+            .map(|c| c.players.clone())
+            .unwrap_or_default();
         let version = cfg["version"].as_str().unwrap_or("1.21.7").to_string();
         let name = format!(
             "zlh {} {}",
@@ -514,7 +526,11 @@ async fn serve_slp(mut stream: tokio::net::TcpStream, shared: Shared, ip: Ipv4Ad
         );
         json!({
             "version": {"name": version, "protocol": SIM_PROTOCOL},
-            "players": {"max": 20, "online": 0, "sample": []},
+            "players": {
+                "max": SIM_MAX_PLAYERS,
+                "online": players.len(),
+                "sample": players.iter().map(|n| json!({"name": n, "id": SIM_PLAYER_ID})).collect::<Vec<_>>(),
+            },
             "description": {"text": name},
             "enforcesSecureChat": false,
         })
@@ -683,6 +699,7 @@ impl AgentSim {
                 agent: Some(Arc::new(agent)),
                 game,
                 console: Default::default(),
+                players: Vec::new(),
             },
         );
         Ok(())
@@ -710,6 +727,13 @@ impl AgentSim {
             c.phase = Phase::Idle;
             c.last_config = None;
             c.crashes = 0;
+        }
+    }
+
+    /// These players are online (the SLP answer lists them all in its sample).
+    pub fn set_players(&self, ip: Ipv4Addr, names: &[&str]) {
+        if let Some(c) = lock(&self.shared).containers.get_mut(&ip) {
+            c.players = names.iter().map(|n| n.to_string()).collect();
         }
     }
 

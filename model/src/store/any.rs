@@ -218,6 +218,9 @@ impl Store for AnyStore {
     async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
         dispatch!(self, s => s.find_token(hash).await)
     }
+    async fn get_token(&self, id: uuid::Uuid) -> Result<Option<ApiToken>> {
+        dispatch!(self, s => s.get_token(id).await)
+    }
     async fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
         dispatch!(self, s => s.heartbeat(info).await)
     }
@@ -229,6 +232,12 @@ impl Store for AnyStore {
     }
     async fn list_orphans(&self) -> Result<Vec<Orphan>> {
         dispatch!(self, s => s.list_orphans().await)
+    }
+    async fn write_stats(&self, samples: &[crate::ServerStats]) -> Result<()> {
+        dispatch!(self, s => s.write_stats(samples).await)
+    }
+    async fn list_stats(&self, ids: &[ServerId]) -> Result<Vec<crate::ServerStats>> {
+        dispatch!(self, s => s.list_stats(ids).await)
     }
     async fn ping(&self) -> Result<()> {
         dispatch!(self, s => s.ping().await)

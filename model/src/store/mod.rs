@@ -402,6 +402,8 @@ pub trait Store: Send + Sync + 'static {
         customer_id: Option<&str>,
     ) -> impl Future<Output = Result<ApiToken>> + Send;
     fn find_token(&self, hash: &str) -> impl Future<Output = Result<Option<ApiToken>>> + Send;
+    /// The token with this id, `None` once revoked (a console session ends with 4401).
+    fn get_token(&self, id: uuid::Uuid) -> impl Future<Output = Result<Option<ApiToken>>> + Send;
 
     // --- controller bookkeeping ------------------------------------------------------
     fn heartbeat(&self, info: &ReplicaInfo) -> impl Future<Output = Result<()>> + Send;
@@ -413,6 +415,21 @@ pub trait Store: Send + Sync + 'static {
     /// Replace the orphan report with this scan's findings (keeping `first_seen`).
     fn replace_orphans(&self, found: &[Orphan]) -> impl Future<Output = Result<()>> + Send;
     fn list_orphans(&self) -> impl Future<Output = Result<Vec<Orphan>>> + Send;
+
+    // --- live detail (model/src/stats.rs) ----------------------------------------------
+    /// Upsert samples in one transaction (one statement per `STATS_BATCH` servers); each
+    /// part a sample carries replaces the stored one, the others stay. Never touches the
+    /// server row: no `resource_version`, no change feed.
+    fn write_stats(
+        &self,
+        samples: &[crate::ServerStats],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The stored samples of `ids` (one query per page of ids; servers never sampled are
+    /// missing), in no particular order.
+    fn list_stats(
+        &self,
+        ids: &[ServerId],
+    ) -> impl Future<Output = Result<Vec<crate::ServerStats>>> + Send;
 
     /// Readiness (`/readyz`): one small write, so a store that answers but cannot write is
     /// not ready.

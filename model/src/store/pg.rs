@@ -467,7 +467,12 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         // Idempotency keys stay: a late retry of this create must still replay it.
-        for sql in [DELETE_RESERVATION, DELETE_LEASE, DELETE_SERVER] {
+        for sql in [
+            DELETE_RESERVATION,
+            DELETE_LEASE,
+            DELETE_STATS,
+            DELETE_SERVER,
+        ] {
             sqlx::query(sql).bind(id.0).execute(&mut *tx).await?;
         }
         tx.commit().await?;

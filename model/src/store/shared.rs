@@ -239,6 +239,15 @@ macro_rules! shared_store_methods {
                 .transpose()
         }
 
+        async fn get_token(&self, id: Uuid) -> Result<Option<ApiToken>> {
+            sqlx::query_as::<_, TokenRow>(SELECT_TOKEN_BY_ID)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(ApiToken::try_from)
+                .transpose()
+        }
+
         async fn heartbeat(&self, info: &ReplicaInfo) -> Result<()> {
             sqlx::query(UPSERT_REPLICA)
                 .bind(&info.id)
@@ -294,6 +303,47 @@ macro_rules! shared_store_methods {
                 .into_iter()
                 .map(Orphan::try_from)
                 .collect()
+        }
+
+        async fn write_stats(&self, samples: &[crate::ServerStats]) -> Result<()> {
+            if samples.is_empty() {
+                return Ok(());
+            }
+            let mut tx = self.write_tx().await?;
+            for chunk in samples.chunks(STATS_BATCH) {
+                let mut q = sqlx::QueryBuilder::new(UPSERT_STATS_HEAD);
+                q.push_values(chunk, |mut row, s| {
+                    row.push_bind(s.server_id.0)
+                        .push_bind(s.resources.as_ref().map(Json))
+                        .push_bind(s.resources.as_ref().and(s.resources_seen_at).map(ts))
+                        .push_bind(s.players.as_ref().map(Json))
+                        .push_bind(s.players.as_ref().and(s.players_seen_at).map(ts))
+                        .push_bind(s.agent.as_ref().map(Json))
+                        .push_bind(s.agent.as_ref().and(s.agent_seen_at).map(ts));
+                });
+                q.push(UPSERT_STATS_TAIL);
+                q.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn list_stats(&self, ids: &[ServerId]) -> Result<Vec<crate::ServerStats>> {
+            if ids.is_empty() {
+                return Ok(vec![]);
+            }
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(STATS_BATCH) {
+                let mut q = sqlx::QueryBuilder::new(SELECT_STATS_HEAD);
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.0);
+                }
+                q.push(")");
+                let rows: Vec<StatsRow> = q.build_query_as().fetch_all(&self.pool).await?;
+                out.extend(rows.into_iter().map(crate::ServerStats::from));
+            }
+            Ok(out)
         }
 
         async fn ping(&self) -> Result<()> {

@@ -168,6 +168,8 @@ pub(crate) const INSERT_TOKEN: &str = "INSERT INTO api_tokens \
      (id, name, hash, role, customer_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 pub(crate) const SELECT_TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, customer_id, \
      created_at FROM api_tokens WHERE hash = $1";
+pub(crate) const SELECT_TOKEN_BY_ID: &str = "SELECT id, name, hash, role, customer_id, \
+     created_at FROM api_tokens WHERE id = $1";
 
 pub(crate) const UPSERT_REPLICA: &str = "INSERT INTO replicas \
      (id, started_at, last_seen, queue_depth, workers_busy) VALUES ($1, $2, $3, $4, $5) \
@@ -191,6 +193,25 @@ pub(crate) const LIST_ORPHANS: &str =
 
 /// A write, not a `SELECT 1`: a store that answers but cannot write (disk full, read-only,
 /// a standby) is not ready.
+/// Head of the batched stats upsert: `push_values` adds the rows. Each part is replaced only
+/// when the row carries it (a resync without a probe keeps the last players seen).
+pub(crate) const UPSERT_STATS_HEAD: &str = "INSERT INTO server_stats (server_id, resources, \
+     resources_seen_at, players, players_seen_at, agent, agent_seen_at) ";
+pub(crate) const UPSERT_STATS_TAIL: &str = " ON CONFLICT (server_id) DO UPDATE SET \
+     resources = COALESCE(excluded.resources, server_stats.resources), \
+     resources_seen_at = COALESCE(excluded.resources_seen_at, server_stats.resources_seen_at), \
+     players = COALESCE(excluded.players, server_stats.players), \
+     players_seen_at = COALESCE(excluded.players_seen_at, server_stats.players_seen_at), \
+     agent = COALESCE(excluded.agent, server_stats.agent), \
+     agent_seen_at = COALESCE(excluded.agent_seen_at, server_stats.agent_seen_at)";
+/// Rows per upsert statement: 7 parameters each stays under SQLite's 32766 and Postgres's
+/// 65535 bind limits; a fleet larger than this takes one statement per this many servers.
+pub(crate) const STATS_BATCH: usize = 4000;
+/// Head of the batched stats read: `separated` adds the ids, then `)`.
+pub(crate) const SELECT_STATS_HEAD: &str = "SELECT server_id, resources, resources_seen_at, \
+     players, players_seen_at, agent, agent_seen_at FROM server_stats WHERE server_id IN (";
+pub(crate) const DELETE_STATS: &str = "DELETE FROM server_stats WHERE server_id = $1";
+
 pub(crate) const PROBE_WRITE: &str = "INSERT INTO store_probe (id, at) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 
@@ -611,6 +632,31 @@ impl TryFrom<OrphanRow> for Orphan {
             first_seen: r.first_seen,
             last_seen: r.last_seen,
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct StatsRow {
+    server_id: Uuid,
+    resources: Option<Json<crate::ResourceUsage>>,
+    resources_seen_at: Option<DateTime<Utc>>,
+    players: Option<Json<crate::Players>>,
+    players_seen_at: Option<DateTime<Utc>>,
+    agent: Option<Json<crate::AgentDetail>>,
+    agent_seen_at: Option<DateTime<Utc>>,
+}
+
+impl From<StatsRow> for crate::ServerStats {
+    fn from(r: StatsRow) -> Self {
+        crate::ServerStats {
+            server_id: ServerId(r.server_id),
+            resources: r.resources.map(|j| j.0),
+            resources_seen_at: r.resources_seen_at,
+            players: r.players.map(|j| j.0),
+            players_seen_at: r.players_seen_at,
+            agent: r.agent.map(|j| j.0),
+            agent_seen_at: r.agent_seen_at,
+        }
     }
 }
 

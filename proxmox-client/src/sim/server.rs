@@ -915,6 +915,9 @@ fn status_json(ct: &Ct, now: Instant) -> Value {
     m
 }
 
+/// The simulated traffic of a running CT (`netin`; `netout` is twice this).
+const SIM_NET_BYTES_PER_SEC: u64 = 4096;
+
 fn cluster_resources(sh: &Shared, now: Instant) -> Response {
     let lag = sh.scaled(sh.cfg.timings.resources_lag);
     let st = sh.state.lock().unwrap();
@@ -939,11 +942,25 @@ fn cluster_resources(sh: &Shared, now: Instant) -> Response {
                 m["status"] = json!(if ct.running { "running" } else { "stopped" });
                 m["name"] = json!(ct.hostname);
                 m["template"] = json!(ct.template as u8);
-                m["uptime"] = json!(
-                    ct.started_at
-                        .map(|s| now.saturating_duration_since(s).as_secs())
-                        .unwrap_or(0)
-                );
+                let uptime = ct
+                    .started_at
+                    .map(|s| now.saturating_duration_since(s).as_secs())
+                    .unwrap_or(0);
+                m["uptime"] = json!(uptime);
+                // A running CT's metrics, made up but steady: a tenth of each core busy, a
+                // quarter of its memory, a gigabyte of disk, traffic growing with uptime.
+                // A stopped one reports zeros, as PVE does.
+                if ct.running {
+                    m["cpu"] = json!(f64::from(ct.cores) * 0.1);
+                    m["mem"] = json!(ct.memory * 1024 * 1024 / 4);
+                    m["disk"] = json!(1u64 << 30);
+                    m["netin"] = json!(SIM_NET_BYTES_PER_SEC * (uptime + 1));
+                    m["netout"] = json!(2 * SIM_NET_BYTES_PER_SEC * (uptime + 1));
+                } else {
+                    for k in ["cpu", "mem", "disk", "netin", "netout"] {
+                        m[k] = json!(0);
+                    }
+                }
             }
             if !ct.tags.is_empty() {
                 m["tags"] = json!(tags_str(&ct.tags));

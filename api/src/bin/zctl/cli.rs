@@ -31,6 +31,7 @@ Exit codes:
   3  the API is unreachable
   4  not found
   5  not allowed (missing or wrong token, or a role without the right)
+  6  zctl console: zlh ended the session (see zctl console --help)
 
 Examples:
   export ZLH_API_URL=http://127.0.0.1:8080 ZLH_TOKEN=...   # as printed by `zlhd dev`
@@ -106,6 +107,18 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const CONSOLE_HELP: &str = "\
+Example:
+  zctl console mc-paper-101
+  echo list | zctl console 101
+
+End of input closes the console. Exit codes by how the console closed:
+  0  normal close (1000)
+  1  the Agent failed (1011), this client was too slow (1013) or another code
+  5  the token was revoked (4401) or the permissions lowered (4403)
+  6  the server was deleted or stopped, zlh shut down (1001), its address changed
+     (1012) or the session reached its maximum age (4001): open it again";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -188,6 +201,24 @@ The file holds either {customerId, spec} or a bare spec:
     /// Controller replicas, the leases they hold and their queue depth.
     #[command(after_help = "Example:\n  zctl status")]
     Status,
+    /// Open a server's console: stdin lines go to it, its output to stdout.
+    #[command(after_help = CONSOLE_HELP)]
+    Console {
+        #[command(flatten)]
+        target: IdArg,
+        /// Watch only: zlh makes the session read-only and no input is read.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Send one console line to a server (no console session).
+    #[command(after_help = "Example:\n  zctl exec mc-paper-101 -- say hello")]
+    Exec {
+        #[command(flatten)]
+        target: IdArg,
+        /// The command line (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"

@@ -49,6 +49,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Resume(arg) => set_paused(&client, &arg.id, false, out).await,
         Command::Orphans => orphans(&client, out).await,
         Command::Status => status(&client, out).await,
+        Command::Console { target, read_only } => {
+            crate::console::run(&client, &target.id, read_only).await
+        }
+        Command::Exec { target, command } => {
+            crate::console::exec(&client, &target.id, &command).await
+        }
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod config;
+mod console;
 mod describe;
 mod output;
 mod resolve;
@@ -31,6 +32,9 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 4;
     /// Not allowed: a missing or wrong token (401), or a role without the right (403).
     pub const NOT_ALLOWED: u8 = 5;
+    /// `zctl console`: zlh ended the session (server deleted or stopped, shutdown, address
+    /// changed, maximum age); opening it again may work.
+    pub const CONSOLE_ENDED: u8 = 6;
 }
 
 /// An error that ends the command: what to print and the exit code.

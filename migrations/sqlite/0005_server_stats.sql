@@ -1,0 +1,13 @@
+-- Live detail (issue 20, item 4; model/src/stats.rs). Additive: a new table, written by the
+-- resync in one batched statement and by reconciles that ask an Agent; a write never touches
+-- `servers` (no resource_version bump, no change feed). Each part (JSON) with its time; a
+-- write leaves the parts it does not carry as they were.
+CREATE TABLE server_stats (
+    server_id         BLOB PRIMARY KEY,
+    resources         TEXT,
+    resources_seen_at TEXT,
+    players           TEXT,
+    players_seen_at   TEXT,
+    agent             TEXT,
+    agent_seen_at     TEXT
+);
