@@ -812,3 +812,27 @@ async fn zctl_exec_and_a_read_only_console() {
     let _ = s.api.await;
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// A token revoked while its session is open ends the session with 4401 (the session's
+/// periodic check finds the token gone); the row is deleted as a revocation would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_token_ends_its_session_with_4401() {
+    let s = stack(|_| {}).await;
+    let secret = token(&s.w, "revocable", Role::Customer, Some("u1")).await;
+    let path = format!("/api/servers/{}/console", s.id);
+    let auth = format!("Bearer {secret}");
+    let mut ws = s.open(&path, &[("authorization", &auth)]).await.unwrap();
+    until_text(&mut ws, "the backlog", |l| l.starts_with("Done (")).await;
+    let db = sqlx::SqlitePool::connect(&s.w.cfg.database_url)
+        .await
+        .unwrap();
+    let gone = sqlx::query("DELETE FROM api_tokens WHERE name = 'revocable'")
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(gone.rows_affected(), 1, "the token existed");
+    let (code, _) = close_code(&mut ws).await;
+    assert_eq!(code, api::console::close::TOKEN_REVOKED, "revoked: 4401");
+    s.stop.cancel();
+    let _ = s.api.await;
+}
