@@ -608,7 +608,7 @@ async fn standing_address_and_command_refusals() {
             Err(e) => panic!("{e}"),
         }
     };
-    set_ip("10.99.99.99").await;
+    set_ip("127.99.99.99").await;
     assert_eq!(close_code(&mut ws).await.0, 1012, "address changed");
     set_ip(&s.ip.to_string()).await;
 
