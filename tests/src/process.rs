@@ -245,6 +245,28 @@ impl Zlhd {
 }
 
 /// The last `n` lines of a file.
+/// `zlhd dev` as a child process on a free loopback port at time scale 100, its data in
+/// `dir` and its output in `dir/<log>`.
+pub fn spawn_dev(dir: &Path, log: &str) -> std::process::Child {
+    let log = std::fs::File::create(dir.join(log)).unwrap();
+    std::process::Command::new(zlhd_path())
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            "100",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env_remove("ZLH_CONFIG")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn zlhd dev")
+}
+
 pub fn tail(path: &Path, n: usize) -> String {
     let s = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = s.lines().collect();

@@ -768,17 +768,7 @@ async fn zctl_exec_and_a_read_only_console() {
     let mut stdin = ro.stdin.take().unwrap();
     stdin.write_all(b"say sneaky\n").await.unwrap();
     // The session is open once the backlog arrives, which already holds the exec'd line.
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let l = tokio::time::timeout_at(deadline, out.next_line())
-            .await
-            .expect("the backlog")
-            .unwrap()
-            .expect("zctl ended before the backlog");
-        if l == "[Server] hello" {
-            break;
-        }
-    }
+    lines_until(&mut out, "[Server] hello").await;
     drop(stdin);
     ro.kill().await.unwrap();
 
@@ -790,19 +780,7 @@ async fn zctl_exec_and_a_read_only_console() {
     assert_eq!(status.code(), Some(0));
     let mut rw = cmd(&["console", &id]).spawn().unwrap();
     let mut out = tokio::io::BufReader::new(rw.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let l = tokio::time::timeout_at(deadline, out.next_line())
-            .await
-            .expect("the backlog")
-            .unwrap()
-            .expect("zctl ended before the backlog");
-        if l == "[Server] after" {
-            break;
-        }
-        seen.push(l);
-    }
+    let seen = lines_until(&mut out, "[Server] after").await;
     assert!(
         !seen.iter().any(|l| l.contains("sneaky")),
         "read-only input never reached the game: {seen:?}"
@@ -835,4 +813,24 @@ async fn a_revoked_token_ends_its_session_with_4401() {
     assert_eq!(code, api::console::close::TOKEN_REVOKED, "revoked: 4401");
     s.stop.cancel();
     let _ = s.api.await;
+}
+
+/// The lines zctl prints before `want` (which must come within `T`).
+async fn lines_until(
+    out: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    want: &str,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + T;
+    let mut seen = Vec::new();
+    loop {
+        let l = tokio::time::timeout_at(deadline, out.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no {want} in time"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("zctl ended before {want}"));
+        if l == want {
+            return seen;
+        }
+        seen.push(l);
+    }
 }

@@ -9,29 +9,9 @@ use secrecy::SecretString;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use zlh_tests::process::zlhd_path;
+use zlh_tests::process::{spawn_dev, zlhd_path};
 
 const T: Duration = Duration::from_secs(60);
-
-fn spawn_dev(dir: &Path, log: &str) -> Child {
-    let log = std::fs::File::create(dir.join(log)).unwrap();
-    Command::new(zlhd_path())
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--time-scale",
-            "100",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env_remove("ZLH_CONFIG")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn zlhd dev")
-}
 
 /// Wait for `dev.json` newer than `after` and return (api_url, operator token).
 async fn dev_state(dir: &Path, after: std::time::SystemTime) -> (String, String) {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use zlh_tests::process::{Zlhd, write_config, zlhd_path};
+use zlh_tests::process::{Zlhd, spawn_dev, write_config};
 use zlh_tests::{World, WorldOptions};
 
 const T: Duration = Duration::from_secs(60);
@@ -393,26 +393,6 @@ async fn the_split_layout_metrics_pass_promtool_and_the_controller_listener_answ
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn spawn_dev(dir: &Path) -> std::process::Child {
-    let log = std::fs::File::create(dir.join("dev.log")).unwrap();
-    Command::new(zlhd_path())
-        .args([
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--time-scale",
-            "100",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env_remove("ZLH_CONFIG")
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn zlhd dev")
-}
-
 /// (api_url, operator token) from `dev.json`, once written.
 async fn dev_state(dir: &Path) -> (String, String) {
     let deadline = tokio::time::Instant::now() + T;
@@ -497,7 +477,7 @@ async fn service_discovery_of_zlhd_dev_is_what_prometheus_reads() {
     promtool();
     let dir = std::env::temp_dir().join(format!("zlh-obs-sd-{}", ServerId::new()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut child = spawn_dev(&dir);
+    let mut child = spawn_dev(&dir, "dev.log");
     let (api, token) = dev_state(&dir).await;
     assert!(api.starts_with("http://127.0.0.1:"), "loopback: {api}");
     let client = ApiClient::new(&api, Some(SecretString::from(token.clone()))).unwrap();
