@@ -486,6 +486,22 @@ pub struct Bookmark {
     pub resource_version: i64,
 }
 
+/// One event of the watch stream, as the OpenAPI document describes it. On the wire each is a
+/// Server-Sent Event: `event:` is the variant's name, `data:` its JSON, and `id:` the sequence to
+/// resume from (absent on the initial listing's upserts). `error` ends the stream.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(tag = "event", content = "data", rename_all = "lowercase")]
+pub enum WatchStreamEvent {
+    /// A server was created or changed: its whole current state.
+    Upsert(Box<Server>),
+    /// A server was deleted (archived).
+    Delete(DeletedRef),
+    /// The initial listing is complete; resume from `resourceVersion`.
+    Bookmark(Bookmark),
+    /// The stream ends because of this problem (e.g. the store became unavailable).
+    Error(crate::problem::Problem),
+}
+
 /// A decoded watch event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {

@@ -12,6 +12,7 @@ use crate::redact;
 use crate::state::Ctx;
 use crate::wire::{
     Accepted, CreateServerRequest, EventList, ListQuery, PatchServerRequest, ServerCard, ServerList,
+    WatchStreamEvent,
 };
 use axum::Json;
 use axum::extract::State;
@@ -111,7 +112,8 @@ pub async fn create_server(
 /// List servers (keyset pagination by id), or with `watch=true` stream changes as SSE.
 ///
 /// The watch stream sends `event: upsert` (data: the server) and `event: delete` (data:
-/// `{id}`), each with `id: <sequence>`. Reconnect with `Last-Event-ID` (or
+/// `{id}`), each with `id: <sequence>`; `event: error` (data: a problem) ends it. The
+/// `WatchStreamEvent` schema describes every kind. Reconnect with `Last-Event-ID` (or
 /// `resourceVersion=`) to receive exactly what was missed. Without a resume point the stream
 /// starts with the current list as `upsert` events without ids, then an `event: bookmark`
 /// carrying the sequence to resume from.
@@ -122,7 +124,7 @@ pub async fn create_server(
         (status = 200, description = "A page of servers, or (watch) an event stream",
          content(
             (ServerList = "application/json"),
-            ("text/event-stream", item_schema = Server),
+            (WatchStreamEvent = "text/event-stream"),
          )),
         AuthProblems, QueryProblems,
     ),
