@@ -72,6 +72,11 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(ops::openapi_json))
 }
 
+/// The browsable API page (Swagger UI, vendored: it loads nothing from the internet).
+pub const DOCS_PATH: &str = "/docs";
+/// Where the document is served (`ops::openapi_json`'s path; utoipa needs it as a literal there).
+const OPENAPI_PATH: &str = "/openapi.json";
+
 /// The application, with every route and layer. Watch streams end when `shutdown` fires.
 fn build(state: AppState, shutdown: CancellationToken) -> Router {
     let (routes, doc) = api_routes().split_for_parts();
@@ -88,7 +93,14 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
         console: crate::console::Console::new(cfg.console.clone()),
         app: state,
     });
-    let app = routes.fallback(not_found).with_state(ctx).layer(
+    // The browsable page reads the same document `/openapi.json` serves.
+    let docs = utoipa_swagger_ui::SwaggerUi::new(DOCS_PATH)
+        .config(utoipa_swagger_ui::Config::from(OPENAPI_PATH));
+    let app = routes
+        .merge(docs)
+        .fallback(not_found)
+        .with_state(ctx)
+        .layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,

@@ -144,3 +144,22 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// `/docs` is a browsable page whose assets come from the binary itself and which reads the
+/// served document: a page that needed a CDN, or pointed elsewhere, would fail here.
+#[tokio::test]
+async fn the_docs_page_is_served_from_vendored_assets() {
+    let api = crate::common::Harness::start().await;
+    let get = |path: &str| reqwest::get(api.url(path));
+    let page = get("/docs/").await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("https://"), "the page loads nothing remote: {html}");
+    let init = get("/docs/swagger-initializer.js").await.unwrap();
+    assert_eq!(init.status(), 200);
+    assert!(init.text().await.unwrap().contains("/openapi.json"));
+    let bundle = get("/docs/swagger-ui-bundle.js").await.unwrap();
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.bytes().await.unwrap().len() > 100_000);
+}
