@@ -12,7 +12,7 @@ pub struct ApiConfig {
     /// Largest accepted request body, in bytes (larger → 413).
     pub body_limit_bytes: usize,
     /// Longest time to produce response headers (longer → 503). SSE streams are not cut.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Sustained requests per second allowed per token (more → 429 with `retry-after`).
     pub rate_limit_per_second: u32,
@@ -25,7 +25,7 @@ pub struct ApiConfig {
     /// Such requests an address may send in a burst above the sustained rate.
     pub address_rate_limit_burst: u32,
     /// How long an `Idempotency-Key` replays its create, whatever happens to the server.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub idempotency_retention: Duration,
     /// Page size when `limit` is not given.
     pub page_size_default: u32,
@@ -34,20 +34,20 @@ pub struct ApiConfig {
     /// How many events `GET /api/servers/{id}/events` returns at most.
     pub events_limit: u32,
     /// A watch re-reads the change feed at least this often even without a wake-up.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub watch_poll_interval: Duration,
     /// A controller replica counts as alive if its heartbeat is at most this old.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub replica_alive_within: Duration,
     /// Open client connections at most; more are closed as soon as they are accepted. `zlhd`
     /// lowers it, with a warning, to what the open-file limit leaves.
     pub max_connections: usize,
     /// A connection has this long to send a request's headers, counted from its first byte
     /// (from accepting it, for its first request); then it is closed.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// A connection with no request in progress is closed after this long.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub keep_alive_timeout: Duration,
     /// `[api] cors_origins`: browser origins allowed to call the API (`crate::cors`). Not
     /// read from `[api.limits]`: the application shell copies it from `[api]`.
@@ -206,21 +206,6 @@ impl SdConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// Durations as humantime strings (`"10s"`, `"500ms"`).
-pub(crate) mod humantime_secs {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
     }
 }
 

@@ -38,7 +38,7 @@ pub struct IdentityConfig {
     /// A claim that, when `true`, makes the caller a fleet-wide `viewer` (support staff).
     pub viewer_claim: Option<String>,
     /// Clock skew allowed on `exp` and `nbf`.
-    #[serde(with = "crate::config::humantime_secs")]
+    #[serde(with = "humantime_serde")]
     pub leeway: Duration,
 }
 

@@ -747,10 +747,86 @@ impl Config {
         format!("{host}-{}", std::process::id())
     }
 
-    /// The effective config as TOML, secrets shown only as the file they come from.
+    /// The effective config as TOML, complete (to write a config file for another process).
+    /// Secrets kept in files appear as their file names; a credential written inline (a
+    /// password in `database_url`, say) is kept: use [`Config::to_printable_toml`] to show it.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+
+    /// The effective config as TOML for a person (`zlhd config print`): every credential is
+    /// replaced by [`REDACTED`], wherever it came from (the file, `ZLH_DATABASE_URL`, ...).
+    pub fn to_printable_toml(&self) -> String {
+        let mut value = match toml::Value::try_from(self) {
+            Ok(v) => v,
+            Err(e) => return format!("# cannot render: {e}\n"),
+        };
+        redact_credentials(&mut value);
+        toml::to_string_pretty(&value).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// What a redacted credential is printed as.
+pub const REDACTED: &str = "REDACTED";
+
+/// Keys whose inline value is a credential. A `*_file` key names a file, which is no secret.
+const CREDENTIAL_KEYS: &[&str] = &["password", "secret", "token", "key"];
+/// URL query parameters that carry a credential (libpq accepts `?password=`).
+const CREDENTIAL_QUERY_PARAMS: &[&str] = &["password", "sslpassword", "token", "secret"];
+
+/// Replace every credential in `value`: the value of a credential-named key, and the password
+/// in (or a credential query parameter of) any URL-shaped string.
+fn redact_credentials(value: &mut toml::Value) {
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let credential = !k.ends_with("_file")
+                    && !k.ends_with("_id")
+                    && CREDENTIAL_KEYS.iter().any(|c| k.contains(c));
+                match v {
+                    toml::Value::String(s) if credential && !s.is_empty() => *s = REDACTED.into(),
+                    _ => redact_credentials(v),
+                }
+            }
+        }
+        toml::Value::Array(a) => a.iter_mut().for_each(redact_credentials),
+        toml::Value::String(s) => *s = redact_url(s),
+        _ => {}
+    }
+}
+
+/// `scheme://user:password@host/...?password=...` with both passwords replaced; any other
+/// string unchanged.
+fn redact_url(s: &str) -> String {
+    let Some(scheme_end) = s.find("://") else {
+        return s.to_string();
+    };
+    let rest = &s[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:{REDACTED}@{host}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if CREDENTIAL_QUERY_PARAMS.contains(&k) => {
+                        format!("{k}={REDACTED}")
+                    }
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{}://{authority}{tail}", &s[..scheme_end])
 }
 
 /// Read a secret file; a relative name is looked up in `$CREDENTIALS_DIRECTORY` (systemd
@@ -1065,5 +1141,63 @@ mod tests {
         assert!(!format!("{secret:?}").contains("s3cr3t"));
         assert!(!cfg.to_toml().contains("s3cr3t"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_printed_config_redacts_inline_credentials_wherever_they_came_from() {
+        let cfg = load_str(
+            "[proxmox]\nurl = \"https://u:pw-in-file@127.0.0.1:8006\"\n",
+            &[(
+                "ZLH_DATABASE_URL",
+                "postgres://zlh:pw-in-env@127.0.0.1/zlh?sslmode=require&password=pw-in-query",
+            )],
+        )
+        .unwrap();
+        let printed = cfg.to_printable_toml();
+        for secret in ["pw-in-file", "pw-in-env", "pw-in-query"] {
+            assert!(!printed.contains(secret), "{secret} printed:\n{printed}");
+        }
+        assert!(
+            printed.contains(
+                "postgres://zlh:REDACTED@127.0.0.1/zlh?sslmode=require&password=REDACTED"
+            )
+        );
+        // What is not a credential stays readable.
+        assert!(printed.contains("sslmode=require"));
+    }
+
+    #[test]
+    fn redact_url_cases() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "no userinfo stays",
+                "sqlite://zlh-data/zlh.db",
+                "sqlite://zlh-data/zlh.db",
+            ),
+            (
+                "a user without a password is no secret",
+                "postgres://zlh@127.0.0.1/db",
+                "postgres://zlh@127.0.0.1/db",
+            ),
+            (
+                "the password goes",
+                "postgres://zlh:p%40ss@127.0.0.1:5432/db",
+                "postgres://zlh:REDACTED@127.0.0.1:5432/db",
+            ),
+            (
+                "an @ in the password is still inside the userinfo",
+                "postgres://zlh:a@b@127.0.0.1/db",
+                "postgres://zlh:REDACTED@127.0.0.1/db",
+            ),
+            (
+                "a credential query parameter goes",
+                "postgres://127.0.0.1/db?password=x&application_name=zlh",
+                "postgres://127.0.0.1/db?password=REDACTED&application_name=zlh",
+            ),
+            ("not a URL stays", "plain text: a:b@c", "plain text: a:b@c"),
+        ];
+        for (why, input, want) in cases {
+            assert_eq!(redact_url(input), *want, "{why}");
+        }
     }
 }

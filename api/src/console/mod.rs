@@ -66,35 +66,35 @@ pub const SUBPROTOCOL_JSON: &str = "zlh.console.v1";
 #[serde(default, deny_unknown_fields)]
 pub struct ConsoleConfig {
     /// How long a ticket is valid (clamped to `ticket_ttl_max`).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub ticket_ttl: Duration,
     /// The longest `ticket_ttl` accepted.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub ticket_ttl_max: Duration,
     /// File with the ticket signing key. Without it each process signs with a random key,
     /// which is right only while one API process runs (a ticket is verified by the process
     /// that issued it).
     pub key_file: Option<std::path::PathBuf>,
     /// Dialling the Agent, connect and handshake together (longer → 502).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub dial_timeout: Duration,
     /// Ping the client and the Agent this often.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub ping_interval: Duration,
     /// Close a client that answered no ping for this long.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub pong_timeout: Duration,
     /// A session ends (4001) after this long; a JSON client's `auth` starts it again.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub max_session: Duration,
     /// JSON clients get `token expiring` this long before `max_session` (at most half of it).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub renew_notice: Duration,
     /// Only one API process runs: the random per-process key is allowed with PostgreSQL
     /// (where replicas are possible) too.
     pub single_process: bool,
     /// The server is re-read this often (deleted, stopped, address or standing changed).
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "humantime_serde")]
     pub recheck_interval: Duration,
     /// Open sessions per server at most (operators exempt); more → 429.
     pub sessions_per_server: usize,
@@ -291,17 +291,3 @@ impl Drop for Slot {
     }
 }
 
-/// Durations as humantime strings, like the rest of `[api]`.
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
-    }
-}

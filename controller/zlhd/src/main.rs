@@ -251,7 +251,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
         Cmd::Config {
             cmd: ConfigCmd::Print,
         } => {
-            print!("{}", cfg.to_toml());
+            print!("{}", cfg.to_printable_toml());
             Ok(())
         }
     }
