@@ -28,6 +28,7 @@ pub mod cors;
 pub mod extract;
 pub mod identity;
 pub mod limit;
+pub mod manpage;
 pub mod listen;
 pub mod metrics;
 pub mod openapi;

@@ -72,6 +72,19 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  zlhd completions bash > ~/.local/share/bash-completion/completions/zlhd\n  zlhd completions zsh > ~/.zfunc/_zlhd"
+    )]
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (zlhd.1 and one per subcommand) into a directory.
+    Manpages {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +115,27 @@ const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Neither needs a configuration, so both work on a machine without one (packaging).
+    match &cli.cmd {
+        Cmd::Completions { shell } => {
+            // Into a buffer: clap_complete panics on a write error (`| head` closing the pipe).
+            let mut script = Vec::new();
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "zlhd", &mut script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Manpages { dir } => {
+            return match api::manpage::write_all(<Cli as clap::CommandFactory>::command(), dir) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("zlhd: cannot write the man pages to {}: {e}", dir.display());
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            };
+        }
+        _ => {}
+    }
     run::init_logging(cli.log_format);
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
@@ -254,5 +288,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             print!("{}", cfg.to_printable_toml());
             Ok(())
         }
+        // Answered in `main`, before the configuration is loaded.
+        Cmd::Completions { .. } | Cmd::Manpages { .. } => Ok(()),
     }
 }

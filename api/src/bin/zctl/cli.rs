@@ -227,6 +227,12 @@ The file holds either {customerId, spec} or a bare spec:
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+    /// Write the man pages (zctl.1 and one per subcommand) into a directory.
+    #[command(after_help = "Example:\n  zctl manpages /usr/local/share/man/man1")]
+    Manpages {
+        /// Where to write them (created if missing).
+        dir: std::path::PathBuf,
+    },
 }
 
 const POWER_HELP_START: &str = "\

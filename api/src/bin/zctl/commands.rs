@@ -19,7 +19,15 @@ use std::path::Path;
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     if let Command::Completions { shell } = &cli.command {
         let mut cmd = Cli::command();
-        clap_complete::generate(*shell, &mut cmd, "zctl", &mut std::io::stdout());
+        // Into a buffer: clap_complete panics on a write error (`| head` closing the pipe).
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "zctl", &mut script);
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+        return Ok(());
+    }
+    if let Command::Manpages { dir } = &cli.command {
+        api::manpage::write_all(Cli::command(), dir)
+            .map_err(|e| CliError::failed(format!("cannot write the man pages to {}: {e}", dir.display())))?;
         return Ok(());
     }
     let client = config::client(&cli)?;
@@ -55,7 +63,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Exec { target, command } => {
             crate::console::exec(&client, &target.id, &command).await
         }
-        Command::Completions { .. } => unreachable!("handled above"),
+        // Answered above, before a client is made.
+        Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
     }
 }
 
