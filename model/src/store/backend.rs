@@ -34,8 +34,12 @@ pub trait Backend: Database {
     /// Serialises a customer's (`$1`) creates and quota-checked updates to commit, if the
     /// write lock does not already.
     const LOCK_CUSTOMER: Option<&'static str>;
-    /// Serialises change-feed appends to commit, if the write lock does not already.
-    const LOCK_FEED: Option<&'static str>;
+    /// Changes after position `$1`, oldest first, at most `$2`, each with `final`: whether no
+    /// change at a lower position can still commit (see [`super::feed`]).
+    const CHANGES_SINCE: &'static str;
+    /// The newest final position (at least the pruned one) and whether committed changes
+    /// above it are held back by an older transaction still in progress.
+    const LATEST_SEQ: &'static str;
     /// Queues a cross-process wake-up (`$1` channel, `$2` payload), delivered on commit.
     const NOTIFY: Option<&'static str>;
     /// Deletes up to `$2` idempotency keys created before `$1`.
@@ -57,7 +61,11 @@ impl Backend for Sqlite {
     const LEASE_FOR_FENCE: &'static str = SELECT_LEASE;
     const LEASE_FOR_CLAIM: &'static str = SELECT_LEASE;
     const LOCK_CUSTOMER: Option<&'static str> = None;
-    const LOCK_FEED: Option<&'static str> = None;
+    /// One writer at a time: positions (AUTOINCREMENT) commit in order, every one is final.
+    const CHANGES_SINCE: &'static str = "SELECT seq, server_id, kind, at, TRUE AS final \
+         FROM server_changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+    const LATEST_SEQ: &'static str = "SELECT MAX(pruned_through, \
+         COALESCE((SELECT MAX(seq) FROM server_changes), 0)), FALSE FROM feed_state WHERE id = 1";
     const NOTIFY: Option<&'static str> = None;
     const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE rowid IN \
          (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
@@ -91,9 +99,19 @@ impl Backend for Postgres {
     /// lock while holding this one.
     const LOCK_CUSTOMER: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(2053924963, hashtext($1))");
-    /// Advisory lock 134606027449713 = 0x7a6c68736571 ("zlhseq"), held to commit, so feed
-    /// sequence numbers become visible in order.
-    const LOCK_FEED: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(134606027449713)");
+    /// Positions are transaction ids (the column default, migration 0006): final below the
+    /// oldest transaction still in progress (see [`super::feed`]).
+    const CHANGES_SINCE: &'static str = "SELECT c.seq, c.server_id, c.kind, c.at, \
+         c.seq < h.horizon AS final FROM server_changes c, \
+         (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + shift AS horizon \
+          FROM feed_state WHERE id = 1) h \
+         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2";
+    const LATEST_SEQ: &'static str = "SELECT GREATEST(f.pruned_through, \
+         COALESCE((SELECT MAX(seq) FROM server_changes WHERE seq < h.horizon), 0)), \
+         EXISTS (SELECT 1 FROM server_changes WHERE seq >= h.horizon) \
+         FROM feed_state f, \
+         (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + shift AS horizon \
+          FROM feed_state WHERE id = 1) h WHERE f.id = 1";
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     /// Skips rows another purge holds: housekeeping never waits or deadlocks.
     const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE ctid IN \

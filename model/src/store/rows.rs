@@ -138,6 +138,9 @@ pub(crate) struct ChangeRow {
     server_id: Uuid,
     kind: String,
     at: DateTime<Utc>,
+    /// No change at a lower position can still commit.
+    #[sqlx(rename = "final")]
+    pub is_final: bool,
 }
 
 pub(crate) fn change_kind_str(k: ChangeKind) -> &'static str {

@@ -68,9 +68,8 @@ pub(crate) const SELECT_ARCHIVE: &str =
 
 pub(crate) const INSERT_CHANGE: &str =
     "INSERT INTO server_changes (server_id, kind, at) VALUES ($1, $2, $3) RETURNING seq";
-pub(crate) const CHANGES_SINCE: &str = "SELECT seq, server_id, kind, at FROM server_changes \
-     WHERE seq > $1 ORDER BY seq LIMIT $2";
-pub(crate) const LATEST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM server_changes";
+/// Every change at or below this position was pruned.
+pub(crate) const FEED_PRUNED_THROUGH: &str = "SELECT pruned_through FROM feed_state WHERE id = 1";
 
 pub(crate) const INSERT_OPERATION: &str = "INSERT INTO operations \
      (id, server_id, generation, kind, created_at) VALUES ($1, $2, $3, $4, $5)";

@@ -4,6 +4,7 @@
 //! `Sqlite` and `Postgres` do.
 
 use super::backend::Backend;
+use super::feed::{HELD_BACK_TRIES, HELD_BACK_WAIT};
 use super::notify::{CAPACITY, Notice, Origin, PG_CHANNEL};
 use super::rows::*;
 use super::rules::*;
@@ -107,6 +108,7 @@ where
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, Uuid): FromRow<'r, DB::Row>,
+    for<'r> (i64, bool): FromRow<'r, DB::Row>,
     for<'r> ServerRow: FromRow<'r, DB::Row>,
     for<'r> ArchiveRow: FromRow<'r, DB::Row>,
     for<'r> OperationRow: FromRow<'r, DB::Row>,
@@ -162,8 +164,8 @@ where
         Ok(())
     }
 
-    /// Append to the change feed; the new seq becomes the row's resource_version. Call it
-    /// after the row locks, last thing before saving (a feed lock is held to commit).
+    /// Append to the change feed; the new position becomes the row's resource_version. One
+    /// per transaction (see [`super::feed`]).
     async fn stamp(
         c: &mut DB::Connection,
         s: &mut Server,
@@ -171,9 +173,6 @@ where
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if let Some(sql) = DB::LOCK_FEED {
-            sqlx::query::<DB>(sql).execute(&mut *c).await?;
-        }
         if let Some(sql) = DB::NOTIFY {
             let payload = Notice {
                 server_id: s.id,
@@ -433,6 +432,7 @@ where
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (i64, Uuid): FromRow<'r, DB::Row>,
+    for<'r> (i64, bool): FromRow<'r, DB::Row>,
     for<'r> ServerRow: FromRow<'r, DB::Row>,
     for<'r> ArchiveRow: FromRow<'r, DB::Row>,
     for<'r> OperationRow: FromRow<'r, DB::Row>,
@@ -717,11 +717,12 @@ where
     async fn release_vmid(&self, id: ServerId) -> Result<()> {
         let now = self.clock.now();
         let mut tx = self.write_tx().await?;
+        // The row lock first, as in every write (the feed's per-row order, `super::feed`).
+        let server = Self::lock(&mut tx, id).await?;
         sqlx::query::<DB>(DELETE_RESERVATION)
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
-        let server = Self::lock(&mut tx, id).await?;
         let Some(mut server) = server.filter(|s| s.reserved_vmid.is_some()) else {
             tx.commit().await?;
             return Ok(());
@@ -885,20 +886,48 @@ where
     }
 
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
-        sqlx::query_as::<DB, ChangeRow>(CHANGES_SINCE)
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *self.pool.acquire().await?)
-            .await?
-            .into_iter()
-            .map(Change::try_from)
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        let mut tries = 0;
+        let rows = loop {
+            let mut rows = sqlx::query_as::<DB, ChangeRow>(DB::CHANGES_SINCE)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await?;
+            let final_prefix = rows.iter().take_while(|r| r.is_final).count();
+            tries += 1;
+            if final_prefix == rows.len() || tries >= HELD_BACK_TRIES {
+                rows.truncate(final_prefix);
+                break rows;
+            }
+            tokio::time::sleep(HELD_BACK_WAIT).await;
+        };
+        // After the read: a prune that committed meanwhile is seen (see `super::feed`).
+        let pruned: i64 = sqlx::query_scalar::<DB, i64>(FEED_PRUNED_THROUGH)
+            .fetch_one(&mut *conn)
+            .await?;
+        if after < pruned {
+            return Err(StoreError::FeedGone {
+                after,
+                oldest: pruned,
+            });
+        }
+        rows.into_iter().map(Change::try_from).collect()
     }
 
     async fn latest_seq(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar::<DB, i64>(LATEST_SEQ)
-            .fetch_one(&mut *self.pool.acquire().await?)
-            .await?)
+        let mut conn = self.pool.acquire().await?;
+        let mut tries = 0;
+        loop {
+            let (latest, held): (i64, bool) = sqlx::query_as::<DB, (i64, bool)>(DB::LATEST_SEQ)
+                .fetch_one(&mut *conn)
+                .await?;
+            tries += 1;
+            if !held || tries >= HELD_BACK_TRIES {
+                return Ok(latest);
+            }
+            tokio::time::sleep(HELD_BACK_WAIT).await;
+        }
     }
 
     async fn get_customer(&self, id: &str) -> Result<Customer> {
