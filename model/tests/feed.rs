@@ -219,7 +219,7 @@ async fn every_committed_change_is_read_exactly_once_in_one_order(url: &str) {
         w.await.expect("writer");
     }
     let (delivered, restarts) = reader.await.expect("reader");
-    let o = outcomes.lock().unwrap();
+    let o = std::mem::take(&mut *outcomes.lock().unwrap());
     let unique: BTreeSet<Mark> = delivered.iter().copied().collect();
     assert_eq!(unique.len(), delivered.len(), "no change twice");
     assert_eq!(unique, o.committed, "every committed change, nothing else");
