@@ -52,6 +52,7 @@ pub mod kind {
         IDEMPOTENCY_CONFLICT = "idempotency-conflict", "Idempotency key reused with a different request";
         IN_PROGRESS = "in-progress", "Another server is still being provisioned";
         STALE = "stale-resource-version", "Stale resourceVersion";
+        GONE = "resource-version-too-old", "resourceVersion too old: re-list";
         RATE_LIMITED = "rate-limited", "Too many requests";
         TIMEOUT = "timeout", "Request timed out";
         UNAVAILABLE = "unavailable", "Service unavailable";
@@ -218,6 +219,9 @@ pub enum ApiError {
     },
     /// A problem built elsewhere (extractor rejections).
     Problem(Box<Problem>),
+    /// 410: a watch resumes from a position the change feed no longer reaches (retention):
+    /// the client re-lists and watches from the list's position, as in Kubernetes.
+    Gone(String),
     /// 503, the store failed; the detail is logged, not sent.
     Unavailable(String),
     CapacityExhausted(String),
@@ -285,6 +289,7 @@ impl ApiError {
                 format!("rate limit for this {limited} exceeded; retry in {retry_after_secs}s"),
             ),
             ApiError::Problem(p) => (**p).clone(),
+            ApiError::Gone(d) => Problem::new(kind::GONE, S::GONE, d),
             ApiError::Unavailable(_) => Problem::new(
                 kind::UNAVAILABLE,
                 S::SERVICE_UNAVAILABLE,
@@ -374,6 +379,7 @@ impl From<StoreError> for ApiError {
                 ApiError::CustomerNotActive { customer, standing }
             }
             StoreError::QuotaExceeded(d) => ApiError::QuotaExceeded(d),
+            e @ StoreError::FeedGone { .. } => ApiError::Gone(e.to_string()),
             StoreError::Database(d) => ApiError::Unavailable(d),
         }
     }
@@ -427,6 +433,14 @@ mod tests {
                 "quota is refused",
                 StoreError::QuotaExceeded("servers 5/5".into()),
                 403,
+            ),
+            (
+                "a feed position behind retention is gone: re-list",
+                StoreError::FeedGone {
+                    after: 1,
+                    oldest: 9,
+                },
+                410,
             ),
             (
                 "a broken database is 503",

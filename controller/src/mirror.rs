@@ -4,8 +4,9 @@
 //! is never kept past a feed entry that names it.
 //!
 //! Relies on the feed's contract (`Store::changes_since`): every write to a server row is
-//! stamped in the same transaction, and sequence numbers become visible in order. Pruning the
-//! feed would have to make a mirror that fell behind read everything again.
+//! stamped in the same transaction, and a reader only ever gets final positions (nothing can
+//! still commit below them; `docs/store.md`). A mirror that fell behind the retention horizon
+//! (`StoreError::FeedGone`) reads everything again.
 
 use crate::metrics::MIRROR_FEED_LAG;
 use chrono::{DateTime, Utc};

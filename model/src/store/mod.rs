@@ -2,8 +2,9 @@
 //! the database URL (`sqlite:` / `postgres:`). Every method is one atomic transaction.
 //!
 //! Times come from the store's injected `Clock`. Every write of a server row appends to the
-//! change feed; the feed sequence of that write becomes the row's `resource_version`, so a
-//! watcher resumes from a number and optimistic concurrency compares the same number.
+//! change feed; the feed position of that write becomes the row's `resource_version`, so a
+//! watcher resumes from a number and optimistic concurrency compares the same number
+//! ([`feed`] says why no reader ever skips a change).
 
 use crate::{
     ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, Phase, Quota, Role, Server,
@@ -15,19 +16,25 @@ use std::future::Future;
 use std::time::Duration;
 
 mod any;
+mod backend;
+pub mod feed;
 pub mod notify;
 mod options;
 mod pg;
+mod rows;
+mod rules;
 pub mod schema;
-mod shared;
 mod sql;
+mod sql_store;
 mod sqlite;
 
 pub use any::AnyStore;
+pub use backend::Backend;
 pub use notify::{Notice, Origin};
 pub use options::StoreOptions;
 pub use pg::PgStore;
 pub use schema::{SchemaError, SchemaFit, SchemaRange};
+pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -41,6 +48,8 @@ pub mod msg {
     pub const IDEMPOTENCY_CONFLICT: &str =
         "this Idempotency-Key was already used with a different request";
     pub const IN_PROGRESS: &str = "a different server for this customer is still being provisioned";
+    pub const FEED_GONE: &str =
+        "the change feed no longer reaches back to this position; re-list and resume";
     pub const RANGE_EXHAUSTED: &str = "no free VMID left in the configured range";
     /// The summed resources of a quota, as named in `QuotaExceeded` messages.
     pub const QUOTA_MEMORY: &str = "memory";
@@ -71,6 +80,9 @@ pub enum StoreError {
     },
     #[error("quota exceeded: {0}")]
     QuotaExceeded(String),
+    /// The feed position is older than the oldest change kept (retention): re-read everything.
+    #[error("{} (position {after}, pruned through {oldest})", msg::FEED_GONE)]
+    FeedGone { after: i64, oldest: i64 },
     /// Unreachable database, broken pool, or an unexpected SQL error.
     #[error("database error: {0}")]
     Database(String),
@@ -376,8 +388,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     // --- change feed -----------------------------------------------------------------
-    /// Changes with `seq > after`, oldest first. Sequence numbers become visible in order
-    /// (a watcher that saw N never later finds an unseen number below N).
+    /// Final changes with `seq > after`, in position order (a watcher that saw N never later
+    /// finds an unseen position below N; see [`feed`]). `FeedGone` when `after` is older
+    /// than the oldest change kept (retention): re-read everything.
     fn changes_since(
         &self,
         after: i64,

@@ -1,0 +1,47 @@
+//! The change feed: every write of a server row appends one change in the same transaction;
+//! the change's position becomes the row's `resource_version`. Readers (the resync mirror,
+//! SSE watches, `zctl get -w`) follow it with [`Store::changes_since`] from a saved position.
+//!
+//! # Why a reader never skips a change
+//!
+//! A reader hands out a change only once it is *final*: no change at a lower position can
+//! still commit. Then "everything up to my position" never grows behind a reader, so resuming
+//! from the last position delivered sees every later change exactly once, in one order that
+//! every reader shares (position order).
+//!
+//! - **SQLite** has one writer at a time (`BEGIN IMMEDIATE`): positions (AUTOINCREMENT)
+//!   commit in the order they are taken, so every committed change is final.
+//! - **PostgreSQL** writers do not serialise on the feed (no lock held to commit). A
+//!   position is the writing transaction's id (`pg_current_xact_id()`, 64-bit, never wraps)
+//!   plus a fixed shift (migration 0006). A change is final when its position is below the
+//!   reading statement's `pg_snapshot_xmin(pg_current_snapshot())` (plus the shift): every
+//!   transaction with a smaller id has committed (and is visible to that same statement) or
+//!   rolled back (its change never existed), and every transaction still running or yet to
+//!   start has an id at or above it. So the final prefix a reader sees is complete, and it
+//!   only ever grows at its end. A rolled-back transaction leaves no change. One change per
+//!   transaction (the primary key on the position enforces it).
+//!
+//!   The per-row order holds too: every write locks its server row (`FOR UPDATE`, which
+//!   assigns the transaction id) before anything else writes, so a later writer of the same
+//!   row gets a larger id, and `resource_version` grows with every write of a row.
+//!
+//!   The cost: the horizon waits for the oldest transaction in the whole PostgreSQL cluster
+//!   (any database), so a long transaction delays (never loses) changes. A reader that finds
+//!   committed changes held back waits [`HELD_BACK_WAIT`] up to [`HELD_BACK_TRIES`] times
+//!   before answering with the final prefix (usually the holder is a write about to commit).
+//!
+//! # Retention
+//!
+//! Pruning deletes the oldest changes and raises `feed_state.pruned_through` in the same
+//! transaction. A reader whose position is below it may have missed changes: it gets
+//! [`StoreError::FeedGone`] and re-reads everything (the mirror) or is told to re-list (a
+//! watch: 410 Gone). The check runs *after* the read, so a prune committing in between is
+//! seen.
+
+use std::time::Duration;
+
+/// Pause before reading again when committed changes are held back by an older transaction.
+pub(crate) const HELD_BACK_WAIT: Duration = Duration::from_millis(2);
+/// Reads (of [`HELD_BACK_WAIT`] apart) before answering with the final prefix only: 25 × 2 ms
+/// covers a write's commit; a transaction open longer than that only delays the reader.
+pub(crate) const HELD_BACK_TRIES: usize = 25;
