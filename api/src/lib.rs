@@ -40,7 +40,7 @@ pub mod state;
 pub mod watch;
 pub mod wire;
 
-pub use client::{ApiClient, ClientError, PowerOutcome};
+pub use client::{ApiClient, ClientError, PowerOutcome, RetryPolicy};
 pub use config::{ApiConfig, SdConfig};
 pub use problem::{ApiError, Problem};
 pub use router::{openapi, router, serve};

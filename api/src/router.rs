@@ -44,6 +44,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
             servers::delete_server
         ))
         .routes(routes!(servers::reconcile_server))
+        .routes(routes!(servers::reconcile_servers))
         .routes(routes!(servers::pause_server))
         .routes(routes!(servers::resume_server))
         .routes(routes!(servers::server_events))

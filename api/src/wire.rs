@@ -227,6 +227,43 @@ impl ListQuery {
     }
 }
 
+/// Query of `POST /api/servers:reconcile`: the list's filters, and `retry`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BulkReconcileQuery {
+    /// Only this customer's servers (customer tokens always reach only their own).
+    pub customer: Option<String>,
+    pub phase: Option<Phase>,
+    pub kind: Option<Kind>,
+    pub hostname: Option<String>,
+    pub vmid: Option<u32>,
+    /// Also clear terminal failures, so the controller tries them again.
+    pub retry: Option<bool>,
+}
+
+impl BulkReconcileQuery {
+    pub(crate) fn filter(&self) -> ListFilter {
+        ListFilter {
+            customer: self.customer.clone(),
+            phase: self.phase,
+            kind: self.kind,
+            hostname: self.hostname.clone(),
+            vmid: self.vmid,
+        }
+    }
+}
+
+/// `POST /api/servers:reconcile`: what was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkReconciled {
+    /// How many servers were asked to reconcile (those deleted meanwhile are not counted).
+    pub queued: u64,
+    /// Their ids, in id order.
+    pub ids: Vec<ServerId>,
+}
+
 /// Filters of `GET /api/servers` (also used by the watch).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,7 @@ use crate::problem::{ApiError, ApiResult, kind};
 use crate::redact;
 use crate::state::Ctx;
 use crate::wire::{
-    Accepted, CreateServerRequest, EventList, ListQuery, PatchServerRequest, ServerCard, ServerList,
+    Accepted, BulkReconcileQuery, BulkReconciled, CreateServerRequest, EventList, ListQuery, PatchServerRequest, ServerCard, ServerList,
 };
 use axum::Json;
 use axum::extract::State;
@@ -355,6 +355,40 @@ pub async fn reconcile_server(
     let server = ctx.app.store.request_reconcile(id, retry).await?;
     tracing::info!(server = %id, retry, "reconcile requested");
     Ok((StatusCode::ACCEPTED, Json(redact::server(&p, server))).into_response())
+}
+
+/// Ask the controller to reconcile every server the filters match (as in the list, and
+/// scoped the same way: a customer token reaches only its own); with `retry=true`, also retry
+/// the failed ones. One call for a fleet, so `zctl reconcile --all` stays within the rate limit.
+#[utoipa::path(
+    post, path = "/api/servers:reconcile", tag = "servers",
+    params(BulkReconcileQuery),
+    responses((status = 202, description = "Reconcile requested for every match", body = BulkReconciled), AuthProblems, QueryProblems),
+    security(("bearer" = []))
+)]
+pub async fn reconcile_servers(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    ApiQuery(q): ApiQuery<BulkReconcileQuery>,
+) -> ApiResult<Response> {
+    let retry = q.retry.unwrap_or(false);
+    let mut ids = Vec::new();
+    if let Some(filter) = store_filter(&p, &q.filter()) {
+        for s in model::store::list_all(&ctx.app.store, &filter).await? {
+            match ctx.app.store.request_reconcile(s.id, retry).await {
+                Ok(_) => ids.push(s.id),
+                // Archived since the list was read: nothing left to reconcile.
+                Err(model::store::StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    tracing::info!(queued = ids.len(), retry, "reconcile requested in bulk");
+    let body = BulkReconciled {
+        queued: ids.len() as u64,
+        ids,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn set_paused(ctx: &Ctx, p: &Principal, r: ServerRef, paused: bool) -> ApiResult<Response> {
