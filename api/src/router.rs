@@ -31,7 +31,9 @@ use utoipa_axum::routes;
 
 /// The whole document (the same one `/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::router::api_routes().into_openapi()
+    let mut doc = crate::router::api_routes().into_openapi();
+    crate::openapi::add_derived_server_fields(&mut doc);
+    doc
 }
 
 /// Every documented route, with its OpenAPI entry.
@@ -75,7 +77,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
 
 /// The application, with every route and layer. Watch streams end when `shutdown` fires.
 fn build(state: AppState, shutdown: CancellationToken) -> Router {
-    let (routes, doc) = api_routes().split_for_parts();
+    let (routes, mut doc) = api_routes().split_for_parts();
+    crate::openapi::add_derived_server_fields(&mut doc);
     let cfg = state.config.clone();
     let ctx = Arc::new(Ctx {
         limiter: RateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst),

@@ -61,7 +61,14 @@ async fn server_lifecycle_as_operator() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let got: model::Server = res.json().await.unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    // The derived phase and step are in the JSON, so no client re-derives them.
+    assert_eq!(
+        (&body["phase"], &body["step"]),
+        (&"queued".into(), &"allocate-vmid".into()),
+        "{body}"
+    );
+    let got: model::Server = serde_json::from_value(body).unwrap();
     assert_eq!(etag, format!("\"{}\"", got.resource_version));
 
     // Patch with a current If-Match: generation 2, an update operation.
