@@ -15,19 +15,24 @@ use std::future::Future;
 use std::time::Duration;
 
 mod any;
+mod backend;
 pub mod notify;
 mod options;
 mod pg;
+mod rows;
+mod rules;
 pub mod schema;
-mod shared;
 mod sql;
+mod sql_store;
 mod sqlite;
 
 pub use any::AnyStore;
+pub use backend::Backend;
 pub use notify::{Notice, Origin};
 pub use options::StoreOptions;
 pub use pg::PgStore;
 pub use schema::{SchemaError, SchemaFit, SchemaRange};
+pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -1,0 +1,111 @@
+//! What differs between the two databases, and nothing else: the SQL a backend runs in place
+//! of the shared text, and how it binds times. Everything else — every `Store` method, every
+//! helper — is written once, generically, in [`SqlStore`](super::SqlStore).
+//!
+//! The helper vocabulary both backends share (`super::sql_store`):
+//! - `write_tx`: begin a write (SQLite `BEGIN IMMEDIATE`: the database write lock up front);
+//! - `lock`: read the server row for writing (Postgres `FOR UPDATE`; SQLite already holds the
+//!   write lock);
+//! - `lease_for_fence`: read the lease a fence is checked against (Postgres `FOR SHARE`, so a
+//!   claim cannot slip between the check and the write);
+//! - `lock_customer`: serialise a customer's creates and quota-checked updates (Postgres
+//!   advisory lock; SQLite: the write lock already does);
+//! - `stamp`: append to the change feed (and on Postgres queue the `NOTIFY`);
+//! - `leave`: roll back now and answer.
+
+use super::sql::{SELECT_LEASE, SELECT_SERVER, SELECT_SERVER_FOR_UPDATE};
+use chrono::{DateTime, Utc};
+use sqlx::{Database, Encode, Postgres, Sqlite, Type};
+
+/// A database the store runs on. Implemented for [`Sqlite`] and [`Postgres`] only.
+pub trait Backend: Database {
+    /// A time as bound: TIMESTAMPTZ on Postgres, fixed-width RFC 3339 text on SQLite.
+    type Time: for<'q> Encode<'q, Self> + Type<Self> + Send + Sync + 'static;
+    /// `"sqlite"` or `"postgres"`.
+    const BACKEND: &'static str;
+    /// Starts every write transaction.
+    const BEGIN_WRITE: &'static str;
+    /// Reads a server row (`$1`) for writing.
+    const LOCK_SERVER: &'static str;
+    /// Reads the lease row (`$1`) a fence is checked against.
+    const LEASE_FOR_FENCE: &'static str;
+    /// Reads the lease row (`$1`) a claim decides on; no row means "try to create it".
+    const LEASE_FOR_CLAIM: &'static str;
+    /// Serialises a customer's (`$1`) creates and quota-checked updates to commit, if the
+    /// write lock does not already.
+    const LOCK_CUSTOMER: Option<&'static str>;
+    /// Serialises change-feed appends to commit, if the write lock does not already.
+    const LOCK_FEED: Option<&'static str>;
+    /// Queues a cross-process wake-up (`$1` channel, `$2` payload), delivered on commit.
+    const NOTIFY: Option<&'static str>;
+    /// Deletes up to `$2` idempotency keys created before `$1`.
+    const PURGE_IDEMPOTENCY_KEYS: &'static str;
+
+    fn ts(t: DateTime<Utc>) -> Self::Time;
+    /// Rows a statement changed (each driver's result type has its own method).
+    fn rows_affected(r: &Self::QueryResult) -> u64;
+}
+
+/// One writer at a time: `BEGIN IMMEDIATE` takes the database write lock up front (no
+/// `SQLITE_BUSY` on a read→write upgrade), so reads inside a write are as good as
+/// `FOR UPDATE`, and change-feed numbers commit in order.
+impl Backend for Sqlite {
+    type Time = String;
+    const BACKEND: &'static str = "sqlite";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const LOCK_SERVER: &'static str = SELECT_SERVER;
+    const LEASE_FOR_FENCE: &'static str = SELECT_LEASE;
+    const LEASE_FOR_CLAIM: &'static str = SELECT_LEASE;
+    const LOCK_CUSTOMER: Option<&'static str> = None;
+    const LOCK_FEED: Option<&'static str> = None;
+    const NOTIFY: Option<&'static str> = None;
+    const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE rowid IN \
+         (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
+
+    /// The one stored time format: `2026-11-27T20:11:48.123456Z`. sqlx's own encoding drops
+    /// trailing zero digits, which would make text order differ from time order.
+    fn ts(t: DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    }
+
+    fn rows_affected(r: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        r.rows_affected()
+    }
+}
+
+/// Several writers: row locks, and advisory locks where a row lock cannot say it.
+impl Backend for Postgres {
+    type Time = DateTime<Utc>;
+    const BACKEND: &'static str = "postgres";
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    const LOCK_SERVER: &'static str = SELECT_SERVER_FOR_UPDATE;
+    /// Share-locked: a claimer (`FOR UPDATE SKIP LOCKED`) backs off until we commit, and we
+    /// wait for a claimer that got there first, then see its new token.
+    const LEASE_FOR_FENCE: &'static str = "SELECT holder, token, expires_at, released \
+         FROM leases WHERE server_id = $1 FOR SHARE";
+    /// A lease row another claimer (or a fenced writer) is working on is skipped: not ours.
+    const LEASE_FOR_CLAIM: &'static str = "SELECT holder, token, expires_at, released \
+         FROM leases WHERE server_id = $1 FOR UPDATE SKIP LOCKED";
+    /// Advisory lock in the two-int key space (disjoint from the bigint one), namespace
+    /// 2053924963 = 0x7a6c6863 ("zlhc"). Taken after the row lock: no transaction takes a row
+    /// lock while holding this one.
+    const LOCK_CUSTOMER: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(2053924963, hashtext($1))");
+    /// Advisory lock 134606027449713 = 0x7a6c68736571 ("zlhseq"), held to commit, so feed
+    /// sequence numbers become visible in order.
+    const LOCK_FEED: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(134606027449713)");
+    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
+    /// Skips rows another purge holds: housekeeping never waits or deadlocks.
+    const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE ctid IN \
+         (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2 \
+          FOR UPDATE SKIP LOCKED)";
+
+    /// Binds as TIMESTAMPTZ directly.
+    fn ts(t: DateTime<Utc>) -> DateTime<Utc> {
+        t
+    }
+
+    fn rows_affected(r: &sqlx::postgres::PgQueryResult) -> u64 {
+        r.rows_affected()
+    }
+}
