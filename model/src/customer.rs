@@ -123,6 +123,50 @@ pub struct ApiToken {
     pub role: Role,
     pub customer_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The last request it made, as recorded: written at most once per
+    /// `api::config::ApiConfig::token_last_use_every`, not on every request.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Refused from this time on (`None`: never expires).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Refused since this time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a token may be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for TokenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ApiToken {
+    /// Revocation wins over expiry; expiry is exclusive (`expires_at` itself is expired).
+    pub fn state(&self, now: DateTime<Utc>) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        }
+    }
 }
 
 impl fmt::Debug for ApiToken {
@@ -133,6 +177,10 @@ impl fmt::Debug for ApiToken {
             .field("hash", &"<redacted>")
             .field("role", &self.role)
             .field("customer_id", &self.customer_id)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
             .finish()
     }
 }
