@@ -6,7 +6,8 @@
 
 use crate::problem::Problem;
 use crate::wire::{
-    Accepted, Bookmark, BulkReconciled, ControllerStatus, CreateServerRequest, CustomerUpdate, DeletedRef,
+    Accepted, AuditList, Bookmark, BulkReconciled, ControllerStatus, CreateTokenRequest,
+    CreatedToken, TokenInfo, TokenList, CreateServerRequest, CustomerUpdate, DeletedRef,
     DevCatalog, EventList, GameCatalog, InstanceAccepted, InstanceOperation, InstanceRequest,
     ListFilter, OperationStatus, OrphanList, PatchServerRequest, PowerRequest, ServerList,
     WatchEvent,
@@ -164,6 +165,17 @@ enum Later {
     After(Duration),
     /// After the policy's backoff (the answer said "later" without saying when).
     Backoff,
+}
+
+/// Filters and page of [`ApiClient::audit`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditParams {
+    pub server: Option<ServerId>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// The `next` of the previous page.
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
 }
 
 /// The typed client.
@@ -530,6 +542,48 @@ impl ApiClient {
     /// `GET /api/catalog/dev`.
     pub async fn catalog_dev(&self) -> Result<DevCatalog> {
         self.call(self.request(Method::GET, "/api/catalog/dev"))
+            .await
+    }
+
+    // --- tokens and audit (operators) ---------------------------------------------------
+
+    /// `GET /api/tokens`.
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let l: TokenList = self.call(self.request(Method::GET, "/api/tokens")).await?;
+        Ok(l.items)
+    }
+
+    /// `POST /api/tokens`: the secret is in the answer, once.
+    pub async fn create_token(&self, req: &CreateTokenRequest) -> Result<CreatedToken> {
+        self.call(self.request(Method::POST, "/api/tokens").json(req))
+            .await
+    }
+
+    /// `DELETE /api/tokens/{id}`.
+    pub async fn revoke_token(&self, id: uuid::Uuid) -> Result<TokenInfo> {
+        self.call(self.request(Method::DELETE, &format!("/api/tokens/{id}")))
+            .await
+    }
+
+    /// `GET /api/audit` (one page, newest first).
+    pub async fn audit(&self, q: &AuditParams) -> Result<AuditList> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = q.server {
+            query.push(("server", s.to_string()));
+        }
+        if let Some(a) = &q.actor {
+            query.push(("actor", a.clone()));
+        }
+        if let Some(a) = &q.action {
+            query.push(("action", a.clone()));
+        }
+        if let Some(b) = q.before {
+            query.push(("before", b.to_string()));
+        }
+        if let Some(l) = q.limit {
+            query.push(("limit", l.to_string()));
+        }
+        self.call(self.request(Method::GET, "/api/audit").query(&query))
             .await
     }
 

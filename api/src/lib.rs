@@ -19,6 +19,7 @@
 //! ```
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod compat;

@@ -25,6 +25,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
         (name = "portal", description = "The Portal's existing contract, unchanged"),
         (name = "catalog", description = "What can be built"),
         (name = "customers", description = "Quota and standing"),
+        (name = "tokens", description = "API tokens (operators)"),
         (name = "ops", description = "Health, metrics and controller state"),
     )
 )]

@@ -7,7 +7,7 @@
 
 use crate::limit::{AddressLimiter, RateLimiter};
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
-use crate::routes::{catalog, console, customers, operations, ops, power, sd, servers};
+use crate::routes::{audit, catalog, console, customers, operations, ops, power, sd, servers, tokens};
 use crate::state::{AppState, Ctx};
 use crate::{compat, portal, problem::ApiError};
 use axum::Router;
@@ -63,6 +63,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(sd::sd_targets))
         .routes(routes!(sd::sd_exporters))
         .routes(routes!(customers::get_customer, customers::put_customer))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(catalog::get_game_catalog))
         .routes(routes!(catalog::get_dev_catalog))
         .routes(routes!(compat::list_instances, portal::create_instance))
@@ -90,6 +93,7 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
         openapi_json: doc.to_json().unwrap_or_else(|_| "{}".into()),
         identity: crate::identity::from_config(cfg.identity.as_ref()),
         console: crate::console::Console::new(cfg.console.clone()),
+        last_use: Default::default(),
         app: state,
     });
     let app = routes.fallback(not_found).with_state(ctx).layer(

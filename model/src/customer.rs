@@ -185,6 +185,27 @@ impl fmt::Debug for ApiToken {
     }
 }
 
+/// External identities appear as `jwt:<subject>` (`api/src/identity.rs`): no token's name
+/// may look like one.
+pub const EXTERNAL_IDENTITY_PREFIX: &str = "jwt:";
+
+/// A token name: 1-64 visible characters (spaces allowed inside), not an external identity's.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if !(1..=64).contains(&n) || name.trim() != name {
+        return Err("1-64 characters, no leading or trailing space".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("no control characters".into());
+    }
+    if name.starts_with(EXTERNAL_IDENTITY_PREFIX) {
+        return Err(format!(
+            "'{EXTERNAL_IDENTITY_PREFIX}' names external identities"
+        ));
+    }
+    Ok(())
+}
+
 /// The stored form of a token secret.
 pub fn token_hash(secret: &str) -> String {
     use sha2::Digest;

@@ -55,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Exec { target, command } => {
             crate::console::exec(&client, &target.id, &command).await
         }
+        Command::Token { cmd } => crate::tokens::run(&client, cmd, out).await,
+        Command::Audit(args) => crate::audit::run(&client, args, out).await,
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }
