@@ -286,7 +286,7 @@ async fn token(cmd: TokenCmd, cfg: &Config) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{secret}");
-            let until = expires_at.map_or_else(String::new, |t| format!(", expires {}", t.to_rfc3339()));
+            let until = expires_at.map_or_else(String::new, |t| format!(", expires {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
             eprintln!("token '{name}' ({role}{until}) created; it is shown only once");
             Ok(())
         }

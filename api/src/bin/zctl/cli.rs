@@ -160,8 +160,9 @@ pub enum TokenCmd {
     },
     /// Revoke a token, named by its id or its (unique) name.
     Revoke {
+        // Not `token`: that id is the global `--token`.
         #[arg(value_name = "TOKEN")]
-        token: String,
+        which: String,
     },
 }
 

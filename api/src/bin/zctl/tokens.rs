@@ -28,7 +28,7 @@ pub async fn run(client: &ApiClient, cmd: TokenCmd, out: Option<Output>) -> Resu
             // Only the secret on stdout, so `> file` keeps just it.
             println!("{}", created.secret);
             let until = match created.token.expires_at {
-                Some(t) => format!(", expires {}", t.to_rfc3339()),
+                Some(t) => format!(", expires {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 None => String::new(),
             };
             eprintln!(
@@ -37,8 +37,8 @@ pub async fn run(client: &ApiClient, cmd: TokenCmd, out: Option<Output>) -> Resu
             );
             Ok(())
         }
-        TokenCmd::Revoke { token } => {
-            let t = find(client, &token).await?;
+        TokenCmd::Revoke { which } => {
+            let t = find(client, &which).await?;
             let t = client.revoke_token(t.id).await?;
             if let Some(f) = data_format(out) {
                 return print_data(&t, f);
@@ -100,7 +100,7 @@ async fn list(client: &ApiClient, out: Option<Output>) -> Result<(), CliError> {
                 .map_or_else(|| "never".to_string(), |u| age(u, now))
                 .into(),
             x.expires_at
-                .map_or_else(|| "never".to_string(), |e| e.to_rfc3339())
+                .map_or_else(|| "never".to_string(), |e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                 .into(),
         ]);
     }
