@@ -170,7 +170,10 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
             let id = token.id;
             // Off the request path: a slow write must not slow the request.
             tokio::spawn(async move {
-                if let Err(e) = store.touch_token(id, now, now - LAST_USE_EVERY_CHRONO).await {
+                if let Err(e) = store
+                    .touch_token(id, now, now - LAST_USE_EVERY_CHRONO)
+                    .await
+                {
                     tracing::debug!(error = %e, "token last use not recorded");
                 }
             });
@@ -301,6 +304,9 @@ mod tests {
             assert_eq!(l.due(id, *stored, now), *want, "{reason}");
         }
         let old = now - chrono::TimeDelta::minutes(5);
-        assert!(l.due(uuid::Uuid::now_v7(), Some(old), now), "another token, stale: write");
+        assert!(
+            l.due(uuid::Uuid::now_v7(), Some(old), now),
+            "another token, stale: write"
+        );
     }
 }

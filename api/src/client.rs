@@ -6,11 +6,10 @@
 
 use crate::problem::Problem;
 use crate::wire::{
-    Accepted, AuditList, Bookmark, BulkReconciled, ControllerStatus, CreateTokenRequest,
-    CreatedToken, TokenInfo, TokenList, CreateServerRequest, CustomerUpdate, DeletedRef,
-    DevCatalog, EventList, GameCatalog, InstanceAccepted, InstanceOperation, InstanceRequest,
-    ListFilter, OperationStatus, OrphanList, PatchServerRequest, PowerRequest, ServerList,
-    WatchEvent,
+    Accepted, AuditList, Bookmark, BulkReconciled, ControllerStatus, CreateServerRequest,
+    CreateTokenRequest, CreatedToken, CustomerUpdate, DeletedRef, DevCatalog, EventList,
+    GameCatalog, InstanceAccepted, InstanceOperation, InstanceRequest, ListFilter, OperationStatus,
+    OrphanList, PatchServerRequest, PowerRequest, ServerList, TokenInfo, TokenList, WatchEvent,
 };
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
@@ -474,8 +473,11 @@ impl ApiClient {
         if retry {
             q.push(("retry", "true".into()));
         }
-        self.call(self.request(Method::POST, "/api/servers:reconcile").query(&q))
-            .await
+        self.call(
+            self.request(Method::POST, "/api/servers:reconcile")
+                .query(&q),
+        )
+        .await
     }
 
     /// `POST /api/servers/{id}/pause`.

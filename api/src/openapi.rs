@@ -43,7 +43,12 @@ pub(crate) fn add_derived_server_fields(doc: &mut utoipa::openapi::OpenApi) {
         return;
     };
     let derived = [
-        ("phase", "Phase", "Derived from the conditions when served (read-only).", true),
+        (
+            "phase",
+            "Phase",
+            "Derived from the conditions when served (read-only).",
+            true,
+        ),
         (
             "step",
             "Step",

@@ -189,8 +189,14 @@ pub async fn create_instance(
         .map_err(portal_fields)?;
     if created.created {
         let id = created.server.id;
-        crate::audit::record(&ctx, &p, crate::audit::Action::ServerCreate, Some(id), "create")
-            .await;
+        crate::audit::record(
+            &ctx,
+            &p,
+            crate::audit::Action::ServerCreate,
+            Some(id),
+            "create",
+        )
+        .await;
     }
     let shown = crate::redact::server(&p, created.server.clone());
     let st = instance_status(&created.operation, Some(&shown), false);

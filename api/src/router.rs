@@ -7,7 +7,9 @@
 
 use crate::limit::{AddressLimiter, RateLimiter};
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
-use crate::routes::{audit, catalog, console, customers, operations, ops, power, sd, servers, tokens};
+use crate::routes::{
+    audit, catalog, console, customers, operations, ops, power, sd, servers, tokens,
+};
 use crate::state::{AppState, Ctx};
 use crate::{compat, portal, problem::ApiError};
 use axum::Router;

@@ -109,8 +109,18 @@ mod tests {
             Utc::now(),
         );
         let cases: Vec<Case> = vec![
-            ("no conditions: queued, allocating", server(false), "queued", Some("allocate-vmid")),
-            ("deleting: teardown", server(true), "deleting", Some("teardown")),
+            (
+                "no conditions: queued, allocating",
+                server(false),
+                "queued",
+                Some("allocate-vmid"),
+            ),
+            (
+                "deleting: teardown",
+                server(true),
+                "deleting",
+                Some("teardown"),
+            ),
             ("ready: no step", ready, "ready", None),
         ];
         for (reason, s, phase, step) in cases {
@@ -119,7 +129,10 @@ mod tests {
             assert_eq!(v["step"].as_str(), step, "{reason}: {v}");
             assert_eq!(v["resourceVersion"], 3, "{reason}: the stored fields stay");
             let back: Server = serde_json::from_value(v).unwrap();
-            assert_eq!(back, s, "{reason}: the derived fields are ignored when read");
+            assert_eq!(
+                back, s,
+                "{reason}: the derived fields are ignored when read"
+            );
         }
     }
 }

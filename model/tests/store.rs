@@ -181,7 +181,11 @@ async fn token_lifecycle(s: &impl Store, h: &Harness) {
     let found = s.find_token("h-ci").await.unwrap().unwrap();
     assert_eq!(found.expires_at, Some(expires), "expiry stored");
     assert_eq!(found.state(t0()), TokenState::Active);
-    assert_eq!(found.state(expires), TokenState::Expired, "expiry is exclusive");
+    assert_eq!(
+        found.state(expires),
+        TokenState::Expired,
+        "expiry is exclusive"
+    );
 
     // A use is written; an earlier or throttled one does not overwrite a newer one.
     let used = t0() + chrono::Duration::minutes(5);
@@ -192,14 +196,22 @@ async fn token_lifecycle(s: &impl Store, h: &Harness) {
         .await
         .unwrap();
     let got = s.get_token(t.id).await.unwrap().unwrap();
-    assert_eq!(got.last_used_at, Some(used), "one write per throttle period");
+    assert_eq!(
+        got.last_used_at,
+        Some(used),
+        "one write per throttle period"
+    );
 
     let revoked = s.revoke_token(t.id).await.unwrap();
     assert_eq!(revoked.revoked_at, Some(t0()));
     assert_eq!(revoked.state(t0()), TokenState::Revoked);
     h.clock.advance(chrono::Duration::seconds(60));
     let again = s.revoke_token(t.id).await.unwrap();
-    assert_eq!(again.revoked_at, Some(t0()), "the first revocation's time stays");
+    assert_eq!(
+        again.revoked_at,
+        Some(t0()),
+        "the first revocation's time stays"
+    );
     assert!(matches!(
         s.revoke_token(uuid::Uuid::now_v7()).await,
         Err(StoreError::NotFound)
@@ -256,11 +268,28 @@ async fn audit_log(s: &impl Store, h: &Harness) {
 
     type Case = (&'static str, AuditFilter, usize);
     let cases: Vec<Case> = vec![
-        ("by server", AuditFilter { server_id: Some(a), ..Default::default() }, 1),
-        ("by actor", AuditFilter { actor: Some("ci".into()), ..Default::default() }, 5),
+        (
+            "by server",
+            AuditFilter {
+                server_id: Some(a),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "by actor",
+            AuditFilter {
+                actor: Some("ci".into()),
+                ..Default::default()
+            },
+            5,
+        ),
         (
             "by action",
-            AuditFilter { action: Some("token.create".into()), ..Default::default() },
+            AuditFilter {
+                action: Some("token.create".into()),
+                ..Default::default()
+            },
             1,
         ),
         (
@@ -274,7 +303,10 @@ async fn audit_log(s: &impl Store, h: &Harness) {
         ),
         (
             "before a seq: the older ones",
-            AuditFilter { before: Some(all[2].seq), ..Default::default() },
+            AuditFilter {
+                before: Some(all[2].seq),
+                ..Default::default()
+            },
             4,
         ),
     ];
@@ -294,13 +326,21 @@ async fn audit_log(s: &impl Store, h: &Harness) {
 
     // Pruning: only entries older than the cut, at most max_rows per call, oldest first.
     let cut = t0() + chrono::Duration::minutes(30);
-    assert_eq!(s.prune_audit(cut, 10).await.unwrap(), 1, "only the first is older");
+    assert_eq!(
+        s.prune_audit(cut, 10).await.unwrap(),
+        1,
+        "only the first is older"
+    );
     assert_eq!(s.prune_audit(cut, 10).await.unwrap(), 0);
     let later = t0() + chrono::Duration::hours(2);
     assert_eq!(s.prune_audit(later, 2).await.unwrap(), 2, "bounded");
     let left = s.list_audit(&AuditFilter::default(), 100).await.unwrap();
     assert_eq!(left.len(), 4);
-    assert_eq!(left.last().unwrap().seq, all[3].seq, "the oldest went first");
+    assert_eq!(
+        left.last().unwrap().seq,
+        all[3].seq,
+        "the oldest went first"
+    );
 }
 
 /// Live detail: a part a sample carries replaces the stored one and the others stay; a write

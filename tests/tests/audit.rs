@@ -73,26 +73,57 @@ async fn every_change_records_who_what_and_when() {
         assert!(before <= e.at && e.at <= after, "when: {e:?}");
         assert_eq!(e.server_id, Some(id));
     }
-    assert_eq!(page.items[4].detail, "restart game", "what: the power request");
+    assert_eq!(
+        page.items[4].detail, "restart game",
+        "what: the power request"
+    );
     assert_eq!(page.items[2].detail, "reconcile with retry");
 
     type Case = (&'static str, AuditParams, usize);
     let cases: Vec<Case> = vec![
-        ("by actor", AuditParams { actor: Some("portal-1".into()), ..Default::default() }, 1),
-        ("by action", AuditParams { action: Some("server.reconcile".into()), ..Default::default() }, 2),
+        (
+            "by actor",
+            AuditParams {
+                actor: Some("portal-1".into()),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "by action",
+            AuditParams {
+                action: Some("server.reconcile".into()),
+                ..Default::default()
+            },
+            2,
+        ),
         (
             "by server and actor",
-            AuditParams { server: Some(id), actor: Some("oncall".into()), ..Default::default() },
+            AuditParams {
+                server: Some(id),
+                actor: Some("oncall".into()),
+                ..Default::default()
+            },
             6,
         ),
-        ("another server: nothing", AuditParams { server: Some(model::ServerId::new()), ..Default::default() }, 0),
+        (
+            "another server: nothing",
+            AuditParams {
+                server: Some(model::ServerId::new()),
+                ..Default::default()
+            },
+            0,
+        ),
     ];
     for (reason, q, n) in cases {
         assert_eq!(op.audit(&q).await.unwrap().items.len(), n, "{reason}");
     }
     // Pages of 3, newest first, `next` until the end: every entry once.
     let mut seen = Vec::new();
-    let mut q = AuditParams { limit: Some(3), ..Default::default() };
+    let mut q = AuditParams {
+        limit: Some(3),
+        ..Default::default()
+    };
     for _ in 0..10 {
         let p = op.audit(&q).await.unwrap();
         seen.extend(p.items.iter().map(|e| e.seq));
@@ -128,10 +159,16 @@ async fn every_change_records_who_what_and_when() {
 
     // zctl shows the same log.
     let run = api
-        .zctl(&token(&store, "oncall-cli", Role::Operator, None).await, &["audit", "--server", &id.to_string()])
+        .zctl(
+            &token(&store, "oncall-cli", Role::Operator, None).await,
+            &["audit", "--server", &id.to_string()],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("server.delete") && run.stdout.contains("portal-1"), "{run:?}");
+    assert!(
+        run.stdout.contains("server.delete") && run.stdout.contains("portal-1"),
+        "{run:?}"
+    );
     drop(api);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -159,14 +196,25 @@ async fn only_operators_read_the_audit_log() {
 
     let op = token(&store, "oncall", Role::Operator, None).await;
     let run = api
-        .zctl(&op, &["token", "create", "--name", "ci", "--role", "viewer"])
+        .zctl(
+            &op,
+            &["token", "create", "--name", "ci", "--role", "viewer"],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
-    let run = api.zctl(&op, &["audit", "--action", "token.create", "-o", "json"]).await;
+    let run = api
+        .zctl(&op, &["audit", "--action", "token.create", "-o", "json"])
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["items"][0]["actor"], "oncall", "{doc}");
-    assert!(doc["items"][0]["detail"].as_str().unwrap().contains("token ci"), "{doc}");
+    assert!(
+        doc["items"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("token ci"),
+        "{doc}"
+    );
     drop(api);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -33,7 +33,10 @@ async fn reconcile_all_queues_200_servers_within_the_default_rate_limit() {
         }
     }
     let limited = limited.expect("the default burst is spent within 200 requests");
-    assert!(limited.headers().contains_key("retry-after"), "429 says when");
+    assert!(
+        limited.headers().contains_key("retry-after"),
+        "429 says when"
+    );
 
     let run = api.zctl(&op, &["reconcile", "--all", "--retry"]).await;
     assert_eq!(run.code, 0, "{run:?}");
@@ -81,7 +84,10 @@ async fn reconcile_all_is_scoped_like_the_list() {
     assert!(other.retry_requested_at.is_none(), "u2's server untouched");
     // Asking for another customer's servers matches nothing (as the list answers nothing).
     let run = api
-        .zctl(&customer, &["reconcile", "--all", "--customer", "u2", "-o", "json"])
+        .zctl(
+            &customer,
+            &["reconcile", "--all", "--customer", "u2", "-o", "json"],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("\"queued\": 0"), "{run:?}");

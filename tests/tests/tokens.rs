@@ -70,12 +70,18 @@ async fn the_token_api_lists_creates_revokes_and_expires() {
         if ci.last_used_at.is_some() {
             break l;
         }
-        assert!(tokio::time::Instant::now() < deadline, "last use never recorded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "last use never recorded"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let text = serde_json::to_string(&listed).unwrap();
     assert!(!text.contains(&created.secret), "no secret in the list");
-    assert!(!text.contains(&model::customer::token_hash(&created.secret)), "no hash either");
+    assert!(
+        !text.contains(&model::customer::token_hash(&created.secret)),
+        "no hash either"
+    );
 
     let revoked = op.revoke_token(created.token.id).await.unwrap();
     assert_eq!(revoked.state, "revoked");
@@ -86,7 +92,13 @@ async fn the_token_api_lists_creates_revokes_and_expires() {
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);
     let old = model::customer::new_token_secret();
     store
-        .create_token_expiring("old", &model::customer::token_hash(&old), Role::Operator, None, Some(past))
+        .create_token_expiring(
+            "old",
+            &model::customer::token_hash(&old),
+            Role::Operator,
+            None,
+            Some(past),
+        )
         .await
         .unwrap();
     let (status, detail) = probe(&api.http, &api.base, &old).await;
@@ -95,9 +107,21 @@ async fn the_token_api_lists_creates_revokes_and_expires() {
     // Bad requests are 422 naming the field; non-operators are 403.
     type Case = (&'static str, serde_json::Value, &'static str);
     let cases: &[Case] = &[
-        ("a name like an external identity", serde_json::json!({"name": "jwt:x", "role": "viewer"}), "name"),
-        ("a customer token without a customer", serde_json::json!({"name": "c", "role": "customer"}), "customerId"),
-        ("a duration that is none", serde_json::json!({"name": "c", "role": "viewer", "expiresIn": "soon"}), "expiresIn"),
+        (
+            "a name like an external identity",
+            serde_json::json!({"name": "jwt:x", "role": "viewer"}),
+            "name",
+        ),
+        (
+            "a customer token without a customer",
+            serde_json::json!({"name": "c", "role": "customer"}),
+            "customerId",
+        ),
+        (
+            "a duration that is none",
+            serde_json::json!({"name": "c", "role": "viewer", "expiresIn": "soon"}),
+            "expiresIn",
+        ),
     ];
     let op_secret = token(&store, "oncall2", Role::Operator, None).await;
     for (reason, body, field) in cases {
@@ -138,22 +162,35 @@ async fn zctl_and_zlhd_manage_tokens() {
     let op = token(&store, "oncall", Role::Operator, None).await;
 
     let run = api
-        .zctl(&op, &["token", "create", "--name", "ci", "--role", "viewer"])
+        .zctl(
+            &op,
+            &["token", "create", "--name", "ci", "--role", "viewer"],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     let ci = run.stdout.trim().to_string();
-    assert!(ci.starts_with("zlh_") && !ci.contains(' '), "only the secret on stdout: {run:?}");
+    assert!(
+        ci.starts_with("zlh_") && !ci.contains(' '),
+        "only the secret on stdout: {run:?}"
+    );
     assert!(run.stderr.contains("shown only once"), "{run:?}");
     assert_eq!(probe(&api.http, &api.base, &ci).await.0, 200);
 
     let run = api.zctl(&op, &["token", "list"]).await;
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("ci") && run.stdout.contains("viewer"), "{run:?}");
+    assert!(
+        run.stdout.contains("ci") && run.stdout.contains("viewer"),
+        "{run:?}"
+    );
     assert!(!run.stdout.contains(&ci), "no secret listed");
 
     let run = api.zctl(&op, &["token", "revoke", "ci"]).await;
     assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(probe(&api.http, &api.base, &ci).await.0, 401, "revoked: at once");
+    assert_eq!(
+        probe(&api.http, &api.base, &ci).await.0,
+        401,
+        "revoked: at once"
+    );
     let run = api.zctl(&op, &["token", "revoke", "nobody"]).await;
     assert_eq!(run.code, 4, "not found: {run:?}");
     let run = api.zctl(&ci, &["token", "list"]).await;
@@ -161,7 +198,19 @@ async fn zctl_and_zlhd_manage_tokens() {
 
     // An expiry through zctl: refused once it passes (waited for, never slept on).
     let run = api
-        .zctl(&op, &["token", "create", "--name", "brief", "--role", "viewer", "--expires", "2s"])
+        .zctl(
+            &op,
+            &[
+                "token",
+                "create",
+                "--name",
+                "brief",
+                "--role",
+                "viewer",
+                "--expires",
+                "2s",
+            ],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     let brief = run.stdout.trim().to_string();
@@ -183,20 +232,47 @@ async fn zctl_and_zlhd_manage_tokens() {
             .output()
             .expect("zlhd runs")
     };
-    let out = zlhd(&["token", "create", "--name", "deploy", "--role", "operator", "--expires", "30d"]);
+    let out = zlhd(&[
+        "token",
+        "create",
+        "--name",
+        "deploy",
+        "--role",
+        "operator",
+        "--expires",
+        "30d",
+    ]);
     assert!(out.status.success(), "{out:?}");
     let deploy = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(probe(&api.http, &api.base, &deploy).await.0, 200);
     let out = zlhd(&["token", "list"]);
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{out:?}");
-    let row = listed.lines().find(|l| l.contains("deploy")).expect("listed");
-    assert!(row.contains("active") && !row.trim_end().ends_with("never"), "an expiry: {row}");
-    assert!(listed.lines().any(|l| l.contains("ci ") && l.contains("revoked")), "{listed}");
+    let row = listed
+        .lines()
+        .find(|l| l.contains("deploy"))
+        .expect("listed");
+    assert!(
+        row.contains("active") && !row.trim_end().ends_with("never"),
+        "an expiry: {row}"
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("ci ") && l.contains("revoked")),
+        "{listed}"
+    );
     let out = zlhd(&["token", "revoke", "deploy"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(probe(&api.http, &api.base, &deploy).await.0, 401);
-    let out = zlhd(&["token", "create", "--name", "jwt:sneaky", "--role", "operator"]);
+    let out = zlhd(&[
+        "token",
+        "create",
+        "--name",
+        "jwt:sneaky",
+        "--role",
+        "operator",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     drop(api);
     let _ = std::fs::remove_dir_all(dir);
@@ -231,22 +307,48 @@ async fn a_second_api_process_on_postgres_refuses_revoked_and_expired_tokens_at_
 
     let op = token(&w.store, "oncall", Role::Operator, None).await;
     let run = first
-        .zctl(&op, &["token", "create", "--name", "ci", "--role", "viewer"])
+        .zctl(
+            &op,
+            &["token", "create", "--name", "ci", "--role", "viewer"],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     let ci = run.stdout.trim().to_string();
-    assert_eq!(probe(http, &second_base, &ci).await.0, 200, "valid on the second");
+    assert_eq!(
+        probe(http, &second_base, &ci).await.0,
+        200,
+        "valid on the second"
+    );
     let run = first.zctl(&op, &["token", "revoke", "ci"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let (status, detail) = probe(http, &second_base, &ci).await;
-    assert_eq!((status, detail.as_str()), (401, api::auth::msg::UNKNOWN), "revoked on the first");
+    assert_eq!(
+        (status, detail.as_str()),
+        (401, api::auth::msg::UNKNOWN),
+        "revoked on the first"
+    );
 
     let run = first
-        .zctl(&op, &["token", "create", "--name", "brief", "--role", "viewer", "--expires", "2s"])
+        .zctl(
+            &op,
+            &[
+                "token",
+                "create",
+                "--name",
+                "brief",
+                "--role",
+                "viewer",
+                "--expires",
+                "2s",
+            ],
+        )
         .await;
     assert_eq!(run.code, 0, "{run:?}");
     let brief = run.stdout.trim().to_string();
-    assert_eq!(until_refused(http, &second_base, &brief).await, api::auth::msg::EXPIRED);
+    assert_eq!(
+        until_refused(http, &second_base, &brief).await,
+        api::auth::msg::EXPIRED
+    );
     // The expiry holds on the first as well, with no request there since.
     let (status, _) = probe(http, &first.base, &brief).await;
     assert_eq!(status, 401);

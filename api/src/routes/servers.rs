@@ -12,7 +12,8 @@ use crate::problem::{ApiError, ApiResult, kind};
 use crate::redact;
 use crate::state::Ctx;
 use crate::wire::{
-    Accepted, BulkReconcileQuery, BulkReconciled, CreateServerRequest, EventList, ListQuery, PatchServerRequest, ServerCard, ServerList,
+    Accepted, BulkReconcileQuery, BulkReconciled, CreateServerRequest, EventList, ListQuery,
+    PatchServerRequest, ServerCard, ServerList,
 };
 use axum::Json;
 use axum::extract::State;
@@ -361,7 +362,11 @@ pub async fn reconcile_server(
     let retry = q.retry.unwrap_or(false);
     let server = ctx.app.store.request_reconcile(id, retry).await?;
     tracing::info!(server = %id, retry, "reconcile requested");
-    let detail = if retry { "reconcile with retry" } else { "reconcile" };
+    let detail = if retry {
+        "reconcile with retry"
+    } else {
+        "reconcile"
+    };
     audit::record(&ctx, &p, Action::ServerReconcile, Some(id), detail).await;
     Ok((StatusCode::ACCEPTED, Json(redact::server(&p, server))).into_response())
 }
@@ -381,7 +386,11 @@ pub async fn reconcile_servers(
     ApiQuery(q): ApiQuery<BulkReconcileQuery>,
 ) -> ApiResult<Response> {
     let retry = q.retry.unwrap_or(false);
-    let detail = if retry { "reconcile with retry" } else { "reconcile" };
+    let detail = if retry {
+        "reconcile with retry"
+    } else {
+        "reconcile"
+    };
     let mut ids = Vec::new();
     if let Some(filter) = store_filter(&p, &q.filter()) {
         for s in model::store::list_all(&ctx.app.store, &filter).await? {
@@ -397,7 +406,11 @@ pub async fn reconcile_servers(
         }
     }
     tracing::info!(queued = ids.len(), retry, "reconcile requested in bulk");
-    let summary = format!("{detail} of {} server(s) matching {:?}", ids.len(), q.filter());
+    let summary = format!(
+        "{detail} of {} server(s) matching {:?}",
+        ids.len(),
+        q.filter()
+    );
     audit::record(&ctx, &p, Action::ServersReconcile, None, &summary).await;
     let body = BulkReconciled {
         queued: ids.len() as u64,

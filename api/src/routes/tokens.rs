@@ -13,9 +13,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use model::Role;
 use model::customer::{check_token_name, new_token_secret, token_hash};
 use model::store::{Store, StoreError};
-use model::Role;
 use std::sync::Arc;
 
 /// Every token (revoked and expired ones too), oldest first; never a secret.

@@ -121,11 +121,16 @@ async fn server_lifecycle_as_operator() {
         .await
         .unwrap();
     let ev = op.events(id).await.unwrap();
-    assert_eq!(ev.len(), 2);
-    assert!(
-        ev.iter()
-            .any(|e| e.reason == "ProxmoxUnavailable" && e.type_ == EventType::Warning)
+    assert_eq!(
+        (ev[0].reason.as_str(), ev[0].type_, ev[1].reason.as_str()),
+        ("ProxmoxUnavailable", EventType::Warning, "Cloning")
     );
+    // The rest: who asked for each change so far (create, patch, reconciles, pause, resume).
+    assert!(
+        ev[2..].iter().all(|e| e.message.contains("requested by")),
+        "{ev:?}"
+    );
+    assert_eq!(ev.len(), 2 + 6, "{ev:?}");
 
     // Delete: 202, a delete operation, deleting; a repeat returns the same operation.
     let del = op.delete(id).await.unwrap();

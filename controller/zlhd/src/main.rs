@@ -241,7 +241,13 @@ async fn token(cmd: TokenCmd, cfg: &Config) -> anyhow::Result<()> {
     use model::TokenState;
     use model::store::Store;
     let invalid = |m: String| anyhow::anyhow!(controller::config::ConfigError::Invalid(m));
-    if let TokenCmd::Create { role, customer, name, expires } = &cmd {
+    if let TokenCmd::Create {
+        role,
+        customer,
+        name,
+        expires,
+    } = &cmd
+    {
         if (*role == model::Role::Customer) != customer.is_some() {
             return Err(invalid(
                 "--customer is required with --role customer, and only then".into(),
@@ -286,7 +292,12 @@ async fn token(cmd: TokenCmd, cfg: &Config) -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{secret}");
-            let until = expires_at.map_or_else(String::new, |t| format!(", expires {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)));
+            let until = expires_at.map_or_else(String::new, |t| {
+                format!(
+                    ", expires {}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            });
             eprintln!("token '{name}' ({role}{until}) created; it is shown only once");
             Ok(())
         }
@@ -297,7 +308,10 @@ async fn token(cmd: TokenCmd, cfg: &Config) -> anyhow::Result<()> {
                 return Ok(());
             }
             let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
-                t.map_or_else(|| "never".to_string(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+                t.map_or_else(
+                    || "never".to_string(),
+                    |t| t.format("%Y-%m-%d %H:%M").to_string(),
+                )
             };
             println!(
                 "{:<36}  {:<20}  {:<8}  {:<12}  {:<7}  {:<16}  {:<16}  EXPIRES",

@@ -213,8 +213,11 @@ pub(crate) const PROBE_WRITE: &str = "INSERT INTO store_probe (id, at) VALUES (1
      ON CONFLICT (id) DO UPDATE SET at = excluded.at";
 
 // --- token lifecycle and audit (issue 25) ----------------------------------------------------
-pub(crate) const LIST_TOKENS: &str =
-    concat!("SELECT ", token_cols!(), " FROM api_tokens ORDER BY created_at, id");
+pub(crate) const LIST_TOKENS: &str = concat!(
+    "SELECT ",
+    token_cols!(),
+    " FROM api_tokens ORDER BY created_at, id"
+);
 /// The first revocation's time stays.
 pub(crate) const REVOKE_TOKEN: &str =
     "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";

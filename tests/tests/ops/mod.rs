@@ -65,9 +65,11 @@ impl Api {
             sd: api::SdConfig::default(),
         };
         let s = stop.clone();
-        tokio::spawn(api::serve(listener, state, async move {
-            s.cancelled().await
-        }));
+        tokio::spawn(api::serve(
+            listener,
+            state,
+            async move { s.cancelled().await },
+        ));
         Api {
             base,
             store,

@@ -1,8 +1,8 @@
 //! `zctl token list|create|revoke`: the API's `/api/tokens` (operators only).
 
+use crate::CliError;
 use crate::cli::{Output, TokenCmd};
 use crate::output::{Table, age, dash, data_format, print_data};
-use crate::CliError;
 use api::ApiClient;
 use api::wire::{CreateTokenRequest, TokenInfo};
 
@@ -28,7 +28,10 @@ pub async fn run(client: &ApiClient, cmd: TokenCmd, out: Option<Output>) -> Resu
             // Only the secret on stdout, so `> file` keeps just it.
             println!("{}", created.secret);
             let until = match created.token.expires_at {
-                Some(t) => format!(", expires {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                Some(t) => format!(
+                    ", expires {}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
                 None => String::new(),
             };
             eprintln!(
@@ -43,10 +46,7 @@ pub async fn run(client: &ApiClient, cmd: TokenCmd, out: Option<Output>) -> Resu
             if let Some(f) = data_format(out) {
                 return print_data(&t, f);
             }
-            println!(
-                "token '{}' ({}) revoked: refused from now on",
-                t.name, t.id
-            );
+            println!("token '{}' ({}) revoked: refused from now on", t.name, t.id);
             Ok(())
         }
     }
@@ -86,7 +86,14 @@ async fn list(client: &ApiClient, out: Option<Output>) -> Result<(), CliError> {
     }
     let now = chrono::Utc::now();
     let mut t = Table::new(vec![
-        "ID", "NAME", "ROLE", "CUSTOMER", "STATE", "CREATED", "LAST USED", "EXPIRES",
+        "ID",
+        "NAME",
+        "ROLE",
+        "CUSTOMER",
+        "STATE",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
     ]);
     for x in &items {
         t.row(vec![
@@ -100,7 +107,10 @@ async fn list(client: &ApiClient, out: Option<Output>) -> Result<(), CliError> {
                 .map_or_else(|| "never".to_string(), |u| age(u, now))
                 .into(),
             x.expires_at
-                .map_or_else(|| "never".to_string(), |e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .map_or_else(
+                    || "never".to_string(),
+                    |e| e.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                )
                 .into(),
         ]);
     }
