@@ -19,7 +19,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use model::store::{ServerFilter, Store};
-use model::{Role, customer::token_hash};
+use model::{Role, TokenState, customer::token_hash};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -139,10 +139,21 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
                 retry_after_secs: retry_after_secs.max(1),
                 limited: limited::ADDRESS,
             })?;
+        // Read on every request, so a revocation or an expiry holds at once on every replica.
         let found = ctx.app.store.find_token(&hash).await?;
-        ctx.address_limiter.learn(&hash, found.is_some());
-        let token =
-            found.ok_or_else(|| ApiError::Unauthorized("unknown or revoked token".into()))?;
+        let now = chrono::Utc::now();
+        let state = found.as_ref().map(|t| t.state(now));
+        ctx.address_limiter
+            .learn(&hash, state == Some(TokenState::Active));
+        let token = match found.zip(state) {
+            Some((t, TokenState::Active)) => t,
+            Some((_, TokenState::Expired)) => {
+                return Err(ApiError::Unauthorized(msg::EXPIRED.into()));
+            }
+            Some((_, TokenState::Revoked)) | None => {
+                return Err(ApiError::Unauthorized(msg::UNKNOWN.into()));
+            }
+        };
         if token.role == Role::Customer && token.customer_id.is_none() {
             return Err(ApiError::Forbidden(
                 "this customer token names no customer; issue a new one with --customer".into(),
@@ -154,6 +165,19 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
                 retry_after_secs: retry_after_secs.max(1),
                 limited: limited::TOKEN,
             })?;
+        if ctx.last_use.due(token.id, token.last_used_at, now) {
+            let store = ctx.app.store.clone();
+            let id = token.id;
+            // Off the request path: a slow write must not slow the request.
+            tokio::spawn(async move {
+                if let Err(e) = store
+                    .touch_token(id, now, now - LAST_USE_EVERY_CHRONO)
+                    .await
+                {
+                    tracing::debug!(error = %e, "token last use not recorded");
+                }
+            });
+        }
         let principal = Principal {
             token_id: token.id,
             token_name: token.name,
@@ -165,6 +189,48 @@ impl FromRequestParts<Arc<Ctx>> for Principal {
         span.record("role", principal.role.as_str());
         parts.extensions.insert(principal.clone());
         Ok(principal)
+    }
+}
+
+/// The refusals' texts.
+pub mod msg {
+    pub const UNKNOWN: &str = "unknown or revoked token";
+    pub const EXPIRED: &str = "this token has expired; ask an operator for a new one";
+}
+
+/// A token's last use is written at most this often (per token, per API process; replicas
+/// racing write once, see `Store::touch_token`): minute precision is what `token list` needs,
+/// and a write per request would double the store's load.
+pub const LAST_USE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const LAST_USE_EVERY_CHRONO: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// When this process last wrote each token's last use.
+#[derive(Default)]
+pub(crate) struct LastUse {
+    written: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
+}
+
+impl LastUse {
+    /// Whether to record a use at `now`: the stored one is older than [`LAST_USE_EVERY`] and
+    /// this process has not written one within it (marked as written when `true`).
+    pub(crate) fn due(
+        &self,
+        id: uuid::Uuid,
+        stored: Option<chrono::DateTime<chrono::Utc>>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        if stored.is_some_and(|t| now - t < LAST_USE_EVERY_CHRONO) {
+            return false;
+        }
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let at = std::time::Instant::now();
+        match written.get(&id) {
+            Some(w) if at.duration_since(*w) < LAST_USE_EVERY => false,
+            _ => {
+                written.insert(id, at);
+                true
+            }
+        }
     }
 }
 
@@ -221,5 +287,26 @@ mod tests {
         assert!(p.sees("u1"));
         assert!(!p.sees("u2"));
         assert!(Principal { scope: None, ..p }.sees("u2"));
+    }
+
+    #[test]
+    fn last_use_is_written_at_most_once_per_period() {
+        let l = LastUse::default();
+        let id = uuid::Uuid::now_v7();
+        let now = chrono::Utc::now();
+        type Case = (&'static str, Option<chrono::DateTime<chrono::Utc>>, bool);
+        let cases: &[Case] = &[
+            ("never used: write", None, true),
+            ("written by this process just now: skip", None, false),
+            ("stored recently (another replica): skip", Some(now), false),
+        ];
+        for (reason, stored, want) in cases {
+            assert_eq!(l.due(id, *stored, now), *want, "{reason}");
+        }
+        let old = now - chrono::TimeDelta::minutes(5);
+        assert!(
+            l.due(uuid::Uuid::now_v7(), Some(old), now),
+            "another token, stale: write"
+        );
     }
 }

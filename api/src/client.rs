@@ -6,10 +6,10 @@
 
 use crate::problem::Problem;
 use crate::wire::{
-    Accepted, Bookmark, ControllerStatus, CreateServerRequest, CustomerUpdate, DeletedRef,
-    DevCatalog, EventList, GameCatalog, InstanceAccepted, InstanceOperation, InstanceRequest,
-    ListFilter, OperationStatus, OrphanList, PatchServerRequest, PowerRequest, ServerList,
-    WatchEvent,
+    Accepted, AuditList, Bookmark, BulkReconciled, ControllerStatus, CreateServerRequest,
+    CreateTokenRequest, CreatedToken, CustomerUpdate, DeletedRef, DevCatalog, EventList,
+    GameCatalog, InstanceAccepted, InstanceOperation, InstanceRequest, ListFilter, OperationStatus,
+    OrphanList, PatchServerRequest, PowerRequest, ServerList, TokenInfo, TokenList, WatchEvent,
 };
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
@@ -116,12 +116,74 @@ pub struct PageParams {
     pub after: Option<ServerId>,
 }
 
+/// How often a call is retried when the API answers "later" (429 rate limited, 503
+/// unavailable), and the longest `Retry-After` honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0: none).
+    pub retries: usize,
+    /// A `Retry-After` longer than this ends the retries at once (the error says how long).
+    pub max_retry_after: Duration,
+    /// The wait when the answer names none (doubling, with jitter, per retry).
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// Five retries ride out a spent burst of the API's per-token limit (20/s, burst 40: a
+    /// `Retry-After` of 1 s) and a short store outage (503 says 1 s), and still end a
+    /// scripted call within about half a minute when the API stays unavailable.
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 5,
+            max_retry_after: Duration::from_secs(30),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: every 429 and 503 is an error at once.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        retries: 0,
+        max_retry_after: Duration::ZERO,
+        backoff: Duration::ZERO,
+    };
+}
+
+/// One attempt's failure, and whether (and when) to try again.
+struct Failure {
+    error: ClientError,
+    later: Later,
+}
+
+/// When an attempt may be repeated.
+enum Later {
+    /// Not at all: the answer is final.
+    Never,
+    /// After the wait the answer asked for (`Retry-After`).
+    After(Duration),
+    /// After the policy's backoff (the answer said "later" without saying when).
+    Backoff,
+}
+
+/// Filters and page of [`ApiClient::audit`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditParams {
+    pub server: Option<ServerId>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// The `next` of the previous page.
+    pub before: Option<i64>,
+    pub limit: Option<u32>,
+}
+
 /// The typed client.
 #[derive(Clone)]
 pub struct ApiClient {
     base: String,
     token: Option<SecretString>,
     http: reqwest::Client,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for ApiClient {
@@ -156,7 +218,14 @@ impl ApiClient {
             base: base_url.trim_end_matches('/').to_string(),
             token,
             http,
+            retry: RetryPolicy::default(),
         })
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 
     /// The base URL.
@@ -213,13 +282,64 @@ impl ApiClient {
         }
     }
 
-    /// Send and turn non-2xx answers into errors.
+    /// Send and turn non-2xx answers into errors; 429 and 503 are retried as the policy
+    /// says, waiting what `Retry-After` asks. Retrying is safe: a 429 is answered before the
+    /// handler runs, and a 503 (store unavailable, request timeout) leaves at most what an
+    /// idempotent retry of the same request finds again (docs/errors.md).
     async fn send(&self, rb: RequestBuilder) -> Result<reqwest::Response> {
-        let res = rb.send().await.map_err(|e| self.unreachable(e))?;
+        use backon::{ExponentialBuilder, Retryable};
+        // A streaming body cannot be sent twice; every body of this client is in memory.
+        let Some(first) = rb.try_clone() else {
+            return self.send_once(rb).await.map_err(|f| f.error);
+        };
+        let policy = self.retry;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(policy.backoff)
+            .with_max_delay(policy.max_retry_after)
+            .with_max_times(policy.retries)
+            .with_jitter();
+        let mut next = Some(first);
+        let attempt = || {
+            let rb = next.take().or_else(|| rb.try_clone());
+            async move {
+                match rb {
+                    Some(rb) => self.send_once(rb).await,
+                    None => Err(Failure {
+                        error: ClientError::Protocol("the request cannot be repeated".into()),
+                        later: Later::Never,
+                    }),
+                }
+            }
+        };
+        attempt
+            .retry(backoff)
+            .when(|f: &Failure| !matches!(f.later, Later::Never))
+            .adjust(|f: &Failure, wait| match f.later {
+                Later::Never => None,
+                Later::After(d) if d > policy.max_retry_after => None,
+                Later::After(d) => wait.map(|_| d),
+                Later::Backoff => wait,
+            })
+            .await
+            .map_err(|f| f.error)
+    }
+
+    async fn send_once(&self, rb: RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let res = rb.send().await.map_err(|e| Failure {
+            error: self.unreachable(e),
+            later: Later::Never,
+        })?;
         if res.status().is_success() {
             return Ok(res);
         }
-        Err(error_of(res).await)
+        let later = match res.status().as_u16() {
+            429 | 503 => retry_after(res.headers()).map_or(Later::Backoff, Later::After),
+            _ => Later::Never,
+        };
+        Err(Failure {
+            error: error_of(res).await,
+            later,
+        })
     }
 
     async fn call<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
@@ -347,6 +467,19 @@ impl ApiClient {
         self.call(rb).await
     }
 
+    /// `POST /api/servers:reconcile[?retry=true]`: every server the filter matches, in one call.
+    pub async fn reconcile_all(&self, filter: &ListFilter, retry: bool) -> Result<BulkReconciled> {
+        let mut q = filter_query(filter);
+        if retry {
+            q.push(("retry", "true".into()));
+        }
+        self.call(
+            self.request(Method::POST, "/api/servers:reconcile")
+                .query(&q),
+        )
+        .await
+    }
+
     /// `POST /api/servers/{id}/pause`.
     pub async fn pause(&self, id: ServerId) -> Result<Server> {
         self.call(self.request(Method::POST, &format!("/api/servers/{id}/pause")))
@@ -411,6 +544,48 @@ impl ApiClient {
     /// `GET /api/catalog/dev`.
     pub async fn catalog_dev(&self) -> Result<DevCatalog> {
         self.call(self.request(Method::GET, "/api/catalog/dev"))
+            .await
+    }
+
+    // --- tokens and audit (operators) ---------------------------------------------------
+
+    /// `GET /api/tokens`.
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        let l: TokenList = self.call(self.request(Method::GET, "/api/tokens")).await?;
+        Ok(l.items)
+    }
+
+    /// `POST /api/tokens`: the secret is in the answer, once.
+    pub async fn create_token(&self, req: &CreateTokenRequest) -> Result<CreatedToken> {
+        self.call(self.request(Method::POST, "/api/tokens").json(req))
+            .await
+    }
+
+    /// `DELETE /api/tokens/{id}`.
+    pub async fn revoke_token(&self, id: uuid::Uuid) -> Result<TokenInfo> {
+        self.call(self.request(Method::DELETE, &format!("/api/tokens/{id}")))
+            .await
+    }
+
+    /// `GET /api/audit` (one page, newest first).
+    pub async fn audit(&self, q: &AuditParams) -> Result<AuditList> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = q.server {
+            query.push(("server", s.to_string()));
+        }
+        if let Some(a) = &q.actor {
+            query.push(("actor", a.clone()));
+        }
+        if let Some(a) = &q.action {
+            query.push(("action", a.clone()));
+        }
+        if let Some(b) = q.before {
+            query.push(("before", b.to_string()));
+        }
+        if let Some(l) = q.limit {
+            query.push(("limit", l.to_string()));
+        }
+        self.call(self.request(Method::GET, "/api/audit").query(&query))
             .await
     }
 
@@ -546,14 +721,19 @@ fn filter_query(f: &ListFilter) -> Vec<(&'static str, String)> {
     q
 }
 
+/// `Retry-After` in seconds (the API never sends the HTTP-date form).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+        .map(Duration::from_secs)
+}
+
 /// The error for a non-2xx answer: its problem body, or one made up from the status.
 async fn error_of(res: reqwest::Response) -> ClientError {
     let status = res.status();
-    let retry_after = res
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok());
+    let retry_after = retry_after(res.headers()).map(|d| d.as_secs());
     let body = res.bytes().await.unwrap_or_default();
     let problem = serde_json::from_slice::<Problem>(&body)
         .ok()

@@ -44,6 +44,14 @@ pub async fn delete_container(
     let id = visible_server(&ctx, &p, r).await?.id;
     let (server, op) = ctx.app.store.request_deletion(id).await?;
     tracing::info!(server = %id, "deletion requested (by VMID)");
+    crate::audit::record(
+        &ctx,
+        &p,
+        crate::audit::Action::ServerDelete,
+        Some(id),
+        "deletion",
+    )
+    .await;
     Ok(accepted(crate::redact::server(&p, server), &op))
 }
 

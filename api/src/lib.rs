@@ -19,6 +19,7 @@
 //! ```
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod compat;
@@ -41,7 +42,7 @@ pub mod state;
 pub mod watch;
 pub mod wire;
 
-pub use client::{ApiClient, ClientError, PowerOutcome};
+pub use client::{ApiClient, ClientError, PowerOutcome, RetryPolicy};
 pub use config::{ApiConfig, SdConfig};
 pub use problem::{ApiError, Problem};
 pub use router::{openapi, router, serve};

@@ -17,7 +17,7 @@ use utoipa::{IntoResponses, Modify, OpenApi};
                        about it. Errors are application/problem+json (RFC 9457).",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later"),
     ),
-    components(schemas(Problem, model::FieldError)),
+    components(schemas(Problem, model::FieldError, model::Phase, model::Step)),
     modifiers(&BearerAuth),
     tags(
         (name = "servers", description = "Desired servers and their status"),
@@ -25,10 +25,53 @@ use utoipa::{IntoResponses, Modify, OpenApi};
         (name = "portal", description = "The Portal's existing contract, unchanged"),
         (name = "catalog", description = "What can be built"),
         (name = "customers", description = "Quota and standing"),
+        (name = "tokens", description = "API tokens (operators)"),
         (name = "ops", description = "Health, metrics and controller state"),
     )
 )]
 pub struct ApiDoc;
+
+/// The derived, read-only fields `model::Server` adds when serialised (its schema is derived
+/// from the stored fields only): `phase` always, `step` when there is one.
+pub(crate) fn add_derived_server_fields(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    let Some(RefOr::T(Schema::Object(server))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("Server"))
+    else {
+        return;
+    };
+    let derived = [
+        (
+            "phase",
+            "Phase",
+            "Derived from the conditions when served (read-only).",
+            true,
+        ),
+        (
+            "step",
+            "Step",
+            "The step in progress, derived like `phase` (read-only; absent when none).",
+            false,
+        ),
+    ];
+    for (name, schema, description, required) in derived {
+        server.properties.insert(
+            name.into(),
+            RefOr::Ref(
+                utoipa::openapi::schema::RefBuilder::new()
+                    .ref_location_from_schema_name(schema)
+                    .description(Some(description))
+                    .read_only(true)
+                    .build(),
+            ),
+        );
+        if required && !server.required.iter().any(|r| r == name) {
+            server.required.push(name.into());
+        }
+    }
+}
 
 struct BearerAuth;
 

@@ -187,6 +187,17 @@ pub async fn create_instance(
     let created = admit(&ctx, customer, spec, key, "")
         .await
         .map_err(portal_fields)?;
+    if created.created {
+        let id = created.server.id;
+        crate::audit::record(
+            &ctx,
+            &p,
+            crate::audit::Action::ServerCreate,
+            Some(id),
+            "create",
+        )
+        .await;
+    }
     let shown = crate::redact::server(&p, created.server.clone());
     let st = instance_status(&created.operation, Some(&shown), false);
     let url = status_url(created.operation.id);

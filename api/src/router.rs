@@ -7,7 +7,9 @@
 
 use crate::limit::{AddressLimiter, RateLimiter};
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
-use crate::routes::{catalog, console, customers, operations, ops, power, sd, servers};
+use crate::routes::{
+    audit, catalog, console, customers, operations, ops, power, sd, servers, tokens,
+};
 use crate::state::{AppState, Ctx};
 use crate::{compat, portal, problem::ApiError};
 use axum::Router;
@@ -31,7 +33,9 @@ use utoipa_axum::routes;
 
 /// The whole document (the same one `/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::router::api_routes().into_openapi()
+    let mut doc = crate::router::api_routes().into_openapi();
+    crate::openapi::add_derived_server_fields(&mut doc);
+    doc
 }
 
 /// Every documented route, with its OpenAPI entry.
@@ -44,6 +48,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
             servers::delete_server
         ))
         .routes(routes!(servers::reconcile_server))
+        .routes(routes!(servers::reconcile_servers))
         .routes(routes!(servers::pause_server))
         .routes(routes!(servers::resume_server))
         .routes(routes!(servers::server_events))
@@ -60,6 +65,9 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(sd::sd_targets))
         .routes(routes!(sd::sd_exporters))
         .routes(routes!(customers::get_customer, customers::put_customer))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(catalog::get_game_catalog))
         .routes(routes!(catalog::get_dev_catalog))
         .routes(routes!(compat::list_instances, portal::create_instance))
@@ -79,7 +87,8 @@ const OPENAPI_PATH: &str = "/openapi.json";
 
 /// The application, with every route and layer. Watch streams end when `shutdown` fires.
 fn build(state: AppState, shutdown: CancellationToken) -> Router {
-    let (routes, doc) = api_routes().split_for_parts();
+    let (routes, mut doc) = api_routes().split_for_parts();
+    crate::openapi::add_derived_server_fields(&mut doc);
     let cfg = state.config.clone();
     let ctx = Arc::new(Ctx {
         limiter: RateLimiter::new(cfg.rate_limit_per_second, cfg.rate_limit_burst),
@@ -91,6 +100,7 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
         openapi_json: doc.to_json().unwrap_or_else(|_| "{}".into()),
         identity: crate::identity::from_config(cfg.identity.as_ref()),
         console: crate::console::Console::new(cfg.console.clone()),
+        last_use: Default::default(),
         app: state,
     });
     // The browsable page reads the same document `/openapi.json` serves.

@@ -35,4 +35,6 @@ pub struct Ctx {
     pub(crate) identity: Option<crate::identity::Verifier>,
     /// Console tickets and sessions (`crate::console`).
     pub(crate) console: crate::console::Console,
+    /// Throttles the writes of tokens' last use (`crate::auth::LastUse`).
+    pub(crate) last_use: crate::auth::LastUse,
 }

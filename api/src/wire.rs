@@ -227,6 +227,43 @@ impl ListQuery {
     }
 }
 
+/// Query of `POST /api/servers:reconcile`: the list's filters, and `retry`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BulkReconcileQuery {
+    /// Only this customer's servers (customer tokens always reach only their own).
+    pub customer: Option<String>,
+    pub phase: Option<Phase>,
+    pub kind: Option<Kind>,
+    pub hostname: Option<String>,
+    pub vmid: Option<u32>,
+    /// Also clear terminal failures, so the controller tries them again.
+    pub retry: Option<bool>,
+}
+
+impl BulkReconcileQuery {
+    pub(crate) fn filter(&self) -> ListFilter {
+        ListFilter {
+            customer: self.customer.clone(),
+            phase: self.phase,
+            kind: self.kind,
+            hostname: self.hostname.clone(),
+            vmid: self.vmid,
+        }
+    }
+}
+
+/// `POST /api/servers:reconcile`: what was queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkReconciled {
+    /// How many servers were asked to reconcile (those deleted meanwhile are not counted).
+    pub queued: u64,
+    /// Their ids, in id order.
+    pub ids: Vec<ServerId>,
+}
+
 /// Filters of `GET /api/servers` (also used by the watch).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -691,4 +728,102 @@ mod tests {
         );
         assert_eq!(h.len(), 64);
     }
+}
+
+// --- tokens and audit (operators) ------------------------------------------------------------
+
+/// A token as listed: never its secret or hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub role: model::Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Recorded at most once a minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// `active`, `expired` or `revoked`, as of the answer.
+    pub state: String,
+}
+
+impl TokenInfo {
+    pub fn of(t: &model::ApiToken, now: DateTime<Utc>) -> Self {
+        TokenInfo {
+            id: t.id,
+            name: t.name.clone(),
+            role: t.role,
+            customer_id: t.customer_id.clone(),
+            created_at: t.created_at,
+            last_used_at: t.last_used_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            state: t.state(now).as_str().into(),
+        }
+    }
+}
+
+/// `GET /api/tokens`: every token, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenList {
+    pub items: Vec<TokenInfo>,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    /// 1-64 characters; how the audit log and events name its requests.
+    pub name: String,
+    pub role: model::Role,
+    /// Required with role `customer`, and only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Refused after this long, e.g. `30d`, `12h` (absent: never expires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<String>,
+}
+
+/// `POST /api/tokens`: the secret, shown only in this answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedToken {
+    pub token: TokenInfo,
+    /// The bearer secret. Only its hash is stored: it cannot be shown again.
+    pub secret: String,
+}
+
+/// Query of `GET /api/audit`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Only entries about this server (its id).
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub server: Option<ServerId>,
+    /// Only this actor's (a token name, or `jwt:<subject>`).
+    pub actor: Option<String>,
+    /// Only this action (e.g. `server.delete`).
+    pub action: Option<String>,
+    /// The `next` of the previous page: older entries.
+    pub before: Option<i64>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/audit`: newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditList {
+    pub items: Vec<model::AuditEntry>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<i64>,
 }

@@ -668,11 +668,16 @@ async fn reconcile_all_touches_every_matching_server() {
     let b = api.seed("u2", paper()).await;
     let r = api.run(&["reconcile", "--all", "-o", "json"]).await;
     assert_eq!(r.code, 0, "{r}");
-    assert_eq!(r.json()["items"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r.json()["queued"], 2, "{r}");
+    let r = api
+        .run(&["reconcile", "--all", "--customer", "u2", "-o", "json"])
+        .await;
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.json()["ids"], serde_json::json!([b.id]), "{r}");
+    assert!(!r.stdout.contains(&a.id.to_string()), "{r}");
     let r = api.run(&["reconcile", "--all", "--customer", "u2"]).await;
     assert_eq!(r.code, 0, "{r}");
-    assert!(r.stdout.contains(&b.id.to_string()), "{r}");
-    assert!(!r.stdout.contains(&a.id.to_string()), "{r}");
+    assert!(r.stdout.contains("requested for 1 server(s)"), "{r}");
 }
 
 // --- delete, pause, resume -----------------------------------------------------------------

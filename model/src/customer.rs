@@ -123,6 +123,50 @@ pub struct ApiToken {
     pub role: Role,
     pub customer_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The last request it made, as recorded: written at most once per
+    /// `api::config::ApiConfig::token_last_use_every`, not on every request.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Refused from this time on (`None`: never expires).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Refused since this time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a token may be used now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Active => "active",
+            TokenState::Expired => "expired",
+            TokenState::Revoked => "revoked",
+        }
+    }
+}
+
+impl fmt::Display for TokenState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ApiToken {
+    /// Revocation wins over expiry; expiry is exclusive (`expires_at` itself is expired).
+    pub fn state(&self, now: DateTime<Utc>) -> TokenState {
+        if self.revoked_at.is_some() {
+            TokenState::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            TokenState::Expired
+        } else {
+            TokenState::Active
+        }
+    }
 }
 
 impl fmt::Debug for ApiToken {
@@ -133,8 +177,33 @@ impl fmt::Debug for ApiToken {
             .field("hash", &"<redacted>")
             .field("role", &self.role)
             .field("customer_id", &self.customer_id)
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
             .finish()
     }
+}
+
+/// External identities appear as `jwt:<subject>` (`api/src/identity.rs`): no token's name
+/// may look like one.
+pub const EXTERNAL_IDENTITY_PREFIX: &str = "jwt:";
+
+/// A token name: 1-64 visible characters (spaces allowed inside), not an external identity's.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if !(1..=64).contains(&n) || name.trim() != name {
+        return Err("1-64 characters, no leading or trailing space".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("no control characters".into());
+    }
+    if name.starts_with(EXTERNAL_IDENTITY_PREFIX) {
+        return Err(format!(
+            "'{EXTERNAL_IDENTITY_PREFIX}' names external identities"
+        ));
+    }
+    Ok(())
 }
 
 /// The stored form of a token secret.

@@ -2,6 +2,7 @@
 //! (`ServerStatus`), and (feature `store`) the `Store` that keeps both, on SQLite or
 //! PostgreSQL.
 
+pub mod audit;
 pub mod catalog;
 pub mod class;
 pub mod clock;
@@ -18,10 +19,11 @@ pub mod status;
 #[cfg(feature = "store")]
 pub mod store;
 
+pub use audit::{AuditEntry, AuditFilter, NewAudit};
 pub use catalog::{Catalog, Template};
 pub use class::ErrorClass;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use customer::{ApiToken, Customer, Quota, Role, Standing};
+pub use customer::{ApiToken, Customer, Quota, Role, Standing, TokenState};
 pub use event::{Event, EventType};
 pub use ids::{OperationId, ServerId};
 pub use operation::{Operation, OperationKind};

@@ -162,7 +162,186 @@ both!(
     quotas_cover_cores_and_disk,
     idempotency_keys_outlive_their_server,
     stats_merge_by_part_outside_the_feed,
+    token_lifecycle,
+    audit_log,
 );
+
+/// Tokens carry an expiry, a throttled last use and a revocation; listing shows every token.
+async fn token_lifecycle(s: &impl Store, h: &Harness) {
+    use model::TokenState;
+    let expires = t0() + chrono::Duration::days(30);
+    let t = s
+        .create_token_expiring("ci", "h-ci", Role::Viewer, None, Some(expires))
+        .await
+        .unwrap();
+    let forever = s
+        .create_token("oncall", "h-oncall", Role::Operator, None)
+        .await
+        .unwrap();
+    let found = s.find_token("h-ci").await.unwrap().unwrap();
+    assert_eq!(found.expires_at, Some(expires), "expiry stored");
+    assert_eq!(found.state(t0()), TokenState::Active);
+    assert_eq!(
+        found.state(expires),
+        TokenState::Expired,
+        "expiry is exclusive"
+    );
+
+    // A use is written; an earlier or throttled one does not overwrite a newer one.
+    let used = t0() + chrono::Duration::minutes(5);
+    s.touch_token(t.id, used, used - chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    s.touch_token(t.id, used + chrono::Duration::seconds(10), used)
+        .await
+        .unwrap();
+    let got = s.get_token(t.id).await.unwrap().unwrap();
+    assert_eq!(
+        got.last_used_at,
+        Some(used),
+        "one write per throttle period"
+    );
+
+    let revoked = s.revoke_token(t.id).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(t0()));
+    assert_eq!(revoked.state(t0()), TokenState::Revoked);
+    h.clock.advance(chrono::Duration::seconds(60));
+    let again = s.revoke_token(t.id).await.unwrap();
+    assert_eq!(
+        again.revoked_at,
+        Some(t0()),
+        "the first revocation's time stays"
+    );
+    assert!(matches!(
+        s.revoke_token(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+    let names: Vec<_> = s
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.revoked_at.is_some()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("ci".to_string(), true), ("oncall".to_string(), false)]
+    );
+    assert_eq!(
+        s.find_token("h-oncall").await.unwrap().unwrap().id,
+        forever.id
+    );
+}
+
+/// The audit log: appended with the store's clock, filtered, paged newest first, pruned
+/// oldest first in bounded batches.
+async fn audit_log(s: &impl Store, h: &Harness) {
+    use model::{AuditFilter, NewAudit};
+    let a = ServerId::new();
+    let entry = |actor: &str, action: &str, server: Option<ServerId>| NewAudit {
+        actor: actor.into(),
+        role: Role::Operator,
+        action: action.into(),
+        server_id: server,
+        detail: format!("{action} by {actor}"),
+    };
+    let first = s
+        .record_audit(&entry("oncall", "server.pause", Some(a)))
+        .await
+        .unwrap();
+    assert_eq!(first.at, t0());
+    h.clock.advance(chrono::Duration::seconds(3600));
+    for i in 0..5 {
+        s.record_audit(&entry("ci", "server.reconcile", Some(ServerId::new())))
+            .await
+            .unwrap();
+        let _ = i;
+    }
+    s.record_audit(&entry("oncall", "token.create", None))
+        .await
+        .unwrap();
+    let all = s.list_audit(&AuditFilter::default(), 100).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    assert_eq!(all[0].action, "token.create");
+    assert_eq!(all[0].server_id, None);
+
+    type Case = (&'static str, AuditFilter, usize);
+    let cases: Vec<Case> = vec![
+        (
+            "by server",
+            AuditFilter {
+                server_id: Some(a),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "by actor",
+            AuditFilter {
+                actor: Some("ci".into()),
+                ..Default::default()
+            },
+            5,
+        ),
+        (
+            "by action",
+            AuditFilter {
+                action: Some("token.create".into()),
+                ..Default::default()
+            },
+            1,
+        ),
+        (
+            "actor and action together",
+            AuditFilter {
+                actor: Some("oncall".into()),
+                action: Some("server.reconcile".into()),
+                ..Default::default()
+            },
+            0,
+        ),
+        (
+            "before a seq: the older ones",
+            AuditFilter {
+                before: Some(all[2].seq),
+                ..Default::default()
+            },
+            4,
+        ),
+    ];
+    for (reason, f, n) in cases {
+        assert_eq!(s.list_audit(&f, 100).await.unwrap().len(), n, "{reason}");
+    }
+    // Paging: pages of 3 cover everything once.
+    let mut seen = Vec::new();
+    let mut f = AuditFilter::default();
+    for _ in 0..10 {
+        let page = s.list_audit(&f, 3).await.unwrap();
+        let Some(last) = page.last() else { break };
+        f.before = Some(last.seq);
+        seen.extend(page.into_iter().map(|e| e.seq));
+    }
+    assert_eq!(seen, all.iter().map(|e| e.seq).collect::<Vec<_>>());
+
+    // Pruning: only entries older than the cut, at most max_rows per call, oldest first.
+    let cut = t0() + chrono::Duration::minutes(30);
+    assert_eq!(
+        s.prune_audit(cut, 10).await.unwrap(),
+        1,
+        "only the first is older"
+    );
+    assert_eq!(s.prune_audit(cut, 10).await.unwrap(), 0);
+    let later = t0() + chrono::Duration::hours(2);
+    assert_eq!(s.prune_audit(later, 2).await.unwrap(), 2, "bounded");
+    let left = s.list_audit(&AuditFilter::default(), 100).await.unwrap();
+    assert_eq!(left.len(), 4);
+    assert_eq!(
+        left.last().unwrap().seq,
+        all[3].seq,
+        "the oldest went first"
+    );
+}
 
 /// Live detail: a part a sample carries replaces the stored one and the others stay; a write
 /// bumps no `resourceVersion` and adds nothing to the change feed; deletion drops the row.

@@ -429,7 +429,8 @@ async fn recheck_server(ctx: &Ctx, server: &Server, p: &Principal, read_only: bo
     // A revoked token ends its sessions; JWT identities have no stored token
     // (`api/src/identity.rs` names them `jwt:...`).
     if !p.token_name.starts_with("jwt:")
-        && let Ok(None) = ctx.app.store.get_token(p.token_id).await
+        && let Ok(found) = ctx.app.store.get_token(p.token_id).await
+        && found.is_none_or(|t| t.state(chrono::Utc::now()) != model::TokenState::Active)
     {
         return Some(End(close::TOKEN_REVOKED, msg::REVOKED));
     }

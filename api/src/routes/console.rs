@@ -446,6 +446,16 @@ pub async fn send_command(
         })
         .await;
         tracing::info!(server = %server.id, "console command sent");
+        // The line itself may carry anything (a password for a plugin): only its length.
+        let detail = format!("console command ({n} characters)");
+        crate::audit::record(
+            &ctx,
+            &p,
+            crate::audit::Action::ServerCommand,
+            Some(server.id),
+            &detail,
+        )
+        .await;
         Ok(StatusCode::NO_CONTENT.into_response())
     };
     match run.await {

@@ -48,7 +48,7 @@ pub async fn get_customer(
 )]
 pub async fn put_customer(
     State(ctx): State<Arc<Ctx>>,
-    Operator(_op): Operator,
+    Operator(op): Operator,
     Path(id): Path<String>,
     ApiJson(update): ApiJson<CustomerUpdate>,
 ) -> ApiResult<Json<Customer>> {
@@ -67,5 +67,11 @@ pub async fn put_customer(
         .upsert_customer(&id, update.quota, update.standing)
         .await?;
     tracing::info!(customer = %id, standing = c.standing.as_str(), "customer updated");
+    let detail = format!(
+        "customer {id}: standing {}, quota {:?}",
+        c.standing.as_str(),
+        c.quota
+    );
+    crate::audit::record(&ctx, &op, crate::audit::Action::CustomerSet, None, &detail).await;
     Ok(Json(c))
 }

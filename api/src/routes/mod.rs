@@ -1,5 +1,6 @@
 //! Route handlers, one module per resource.
 
+pub mod audit;
 pub mod catalog;
 pub mod console;
 pub mod customers;
@@ -8,3 +9,4 @@ pub mod ops;
 pub mod power;
 pub mod sd;
 pub mod servers;
+pub mod tokens;

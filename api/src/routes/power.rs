@@ -17,11 +17,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use model::store::{Store, StoreError};
-use model::{EventType, Kind, Operation, Power, Process, Server, ServerSpec};
+use model::{Kind, Operation, Power, Process, Server, ServerSpec};
 use std::sync::Arc;
 
 /// The event recorded when a request changed the spec.
-pub const POWER_REQUESTED: &str = "PowerRequested";
+pub const POWER_REQUESTED: &str = crate::audit::reason::POWER_REQUESTED;
 
 /// Re-reads after a concurrent write (usually a controller status write) before giving up.
 const STALE_RETRIES: usize = 5;
@@ -83,13 +83,6 @@ pub(crate) fn powered(
 }
 
 /// Who asked, for the event: role, customer scope and token name.
-fn who(p: &Principal) -> String {
-    match &p.scope {
-        Some(c) => format!("{} {c} (token {})", p.role, p.token_name),
-        None => format!("{} (token {})", p.role, p.token_name),
-    }
-}
-
 fn deleting(server: &Server) -> ApiError {
     ApiError::Conflict {
         kind: kind::CONFLICT,
@@ -130,17 +123,16 @@ pub(crate) async fn power(
         let rv = expected.unwrap_or(server.resource_version);
         match ctx.app.store.update_spec(server.id, spec, Some(rv)).await {
             Ok((server, op)) => {
-                let message = format!("{signal} {target} requested by {}", who(p));
                 // The spec is recorded; failing the request now would invite a retry that
-                // restarts twice. The event is best effort.
-                if let Err(e) = ctx
-                    .app
-                    .store
-                    .append_event(server.id, EventType::Normal, POWER_REQUESTED, &message)
-                    .await
-                {
-                    tracing::warn!(server = %server.id, error = %e, "power event not recorded");
-                }
+                // restarts twice: the record is best effort.
+                crate::audit::record(
+                    ctx,
+                    p,
+                    crate::audit::Action::ServerPower,
+                    Some(server.id),
+                    &format!("{signal} {target}"),
+                )
+                .await;
                 tracing::info!(server = %server.id, %signal, %target, generation = server.generation, "power requested");
                 return Ok(PowerOutcome::Changed(server, op));
             }

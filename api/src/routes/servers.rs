@@ -1,6 +1,7 @@
 //! `/api/servers`: desired servers.
 
 use crate::admission::{admit, check_offered, check_standing, resolve_customer, validate_spec};
+use crate::audit::{self, Action};
 use crate::auth::store_filter;
 use crate::auth::{Operator, Principal, Reader, Writer};
 use crate::extract::{ApiJson, ApiQuery, ServerPath, ServerRef, idempotency_key, if_match};
@@ -11,8 +12,8 @@ use crate::problem::{ApiError, ApiResult, kind};
 use crate::redact;
 use crate::state::Ctx;
 use crate::wire::{
-    Accepted, CreateServerRequest, EventList, ListQuery, PatchServerRequest, ServerCard, ServerList,
-    WatchStreamEvent,
+    Accepted, BulkReconcileQuery, BulkReconciled, CreateServerRequest, EventList, ListQuery,
+    PatchServerRequest, ServerCard, ServerList, WatchStreamEvent,
 };
 use axum::Json;
 use axum::extract::State;
@@ -106,6 +107,9 @@ pub async fn create_server(
     let key = idempotency_key(&headers)?;
     let customer = resolve_customer(&p, req.customer_id, "customerId")?;
     let c = admit(&ctx, customer, req.spec, key, "spec.").await?;
+    if c.created {
+        audit::record(&ctx, &p, Action::ServerCreate, Some(c.server.id), "create").await;
+    }
     Ok(accepted(redact::server(&p, c.server), &c.operation))
 }
 
@@ -310,6 +314,8 @@ pub async fn patch_server(
             .await?
     };
     tracing::info!(server = %id, generation = server.generation, "spec updated");
+    let detail = format!("spec change to generation {}", server.generation);
+    audit::record(&ctx, &p, Action::ServerPatch, Some(id), &detail).await;
     Ok(accepted(redact::server(&p, server), &op))
 }
 
@@ -328,6 +334,7 @@ pub async fn delete_server(
     let id = visible_server(&ctx, &p, r).await?.id;
     let (server, op) = ctx.app.store.request_deletion(id).await?;
     tracing::info!(server = %id, "deletion requested");
+    audit::record(&ctx, &p, Action::ServerDelete, Some(id), "deletion").await;
     Ok(accepted(redact::server(&p, server), &op))
 }
 
@@ -356,13 +363,73 @@ pub async fn reconcile_server(
     let retry = q.retry.unwrap_or(false);
     let server = ctx.app.store.request_reconcile(id, retry).await?;
     tracing::info!(server = %id, retry, "reconcile requested");
+    let detail = if retry {
+        "reconcile with retry"
+    } else {
+        "reconcile"
+    };
+    audit::record(&ctx, &p, Action::ServerReconcile, Some(id), detail).await;
     Ok((StatusCode::ACCEPTED, Json(redact::server(&p, server))).into_response())
+}
+
+/// Ask the controller to reconcile every server the filters match (as in the list, and
+/// scoped the same way: a customer token reaches only its own); with `retry=true`, also retry
+/// the failed ones. One call for a fleet, so `zctl reconcile --all` stays within the rate limit.
+#[utoipa::path(
+    post, path = "/api/servers:reconcile", tag = "servers",
+    params(BulkReconcileQuery),
+    responses((status = 202, description = "Reconcile requested for every match", body = BulkReconciled), AuthProblems, QueryProblems),
+    security(("bearer" = []))
+)]
+pub async fn reconcile_servers(
+    State(ctx): State<Arc<Ctx>>,
+    Writer(p): Writer,
+    ApiQuery(q): ApiQuery<BulkReconcileQuery>,
+) -> ApiResult<Response> {
+    let retry = q.retry.unwrap_or(false);
+    let detail = if retry {
+        "reconcile with retry"
+    } else {
+        "reconcile"
+    };
+    let mut ids = Vec::new();
+    if let Some(filter) = store_filter(&p, &q.filter()) {
+        for s in model::store::list_all(&ctx.app.store, &filter).await? {
+            match ctx.app.store.request_reconcile(s.id, retry).await {
+                Ok(_) => {
+                    audit::event(&ctx, &p, Action::ServersReconcile, s.id, detail).await;
+                    ids.push(s.id);
+                }
+                // Archived since the list was read: nothing left to reconcile.
+                Err(model::store::StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    tracing::info!(queued = ids.len(), retry, "reconcile requested in bulk");
+    let summary = format!(
+        "{detail} of {} server(s) matching {:?}",
+        ids.len(),
+        q.filter()
+    );
+    audit::record(&ctx, &p, Action::ServersReconcile, None, &summary).await;
+    let body = BulkReconciled {
+        queued: ids.len() as u64,
+        ids,
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 async fn set_paused(ctx: &Ctx, p: &Principal, r: ServerRef, paused: bool) -> ApiResult<Response> {
     let id = visible_server(ctx, p, r).await?.id;
     let server = ctx.app.store.set_paused(id, paused).await?;
     tracing::info!(server = %id, paused, "pause changed");
+    let (action, detail) = if paused {
+        (Action::ServerPause, "pause")
+    } else {
+        (Action::ServerResume, "resume")
+    };
+    audit::record(ctx, p, action, Some(id), detail).await;
     Ok(Json(server).into_response())
 }
 

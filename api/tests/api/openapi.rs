@@ -8,6 +8,7 @@ fn every_route_is_documented() {
         ("/api/servers", &["get", "post"]),
         ("/api/servers/{id}", &["get", "patch", "delete"]),
         ("/api/servers/{id}/reconcile", &["post"]),
+        ("/api/servers:reconcile", &["post"]),
         ("/api/servers/{id}/pause", &["post"]),
         ("/api/servers/{id}/resume", &["post"]),
         ("/api/servers/{id}/events", &["get"]),
@@ -24,6 +25,9 @@ fn every_route_is_documented() {
         ("/api/sd/targets", &["get"]),
         ("/sd/exporters", &["get"]),
         ("/api/customers/{id}", &["get", "put"]),
+        ("/api/tokens", &["get", "post"]),
+        ("/api/tokens/{id}", &["delete"]),
+        ("/api/audit", &["get"]),
         ("/api/catalog/game", &["get"]),
         ("/api/catalog/dev", &["get"]),
         ("/api/instances", &["get", "post"]),
@@ -56,6 +60,17 @@ fn every_route_is_documented() {
         }
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // The server's derived fields, read-only, `phase` always present.
+    let server = &doc["components"]["schemas"]["Server"];
+    for field in ["phase", "step"] {
+        assert_eq!(server["properties"][field]["readOnly"], true, "{field}");
+    }
+    assert!(
+        server["required"]
+            .as_array()
+            .unwrap()
+            .contains(&"phase".into())
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 

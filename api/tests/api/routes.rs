@@ -61,7 +61,14 @@ async fn server_lifecycle_as_operator() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let got: model::Server = res.json().await.unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    // The derived phase and step are in the JSON, so no client re-derives them.
+    assert_eq!(
+        (&body["phase"], &body["step"]),
+        (&"queued".into(), &"allocate-vmid".into()),
+        "{body}"
+    );
+    let got: model::Server = serde_json::from_value(body).unwrap();
     assert_eq!(etag, format!("\"{}\"", got.resource_version));
 
     // Patch with a current If-Match: generation 2, an update operation.
@@ -114,11 +121,16 @@ async fn server_lifecycle_as_operator() {
         .await
         .unwrap();
     let ev = op.events(id).await.unwrap();
-    assert_eq!(ev.len(), 2);
-    assert!(
-        ev.iter()
-            .any(|e| e.reason == "ProxmoxUnavailable" && e.type_ == EventType::Warning)
+    assert_eq!(
+        (ev[0].reason.as_str(), ev[0].type_, ev[1].reason.as_str()),
+        ("ProxmoxUnavailable", EventType::Warning, "Cloning")
     );
+    // The rest: who asked for each change so far (create, patch, reconciles, pause, resume).
+    assert!(
+        ev[2..].iter().all(|e| e.message.contains("requested by")),
+        "{ev:?}"
+    );
+    assert_eq!(ev.len(), 2 + 6, "{ev:?}");
 
     // Delete: 202, a delete operation, deleting; a repeat returns the same operation.
     let del = op.delete(id).await.unwrap();

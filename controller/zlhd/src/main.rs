@@ -97,9 +97,21 @@ enum TokenCmd {
         /// The customer a `customer` token is scoped to.
         #[arg(long)]
         customer: Option<String>,
-        /// A name to recognise the token by.
+        /// A name to recognise the token by (the audit log and events name its requests so).
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Refused after this long (e.g. 30d, 12h); without it the token never expires.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
+    /// Every token: id, name, role, customer, state, created, last used, expiry (never a
+    /// secret).
+    List,
+    /// Revoke a token, named by its id or its (unique) name: refused from its next request on,
+    /// by every API process.
+    Revoke {
+        #[arg(value_name = "TOKEN")]
+        token: String,
     },
 }
 
@@ -249,39 +261,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
             )
             .await
         }
-        Cmd::Token {
-            cmd:
-                TokenCmd::Create {
-                    role,
-                    customer,
-                    name,
-                },
-        } => {
-            use model::store::Store;
-            if (role == model::Role::Customer) != customer.is_some() {
-                anyhow::bail!(controller::config::ConfigError::Invalid(
-                    "--customer is required with --role customer, and only then".into()
-                ));
-            }
-            let store = zlhd::store::open(
-                &cfg,
-                &zlhd::store::api_options(&cfg),
-                zlhd::store::Schema::Check,
-            )
-            .await?;
-            let secret = model::customer::new_token_secret();
-            store
-                .create_token(
-                    &name,
-                    &model::customer::token_hash(&secret),
-                    role,
-                    customer.as_deref(),
-                )
-                .await?;
-            println!("{secret}");
-            eprintln!("token '{name}' ({role}) created; it is shown only once");
-            Ok(())
-        }
+        Cmd::Token { cmd } => token(cmd, &cfg).await,
         Cmd::Config {
             cmd: ConfigCmd::Print,
         } => {
@@ -290,5 +270,124 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<()> {
         }
         // Answered in `main`, before the configuration is loaded.
         Cmd::Completions { .. } | Cmd::Manpages { .. } => Ok(()),
+    }
+}
+
+async fn token(cmd: TokenCmd, cfg: &Config) -> anyhow::Result<()> {
+    use model::TokenState;
+    use model::store::Store;
+    let invalid = |m: String| anyhow::anyhow!(controller::config::ConfigError::Invalid(m));
+    if let TokenCmd::Create {
+        role,
+        customer,
+        name,
+        expires,
+    } = &cmd
+    {
+        if (*role == model::Role::Customer) != customer.is_some() {
+            return Err(invalid(
+                "--customer is required with --role customer, and only then".into(),
+            ));
+        }
+        model::customer::check_token_name(name).map_err(|m| invalid(format!("--name: {m}")))?;
+        if expires.is_some_and(|d| d.is_zero()) {
+            return Err(invalid("--expires: must be longer than zero".into()));
+        }
+    }
+    let store = zlhd::store::open(
+        cfg,
+        &zlhd::store::api_options(cfg),
+        zlhd::store::Schema::Check,
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    match cmd {
+        TokenCmd::Create {
+            role,
+            customer,
+            name,
+            expires,
+        } => {
+            let expires_at = match expires {
+                None => None,
+                Some(d) => Some(
+                    chrono::Duration::from_std(d)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .ok_or_else(|| invalid("--expires: too far in the future".into()))?,
+                ),
+            };
+            let secret = model::customer::new_token_secret();
+            store
+                .create_token_expiring(
+                    &name,
+                    &model::customer::token_hash(&secret),
+                    role,
+                    customer.as_deref(),
+                    expires_at,
+                )
+                .await?;
+            println!("{secret}");
+            let until = expires_at.map_or_else(String::new, |t| {
+                format!(
+                    ", expires {}",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+            });
+            eprintln!("token '{name}' ({role}{until}) created; it is shown only once");
+            Ok(())
+        }
+        TokenCmd::List => {
+            let tokens = store.list_tokens().await?;
+            if tokens.is_empty() {
+                eprintln!("no tokens");
+                return Ok(());
+            }
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(
+                    || "never".to_string(),
+                    |t| t.format("%Y-%m-%d %H:%M").to_string(),
+                )
+            };
+            println!(
+                "{:<36}  {:<20}  {:<8}  {:<12}  {:<7}  {:<16}  {:<16}  EXPIRES",
+                "ID", "NAME", "ROLE", "CUSTOMER", "STATE", "CREATED", "LAST USED"
+            );
+            for t in &tokens {
+                let state: TokenState = t.state(now);
+                println!(
+                    "{:<36}  {:<20}  {:<8}  {:<12}  {:<7}  {:<16}  {:<16}  {}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.customer_id.as_deref().unwrap_or("-"),
+                    state.as_str(),
+                    when(Some(t.created_at)),
+                    when(t.last_used_at),
+                    when(t.expires_at),
+                );
+            }
+            Ok(())
+        }
+        TokenCmd::Revoke { token } => {
+            let tokens = store.list_tokens().await?;
+            let found: Vec<_> = tokens
+                .iter()
+                .filter(|t| t.id.to_string() == token.to_ascii_lowercase() || t.name == token)
+                .collect();
+            let t = match found.as_slice() {
+                [] => return Err(invalid(format!("no token with id or name '{token}'"))),
+                [one] => *one,
+                many => {
+                    return Err(invalid(format!(
+                        "{} tokens are named '{token}': revoke one by id (zlhd token list)",
+                        many.len()
+                    )));
+                }
+            };
+            let t = store.revoke_token(t.id).await?;
+            println!("token '{}' ({}) revoked", t.name, t.id);
+            Ok(())
+        }
     }
 }

@@ -242,4 +242,41 @@ impl Store for AnyStore {
     async fn ping(&self) -> Result<()> {
         dispatch!(self, s => s.ping().await)
     }
+    async fn create_token_expiring(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<ApiToken> {
+        dispatch!(self, s => s.create_token_expiring(name, hash, role, customer_id, expires_at).await)
+    }
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        dispatch!(self, s => s.list_tokens().await)
+    }
+    async fn revoke_token(&self, id: uuid::Uuid) -> Result<ApiToken> {
+        dispatch!(self, s => s.revoke_token(id).await)
+    }
+    async fn touch_token(
+        &self,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+        not_before: DateTime<Utc>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.touch_token(id, at, not_before).await)
+    }
+    async fn record_audit(&self, entry: &crate::NewAudit) -> Result<crate::AuditEntry> {
+        dispatch!(self, s => s.record_audit(entry).await)
+    }
+    async fn list_audit(
+        &self,
+        filter: &crate::AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>> {
+        dispatch!(self, s => s.list_audit(filter, limit).await)
+    }
+    async fn prune_audit(&self, older_than: DateTime<Utc>, max_rows: u32) -> Result<u64> {
+        dispatch!(self, s => s.prune_audit(older_than, max_rows).await)
+    }
 }

@@ -447,4 +447,45 @@ pub trait Store: Send + Sync + 'static {
     /// Readiness (`/readyz`): one small write, so a store that answers but cannot write is
     /// not ready.
     fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+
+    // --- token lifecycle and audit (issue 25) -------------------------------------------
+    /// [`Store::create_token`] with an expiry (`None`: never).
+    fn create_token_expiring(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<ApiToken>> + Send;
+    /// Every token, revoked and expired ones included, oldest first.
+    fn list_tokens(&self) -> impl Future<Output = Result<Vec<ApiToken>>> + Send;
+    /// Revoke (idempotent: the first revocation's time stays); `NotFound` if no such token.
+    fn revoke_token(&self, id: uuid::Uuid) -> impl Future<Output = Result<ApiToken>> + Send;
+    /// Record a use at `at` unless one at or after `not_before` is already recorded (callers
+    /// throttle; this keeps racing replicas to one write).
+    fn touch_token(
+        &self,
+        id: uuid::Uuid,
+        at: DateTime<Utc>,
+        not_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Append an audit entry, stamped with the store's clock.
+    fn record_audit(
+        &self,
+        entry: &crate::NewAudit,
+    ) -> impl Future<Output = Result<crate::AuditEntry>> + Send;
+    /// Newest first, at most `limit`.
+    fn list_audit(
+        &self,
+        filter: &crate::AuditFilter,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<crate::AuditEntry>>> + Send;
+    /// Delete at most `max_rows` entries recorded before `older_than`, oldest first (the
+    /// retention loop calls it repeatedly); answers how many went.
+    fn prune_audit(
+        &self,
+        older_than: DateTime<Utc>,
+        max_rows: u32,
+    ) -> impl Future<Output = Result<u64>> + Send;
 }

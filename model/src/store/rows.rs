@@ -268,6 +268,9 @@ pub(crate) struct TokenRow {
     role: String,
     customer_id: Option<String>,
     created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<TokenRow> for ApiToken {
@@ -280,6 +283,9 @@ impl TryFrom<TokenRow> for ApiToken {
             role: r.role.parse().map_err(corrupt)?,
             customer_id: r.customer_id,
             created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
         })
     }
 }
@@ -360,4 +366,30 @@ pub(crate) fn reservations(rows: Vec<(i64, Uuid)>) -> Result<Vec<(u32, ServerId)
     rows.into_iter()
         .map(|(v, id)| Ok((vmid(v)?, ServerId(id))))
         .collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    seq: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    role: String,
+    action: String,
+    server_id: Option<Uuid>,
+    detail: String,
+}
+
+impl TryFrom<AuditRow> for crate::AuditEntry {
+    type Error = StoreError;
+    fn try_from(r: AuditRow) -> Result<crate::AuditEntry> {
+        Ok(crate::AuditEntry {
+            seq: r.seq,
+            at: r.at,
+            actor: r.actor,
+            role: r.role.parse().map_err(corrupt)?,
+            action: r.action,
+            server_id: r.server_id.map(ServerId),
+            detail: r.detail,
+        })
+    }
 }

@@ -155,11 +155,17 @@ pub(crate) const RELEASE_SINGLETON: &str =
     "UPDATE singletons SET expires_at = $3 WHERE name = $1 AND holder = $2";
 
 pub(crate) const INSERT_TOKEN: &str = "INSERT INTO api_tokens \
-     (id, name, hash, role, customer_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-pub(crate) const SELECT_TOKEN_BY_HASH: &str = "SELECT id, name, hash, role, customer_id, \
-     created_at FROM api_tokens WHERE hash = $1";
-pub(crate) const SELECT_TOKEN_BY_ID: &str = "SELECT id, name, hash, role, customer_id, \
-     created_at FROM api_tokens WHERE id = $1";
+     (id, name, hash, role, customer_id, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+macro_rules! token_cols {
+    () => {
+        "id, name, hash, role, customer_id, created_at, last_used_at, expires_at, revoked_at"
+    };
+}
+pub(crate) const SELECT_TOKEN_BY_HASH: &str =
+    concat!("SELECT ", token_cols!(), " FROM api_tokens WHERE hash = $1");
+pub(crate) const SELECT_TOKEN_BY_ID: &str =
+    concat!("SELECT ", token_cols!(), " FROM api_tokens WHERE id = $1");
 
 pub(crate) const UPSERT_REPLICA: &str = "INSERT INTO replicas \
      (id, started_at, last_seen, queue_depth, workers_busy) VALUES ($1, $2, $3, $4, $5) \
@@ -204,3 +210,28 @@ pub(crate) const DELETE_STATS: &str = "DELETE FROM server_stats WHERE server_id 
 
 pub(crate) const PROBE_WRITE: &str = "INSERT INTO store_probe (id, at) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET at = excluded.at";
+
+// --- token lifecycle and audit (issue 25) ----------------------------------------------------
+pub(crate) const LIST_TOKENS: &str = concat!(
+    "SELECT ",
+    token_cols!(),
+    " FROM api_tokens ORDER BY created_at, id"
+);
+/// The first revocation's time stays.
+pub(crate) const REVOKE_TOKEN: &str =
+    "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1";
+/// `$3`: written only if the stored last use is older (replicas racing write once).
+pub(crate) const TOUCH_TOKEN: &str = "UPDATE api_tokens SET last_used_at = $2 \
+     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)";
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log \
+     (at, actor, role, action, server_id, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq";
+/// `$1`: no server filter; `$2` the server; `$3` actor; `$4` action; `$5` before; `$6` limit.
+pub(crate) const LIST_AUDIT: &str = "SELECT seq, at, actor, role, action, server_id, detail \
+     FROM audit_log WHERE ($1 OR server_id = $2) \
+       AND (CAST($3 AS TEXT) IS NULL OR actor = $3) \
+       AND (CAST($4 AS TEXT) IS NULL OR action = $4) \
+       AND (CAST($5 AS BIGINT) IS NULL OR seq < $5) \
+     ORDER BY seq DESC LIMIT $6";
+/// Oldest first, at most `$2` rows recorded before `$1`.
+pub(crate) const PRUNE_AUDIT: &str = "DELETE FROM audit_log WHERE seq IN \
+     (SELECT seq FROM audit_log WHERE at < $1 ORDER BY seq LIMIT $2)";

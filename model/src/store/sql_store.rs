@@ -121,6 +121,8 @@ where
     for<'r> ReplicaRow: FromRow<'r, DB::Row>,
     for<'r> OrphanRow: FromRow<'r, DB::Row>,
     for<'r> StatsRow: FromRow<'r, DB::Row>,
+    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
 {
     async fn write_tx(&self) -> Result<Transaction<'static, DB>> {
         Ok(self.pool.begin_with(DB::BEGIN_WRITE).await?)
@@ -445,6 +447,8 @@ where
     for<'r> ReplicaRow: FromRow<'r, DB::Row>,
     for<'r> OrphanRow: FromRow<'r, DB::Row>,
     for<'r> StatsRow: FromRow<'r, DB::Row>,
+    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
 {
     async fn create_server(&self, new: NewServer) -> Result<Created> {
         let now = self.clock.now();
@@ -968,24 +972,8 @@ where
         role: Role,
         customer_id: Option<&str>,
     ) -> Result<ApiToken> {
-        let token = ApiToken {
-            id: Uuid::now_v7(),
-            name: name.to_owned(),
-            hash: hash.to_owned(),
-            role,
-            customer_id: customer_id.map(str::to_owned),
-            created_at: self.clock.now(),
-        };
-        sqlx::query::<DB>(INSERT_TOKEN)
-            .bind(token.id)
-            .bind(token.name.as_str())
-            .bind(token.hash.as_str())
-            .bind(role.as_str())
-            .bind(customer_id)
-            .bind(DB::ts(token.created_at))
-            .execute(&mut *self.pool.acquire().await?)
-            .await?;
-        Ok(token)
+        self.create_token_expiring(name, hash, role, customer_id, None)
+            .await
     }
 
     async fn find_token(&self, hash: &str) -> Result<Option<ApiToken>> {
@@ -1113,5 +1101,131 @@ where
             .execute(&mut *self.pool.acquire().await?)
             .await?;
         Ok(())
+    }
+
+    // --- token lifecycle and audit (issue 25) -------------------------------------------
+
+    async fn create_token_expiring(
+        &self,
+        name: &str,
+        hash: &str,
+        role: Role,
+        customer_id: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<ApiToken> {
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            name: name.to_owned(),
+            hash: hash.to_owned(),
+            role,
+            customer_id: customer_id.map(str::to_owned),
+            created_at: self.clock.now(),
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+        };
+        sqlx::query::<DB>(INSERT_TOKEN)
+            .bind(token.id)
+            .bind(token.name.as_str())
+            .bind(token.hash.as_str())
+            .bind(role.as_str())
+            .bind(customer_id)
+            .bind(DB::ts(token.created_at))
+            .bind(expires_at.map(DB::ts))
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(token)
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        sqlx::query_as::<DB, TokenRow>(LIST_TOKENS)
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .into_iter()
+            .map(ApiToken::try_from)
+            .collect()
+    }
+
+    async fn revoke_token(&self, id: Uuid) -> Result<ApiToken> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query::<DB>(REVOKE_TOKEN)
+            .bind(id)
+            .bind(DB::ts(self.clock.now()))
+            .execute(&mut *tx)
+            .await?;
+        if DB::rows_affected(&done) == 0 {
+            return leave(tx, Err(StoreError::NotFound)).await;
+        }
+        let token = sqlx::query_as::<DB, TokenRow>(SELECT_TOKEN_BY_ID)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        ApiToken::try_from(token)
+    }
+
+    async fn touch_token(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+        not_before: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query::<DB>(TOUCH_TOKEN)
+            .bind(id)
+            .bind(DB::ts(at))
+            .bind(DB::ts(not_before))
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, entry: &crate::NewAudit) -> Result<crate::AuditEntry> {
+        let at = self.clock.now();
+        let seq = sqlx::query_scalar::<DB, i64>(INSERT_AUDIT)
+            .bind(DB::ts(at))
+            .bind(entry.actor.as_str())
+            .bind(entry.role.as_str())
+            .bind(entry.action.as_str())
+            .bind(entry.server_id.map(|s| s.0))
+            .bind(entry.detail.as_str())
+            .fetch_one(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(crate::AuditEntry {
+            seq,
+            at,
+            actor: entry.actor.clone(),
+            role: entry.role,
+            action: entry.action.clone(),
+            server_id: entry.server_id,
+            detail: entry.detail.clone(),
+        })
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &crate::AuditFilter,
+        limit: u32,
+    ) -> Result<Vec<crate::AuditEntry>> {
+        sqlx::query_as::<DB, AuditRow>(LIST_AUDIT)
+            .bind(filter.server_id.is_none())
+            .bind(filter.server_id.map(|s| s.0))
+            .bind(filter.actor.as_deref())
+            .bind(filter.action.as_deref())
+            .bind(filter.before)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .into_iter()
+            .map(crate::AuditEntry::try_from)
+            .collect()
+    }
+
+    async fn prune_audit(&self, older_than: DateTime<Utc>, max_rows: u32) -> Result<u64> {
+        let done = sqlx::query::<DB>(PRUNE_AUDIT)
+            .bind(DB::ts(older_than))
+            .bind(i64::from(max_rows))
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(DB::rows_affected(&done))
     }
 }

@@ -120,6 +120,68 @@ End of input closes the console. Exit codes by how the console closed:
   6  the server was deleted or stopped, zlh shut down (1001), its address changed
      (1012) or the session reached its maximum age (4001): open it again";
 
+const TOKEN_HELP: &str = "\
+Examples:
+  zctl token list
+  zctl token create --name ci --role viewer --expires 30d > ci.token
+  zctl token create --name u123-portal --role customer --customer u123
+  zctl token revoke ci
+
+A revoked or expired token is refused (401) on its next request, by every API replica.";
+
+const AUDIT_HELP: &str = "\
+Examples:
+  zctl audit
+  zctl audit --server mc-paper-101
+  zctl audit --actor oncall --action server.delete -o json
+
+Actions: server.create, server.patch, server.delete, server.reconcile, servers.reconcile,
+server.pause, server.resume, server.power, server.command, customer.set, token.create,
+token.revoke.";
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Every token: name, role, state, created, last used, expiry.
+    List,
+    /// Create a token; its secret goes to stdout, once.
+    Create {
+        /// How the audit log and events will name its requests.
+        #[arg(long)]
+        name: String,
+        /// portal, operator, viewer or customer.
+        #[arg(long)]
+        role: model::Role,
+        /// The customer a `customer` token is scoped to (required with --role customer).
+        #[arg(long, value_name = "CUSTOMER")]
+        customer: Option<String>,
+        /// Refused after this long (e.g. 30d, 12h); without it the token never expires.
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// Revoke a token, named by its id or its (unique) name.
+    Revoke {
+        // Not `token`: that id is the global `--token`.
+        #[arg(value_name = "TOKEN")]
+        which: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only entries about this server (id, unique start or end of it, hostname or VMID).
+    #[arg(long, value_name = "ID")]
+    pub server: Option<String>,
+    /// Only this actor's (a token name, or jwt:<subject>).
+    #[arg(long, value_name = "NAME")]
+    pub actor: Option<String>,
+    /// Only this action (e.g. server.delete).
+    #[arg(long, value_name = "ACTION")]
+    pub action: Option<String>,
+    /// At most this many entries (the newest).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// More columns in tables.
@@ -219,6 +281,17 @@ The file holds either {customerId, spec} or a bare spec:
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    // --- tokens and audit (operators) ---------------------------------------------------
+    /// API tokens (operators only): list, create (the secret is shown once), revoke.
+    #[command(after_help = TOKEN_HELP)]
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Who asked for which change, newest first (operators only).
+    #[command(after_help = AUDIT_HELP)]
+    Audit(AuditArgs),
+    // --- end of tokens and audit ------------------------------------------------------------
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"

@@ -63,6 +63,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Exec { target, command } => {
             crate::console::exec(&client, &target.id, &command).await
         }
+        Command::Token { cmd } => crate::tokens::run(&client, cmd, out).await,
+        Command::Audit(args) => crate::audit::run(&client, args, out).await,
         // Answered above, before a client is made.
         Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
     }
@@ -151,15 +153,10 @@ async fn reconcile(
     args: ReconcileArgs,
     out: Option<Output>,
 ) -> Result<(), CliError> {
-    let targets: Vec<Server> = if args.all {
-        let filter = ListFilter {
-            customer: args.filter.customer.clone(),
-            phase: args.filter.phase,
-            kind: args.filter.kind,
-            ..Default::default()
-        };
-        client.list_all(&filter).await?
-    } else {
+    if args.all {
+        return reconcile_all(client, args, out).await;
+    }
+    let targets: Vec<Server> = {
         let mut v: Vec<Server> = Vec::new();
         for name in &args.ids {
             let s = resolve::server(client, name).await?;
@@ -190,6 +187,47 @@ async fn reconcile(
     }
     if args.wait.wait {
         let outcomes = wait::wait(client, &done, Goal::Ready, args.wait.timeout).await?;
+        return wait::summarize(&outcomes);
+    }
+    Ok(())
+}
+
+/// `reconcile --all`: one bulk call (`POST /api/servers:reconcile`), however large the fleet.
+async fn reconcile_all(
+    client: &ApiClient,
+    args: ReconcileArgs,
+    out: Option<Output>,
+) -> Result<(), CliError> {
+    let filter = ListFilter {
+        customer: args.filter.customer.clone(),
+        phase: args.filter.phase,
+        kind: args.filter.kind,
+        ..Default::default()
+    };
+    let done = client.reconcile_all(&filter, args.retry).await?;
+    match data_format(out) {
+        Some(f) => print_data(&done, f)?,
+        None if done.queued == 0 => eprintln!("No servers to reconcile."),
+        None => ok_line(&format!(
+            "reconcile{} requested for {} server(s)",
+            if args.retry { " with retry" } else { "" },
+            done.queued
+        )),
+    }
+    if args.wait.wait && !done.ids.is_empty() {
+        // The filter may no longer match (a failed server retried is not failed any more):
+        // wait for exactly the servers queued.
+        let queued: std::collections::HashSet<_> = done.ids.iter().copied().collect();
+        let servers: Vec<Server> = client
+            .list_all(&ListFilter {
+                phase: None,
+                ..filter
+            })
+            .await?
+            .into_iter()
+            .filter(|s| queued.contains(&s.id))
+            .collect();
+        let outcomes = wait::wait(client, &servers, Goal::Ready, args.wait.timeout).await?;
         return wait::summarize(&outcomes);
     }
     Ok(())

@@ -4,6 +4,7 @@
 //! Exit codes are the constants in [`exit`]; every error is printed as one line (plus the
 //! problem's field errors and a hint) on stderr. The token is never printed.
 
+mod audit;
 mod cli;
 mod commands;
 mod config;
@@ -11,6 +12,7 @@ mod console;
 mod describe;
 mod output;
 mod resolve;
+mod tokens;
 mod wait;
 
 use api::ClientError;
