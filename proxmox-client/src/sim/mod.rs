@@ -11,8 +11,14 @@
 //! Task progress is evaluated lazily on every request (and by a 5 ms ticker, so `CtEvent`s
 //! arrive without polling).
 
+mod cluster;
 mod faults;
-mod server;
+mod http;
+mod lxc;
+mod params;
+mod response;
+mod tasks;
+mod wording;
 
 pub use faults::{FaultAction, FaultRule, FaultSpec, Outage, TaskErrorSpec, Trigger};
 
@@ -279,7 +285,7 @@ impl PveSim {
             ..State::default()
         };
         for t in &cfg.templates {
-            let mut ct = server::new_ct(t.vmid, &t.node, &t.hostname, now);
+            let mut ct = lxc::new_ct(t.vmid, &t.node, &t.hostname, now);
             ct.template = true;
             ct.preexisting = true;
             ct.rootfs = format!("local-lvm:base-{}-disk-0,size=8G", t.vmid);
@@ -295,14 +301,14 @@ impl PveSim {
             start_unix: chrono::Utc::now().timestamp(),
             epoch: now,
         });
-        let server = tokio::spawn(server::serve(listener, shared.clone()));
+        let server = tokio::spawn(http::serve(listener, shared.clone()));
         let weak = Arc::downgrade(&shared);
         let ticker = tokio::spawn(async move {
             let mut iv = tokio::time::interval(Duration::from_millis(5));
             loop {
                 iv.tick().await;
                 let Some(s) = weak.upgrade() else { break };
-                server::advance(&s, Instant::now());
+                tasks::advance(&s, Instant::now());
             }
         });
         Ok(PveSimHandle {
@@ -383,7 +389,7 @@ impl PveSimHandle {
 
     /// All containers (templates included), by vmid.
     pub fn containers(&self) -> Vec<CtSnapshot> {
-        server::advance(&self.shared, Instant::now());
+        tasks::advance(&self.shared, Instant::now());
         let st = self.shared.state.lock().unwrap();
         st.cts.values().map(|c| self.snapshot(c)).collect()
     }
@@ -466,7 +472,7 @@ impl PveSimHandle {
     }
     /// Tasks dispatched and not finished yet.
     pub fn running_tasks(&self) -> usize {
-        server::advance(&self.shared, Instant::now());
+        tasks::advance(&self.shared, Instant::now());
         self.shared
             .state
             .lock()
@@ -563,7 +569,7 @@ impl PveSimHandle {
     }
     /// Apply a spec as `POST /_sim/faults` does.
     pub fn apply_faults(&self, spec: FaultSpec) {
-        server::apply_spec(&self.shared, spec);
+        http::apply_spec(&self.shared, spec);
     }
     /// Remove every rule, task error and the outage.
     pub fn clear_faults(&self) {
@@ -608,7 +614,7 @@ impl PveSimHandle {
 
     /// An intruder: a stopped CT without our marker (no description, no tags).
     pub fn add_foreign_ct(&self, node: &str, vmid: u32, hostname: &str) {
-        let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
+        let mut ct = lxc::new_ct(vmid, node, hostname, Instant::now());
         ct.preexisting = true;
         self.shared.state.lock().unwrap().cts.insert(vmid, ct);
     }
@@ -616,7 +622,7 @@ impl PveSimHandle {
     /// A stopped CT with this description and no tags (e.g. a clone that failed before its
     /// first config write, its marker only in the description).
     pub fn add_described_ct(&self, node: &str, vmid: u32, hostname: &str, description: &str) {
-        let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
+        let mut ct = lxc::new_ct(vmid, node, hostname, Instant::now());
         ct.description = Some(description.to_string());
         self.shared.state.lock().unwrap().cts.insert(vmid, ct);
     }
