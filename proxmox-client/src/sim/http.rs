@@ -1,6 +1,7 @@
 //! The HTTP front: serving, the fault control, authentication, routing, dispatch.
 
 use super::Shared;
+use super::SimEndpoint;
 use super::cluster::*;
 use super::faults::{FaultAction, FaultSpec, Outage};
 use super::lxc::*;
@@ -61,20 +62,24 @@ pub(crate) async fn handle(
         .filter(|s| !s.is_empty())
         .map(percent_decode)
         .collect();
-    let Some((endpoint, pp)) = route(&method, &segs) else {
-        return pve_error(501, &format!("Method '{method} {rest}' not implemented"));
-    };
-    *sh.counters
-        .lock()
-        .unwrap()
-        .per_endpoint
-        .entry(endpoint.to_string())
-        .or_default() += 1;
-
+    let routed = route(&method, &segs);
+    if let Some((endpoint, _)) = &routed {
+        *sh.counters
+            .lock()
+            .unwrap()
+            .per_endpoint
+            .entry(endpoint.to_string())
+            .or_default() += 1;
+    }
+    // pveproxy authenticates once the headers are read, before it looks the method up: an
+    // unknown path with a bad token is a 401, not a 501.
     if !authorized(&sh, &headers) {
         // Real PVE delays 401s by 3 s; not simulated. Empty body.
         return pve_error(401, E_AUTH_FAILED);
     }
+    let Some((endpoint, pp)) = routed else {
+        return pve_error(501, &format!("Method '{method} {rest}' not implemented"));
+    };
 
     let fired = sh.faults.lock().unwrap().evaluate(endpoint);
     if fired.latency_ms > 0 {
@@ -137,6 +142,10 @@ pub(crate) async fn handle(
         Endpoint::DELETE => delete(&sh, &node, vmid, &params, now),
         Endpoint::INTERFACES => interfaces(&sh, &node, vmid, now),
         Endpoint::TASK_STATUS => task_status(&sh, pp.upid.as_deref().unwrap_or(""), now),
+        SimEndpoint::TASK_LIST => task_list(&sh, &node, &params),
+        SimEndpoint::RESIZE => resize(&sh, &node, vmid, &params, now),
+        SimEndpoint::NODE_LIST => node_list(&sh, now),
+        SimEndpoint::CT_LIST => ct_list(&sh, &node, now),
         Endpoint::TASK_LOG => task_log(&sh, pp.upid.as_deref().unwrap_or(""), &params, now),
         _ => pve_error(501, "not implemented"),
     };
@@ -208,6 +217,10 @@ pub(crate) fn route(method: &Method, segs: &[String]) -> Option<(&'static str, P
         vmid: vmid.parse().ok(),
         upid: None,
     };
+    let node = |node: &str| PathParams {
+        node: Some(node.into()),
+        ..PathParams::default()
+    };
     let task = |node: &str, upid: &str| PathParams {
         node: Some(node.into()),
         upid: Some(upid.into()),
@@ -217,6 +230,10 @@ pub(crate) fn route(method: &Method, segs: &[String]) -> Option<(&'static str, P
         ("GET", ["version"]) => (Endpoint::VERSION, PathParams::default()),
         ("GET", ["cluster", "resources"]) => (Endpoint::CLUSTER_RESOURCES, PathParams::default()),
         ("GET", ["cluster", "nextid"]) => (Endpoint::NEXT_ID, PathParams::default()),
+        ("GET", ["nodes"]) => (SimEndpoint::NODE_LIST, PathParams::default()),
+        ("GET", ["nodes", n, "lxc"]) => (SimEndpoint::CT_LIST, node(n)),
+        ("GET", ["nodes", n, "tasks"]) => (SimEndpoint::TASK_LIST, node(n)),
+        ("PUT", ["nodes", n, "lxc", v, "resize"]) => (SimEndpoint::RESIZE, ct(n, v)),
         ("DELETE", ["nodes", n, "lxc", v]) => (Endpoint::DELETE, ct(n, v)),
         ("POST", ["nodes", n, "lxc", v, "clone"]) => (Endpoint::CLONE, ct(n, v)),
         ("GET", ["nodes", n, "lxc", v, "config"]) => (Endpoint::CONFIG_GET, ct(n, v)),

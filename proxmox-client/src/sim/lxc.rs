@@ -1,12 +1,14 @@
 //! LXC container handlers: clone, config, status, start/stop/reboot, delete, interfaces.
 
+use super::SimEndpoint;
 use super::response::*;
+use super::storage::{Rootfs, SizeArg, StorageKind};
 use super::tasks::*;
 use super::wording::*;
-use super::{Ct, Effect, Reboot, Shared};
+use super::{CloneMode, Ct, Effect, Reboot, Shared};
 use crate::request::Endpoint;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +31,10 @@ pub(crate) fn new_ct(vmid: u32, node: &str, hostname: &str, now: Instant) -> Ct 
             "name=eth0,bridge=vmbr0,hwaddr={},ip=dhcp,type=veth",
             random_mac()
         ),
-        rootfs: format!("local-lvm:vm-{vmid}-disk-0,size=8G"),
+        rootfs: Rootfs {
+            volid: StorageKind::LvmThin.volid("local-lvm", vmid, false),
+            bytes: 8 << 30,
+        },
         digest: String::new(),
         created: now,
         preexisting: false,
@@ -79,7 +84,7 @@ pub(crate) fn config_json(ct: &Ct) -> Value {
         "hostname": ct.hostname,
         "net0": ct.net0,
         "ostype": "debian",
-        "rootfs": ct.rootfs,
+        "rootfs": ct.rootfs.line(),
         "unprivileged": 1,
         "digest": ct.digest,
     });
@@ -120,7 +125,7 @@ pub(crate) fn status_json(ct: &Ct, now: Instant) -> Value {
         "swap": 0,
         "maxswap": ct.swap * 1024 * 1024,
         "disk": 0,
-        "maxdisk": 8u64 << 30,
+        "maxdisk": ct.rootfs.bytes,
         "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
         "ha": {"managed": 0},
     });
@@ -151,25 +156,18 @@ pub(crate) fn clone(
         .get("newid")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let storage = params.get("storage");
+    // Order as PVE's `clone_vm`: the target storage, the source's `disk` lock, the new
+    // config, then the mode checks (which undo both locks when they fail).
+    if let Some(sid) = storage
+        && sh.storage(sid).is_none()
+    {
+        return pve_error(500, &e_no_storage(sid));
+    }
     let mut st = sh.state.lock().unwrap();
     let Some(src) = st.cts.get(&source).filter(|c| c.node == node).cloned() else {
         return pve_error(500, &e_config_missing(node, source));
     };
-    if let Some(t) = params.get("target")
-        && t != node
-    {
-        return pve_error(
-            500,
-            &format!("can't clone CT to node '{t}' (CT uses local storage)"),
-        );
-    }
-    let full = params
-        .get("full")
-        .map(|v| v == "1")
-        .unwrap_or(!src.template);
-    if params.contains_key("storage") && !full {
-        return pve_error(500, E_STORAGE_LINKED);
-    }
     // 1. lock the source `disk` (a second clone of the same template fails here).
     if let Some(l) = &src.lock {
         return pve_error(500, &e_locked(l));
@@ -177,6 +175,34 @@ pub(crate) fn clone(
     // 2. the new id must be free, cluster-wide.
     if let Some(existing) = st.cts.get(&newid) {
         return pve_error(500, &e_exists(newid, &existing.node));
+    }
+    // 3. the mode: `full` absent means linked for a template, full for a normal CT.
+    let mode = match params.get("full").map(String::as_str) {
+        Some("1") => CloneMode::Full,
+        Some(_) => CloneMode::Linked,
+        None if src.template => CloneMode::Linked,
+        None => CloneMode::Full,
+    };
+    if storage.is_some() && mode == CloneMode::Linked {
+        return pve_error(500, E_STORAGE_LINKED);
+    }
+    let src_kind = sh.storage(src.rootfs.storage()).map(|s| s.kind);
+    match mode {
+        // Quirk: only a base (template) volume on a snapshot-capable storage can be
+        // cloned linked, so `full=0` on a normal CT fails here too.
+        CloneMode::Linked if !src.template || !src_kind.is_some_and(StorageKind::linked_clones) => {
+            return pve_error(500, &e_no_linked_clone(&src.rootfs.volid));
+        }
+        CloneMode::Full if src.running => return pve_error(500, E_FULL_CLONE_RUNNING),
+        CloneMode::Linked | CloneMode::Full => {}
+    }
+    if let Some(t) = params.get("target")
+        && t != node
+    {
+        return pve_error(
+            500,
+            &format!("can't clone CT to node '{t}' (CT uses local storage)"),
+        );
     }
     *sh.counters
         .lock()
@@ -200,13 +226,22 @@ pub(crate) fn clone(
     ct.memory = src.memory;
     ct.swap = src.swap;
     ct.lock = Some("create".into());
-    ct.rootfs = if full {
-        format!("local-lvm:vm-{newid}-disk-0,size=8G")
-    } else {
-        format!("local-lvm:base-{source}-disk-0/vm-{newid}-disk-0,size=8G")
+    let target_sid = storage.map_or(src.rootfs.storage(), String::as_str);
+    let target_kind = sh
+        .storage(target_sid)
+        .map_or(StorageKind::LvmThin, |s| s.kind);
+    ct.rootfs = Rootfs {
+        volid: match mode {
+            CloneMode::Full => target_kind.volid(target_sid, newid, false),
+            CloneMode::Linked => target_kind.linked_volid(target_sid, source, newid),
+        },
+        bytes: src.rootfs.bytes,
     };
     st.cts.insert(newid, ct);
-    let dur = sh.cfg.timings.clone;
+    let dur = match mode {
+        CloneMode::Full => sh.cfg.timings.clone,
+        CloneMode::Linked => sh.cfg.timings.linked_clone,
+    };
     // Quirk: the clone task's UPID names the SOURCE vmid.
     let upid = push_task(
         sh,
@@ -216,7 +251,12 @@ pub(crate) fn clone(
             task_type: "vzclone",
             id: source,
             node,
-            effect: Effect::Clone { source, newid },
+            effect: Effect::Clone {
+                source,
+                newid,
+                mode,
+                volid: src.rootfs.volid.clone(),
+            },
             duration: dur,
             error: None,
         },
@@ -473,3 +513,96 @@ pub(crate) fn interfaces(sh: &Shared, node: &str, vmid: u32, now: Instant) -> Re
         ok(json!([lo, eth0]))
     })
 }
+
+/// `resize_vm`: the checks run before the worker forks (and again inside it, under the
+/// config flock, so of two racing grows to one size the second fails in its task); the
+/// worker writes the new size. No config `lock` is set.
+pub(crate) fn resize(
+    sh: &Shared,
+    node: &str,
+    vmid: u32,
+    params: &BTreeMap<String, String>,
+    now: Instant,
+) -> Response {
+    let mut st = sh.state.lock().unwrap();
+    let Some(ct) = st.cts.get(&vmid).filter(|c| c.node == node).cloned() else {
+        return pve_error(500, &e_config_missing(node, vmid));
+    };
+    if let Some(l) = &ct.lock {
+        return pve_error(500, &e_locked(l));
+    }
+    if let Some(d) = params.get("digest")
+        && *d != ct.digest
+    {
+        return pve_error(500, E_MODIFIED);
+    }
+    let disk = params.get("disk").map_or("", String::as_str);
+    if disk != "rootfs" {
+        return pve_error(500, &e_no_disk(disk));
+    }
+    let Some(arg) = params.get("size").and_then(|v| SizeArg::parse(v)) else {
+        return pve_error(500, "invalid size string");
+    };
+    let bytes = match arg.relative {
+        true => ct.rootfs.bytes.saturating_add(arg.bytes),
+        false => arg.bytes,
+    };
+    if let Some(e) = resize_refusal(ct.rootfs.bytes, bytes) {
+        return pve_error(500, e);
+    }
+    let upid = push_task(
+        sh,
+        &mut st,
+        NewTask {
+            endpoint: SimEndpoint::RESIZE,
+            task_type: "resize",
+            id: vmid,
+            node,
+            effect: Effect::Resize { vmid, bytes },
+            duration: sh.cfg.timings.resize,
+            error: None,
+        },
+        now,
+    );
+    ok(json!(upid.to_string()))
+}
+
+/// Why a volume of `current` bytes cannot become `new` bytes, if it cannot.
+pub(crate) fn resize_refusal(current: u64, new: u64) -> Option<&'static str> {
+    match new.cmp(&current) {
+        std::cmp::Ordering::Less => Some(E_SHRINK),
+        std::cmp::Ordering::Equal => Some(E_SAME_SIZE),
+        std::cmp::Ordering::Greater => None,
+    }
+}
+
+/// A CT's live usage, as `status/current`, `GET /nodes/{node}/lxc` and cluster/resources
+/// report it: made up but steady for a running CT (a tenth of each core busy, a quarter of its
+/// memory, a gigabyte of disk, traffic growing with uptime); zeros for a stopped one, as PVE.
+pub(crate) fn usage(ct: &Ct, now: Instant) -> Map<String, Value> {
+    let uptime = ct
+        .started_at
+        .filter(|_| ct.running)
+        .map(|s| now.saturating_duration_since(s).as_secs())
+        .unwrap_or(0);
+    let mut m = Map::new();
+    m.insert("uptime".into(), json!(uptime));
+    if ct.running {
+        m.insert("cpu".into(), json!(f64::from(ct.cores) * 0.1));
+        m.insert("mem".into(), json!(ct.memory * 1024 * 1024 / 4));
+        m.insert("disk".into(), json!((1u64 << 30).min(ct.rootfs.bytes)));
+        m.insert("netin".into(), json!(SIM_NET_BYTES_PER_SEC * (uptime + 1)));
+        m.insert(
+            "netout".into(),
+            json!(2 * SIM_NET_BYTES_PER_SEC * (uptime + 1)),
+        );
+    } else {
+        for k in ["cpu", "mem", "disk", "netin", "netout"] {
+            m.insert(k.into(), json!(0));
+        }
+    }
+    m
+}
+
+/// The simulated traffic of a running CT (`netin`; `netout` is twice this).
+pub(crate) const SIM_NET_BYTES_PER_SEC: u64 = 4096;

@@ -1,7 +1,9 @@
 //! Strict parameter checks, hand-written from docs/proxmox-api.md §2 (PVE has
 //! additionalProperties: 0 on every method used here), and form decoding.
 
+use super::SimEndpoint;
 use super::http::*;
+use super::storage::SizeArg;
 use super::wording::*;
 use crate::request::Endpoint;
 use std::collections::BTreeMap;
@@ -13,17 +15,26 @@ pub(crate) enum P {
     Num,
     Str(Option<usize>),
     Enum(&'static [&'static str]),
+    /// Format `pve-vmid`: `[1-9][0-9]{2,8}` (checked before the range).
+    Vmid,
+    /// Format `dns-name`: dot-separated labels of letters, digits and inner hyphens.
+    DnsName,
+    /// Resize's `size`: `\+?\d+(\.\d+)?[KMGT]?`.
+    Size,
+    /// Resize's `disk`: `rootfs` or `mp0`..`mp255`.
+    Disk,
 }
 
 pub(crate) fn spec(endpoint: &str) -> &'static [(&'static str, P, bool)] {
     use P::*;
-    const VMID: P = Int(100, Some(999_999_999));
+    const VMID: P = Vmid;
+    const EPOCH: P = Int(i64::MIN, None);
     match endpoint {
         Endpoint::CLUSTER_RESOURCES => &[("type", Enum(&["vm", "storage", "node", "sdn"]), false)],
         Endpoint::NEXT_ID => &[("vmid", VMID, false)],
         Endpoint::CLONE => &[
             ("newid", VMID, true),
-            ("hostname", Str(Some(255)), false),
+            ("hostname", DnsName, false),
             ("description", Str(None), false),
             ("full", Bool, false),
             ("storage", Str(None), false),
@@ -81,6 +92,23 @@ pub(crate) fn spec(endpoint: &str) -> &'static [(&'static str, P, bool)] {
             ("force", Bool, false),
             ("destroy-unreferenced-disks", Bool, false),
         ],
+        SimEndpoint::TASK_LIST => &[
+            ("start", Int(0, None), false),
+            ("limit", Int(0, None), false),
+            ("userfilter", Str(None), false),
+            ("typefilter", Str(None), false),
+            ("vmid", VMID, false),
+            ("errors", Bool, false),
+            ("source", Enum(&["archive", "active", "all"]), false),
+            ("since", EPOCH, false),
+            ("until", EPOCH, false),
+            ("statusfilter", Str(None), false),
+        ],
+        SimEndpoint::RESIZE => &[
+            ("disk", Disk, true),
+            ("size", Size, true),
+            ("digest", Str(Some(40)), false),
+        ],
         Endpoint::TASK_LOG => &[
             ("start", Int(0, None), false),
             ("limit", Int(0, None), false),
@@ -137,12 +165,53 @@ pub(crate) fn check_value(p: P, v: &str) -> Result<(), String> {
             Err(format!("value may only be {max} characters long"))
         }
         P::Str(_) => Ok(()),
+        P::Vmid => {
+            let n: i64 = v
+                .parse()
+                .map_err(|_| format!("type check ('integer') failed - got '{v}'"))?;
+            let digits = v.trim_start_matches('+');
+            if !(3..=9).contains(&digits.len()) || digits.starts_with('0') || n < 100 {
+                return Err(E_BAD_VMID.into());
+            }
+            Ok(())
+        }
+        P::DnsName if valid_dns_name(v) => Ok(()),
+        P::DnsName => Err(E_BAD_DNS_NAME.into()),
+        P::Size if SizeArg::parse(v).is_some() => Ok(()),
+        P::Size => Err(E_BAD_PATTERN.into()),
+        P::Disk if valid_disk(v) => Ok(()),
+        P::Disk => {
+            let all: Vec<String> = std::iter::once("rootfs".to_string())
+                .chain((0..256).map(|i| format!("mp{i}")))
+                .collect();
+            Err(format!(
+                "value '{v}' does not have a value in the enumeration '{}'",
+                all.join(", ")
+            ))
+        }
         P::Enum(vals) if vals.contains(&v) => Ok(()),
         P::Enum(vals) => Err(format!(
             "value '{v}' does not have a value in the enumeration '{}'",
             vals.join(", ")
         )),
     }
+}
+
+/// `pve_verify_dns_name`: `^(label\.)*label$`, a label `[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?`.
+pub(crate) fn valid_dns_name(v: &str) -> bool {
+    v.split('.').all(|l| {
+        !l.is_empty()
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    })
+}
+
+fn valid_disk(v: &str) -> bool {
+    v == "rootfs"
+        || v.strip_prefix("mp").is_some_and(|n| {
+            n.parse::<u32>().is_ok_and(|i| i <= 255) && (n == "0" || !n.starts_with('0'))
+        })
 }
 
 pub(crate) fn valid_tag(t: &str) -> bool {
@@ -156,7 +225,7 @@ pub(crate) fn validate(
 ) -> Result<(), BTreeMap<String, String>> {
     let mut errors = BTreeMap::new();
     if let Some(raw) = &pp.vmid_raw
-        && let Err(e) = check_value(P::Int(100, Some(999_999_999)), raw)
+        && let Err(e) = check_value(P::Vmid, raw)
     {
         errors.insert("vmid".to_string(), e);
     }
@@ -186,10 +255,7 @@ pub(crate) fn validate(
             .into_iter()
             .find(|t| !valid_tag(t))
     {
-        errors.insert(
-            "tags".into(),
-            format!("invalid format - invalid characters in tag '{bad}'"),
-        );
+        errors.insert("tags".into(), e_bad_tag(&bad));
     }
     if errors.is_empty() {
         Ok(())

@@ -47,11 +47,13 @@ pub(crate) fn finish_error(code: u16, reason: &str, body: Body) -> Response {
     r
 }
 
-/// 400 `Parameter verification failed.` with the per-parameter `errors` map.
+/// 400 `Parameter verification failed.` with the per-parameter `errors` map. Values are PVE's
+/// verbatim: only `invalid format - ...` texts end in `\n` (the format checkers `die` with a
+/// newline; the type, range and presence checks add none).
 pub(crate) fn param_error(errors: BTreeMap<String, String>) -> Response {
     let errs: Map<String, Value> = errors
         .into_iter()
-        .map(|(k, v)| (k, Value::String(format!("{v}\n"))))
+        .map(|(k, v)| (k, Value::String(v)))
         .collect();
     let body =
         json!({"data": null, "message": format!("{E_PARAM_VERIFICATION}\n"), "errors": errs});

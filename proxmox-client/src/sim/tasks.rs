@@ -3,7 +3,7 @@
 use super::lxc::*;
 use super::response::*;
 use super::wording::*;
-use super::{CtEvent, Effect, Reboot, Shared, Task};
+use super::{CloneMode, CtEvent, Effect, Reboot, Shared, Task};
 use crate::upid::Upid;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -111,16 +111,31 @@ pub(crate) fn advance(sh: &Shared, now: Instant) {
             let task = st.tasks[i].clone();
             let ok = task.error.is_none();
             let mut log = Vec::new();
+            let mut late_error: Option<String> = None;
             match task.effect {
-                Effect::Clone { source, newid } => {
+                Effect::Clone {
+                    source,
+                    newid,
+                    mode,
+                    ref volid,
+                } => {
                     if let Some(src) = st.cts.get_mut(&source)
                         && src.lock.as_deref() == Some("disk")
                     {
                         src.lock = None;
                     }
                     log.push(format!(
-                        "create linked clone of mount point rootfs (local-lvm:base-{source}-disk-0)"
+                        "creating a clone of container {source} with ID {newid}"
                     ));
+                    // Quirk: "mountpoint" in one message, "mount point" in the other.
+                    log.push(match mode {
+                        CloneMode::Full => {
+                            format!("create full clone of mountpoint rootfs ({volid})")
+                        }
+                        CloneMode::Linked => {
+                            format!("create linked clone of mount point rootfs ({volid})")
+                        }
+                    });
                     if ok {
                         if let Some(ct) = st.cts.get_mut(&newid) {
                             ct.lock = None;
@@ -169,6 +184,20 @@ pub(crate) fn advance(sh: &Shared, now: Instant) {
                         });
                     }
                 }
+                Effect::Resize { vmid, bytes } if ok => {
+                    // The worker checks again under the config flock.
+                    match st.cts.get_mut(&vmid) {
+                        Some(ct) => match resize_refusal(ct.rootfs.bytes, bytes) {
+                            None => {
+                                ct.rootfs.bytes = bytes;
+                                touch(ct, 3);
+                                log.push(format!("resize rootfs to {bytes} bytes"));
+                            }
+                            Some(e) => late_error = Some(e.to_string()),
+                        },
+                        None => late_error = Some(e_config_missing(&task.upid.node, vmid)),
+                    }
+                }
                 Effect::Destroy { vmid } => {
                     if ok {
                         if let Some(ct) = st.cts.remove(&vmid) {
@@ -185,7 +214,9 @@ pub(crate) fn advance(sh: &Shared, now: Instant) {
                 }
                 _ => {}
             }
-            let exit = match &task.error {
+            let error = task.error.clone().or(late_error);
+            let ok = error.is_none();
+            let exit = match &error {
                 None => "OK".to_string(),
                 Some(e) => e.clone(),
             };
@@ -286,4 +317,93 @@ pub(crate) fn task_log(
         .map(|(i, l)| json!({"n": i + 1, "t": l}))
         .collect();
     ok_with(Value::Array(lines), Some(t.log.len()))
+}
+
+/// A finished task's `endtime`, in Unix seconds.
+fn unix(sh: &Shared, at: Instant) -> i64 {
+    sh.start_unix + at.saturating_duration_since(sh.epoch).as_secs() as i64
+}
+
+/// `upid_normalize_status_type`: what `statusfilter` matches (`RUNNING` counts as unknown).
+fn status_type(exit: Option<&str>) -> &'static str {
+    match exit {
+        None => "unknown",
+        Some("OK") => "ok",
+        Some(e) if e.starts_with("WARNINGS: ") => "warning",
+        Some("unexpected status") => "unknown",
+        Some(_) => "error",
+    }
+}
+
+/// `GET /nodes/{node}/tasks` (`node_tasks`): the active tasks (`status: RUNNING`), then the
+/// archive (newest first, with `endtime` and the exit status), filtered as PVE does; `total`
+/// counts every match, `start`/`limit` page. The simulator archives a task when it ends, so a
+/// finished task is never in the active list.
+pub(crate) fn task_list(sh: &Shared, node: &str, params: &BTreeMap<String, String>) -> Response {
+    let st = sh.state.lock().unwrap();
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let num = |k: &str| get(k).and_then(|v| v.parse::<i64>().ok());
+    let source = get("source").unwrap_or("archive");
+    let start = num("start").unwrap_or(0).max(0) as usize;
+    let limit = num("limit").unwrap_or(50).max(0) as usize;
+    let errors = get("errors") == Some("1");
+    let mut statuses = vec!["ok", "warning", "error", "unknown"];
+    if let Some(f) = get("statusfilter").filter(|_| !errors) {
+        let wanted: Vec<String> = f
+            .split([',', ';', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        statuses.retain(|s| wanted.iter().any(|w| w == s));
+    } else if errors {
+        statuses.retain(|s| *s != "ok");
+    }
+    let (since, until) = (num("since"), num("until"));
+    let matches = |t: &&Task| {
+        let u = &t.upid;
+        let user = u.user.split('!').next().unwrap_or("");
+        u.node == node
+            && get("userfilter").is_none_or(|f| user.to_lowercase().contains(&f.to_lowercase()))
+            && get("typefilter").is_none_or(|f| u.task_type == f)
+            && get("vmid").is_none_or(|v| u.id == v)
+            && since.is_none_or(|s| u.starttime >= s)
+            && until.is_none_or(|s| u.starttime <= s)
+            && statuses.contains(&status_type(t.exit.as_deref()))
+    };
+    let mut active: Vec<&Task> = Vec::new();
+    let mut archive: Vec<&Task> = Vec::new();
+    if source != "archive" {
+        active = st.tasks.iter().filter(|t| t.exit.is_none()).collect();
+        active.sort_by_key(|t| std::cmp::Reverse(t.upid.starttime));
+    }
+    if source != "active" {
+        archive = st.tasks.iter().filter(|t| t.exit.is_some()).collect();
+        archive.sort_by_key(|t| std::cmp::Reverse(t.ends_at));
+    }
+    let all: Vec<&Task> = active.into_iter().chain(archive).filter(matches).collect();
+    let rows: Vec<Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|t| {
+            let u = &t.upid;
+            let (user, tokenid) = match u.user.split_once('!') {
+                Some((user, tok)) => (user, Some(tok)),
+                None => (u.user.as_str(), None),
+            };
+            let mut m = json!({
+                "upid": u.to_string(), "node": u.node, "pid": u.pid, "pstart": u.pstart,
+                "starttime": u.starttime, "type": u.task_type, "id": u.id, "user": user,
+                "status": t.exit.as_deref().unwrap_or("RUNNING"),
+            });
+            if let Some(tok) = tokenid {
+                m["tokenid"] = json!(tok);
+            }
+            if t.exit.is_some() {
+                m["endtime"] = json!(unix(sh, t.ends_at));
+            }
+            m
+        })
+        .collect();
+    ok_with(Value::Array(rows), Some(all.len()))
 }
