@@ -394,60 +394,60 @@ async fn the_task_listing_filters_as_pve_does() {
 
     let (r, f, c) = (&running, &failed, &clone);
     // (params, expected upids, reason)
-    let rows: Vec<(Vec<(&str, &str)>, Vec<&String>, &str)> = vec![
+    let rows: Vec<(Params, Vec<&String>, &str)> = vec![
         (
-            vec![("source", "active"), ("vmid", "300")],
+            &[("source", "active"), ("vmid", "300")],
             vec![r],
             "vmid matches the UPID's id",
         ),
         (
-            vec![("source", "all"), ("typefilter", "vzclone")],
+            &[("source", "all"), ("typefilter", "vzclone")],
             vec![f, c],
             "typefilter is exact",
         ),
         (
-            vec![("source", "all"), ("typefilter", "vzclon")],
+            &[("source", "all"), ("typefilter", "vzclon")],
             vec![],
             "no prefix match",
         ),
         (
-            vec![("source", "all"), ("userfilter", "ROOT@")],
+            &[("source", "all"), ("userfilter", "ROOT@")],
             vec![r, f, c],
             "userfilter is a case-insensitive substring",
         ),
         (
-            vec![("source", "all"), ("userfilter", "zlh")],
+            &[("source", "all"), ("userfilter", "zlh")],
             vec![],
             "userfilter sees the user, not the token",
         ),
         (
-            vec![("source", "all"), ("since", "99999999999")],
+            &[("source", "all"), ("since", "99999999999")],
             vec![],
             "since bounds starttime",
         ),
         (
-            vec![("source", "all"), ("limit", "1"), ("start", "1")],
+            &[("source", "all"), ("limit", "1"), ("start", "1")],
             vec![f],
             "start and limit page",
         ),
         (
-            vec![("source", "all"), ("errors", "1")],
+            &[("source", "all"), ("errors", "1")],
             vec![r, f],
             "errors drops only the OK ones; running counts as unknown",
         ),
         (
-            vec![("source", "all"), ("statusfilter", "ok")],
+            &[("source", "all"), ("statusfilter", "ok")],
             vec![c],
             "statusfilter keeps the listed types",
         ),
         (
-            vec![("source", "all"), ("statusfilter", "error;unknown")],
+            &[("source", "all"), ("statusfilter", "error;unknown")],
             vec![r, f],
             "statusfilter is a list",
         ),
     ];
     for (params, want, reason) in rows {
-        let a = raw.get(TASKS, &params).await;
+        let a = raw.get(TASKS, params).await;
         assert_eq!(a.status, 200, "{reason}: {}", a.body);
         let want: Vec<String> = want.into_iter().cloned().collect();
         assert_eq!(upids(&a), want, "{reason}");
