@@ -229,7 +229,7 @@ async fn impossible_clones_fail_synchronously_with_pves_wording() {
     };
     let plain = |_: &mut SimConfig| {};
     // (setup, source, params, message, reason)
-    let rows: [Row; 6] = [
+    let rows: [Row; 7] = [
         (
             on_dir,
             900,
@@ -264,6 +264,13 @@ async fn impossible_clones_fail_synchronously_with_pves_wording() {
             &[("newid", "900")],
             "CT 900 already exists on node 'pve'",
             "the new id is checked before the mode",
+        ),
+        (
+            plain,
+            900,
+            &[("newid", "200"), ("snapname", "base")],
+            "snapshot 'base' does not exist",
+            "the simulator keeps no snapshots",
         ),
         (
             plain,

@@ -186,6 +186,10 @@ pub(crate) fn clone(
     if storage.is_some() && mode == CloneMode::Linked {
         return pve_error(500, E_STORAGE_LINKED);
     }
+    // The simulator keeps no snapshots.
+    if let Some(snap) = params.get("snapname") {
+        return pve_error(500, &e_no_snapshot(snap));
+    }
     let src_kind = sh.storage(src.rootfs.storage()).map(|s| s.kind);
     match mode {
         // Quirk: only a base (template) volume on a snapshot-capable storage can be
