@@ -2,14 +2,17 @@
 
 use super::Shared;
 use super::SimEndpoint;
-use super::cluster::*;
+use super::cluster::{cluster_resources, ct_list, next_id, node_list, release};
 use super::faults::{FaultAction, FaultSpec, Outage};
-use super::lxc::*;
-use super::params::*;
+use super::lxc::{
+    clone, config_json, config_put, delete, interfaces, reboot, resize, start, status_json, stop,
+    with_ct,
+};
+use super::params::{parse_form, percent_decode, validate};
 use super::rate::{Admission, OVERLOADED_CODE, OVERLOADED_MESSAGE};
-use super::response::*;
-use super::tasks::*;
-use super::wording::*;
+use super::response::{ok, param_error, pve_error, reset};
+use super::tasks::{advance, task_list, task_log, task_status};
+use super::wording::E_AUTH_FAILED;
 use crate::request::Endpoint;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};

@@ -1,10 +1,14 @@
 //! LXC container handlers: clone, config, status, start/stop/reboot, delete, interfaces.
 
 use super::SimEndpoint;
-use super::response::*;
+use super::response::{ok, pve_error};
 use super::storage::{Rootfs, SizeArg, StorageKind};
-use super::tasks::*;
-use super::wording::*;
+use super::tasks::{NewTask, push_task};
+use super::wording::{
+    E_FULL_CLONE_RUNNING, E_MODIFIED, E_NO_OPTIONS, E_SAME_SIZE, E_SHRINK, E_STORAGE_LINKED,
+    E_TEMPLATE_START, e_config_missing, e_exists, e_locked, e_no_disk, e_no_linked_clone,
+    e_no_snapshot, e_no_storage,
+};
 use super::{CloneMode, Ct, Effect, Reboot, Shared};
 use crate::request::Endpoint;
 use axum::response::Response;
