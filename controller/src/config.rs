@@ -716,6 +716,27 @@ impl Config {
                 }
                 _ => {}
             }
+            let name = format!("templates[{i}] (template {} on {})", t.vmid, t.node);
+            match (t.clone_mode, &t.storage) {
+                // Proxmox: `parameter 'storage' not allowed for linked clones`.
+                (model::CloneMode::Linked, Some(st)) => {
+                    return bad(
+                        &format!("{name}.storage"),
+                        format!(
+                            "'{st}' cannot be combined with clone = \"linked\": a linked clone \
+                             lives on the template's own storage (use clone = \"full\" to \
+                             copy to '{st}')"
+                        ),
+                    );
+                }
+                (model::CloneMode::Full, Some(st)) if !is_storage_id(st) => {
+                    return bad(
+                        &format!("{name}.storage"),
+                        format!("'{st}' is not a Proxmox storage ID"),
+                    );
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -751,6 +772,13 @@ impl Config {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// PVE's `pve-storage-id`: a letter, then letters, digits, `-`, `_`, `.`.
+fn is_storage_id(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// Read a secret file; a relative name is looked up in `$CREDENTIALS_DIRECTORY` (systemd
@@ -1023,6 +1051,24 @@ mod tests {
                 "[[sd.exporters]]\nname = \"node\"\nkinds = [\"game\"]\nport = 0\n",
                 &[],
                 "sd.exporters[0].port",
+            ),
+            (
+                "a linked clone cannot target a storage: the template is named",
+                "[[templates]]\nkind = \"dev\"\nruntime = \"node\"\nversions = [\"20\"]\nnode = \"pve\"\nvmid = 910\nclone = \"linked\"\nstorage = \"local-lvm\"\n",
+                &[],
+                "templates[0] (template 910 on pve).storage",
+            ),
+            (
+                "a storage that is no storage ID is refused",
+                "[[templates]]\nkind = \"dev\"\nruntime = \"node\"\nversions = [\"20\"]\nnode = \"pve\"\nvmid = 910\nstorage = \"local lvm\"\n",
+                &[],
+                "not a Proxmox storage ID",
+            ),
+            (
+                "an unknown clone mode names the key",
+                "[[templates]]\nkind = \"dev\"\nruntime = \"node\"\nversions = [\"20\"]\nnode = \"pve\"\nvmid = 910\nclone = \"thin\"\n",
+                &[],
+                "clone",
             ),
             (
                 "a bad listen address names the key",

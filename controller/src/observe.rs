@@ -112,6 +112,8 @@ pub fn from_snapshot<S: Stack>(
                 swap_mib: Some(d.swap_mib),
                 bridge: Some(d.bridge.clone()),
                 net0: None,
+                // Likewise: a disk the spec grew is applied while the server is in flux.
+                rootfs_gib: Some(d.disk_gib),
             })));
             if e.running {
                 o.power = Some(Ok(PowerObs::Running));
@@ -405,6 +407,7 @@ pub fn container_obs(c: &proxmox_client::LxcConfig) -> ContainerObs {
         swap_mib: c.swap.and_then(|m| u32::try_from(m).ok()),
         bridge: c.net0.as_deref().and_then(|n| net_param(n, "bridge")),
         net0: c.net0.clone(),
+        rootfs_gib: c.rootfs_gib,
     }
 }
 

@@ -18,7 +18,7 @@ pub mod status;
 #[cfg(feature = "store")]
 pub mod store;
 
-pub use catalog::{Catalog, Template};
+pub use catalog::{Catalog, CloneMode, Template};
 pub use class::ErrorClass;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer::{ApiToken, Customer, Quota, Role, Standing};

@@ -143,22 +143,23 @@ impl<S: Stack> Context<S> {
     pub fn desired(&self, s: &Server) -> Desired {
         let spec = &s.spec;
         let vmid = s.reserved_vmid;
-        let template = self
-            .catalog
-            .template_for(spec)
-            .map(|t| (t.node.clone(), t.vmid));
+        let offered = self.catalog.template_for(spec);
+        let template = offered.map(|t| (t.node.clone(), t.vmid));
         Desired {
             id: s.id,
             kind: spec.kind,
             generation: s.generation,
             vmid,
             template: template.clone(),
+            clone_mode: offered.map(|t| t.clone_mode).unwrap_or_default(),
+            clone_storage: offered.and_then(|t| t.storage.clone()),
             // An existing container stays managed on the node it was built on, even if the
             // catalog stops offering its spec.
             node: s.status.node.clone().or_else(|| template.map(|t| t.0)),
             hostname: vmid.map(|v| hostname(spec.kind, spec.variant, v)),
             cores: spec.resources.cores,
             memory_mib: spec.resources.memory_mib,
+            disk_gib: spec.resources.disk_gib,
             swap_mib: self.cfg.network.swap_mib,
             bridge: self.cfg.network.bridge(spec.kind).to_string(),
             power: spec.power,

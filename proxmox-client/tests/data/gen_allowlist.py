@@ -18,7 +18,8 @@ ENDPOINTS = [
     ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"),
     ("POST", "/nodes/{node}/lxc/{vmid}/status/reboot"), ("DELETE", "/nodes/{node}/lxc/{vmid}"),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"), ("GET", "/nodes/{node}/tasks/{upid}/status"),
-    ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    ("GET", "/nodes/{node}/tasks/{upid}/log"), ("PUT", "/nodes/{node}/lxc/{vmid}/resize"),
+    ("GET", "/nodes/{node}/tasks"),
 ]
 KEEP = ("type", "enum", "minimum", "maximum", "maxLength", "pattern")
 
