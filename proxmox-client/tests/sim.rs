@@ -199,7 +199,11 @@ async fn full_lifecycle_every_endpoint() {
 
 #[tokio::test]
 async fn clone_locks_and_conflicts() {
-    let (sim, c) = sim_with(|s| s.timings.clone = HOUR).await;
+    let (sim, c) = sim_with(|s| {
+        s.timings.clone = HOUR;
+        s.timings.linked_clone = HOUR;
+    })
+    .await;
     let req = |newid| CloneRequest {
         newid,
         hostname: Some(format!("ct-{newid}")),

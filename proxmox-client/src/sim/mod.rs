@@ -11,10 +11,18 @@
 //! Task progress is evaluated lazily on every request (and by a 5 ms ticker, so `CtEvent`s
 //! arrive without polling).
 
+mod cluster;
 mod faults;
-mod server;
+mod http;
+mod lxc;
+mod params;
+mod response;
+mod storage;
+mod tasks;
+mod wording;
 
 pub use faults::{FaultAction, FaultRule, FaultSpec, Outage, TaskErrorSpec, Trigger};
+pub use storage::{SimStorage, StorageKind};
 
 use crate::client::PveConfig;
 use crate::types::CtState;
@@ -24,6 +32,20 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
+
+/// Names of the routes the simulator serves beyond `crate::request::Endpoint`'s (which the
+/// client uses), for `PveSimHandle::requests_for` and fault rules.
+pub struct SimEndpoint;
+impl SimEndpoint {
+    /// `GET /nodes/{node}/tasks`.
+    pub const TASK_LIST: &'static str = "task_list";
+    /// `PUT /nodes/{node}/lxc/{vmid}/resize`.
+    pub const RESIZE: &'static str = "resize";
+    /// `GET /nodes`.
+    pub const NODE_LIST: &'static str = "node_list";
+    /// `GET /nodes/{node}/lxc`.
+    pub const CT_LIST: &'static str = "ct_list";
+}
 
 /// A template container present at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +58,18 @@ pub struct SimTemplate {
 /// Durations of the simulated operations, before scaling by `SimConfig::time_scale`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimTimings {
+    /// A full clone: the template's disk is copied, its `disk` lock held throughout.
     pub clone: Duration,
+    /// A linked clone: a thin snapshot clone, the template's `disk` lock held for it.
+    pub linked_clone: Duration,
     pub start: Duration,
     pub stop: Duration,
     /// Also the shutdown half of a reboot (capped by its `timeout`), whose start half takes
     /// `start`.
     pub shutdown: Duration,
     pub destroy: Duration,
+    /// A resize task (`lvextend` and `resize2fs`).
+    pub resize: Duration,
     /// After a start task ends, how long until `interfaces` shows the IPv4 address.
     pub ip_delay: Duration,
     /// How long a fresh CT shows `status: unknown` and no `name` in cluster/resources.
@@ -66,6 +93,12 @@ pub struct SimConfig {
     pub ip_base: Option<u8>,
     /// What `/version` reports.
     pub version: String,
+    /// The node's storages (each on every node; none shared).
+    pub storages: Vec<SimStorage>,
+    /// Where the templates' root volumes live: one of `storages`.
+    pub template_storage: String,
+    /// Size of a template's root volume (and so of a fresh clone's).
+    pub template_disk_bytes: u64,
 }
 
 impl Default for SimConfig {
@@ -90,11 +123,15 @@ impl Default for SimConfig {
             token_id: "root@pam!zlh".into(),
             token_secret: "5f1c7a52-sim0-4c5e-9d1b-0123456789ab".into(),
             timings: SimTimings {
+                // The previous system's measured full clone.
                 clone: Duration::from_secs(20),
+                // A thin snapshot on LVM-thin/ZFS takes seconds.
+                linked_clone: Duration::from_secs(2),
                 start: Duration::from_secs(3),
                 stop: Duration::from_secs(2),
                 shutdown: Duration::from_secs(5),
                 destroy: Duration::from_secs(2),
+                resize: Duration::from_secs(1),
                 ip_delay: Duration::from_secs(5),
                 resources_lag: Duration::from_secs(10),
                 task_visible_after: Duration::ZERO,
@@ -102,6 +139,15 @@ impl Default for SimConfig {
             time_scale: 1.0,
             ip_base: None,
             version: "9.1.9".into(),
+            // A default PVE install: `local` (a directory) and `local-lvm` (LVM-thin), with
+            // the templates on `local-lvm` so that both clone modes work.
+            storages: vec![
+                SimStorage::new("local", StorageKind::Dir),
+                SimStorage::new("local-lvm", StorageKind::LvmThin),
+            ],
+            template_storage: "local-lvm".into(),
+            // PVE's CT wizard default.
+            template_disk_bytes: 8 << 30,
         }
     }
 }
@@ -112,10 +158,12 @@ impl SimConfig {
         SimConfig {
             timings: SimTimings {
                 clone: Duration::from_millis(30),
+                linked_clone: Duration::from_millis(10),
                 start: Duration::from_millis(10),
                 stop: Duration::from_millis(10),
                 shutdown: Duration::from_millis(10),
                 destroy: Duration::from_millis(10),
+                resize: Duration::from_millis(10),
                 ip_delay: Duration::from_millis(20),
                 resources_lag: Duration::from_millis(50),
                 task_visible_after: Duration::ZERO,
@@ -161,6 +209,10 @@ pub struct CtSnapshot {
     pub swap: u64,
     pub onboot: bool,
     pub net0: String,
+    /// The `rootfs` config line (`<volid>,size=8G`).
+    pub rootfs: String,
+    /// The root volume's size.
+    pub rootfs_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -178,7 +230,7 @@ pub(crate) struct Ct {
     pub swap: u64,
     pub onboot: bool,
     pub net0: String,
-    pub rootfs: String,
+    pub rootfs: storage::Rootfs,
     pub digest: String,
     pub created: Instant,
     /// Pre-existing CTs (templates, foreign ones) show no RRD lag in cluster/resources.
@@ -188,11 +240,35 @@ pub(crate) struct Ct {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Effect {
-    Clone { source: u32, newid: u32 },
-    Start { vmid: u32 },
-    Stop { vmid: u32 },
-    Destroy { vmid: u32 },
+    Clone {
+        source: u32,
+        newid: u32,
+        mode: CloneMode,
+        /// The source's root volume, for the task log.
+        volid: String,
+    },
+    Start {
+        vmid: u32,
+    },
+    Stop {
+        vmid: u32,
+    },
+    Destroy {
+        vmid: u32,
+    },
+    /// The worker writes the new size into the config when it ends.
+    Resize {
+        vmid: u32,
+        bytes: u64,
+    },
     Reboot(Reboot),
+}
+
+/// How a clone copies the disk (`full` parameter; a template's default is linked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloneMode {
+    Full,
+    Linked,
 }
 
 /// A shutdown then a start, in one task: the CT goes down at `down_at` (`was_up` records
@@ -258,6 +334,10 @@ impl Shared {
         )
     }
 
+    pub fn storage(&self, id: &str) -> Option<&SimStorage> {
+        self.cfg.storages.iter().find(|s| s.id == id)
+    }
+
     pub fn emit(&self, e: CtEvent) {
         let _ = self.events.send(e);
     }
@@ -279,10 +359,18 @@ impl PveSim {
             ..State::default()
         };
         for t in &cfg.templates {
-            let mut ct = server::new_ct(t.vmid, &t.node, &t.hostname, now);
+            let mut ct = lxc::new_ct(t.vmid, &t.node, &t.hostname, now);
             ct.template = true;
             ct.preexisting = true;
-            ct.rootfs = format!("local-lvm:base-{}-disk-0,size=8G", t.vmid);
+            let kind = cfg
+                .storages
+                .iter()
+                .find(|s| s.id == cfg.template_storage)
+                .map_or(StorageKind::LvmThin, |s| s.kind);
+            ct.rootfs = storage::Rootfs {
+                volid: kind.volid(&cfg.template_storage, t.vmid, true),
+                bytes: cfg.template_disk_bytes,
+            };
             state.cts.insert(t.vmid, ct);
         }
         let shared = Arc::new(Shared {
@@ -295,14 +383,14 @@ impl PveSim {
             start_unix: chrono::Utc::now().timestamp(),
             epoch: now,
         });
-        let server = tokio::spawn(server::serve(listener, shared.clone()));
+        let server = tokio::spawn(http::serve(listener, shared.clone()));
         let weak = Arc::downgrade(&shared);
         let ticker = tokio::spawn(async move {
             let mut iv = tokio::time::interval(Duration::from_millis(5));
             loop {
                 iv.tick().await;
                 let Some(s) = weak.upgrade() else { break };
-                server::advance(&s, Instant::now());
+                tasks::advance(&s, Instant::now());
             }
         });
         Ok(PveSimHandle {
@@ -383,7 +471,7 @@ impl PveSimHandle {
 
     /// All containers (templates included), by vmid.
     pub fn containers(&self) -> Vec<CtSnapshot> {
-        server::advance(&self.shared, Instant::now());
+        tasks::advance(&self.shared, Instant::now());
         let st = self.shared.state.lock().unwrap();
         st.cts.values().map(|c| self.snapshot(c)).collect()
     }
@@ -412,6 +500,8 @@ impl PveSimHandle {
             swap: c.swap,
             onboot: c.onboot,
             net0: c.net0.clone(),
+            rootfs: c.rootfs.line(),
+            rootfs_bytes: c.rootfs.bytes,
         }
     }
 
@@ -466,7 +556,7 @@ impl PveSimHandle {
     }
     /// Tasks dispatched and not finished yet.
     pub fn running_tasks(&self) -> usize {
-        server::advance(&self.shared, Instant::now());
+        tasks::advance(&self.shared, Instant::now());
         self.shared
             .state
             .lock()
@@ -563,7 +653,7 @@ impl PveSimHandle {
     }
     /// Apply a spec as `POST /_sim/faults` does.
     pub fn apply_faults(&self, spec: FaultSpec) {
-        server::apply_spec(&self.shared, spec);
+        http::apply_spec(&self.shared, spec);
     }
     /// Remove every rule, task error and the outage.
     pub fn clear_faults(&self) {
@@ -608,7 +698,7 @@ impl PveSimHandle {
 
     /// An intruder: a stopped CT without our marker (no description, no tags).
     pub fn add_foreign_ct(&self, node: &str, vmid: u32, hostname: &str) {
-        let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
+        let mut ct = lxc::new_ct(vmid, node, hostname, Instant::now());
         ct.preexisting = true;
         self.shared.state.lock().unwrap().cts.insert(vmid, ct);
     }
@@ -616,7 +706,7 @@ impl PveSimHandle {
     /// A stopped CT with this description and no tags (e.g. a clone that failed before its
     /// first config write, its marker only in the description).
     pub fn add_described_ct(&self, node: &str, vmid: u32, hostname: &str, description: &str) {
-        let mut ct = server::new_ct(vmid, node, hostname, Instant::now());
+        let mut ct = lxc::new_ct(vmid, node, hostname, Instant::now());
         ct.description = Some(description.to_string());
         self.shared.state.lock().unwrap().cts.insert(vmid, ct);
     }

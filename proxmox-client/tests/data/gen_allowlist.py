@@ -18,8 +18,11 @@ ENDPOINTS = [
     ("POST", "/nodes/{node}/lxc/{vmid}/status/shutdown"),
     ("POST", "/nodes/{node}/lxc/{vmid}/status/reboot"), ("DELETE", "/nodes/{node}/lxc/{vmid}"),
     ("GET", "/nodes/{node}/lxc/{vmid}/interfaces"), ("GET", "/nodes/{node}/tasks/{upid}/status"),
-    ("GET", "/nodes/{node}/tasks/{upid}/log"), ("PUT", "/nodes/{node}/lxc/{vmid}/resize"),
-    ("GET", "/nodes/{node}/tasks"),
+    ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    # Served by the simulator (and partly used by the client): the task listing, resize, the
+    # node and container listings.
+    ("GET", "/nodes/{node}/tasks"), ("PUT", "/nodes/{node}/lxc/{vmid}/resize"),
+    ("GET", "/nodes"), ("GET", "/nodes/{node}/lxc"),
 ]
 KEEP = ("type", "enum", "minimum", "maximum", "maxLength", "pattern")
 
