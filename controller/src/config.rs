@@ -284,6 +284,13 @@ impl ControllerSection {
         }
     }
 
+    /// How long a node's active-task listing answers "still running?" for every task waited
+    /// on there: half a poll, so a task's end is seen at most half a poll later than a status
+    /// read of its own would see it, for about two listings per poll per node.
+    pub fn task_listing_max_age(&self) -> Duration {
+        self.task_poll / 2
+    }
+
     /// `/readyz` of the controller's listener fails once the last resync round (swept, or
     /// left to the replica holding the resync) is older than this: three intervals, so one
     /// slow round (a Proxmox call running into its timeout) does not take a replica out.

@@ -25,7 +25,7 @@ impl Endpoint {
     pub const TASK_STATUS: &'static str = "task_status";
     pub const TASK_LOG: &'static str = "task_log";
     pub const RESIZE: &'static str = "resize";
-    pub const TASKS: &'static str = "tasks";
+    pub const TASKS: &'static str = "task_list";
     pub const ALL: [&'static str; 17] = [
         Self::VERSION,
         Self::CLUSTER_RESOURCES,

@@ -47,6 +47,8 @@ pub struct Context<S: Stack = Live> {
     pub snapshot: RwLock<Arc<Snapshot>>,
     /// Servers to wake (a clone slot was freed); drained by the engine after each reconcile.
     pub wake: Mutex<Vec<ServerId>>,
+    /// The latest active-task listing per node, shared by every wait on a task.
+    pub task_listings: crate::task_listing::TaskListings,
 }
 
 /// When to look at a server again, named as kube-rs names them.
@@ -118,6 +120,7 @@ impl<S: Stack> Context<S> {
             slots: TemplateSlots::new(t.slot_holder_ttl(), t.slot_waiter_ttl()),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             wake: Mutex::new(Vec::new()),
+            task_listings: crate::task_listing::TaskListings::new(t.task_listing_max_age()),
             cfg,
         }
     }
@@ -209,6 +212,8 @@ impl<S: Stack> Context<S> {
     ) -> ObserveCtx<'a, S> {
         ObserveCtx {
             backends: &self.backends,
+            task_listings: &self.task_listings,
+            now: self.clock.now(),
             snapshot,
             source,
             upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),

@@ -629,6 +629,8 @@ async fn a_teardown_task_past_its_deadline_degrades_and_is_still_waited_for() {
     );
 
     ctx.backends.pve.finish_running_tasks();
+    // The next poll (the node's task listing is renewed at most every poll).
+    clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
     once(&ctx, id).await;
     assert!(
         ctx.store.get_server(id).await.unwrap().is_none(),
@@ -812,4 +814,91 @@ async fn a_rootfs_larger_than_the_spec_is_never_shrunk() {
         condition(&s, ConditionType::ContainerCreated).0,
         ConditionStatus::True
     );
+}
+
+/// Fifty servers waiting on their clone tasks on one node cost one task listing per poll,
+/// not fifty status reads; a task that ends is read once, for its exit status.
+#[tokio::test]
+async fn fifty_waiting_clones_cost_one_task_listing_per_poll() {
+    const N: u32 = 50;
+    let clock = model::ManualClock::default();
+    let mut ctx = context_with(Arc::new(clock.clone())).await;
+    // One template per server, so every clone runs at once (clones of one template queue).
+    let template = ctx.catalog.templates[0].clone();
+    ctx.catalog.templates = (0..N)
+        .map(|i| model::Template {
+            versions: vec![format!("1.21.{}", 100 + i)],
+            vmid: 2000 + i,
+            ..template.clone()
+        })
+        .collect();
+    let pve = &ctx.backends.pve;
+    for i in 0..N {
+        pve.put_template("pve", 2000 + i, &format!("tpl-{i}"));
+    }
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let new = NewServer {
+            customer_id: format!("u{i}"),
+            spec: ServerSpec::minecraft(Variant::Paper, &format!("1.21.{}", 100 + i)),
+            idempotency: None,
+            enforce_quota: false,
+        };
+        ids.push(ctx.store.create_server(new).await.unwrap().server.id);
+    }
+    for id in &ids {
+        once(&ctx, *id).await;
+    }
+    assert_eq!(
+        clones(&ctx.backends.pve),
+        N as usize,
+        "every server cloning"
+    );
+
+    let count =
+        |pve: &FakeProxmox, m: PveMethod| pve.calls().iter().filter(|c| c.method() == m).count();
+    for poll in 1..=3 {
+        clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
+        ctx.backends.pve.clear_calls();
+        for id in &ids {
+            assert_eq!(
+                once(&ctx, *id).await,
+                Requeue::After(ctx.timing().task_poll),
+                "poll {poll}: still waiting on the clone"
+            );
+        }
+        let pve = &ctx.backends.pve;
+        assert_eq!(
+            count(pve, PveMethod::NodeTasks),
+            1,
+            "poll {poll}: one listing"
+        );
+        assert_eq!(
+            count(pve, PveMethod::TaskStatus),
+            0,
+            "poll {poll}: no status reads"
+        );
+    }
+
+    // The clones end: each ended task is read once (its exit status), then forgotten.
+    ctx.backends.pve.finish_running_tasks();
+    clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
+    ctx.backends.pve.clear_calls();
+    for id in &ids {
+        once(&ctx, *id).await;
+    }
+    let pve = &ctx.backends.pve;
+    assert_eq!(
+        count(pve, PveMethod::TaskStatus),
+        N as usize,
+        "one exit-status read each"
+    );
+    for id in &ids {
+        let s = server(&ctx, *id).await;
+        assert_ne!(
+            s.status.in_flight_task.as_ref().map(|t| t.action),
+            Some(TaskKind::Clone),
+            "the clone is over"
+        );
+    }
 }
