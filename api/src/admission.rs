@@ -32,6 +32,27 @@ pub(crate) fn validate_spec(spec: &ServerSpec, prefix: &str) -> ApiResult<()> {
     })
 }
 
+/// A spec change may grow the disk, never shrink it: Proxmox cannot shrink a container volume
+/// (`unable to shrink disk size`), so a smaller `diskGib` would be a promise never kept. A 422
+/// naming `resources.diskGib` under `prefix`.
+pub(crate) fn check_disk_not_shrunk(
+    current: &ServerSpec,
+    asked: &ServerSpec,
+    prefix: &str,
+) -> ApiResult<()> {
+    let (have, want) = (current.resources.disk_gib, asked.resources.disk_gib);
+    if want < have {
+        return Err(ApiError::invalid_field(
+            &format!("{prefix}resources.diskGib"),
+            format!(
+                "cannot shrink the disk from {have} GiB to {want} GiB: Proxmox can only grow a \
+                 container's disk"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether the catalog offers this spec; a 422 naming `variant`, `runtime` or `version`.
 pub(crate) fn check_offered(catalog: &Catalog, spec: &ServerSpec, prefix: &str) -> ApiResult<()> {
     if catalog.template_for(spec).is_some() {
@@ -149,4 +170,35 @@ pub(crate) async fn check_standing(
         });
     }
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::Variant;
+
+    #[test]
+    fn a_disk_may_grow_or_stay_but_never_shrink() {
+        let cases: &[(&str, u32, u32, bool)] = &[
+            ("growing is applied by a resize", 16, 32, true),
+            ("the same size changes nothing", 16, 16, true),
+            ("shrinking is refused: Proxmox cannot", 32, 16, false),
+        ];
+        for (why, have, want, ok) in cases {
+            let mut current = ServerSpec::minecraft(Variant::Paper, "1.21.7");
+            current.resources.disk_gib = *have;
+            let mut asked = current.clone();
+            asked.resources.disk_gib = *want;
+            let got = check_disk_not_shrunk(&current, &asked, "spec.");
+            assert_eq!(got.is_ok(), *ok, "{why}");
+            if let Err(e) = got {
+                let text = format!("{e:?}");
+                assert!(text.contains("spec.resources.diskGib"), "{why}: {text}");
+                assert!(
+                    text.contains("cannot shrink the disk from 32 GiB to 16 GiB"),
+                    "{why}"
+                );
+            }
+        }
+    }
 }

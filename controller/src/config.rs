@@ -284,6 +284,13 @@ impl ControllerSection {
         }
     }
 
+    /// How long a node's active-task listing answers "still running?" for every task waited
+    /// on there: half a poll, so a task's end is seen at most half a poll later than a status
+    /// read of its own would see it, for about two listings per poll per node.
+    pub fn task_listing_max_age(&self) -> Duration {
+        self.task_poll / 2
+    }
+
     /// `/readyz` of the controller's listener fails once the last resync round (swept, or
     /// left to the replica holding the resync) is older than this: three intervals, so one
     /// slow round (a Proxmox call running into its timeout) does not take a replica out.
@@ -716,6 +723,27 @@ impl Config {
                 }
                 _ => {}
             }
+            let name = format!("templates[{i}] (template {} on {})", t.vmid, t.node);
+            match (t.clone_mode, &t.storage) {
+                // Proxmox: `parameter 'storage' not allowed for linked clones`.
+                (model::CloneMode::Linked, Some(st)) => {
+                    return bad(
+                        &format!("{name}.storage"),
+                        format!(
+                            "'{st}' cannot be combined with clone = \"linked\": a linked clone \
+                             lives on the template's own storage (use clone = \"full\" to \
+                             copy to '{st}')"
+                        ),
+                    );
+                }
+                (model::CloneMode::Full, Some(st)) if !is_storage_id(st) => {
+                    return bad(
+                        &format!("{name}.storage"),
+                        format!("'{st}' is not a Proxmox storage ID"),
+                    );
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -827,6 +855,13 @@ fn redact_url(s: &str) -> String {
         None => tail.to_string(),
     };
     format!("{}://{authority}{tail}", &s[..scheme_end])
+}
+
+/// PVE's `pve-storage-id`: a letter, then letters, digits, `-`, `_`, `.`.
+fn is_storage_id(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// Read a secret file; a relative name is looked up in `$CREDENTIALS_DIRECTORY` (systemd
@@ -1099,6 +1134,24 @@ mod tests {
                 "[[sd.exporters]]\nname = \"node\"\nkinds = [\"game\"]\nport = 0\n",
                 &[],
                 "sd.exporters[0].port",
+            ),
+            (
+                "a linked clone cannot target a storage: the template is named",
+                "[[templates]]\nkind = \"dev\"\nruntime = \"node\"\nversions = [\"20\"]\nnode = \"pve\"\nvmid = 910\nclone = \"linked\"\nstorage = \"local-lvm\"\n",
+                &[],
+                "templates[0] (template 910 on pve).storage",
+            ),
+            (
+                "a storage that is no storage ID is refused",
+                "[[templates]]\nkind = \"dev\"\nruntime = \"node\"\nversions = [\"20\"]\nnode = \"pve\"\nvmid = 910\nstorage = \"local lvm\"\n",
+                &[],
+                "not a Proxmox storage ID",
+            ),
+            (
+                "an unknown clone mode names the key",
+                "[[templates]]\nkind = \"dev\"\nruntime = \"node\"\nversions = [\"20\"]\nnode = \"pve\"\nvmid = 910\nclone = \"thin\"\n",
+                &[],
+                "clone",
             ),
             (
                 "a bad listen address names the key",

@@ -8,7 +8,8 @@
 //!   for the calls that change the world, `record` for status and events);
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
-//!   (batched fleet observation), `mirror` (the resync's copy of the store, kept up to date
+//!   (batched fleet observation), `task_listing` (one task listing per node per poll for
+//!   every task waited on), `mirror` (the resync's copy of the store, kept up to date
 //!   from the change feed), `orphans`, `metrics`, `health` (the engine's liveness and
 //!   readiness, for the controller's listener and systemd's watchdog);
 //! - `config` (the configuration, and every timing derived from it), `backends` (every
@@ -34,3 +35,4 @@ pub mod reconcile;
 pub mod resync;
 pub mod slots;
 pub mod snapshot;
+pub mod task_listing;

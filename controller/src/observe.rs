@@ -67,6 +67,8 @@ impl Source {
 /// Inputs an observation may need beyond the desired state.
 pub struct ObserveCtx<'a, S: Stack> {
     pub backends: &'a Backends<S>,
+    pub task_listings: &'a crate::task_listing::TaskListings,
+    pub now: chrono::DateTime<chrono::Utc>,
     pub snapshot: &'a Snapshot,
     pub source: Source,
     pub upid: Option<&'a str>,
@@ -112,6 +114,8 @@ pub fn from_snapshot<S: Stack>(
                 swap_mib: Some(d.swap_mib),
                 bridge: Some(d.bridge.clone()),
                 net0: None,
+                // Likewise: a disk the spec grew is applied while the server is in flux.
+                rootfs_gib: Some(d.disk_gib),
             })));
             if e.running {
                 o.power = Some(Ok(PowerObs::Running));
@@ -194,6 +198,14 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                 // An unparsable UPID can never finish: forget it (the container is observed
                 // next anyway).
                 Err(_) => Ok(TaskObs::Succeeded),
+                // Running in the node's listing: a wait, without a call of its own. Anything
+                // else is read from the task itself before it is acted on.
+                Ok(u)
+                    if cx.task_listings.lookup(pve, &u.node, upid, cx.now).await
+                        == crate::task_listing::Listed::Running =>
+                {
+                    Ok(TaskObs::Running)
+                }
                 Ok(u) => pve_seen(pve.task_status(&u).await).map(|t| match t.exit {
                     None => TaskObs::Running,
                     Some(proxmox_client::TaskExit::Ok)
@@ -405,6 +417,7 @@ pub fn container_obs(c: &proxmox_client::LxcConfig) -> ContainerObs {
         swap_mib: c.swap.and_then(|m| u32::try_from(m).ok()),
         bridge: c.net0.as_deref().and_then(|n| net_param(n, "bridge")),
         net0: c.net0.clone(),
+        rootfs_gib: c.rootfs_gib,
     }
 }
 

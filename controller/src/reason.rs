@@ -49,6 +49,9 @@ pub const NOT_RESERVED: Reason = Reason("NotReserved");
 pub const CLONING: Reason = Reason("Cloning");
 pub const WAITING_FOR_TEMPLATE: Reason = Reason("WaitingForTemplate");
 pub const CREATED: Reason = Reason("Created");
+/// `ContainerCreated` False while the rootfs is smaller than the spec asks: a resize is
+/// pending or running.
+pub const RESIZING_DISK: Reason = Reason("ResizingDisk");
 pub const LOCKED: Reason = Reason("Locked");
 pub const RUNNING: Reason = Reason("Running");
 pub const STOPPED: Reason = Reason("Stopped");
@@ -89,6 +92,7 @@ pub const EV_CLONE_FAILED: EventReason = EventReason("CloneFailed");
 pub const EV_CLONE_CLEANED_UP: EventReason = EventReason("CloneCleanedUp");
 pub const EV_ADOPTED: EventReason = EventReason("Adopted");
 pub const EV_CONFIGURED: EventReason = EventReason("Configured");
+pub const EV_DISK_RESIZED: EventReason = EventReason("DiskResized");
 pub const EV_STARTED: EventReason = EventReason("Started");
 pub const EV_STOPPED: EventReason = EventReason("Stopped");
 pub const EV_AGENT_CONFIG_SENT: EventReason = EventReason("AgentConfigSent");
@@ -158,6 +162,14 @@ pub mod msg {
     /// `template T on NODE is being cloned for another server`.
     pub fn template_busy(template: u32, node: &str) -> String {
         format!("template {template} on {node} is being cloned for another server")
+    }
+    /// `growing the rootfs from A GiB to B GiB` (the pending resize's condition message).
+    pub fn resizing_disk(from_gib: u32, to_gib: u32) -> String {
+        format!("growing the rootfs from {from_gib} GiB to {to_gib} GiB")
+    }
+    /// `rootfs of CT N grown from A GiB to B GiB` (the `DiskResized` event).
+    pub fn disk_resized(vmid: u32, from_gib: u32, to_gib: u32) -> String {
+        format!("rootfs of CT {vmid} grown from {from_gib} GiB to {to_gib} GiB")
     }
     /// `container N is locked (LOCK)`.
     pub fn container_locked(vmid: u32, lock: &str) -> String {

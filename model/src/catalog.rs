@@ -20,6 +20,38 @@ pub struct Template {
     pub versions: Vec<String>,
     pub node: String,
     pub vmid: u32,
+    /// How Proxmox copies the template (TOML key `clone`): `full` (the default, as the
+    /// previous system) or `linked` (storage with snapshots only; docs/proxmox-api.md).
+    #[serde(rename = "clone", default)]
+    pub clone_mode: CloneMode,
+    /// Target storage of a full clone; absent: the template's own storage. Proxmox refuses it
+    /// with a linked clone (`Config::validate` does too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+}
+
+/// How a container is cloned from its template.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CloneMode {
+    /// A copy of every disk: works on any storage, holds the template's `disk` lock for the
+    /// whole copy (about 20 s for a game template).
+    #[default]
+    Full,
+    /// A copy-on-write clone of the template's base volume: seconds, but only on storage with
+    /// snapshot support (LVM-thin, ZFS, Ceph RBD, ...), and always on the template's storage.
+    Linked,
+}
+
+impl CloneMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloneMode::Full => "full",
+            CloneMode::Linked => "linked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +125,8 @@ impl Catalog {
                     runtime: None,
                     versions: mc.clone(),
                     node: "pve".into(),
+                    clone_mode: CloneMode::Full,
+                    storage: None,
                     vmid: 900,
                 },
                 Template {
@@ -101,6 +135,8 @@ impl Catalog {
                     runtime: None,
                     versions: mc,
                     node: "pve".into(),
+                    clone_mode: CloneMode::Full,
+                    storage: None,
                     vmid: 901,
                 },
                 Template {
@@ -109,6 +145,8 @@ impl Catalog {
                     runtime: Some("node".into()),
                     versions: vec!["20".into(), "22".into()],
                     node: "pve".into(),
+                    clone_mode: CloneMode::Full,
+                    storage: None,
                     vmid: 910,
                 },
                 Template {
@@ -117,6 +155,8 @@ impl Catalog {
                     runtime: Some("python".into()),
                     versions: vec!["3.12".into(), "3.13".into()],
                     node: "pve".into(),
+                    clone_mode: CloneMode::Full,
+                    storage: None,
                     vmid: 911,
                 },
             ],

@@ -20,7 +20,7 @@ pub mod status;
 pub mod store;
 
 pub use audit::{AuditEntry, AuditFilter, NewAudit};
-pub use catalog::{Catalog, Template};
+pub use catalog::{Catalog, CloneMode, Template};
 pub use class::ErrorClass;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer::{ApiToken, Customer, Quota, Role, Standing, TokenState};

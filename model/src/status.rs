@@ -93,16 +93,19 @@ pub enum TaskKind {
     Reboot,
     Stop,
     Destroy,
+    /// Growing the rootfs (`PUT .../resize`, a task on PVE 8+).
+    Resize,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::Clone,
         TaskKind::Start,
         TaskKind::Shutdown,
         TaskKind::Reboot,
         TaskKind::Stop,
         TaskKind::Destroy,
+        TaskKind::Resize,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +116,7 @@ impl TaskKind {
             TaskKind::Reboot => "reboot",
             TaskKind::Stop => "stop",
             TaskKind::Destroy => "destroy",
+            TaskKind::Resize => "resize",
         }
     }
 
@@ -123,6 +127,7 @@ impl TaskKind {
             TaskKind::Clone | TaskKind::Destroy => Step::CloneContainer,
             TaskKind::Start | TaskKind::Shutdown | TaskKind::Stop => Step::StartContainer,
             TaskKind::Reboot => Step::RestartContainer,
+            TaskKind::Resize => Step::ConfigureContainer,
         }
     }
 }

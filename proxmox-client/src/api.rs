@@ -94,4 +94,19 @@ pub trait Proxmox: Send + Sync {
         start: u32,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<String>, PveError>> + Send;
+    /// `PUT /nodes/{node}/lxc/{vmid}/resize` of the rootfs to `size_gib` GiB: a task on PVE
+    /// 8+ (the schema returns its UPID). Growing only: PVE cannot shrink.
+    fn resize_ct(
+        &self,
+        node: &str,
+        vmid: u32,
+        size_gib: u32,
+    ) -> impl Future<Output = Result<Upid, PveError>> + Send;
+    /// `GET /nodes/{node}/tasks`: the node's tasks, filtered (`TaskFilter::active()`: what
+    /// runs now). One listing answers "still running?" for every task on the node.
+    fn node_tasks(
+        &self,
+        node: &str,
+        filter: &TaskFilter,
+    ) -> impl Future<Output = Result<Vec<TaskEntry>, PveError>> + Send;
 }

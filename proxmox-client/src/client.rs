@@ -496,4 +496,22 @@ impl Proxmox for PveClient {
         lines.sort_by_key(|(n, _)| *n);
         Ok(lines.into_iter().map(|(_, t)| t).collect())
     }
+
+    async fn resize_ct(&self, node: &str, vmid: u32, size_gib: u32) -> Result<Upid, PveError> {
+        let r = request::build_resize(node, vmid, size_gib)?;
+        self.upid(&r).await
+    }
+
+    async fn node_tasks(
+        &self,
+        node: &str,
+        filter: &TaskFilter,
+    ) -> Result<Vec<TaskEntry>, PveError> {
+        let r = request::build_tasks(node, filter)?;
+        let v = self.send(&r).await?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| decode(r.endpoint, "expected an array"))?;
+        Ok(arr.iter().filter_map(TaskEntry::from_value).collect())
+    }
 }

@@ -49,6 +49,8 @@ pub mod msg {
     pub const NOT_IMPLEMENTED: &str = "not implemented";
     pub const CONTAINER_DID_NOT_STOP: &str = "container did not stop";
     pub const PERMISSION_CHECK: &str = "Permission check failed";
+    /// `PUT .../resize` to a smaller size (pve-container: volumes only grow).
+    pub const SHRINK: &str = "unable to shrink disk size";
 }
 
 /// What went wrong at the transport level (or whether PVE answered at all).
@@ -242,6 +244,7 @@ pub fn classify(status: Option<u16>, message: &str) -> ErrorClass {
         || m.contains(msg::NO_OPTIONS)
         || m.contains(msg::HOSTNAME_LOOKUP)
         || m.contains(msg::PARAM_VERIFICATION)
+        || m.contains(msg::SHRINK)
     {
         return Invalid;
     }

@@ -49,6 +49,8 @@ pub enum PveMethod {
     TaskStatus,
     TaskLog,
     RebootCt,
+    ResizeCt,
+    NodeTasks,
 }
 
 impl PveMethod {
@@ -70,6 +72,8 @@ impl PveMethod {
             PveMethod::TaskStatus => Endpoint::TASK_STATUS,
             PveMethod::TaskLog => Endpoint::TASK_LOG,
             PveMethod::RebootCt => Endpoint::REBOOT,
+            PveMethod::ResizeCt => Endpoint::RESIZE,
+            PveMethod::NodeTasks => Endpoint::TASKS,
         }
     }
 }
@@ -134,6 +138,15 @@ pub enum PveCall {
         vmid: u32,
         timeout_s: Option<u32>,
     },
+    ResizeCt {
+        node: String,
+        vmid: u32,
+        size_gib: u32,
+    },
+    NodeTasks {
+        node: String,
+        filter: TaskFilter,
+    },
 }
 
 impl PveCall {
@@ -154,6 +167,8 @@ impl PveCall {
             PveCall::TaskStatus { .. } => PveMethod::TaskStatus,
             PveCall::TaskLog { .. } => PveMethod::TaskLog,
             PveCall::RebootCt { .. } => PveMethod::RebootCt,
+            PveCall::ResizeCt { .. } => PveMethod::ResizeCt,
+            PveCall::NodeTasks { .. } => PveMethod::NodeTasks,
         }
     }
 }
@@ -192,6 +207,7 @@ pub fn timeout(method: PveMethod) -> PveError {
 pub fn lxc_config(hostname: &str) -> LxcConfig {
     let v = json!({
         "hostname": hostname, "cores": 1, "memory": 512, "swap": 512,
+        "rootfs": "local-lvm:vm-100-disk-0,size=8G",
         "net0": "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:00,ip=dhcp,type=veth",
         "ostype": "debian", "arch": "amd64", "unprivileged": 1, "digest": "",
     });
@@ -344,6 +360,7 @@ enum Effect {
     Stop(u32),
     Destroy(u32),
     Reboot(u32),
+    Resize { vmid: u32, gib: u32 },
 }
 
 #[derive(Debug)]
@@ -506,6 +523,19 @@ impl State {
                 result?;
                 checked(self, vmid)?;
                 self.cts.get_mut(&vmid).expect("checked").running = true;
+                Ok(())
+            }
+            Effect::Resize { vmid, gib } => {
+                result?;
+                let ct = self
+                    .cts
+                    .get_mut(&vmid)
+                    .ok_or_else(|| e_config_missing(node, vmid))?;
+                let rootfs = ct.conf.get("rootfs").and_then(Value::as_str).unwrap_or("");
+                let volume = rootfs.split(',').next().unwrap_or("local-lvm:disk");
+                let resized = format!("{volume},size={gib}G");
+                ct.conf.insert("rootfs".into(), resized.into());
+                self.touch(vmid);
                 Ok(())
             }
             Effect::Destroy(vmid) => {
@@ -1087,6 +1117,77 @@ impl Proxmox for FakeProxmox {
                 exit,
                 not_visible_yet: false,
             })
+        })
+    }
+
+    async fn resize_ct(&self, node: &str, vmid: u32, size_gib: u32) -> Result<Upid, PveError> {
+        let call = PveCall::ResizeCt {
+            node: node.into(),
+            vmid,
+            size_gib,
+        };
+        let e = Endpoint::RESIZE;
+        self.call(call, |st| {
+            request::build_resize(node, vmid, size_gib)?;
+            let ct = st.ct(e, node, vmid)?;
+            if let Some(l) = ct.lock() {
+                return Err(die(e, e_locked(l)));
+            }
+            let current = ct.config().rootfs_gib.unwrap_or(0);
+            if size_gib < current {
+                return Err(die(e, msg::SHRINK.into()));
+            }
+            // PVE's worker type for a container resize is `resize`.
+            let effect = Effect::Resize {
+                vmid,
+                gib: size_gib,
+            };
+            Ok(st.dispatch(PveMethod::ResizeCt, node, "resize", vmid, effect))
+        })
+    }
+
+    async fn node_tasks(
+        &self,
+        node: &str,
+        filter: &TaskFilter,
+    ) -> Result<Vec<TaskEntry>, PveError> {
+        let call = PveCall::NodeTasks {
+            node: node.into(),
+            filter: filter.clone(),
+        };
+        self.call(call, |st| {
+            request::build_tasks(node, filter)?;
+            Ok(st
+                .tasks
+                .iter()
+                .filter(|t| t.upid.node == node)
+                .filter(|t| match filter.source {
+                    TaskSource::Active => t.state == FakeTaskState::Running,
+                    TaskSource::Archive => t.state != FakeTaskState::Running,
+                    TaskSource::All => true,
+                })
+                .filter(|t| {
+                    filter
+                        .typefilter
+                        .as_ref()
+                        .is_none_or(|ty| *ty == t.upid.task_type)
+                })
+                .filter(|t| filter.vmid.is_none_or(|v| t.upid.id == v.to_string()))
+                .map(|t| {
+                    let status = match &t.state {
+                        FakeTaskState::Running => None,
+                        FakeTaskState::Ok => Some("OK".to_string()),
+                        FakeTaskState::Error(m) => Some(m.clone()),
+                    };
+                    TaskEntry {
+                        upid: t.upid.to_string(),
+                        kind: t.upid.task_type.clone(),
+                        id: t.upid.id.clone(),
+                        endtime: status.as_ref().map(|_| 1),
+                        status,
+                    }
+                })
+                .collect())
         })
     }
 

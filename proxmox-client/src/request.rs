@@ -2,7 +2,7 @@
 //! schema-conformance test checks exactly what goes on the wire.
 
 use crate::error::{ErrorKind, PveError};
-use crate::types::{CloneRequest, ConfigUpdate, DeleteOptions};
+use crate::types::{CloneRequest, ConfigUpdate, DeleteOptions, TaskFilter, TaskSource};
 use crate::upid::Upid;
 use model::ErrorClass;
 
@@ -24,7 +24,9 @@ impl Endpoint {
     pub const INTERFACES: &'static str = "interfaces";
     pub const TASK_STATUS: &'static str = "task_status";
     pub const TASK_LOG: &'static str = "task_log";
-    pub const ALL: [&'static str; 15] = [
+    pub const RESIZE: &'static str = "resize";
+    pub const TASKS: &'static str = "task_list";
+    pub const ALL: [&'static str; 17] = [
         Self::VERSION,
         Self::CLUSTER_RESOURCES,
         Self::NEXT_ID,
@@ -40,6 +42,8 @@ impl Endpoint {
         Self::INTERFACES,
         Self::TASK_STATUS,
         Self::TASK_LOG,
+        Self::RESIZE,
+        Self::TASKS,
     ];
 }
 
@@ -433,4 +437,61 @@ pub fn build_task_log(upid: &Upid, start: u32, limit: u32) -> PveRequest {
             ("limit".into(), limit.to_string()),
         ],
     )
+}
+
+/// `PUT /nodes/{node}/lxc/{vmid}/resize` of the rootfs to an absolute size in GiB. Quirk: PVE
+/// cannot shrink a volume (`unable to shrink disk size`); the caller only ever grows.
+pub fn build_resize(node: &str, vmid: u32, size_gib: u32) -> Result<PveRequest, PveError> {
+    let e = Endpoint::RESIZE;
+    check_vmid(e, vmid)?;
+    if size_gib == 0 {
+        return Err(invalid(e, "size 0G is not a disk size".into()));
+    }
+    Ok(req(
+        e,
+        Method::Put,
+        "/nodes/{node}/lxc/{vmid}/resize",
+        ct(node, vmid),
+        vec![
+            ("disk".into(), "rootfs".into()),
+            ("size".into(), format!("{size_gib}G")),
+        ],
+    ))
+}
+
+/// `GET /nodes/{node}/tasks` with the schema's filters (`source`, `typefilter`, `vmid`,
+/// `since`). Quirk: the default `source` is `archive` (finished tasks only); `limit`
+/// defaults to 50, so a listing of active tasks sends a limit large enough for every task
+/// a node may be running.
+pub fn build_tasks(node: &str, f: &TaskFilter) -> Result<PveRequest, PveError> {
+    let e = Endpoint::TASKS;
+    let mut p: Vec<(String, String)> = vec![(
+        "source".into(),
+        match f.source {
+            TaskSource::Active => "active",
+            TaskSource::Archive => "archive",
+            TaskSource::All => "all",
+        }
+        .into(),
+    )];
+    if let Some(t) = &f.typefilter {
+        p.push(("typefilter".into(), t.clone()));
+    }
+    if let Some(v) = f.vmid {
+        check_vmid(e, v)?;
+        p.push(("vmid".into(), v.to_string()));
+    }
+    if let Some(s) = f.since {
+        p.push(("since".into(), s.to_string()));
+    }
+    if let Some(l) = f.limit {
+        p.push(("limit".into(), l.to_string()));
+    }
+    Ok(req(
+        e,
+        Method::Get,
+        "/nodes/{node}/tasks",
+        vec![("node", node.to_string())],
+        p,
+    ))
 }

@@ -356,6 +356,8 @@ pub struct LxcConfig {
     pub onboot: bool,
     pub net0: Option<String>,
     pub net0_parsed: Option<NetConfig>,
+    /// The rootfs volume's `size=` in whole GiB, rounded up (`8G`, `512M`, `1T`).
+    pub rootfs_gib: Option<u32>,
     pub template: bool,
     /// SHA-1 hex of the conf file; pass back in [`ConfigUpdate::digest`] for optimistic writes.
     pub digest: String,
@@ -377,11 +379,37 @@ impl LxcConfig {
             onboot: v_bool(v, "onboot"),
             net0_parsed: net0.as_deref().map(NetConfig::parse),
             net0,
+            rootfs_gib: v_str(v, "rootfs").and_then(|r| volume_size_gib(&r)),
             template: v_bool(v, "template"),
             digest: v_str(v, "digest").unwrap_or_default(),
             raw,
         })
     }
+}
+
+/// The `size=` of a volume property string (`local-lvm:vm-1-disk-0,size=8G`) in GiB, rounded
+/// up. PVE writes sizes with a unit suffix (`K`, `M`, `G`, `T`; none: bytes).
+pub fn volume_size_gib(volume: &str) -> Option<u32> {
+    let size = volume
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "size")?
+        .1;
+    let (num, unit) = match size.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&size[..i], c.to_ascii_uppercase()),
+        _ => (size, 'B'),
+    };
+    let n: f64 = num.parse().ok()?;
+    let per_gib = match unit {
+        'B' => 1024.0 * 1024.0 * 1024.0,
+        'K' => 1024.0 * 1024.0,
+        'M' => 1024.0,
+        'G' => 1.0,
+        'T' => 1.0 / 1024.0,
+        _ => return None,
+    };
+    let gib = (n / per_gib).ceil();
+    (gib.is_finite() && gib >= 0.0 && gib <= f64::from(u32::MAX)).then_some(gib as u32)
 }
 
 fn strip_one_newline(s: &str) -> String {
@@ -575,6 +603,70 @@ impl TaskStatus {
     }
 }
 
+/// One element of `GET /nodes/{node}/tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskEntry {
+    pub upid: String,
+    /// `vzclone`, `vzstart`, ...
+    pub kind: String,
+    /// The task's `id` (for LXC tasks the vmid; for a clone the SOURCE vmid).
+    pub id: String,
+    /// Absent while the task runs; its exit status (`OK`, an error) once it ended.
+    pub status: Option<String>,
+    pub endtime: Option<u64>,
+}
+
+impl TaskEntry {
+    pub(crate) fn from_value(v: &Value) -> Option<Self> {
+        Some(TaskEntry {
+            upid: v_str(v, "upid")?,
+            kind: v_str(v, "type").unwrap_or_default(),
+            id: v_str(v, "id").unwrap_or_default(),
+            status: v_str(v, "status").filter(|s| !s.is_empty()),
+            endtime: v_u64(v, "endtime"),
+        })
+    }
+
+    /// Running as far as the listing tells: no end time and no exit status yet.
+    pub fn running(&self) -> bool {
+        self.endtime.is_none() && self.status.is_none()
+    }
+}
+
+/// Which tasks `GET /nodes/{node}/tasks` lists (the schema's `source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskSource {
+    /// The tasks running now.
+    #[default]
+    Active,
+    /// Finished tasks (PVE's default).
+    Archive,
+    All,
+}
+
+/// The filters of `GET /nodes/{node}/tasks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFilter {
+    pub source: TaskSource,
+    /// One task type, e.g. `vzclone`.
+    pub typefilter: Option<String>,
+    pub vmid: Option<u32>,
+    /// UNIX epoch.
+    pub since: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+impl TaskFilter {
+    /// Every task running on the node. PVE pages at 50 by default; 10 000 covers any node.
+    pub fn active() -> Self {
+        TaskFilter {
+            source: TaskSource::Active,
+            limit: Some(10_000),
+            ..TaskFilter::default()
+        }
+    }
+}
+
 // ---------- requests ----------
 
 /// `POST /nodes/{node}/lxc/{vmid}/clone`. Clone takes no cores/memory/net/tags: set them with
@@ -584,7 +676,8 @@ pub struct CloneRequest {
     pub newid: u32,
     pub hostname: Option<String>,
     pub description: Option<String>,
-    /// Default: linked clone for templates, full otherwise.
+    /// Unset: PVE makes a linked clone of a template, a full one otherwise. zlh always sets
+    /// it (the template's `clone` mode).
     pub full: Option<bool>,
     /// Only for full clones (PVE: `parameter 'storage' not allowed for linked clones`).
     pub storage: Option<String>,
@@ -624,6 +717,29 @@ pub struct DeleteOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volume_sizes_read_in_gib() {
+        let cases: &[(&str, &str, Option<u32>)] = &[
+            (
+                "PVE's usual form",
+                "local-lvm:vm-101-disk-0,size=8G",
+                Some(8),
+            ),
+            (
+                "megabytes round up",
+                "local:101/vm-101-disk-0.raw,size=512M",
+                Some(1),
+            ),
+            ("terabytes", "tank:subvol-101-disk-0,size=1T", Some(1024)),
+            ("no size: unknown", "local-lvm:vm-101-disk-0", None),
+            ("a bare number is bytes", "x:y,size=1073741824", Some(1)),
+            ("an unknown unit is unknown", "x:y,size=8Q", None),
+        ];
+        for (why, vol, want) in cases {
+            assert_eq!(volume_size_gib(vol), *want, "{why}");
+        }
+    }
 
     #[test]
     fn resource_listing_is_read_leniently() {

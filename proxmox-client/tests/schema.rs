@@ -4,7 +4,7 @@
 //! `tests/data/gen_allowlist.py`; this test reads only the repository.
 
 use proxmox_client::request::*;
-use proxmox_client::{CloneRequest, ConfigUpdate, DeleteOptions, Upid};
+use proxmox_client::{CloneRequest, ConfigUpdate, DeleteOptions, TaskFilter, TaskSource, Upid};
 use serde_json::Value;
 
 const ALLOWLIST: &str = include_str!("data/pve-allowlist.json");
@@ -200,6 +200,16 @@ fn check_pattern(pat: &str, v: &str) -> Result<(), String> {
                 && v.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         }
+        // resize `size`: an optional `+`, a decimal, an optional unit.
+        r"\+?\d+(\.\d+)?[KMGT]?" => {
+            let v = v.strip_prefix('+').unwrap_or(v);
+            let v = v.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(v);
+            let mut parts = v.splitn(2, '.');
+            let digits = |p: Option<&str>| {
+                p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            };
+            digits(parts.next()) && parts.next().is_none_or(|f| digits(Some(f)))
+        }
         other => return Err(format!("pattern '{other}' has no checker here")),
     };
     if ok {
@@ -312,6 +322,28 @@ fn every_request() -> Vec<(&'static str, PveRequest)> {
         ("interfaces", build_interfaces("pve", 123)),
         ("task status", build_task_status(&upid())),
         ("task log", build_task_log(&upid(), 0, 500)),
+        (
+            "rootfs resize to an absolute size",
+            build_resize("pve", 123, 32).unwrap(),
+        ),
+        (
+            "the active tasks of a node",
+            build_tasks("pve", &TaskFilter::active()).unwrap(),
+        ),
+        (
+            "tasks with every filter",
+            build_tasks(
+                "pve",
+                &TaskFilter {
+                    source: TaskSource::All,
+                    typefilter: Some("vzclone".into()),
+                    vmid: Some(900),
+                    since: Some(1_700_000_000),
+                    limit: Some(50),
+                },
+            )
+            .unwrap(),
+        ),
     ]
 }
 
@@ -356,6 +388,7 @@ fn task_endpoints_return_a_string() {
         build_shutdown("pve", 123, None, false),
         build_reboot("pve", 123, None),
         build_delete("pve", 123, &DeleteOptions::default()),
+        build_resize("pve", 123, 32).unwrap(),
     ];
     for r in &tasks {
         let ep = s.endpoint(r).unwrap();
@@ -415,6 +448,16 @@ fn validator_rejects_what_pve_rejects() {
             "vmid below 100 in the path",
             build_status_current("pve", 99),
         ),
+        ("resize size with a unit PVE does not know", {
+            let mut r = build_resize("pve", 123, 32).unwrap();
+            r.params[1].1 = "32GiB".into();
+            r
+        }),
+        ("tasks source outside the enumeration", {
+            let mut r = build_tasks("pve", &TaskFilter::active()).unwrap();
+            r.params[0].1 = "running".into();
+            r
+        }),
         ("reboot does not take forceStop", {
             let mut r = build_reboot("pve", 123, None);
             r.params.push(("forceStop".into(), "1".into()));
@@ -477,6 +520,7 @@ fn builders_refuse_bad_input() {
                 },
             ),
         ),
+        ("resize to zero", build_resize("pve", 123, 0)),
         (
             "newid below 100",
             build_clone(

@@ -9,7 +9,7 @@ use model::store::Store;
 use model::{ConditionType, Phase, ServerId, ServerSpec, SystemClock, Variant};
 use proxmox_client::{
     CloneRequest, ClusterResource, ConfigUpdate, CtStatus, DeleteOptions, Interface, LxcConfig,
-    Proxmox, PveClient, PveError, TaskStatus, Upid, Version,
+    Proxmox, PveClient, PveError, TaskEntry, TaskFilter, TaskStatus, Upid, Version,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +89,12 @@ impl Proxmox for PanickyPve {
     }
     async fn task_log(&self, upid: &Upid, start: u32, limit: u32) -> Result<Vec<String>, PveError> {
         self.inner.task_log(upid, start, limit).await
+    }
+    async fn resize_ct(&self, node: &str, vmid: u32, size_gib: u32) -> Result<Upid, PveError> {
+        self.inner.resize_ct(node, vmid, size_gib).await
+    }
+    async fn node_tasks(&self, node: &str, f: &TaskFilter) -> Result<Vec<TaskEntry>, PveError> {
+        self.inner.node_tasks(node, f).await
     }
 }
 

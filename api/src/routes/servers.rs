@@ -1,6 +1,8 @@
 //! `/api/servers`: desired servers.
 
-use crate::admission::{admit, check_offered, check_standing, resolve_customer, validate_spec};
+use crate::admission::{
+    admit, check_disk_not_shrunk, check_offered, check_standing, resolve_customer, validate_spec,
+};
 use crate::audit::{self, Action};
 use crate::auth::store_filter;
 use crate::auth::{Operator, Principal, Reader, Writer};
@@ -302,6 +304,7 @@ pub async fn patch_server(
     asked.game = asked.game.max(had.game);
     asked.container = asked.container.max(had.container);
     validate_spec(&req.spec, "spec.")?;
+    check_disk_not_shrunk(&server.spec, &req.spec, "spec.")?;
     check_offered(&ctx.app.catalog, &req.spec, "spec.")?;
     check_standing(&ctx, &p, &server.customer_id).await?;
     // The quota (memory, cores, disk, for what grows) is checked in the write's transaction.

@@ -42,12 +42,17 @@ pub struct Desired {
     pub vmid: Option<u32>,
     /// `(node, template VMID)`; `None`: the catalog does not offer this spec.
     pub template: Option<(String, u32)>,
+    /// How the template is cloned, and the target storage of a full clone.
+    pub clone_mode: model::CloneMode,
+    pub clone_storage: Option<String>,
     /// Where the container lives: the template's node, or where it was built.
     pub node: Option<String>,
     pub hostname: Option<String>,
     pub cores: u32,
     pub memory_mib: u32,
     pub swap_mib: u32,
+    /// The rootfs size the spec asks for (grown to it, never shrunk).
+    pub disk_gib: u32,
     pub bridge: String,
     pub power: Power,
     /// The game process (a dev container's always runs).
@@ -104,6 +109,11 @@ pub enum Mutation {
     /// A failed clone left a container of ours behind: destroy it before retrying.
     DestroyFailedClone,
     Configure(ConfigChange),
+    /// Grow the rootfs to this many GiB (a Proxmox task).
+    ResizeDisk {
+        from_gib: u32,
+        to_gib: u32,
+    },
     Start,
     Shutdown,
     /// Reboot the container (a restart the spec asks for).

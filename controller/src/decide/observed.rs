@@ -29,6 +29,8 @@ pub struct ContainerObs {
     pub bridge: Option<String>,
     /// Parsed from net0 as is, so a config write can keep the MAC.
     pub net0: Option<String>,
+    /// The rootfs size in GiB (`None`: the config did not say).
+    pub rootfs_gib: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

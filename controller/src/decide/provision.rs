@@ -21,7 +21,8 @@ pub(super) fn chain(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Fl
         template_first(d, o, cx, b)?;
     }
     let c = container(d, o, cx, b, vmid, failed)?;
-    config(d, c, vmid, b)?;
+    config(d, c, b)?;
+    disk(d, c, vmid, b)?;
     power(d, o, cx, b)?;
     network(o, cx, b)?;
     let state = agent(o, cx, b)?;
@@ -76,7 +77,8 @@ fn task_deadline(kind: TaskKind, timing: &ControllerSection) -> Duration {
         | TaskKind::Shutdown
         | TaskKind::Reboot
         | TaskKind::Stop
-        | TaskKind::Destroy => timing.start_deadline,
+        | TaskKind::Destroy
+        | TaskKind::Resize => timing.start_deadline,
     }
 }
 
@@ -203,7 +205,7 @@ fn container<'o>(
 }
 
 /// Cores, memory, swap, bridge and our tags, applied as a spec change or drift repair.
-fn config(d: &Desired, c: &ContainerObs, vmid: u32, b: &mut Conds) -> Flow {
+fn config(d: &Desired, c: &ContainerObs, b: &mut Conds) -> Flow {
     let change = ConfigChange::between(c, d);
     if !change.is_empty() {
         b.set(
@@ -213,6 +215,29 @@ fn config(d: &Desired, c: &ContainerObs, vmid: u32, b: &mut Conds) -> Flow {
             "applying cores, memory, network and tags",
         );
         return mutate(Mutation::Configure(change));
+    }
+    Continue(())
+}
+
+/// The rootfs at least as large as `spec.resources.diskGib`: grown after the clone (the
+/// template's disk is smaller) and whenever the spec grows it. Never shrunk: Proxmox cannot
+/// (the API refuses a smaller size), and a template larger than the spec is left as it is.
+/// A size the config does not state is left alone (nothing to compare).
+fn disk(d: &Desired, c: &ContainerObs, vmid: u32, b: &mut Conds) -> Flow {
+    if let Some(have) = c.rootfs_gib
+        && have < d.disk_gib
+    {
+        let to = d.disk_gib;
+        b.set(
+            C::ContainerCreated,
+            false,
+            r::RESIZING_DISK,
+            msg::resizing_disk(have, to),
+        );
+        return mutate(Mutation::ResizeDisk {
+            from_gib: have,
+            to_gib: to,
+        });
     }
     b.set(C::ContainerCreated, true, r::CREATED, format!("CT {vmid}"));
     Continue(())

@@ -34,11 +34,14 @@ pub(crate) fn desired() -> Desired {
         generation: 1,
         vmid: Some(5001),
         template: Some(("pve".into(), 900)),
+        clone_mode: model::CloneMode::Full,
+        clone_storage: None,
         node: Some("pve".into()),
         hostname: Some("mc-paper-5001".into()),
         cores: 2,
         memory_mib: 2048,
         swap_mib: 512,
+        disk_gib: 16,
         bridge: "vmbr3".into(),
         power: Power::Running,
         process: Process::Running,
@@ -57,6 +60,7 @@ pub(crate) fn ours() -> ContainerObs {
         swap_mib: Some(512),
         bridge: Some("vmbr3".into()),
         net0: None,
+        rootfs_gib: Some(16),
     }
 }
 
@@ -489,6 +493,73 @@ fn provisioning_table() {
                 r::CONFIGURING,
                 "applying cores, memory, network and tags",
             ),
+        },
+        Case {
+            reason: "the template's smaller rootfs is grown to the spec after the clone",
+            desired: none,
+            observed: |o| {
+                o.container = Some(Ok(Some(ContainerObs {
+                    rootfs_gib: Some(8),
+                    ..ours()
+                })))
+            },
+            status: no_status,
+            want: mu(Mutation::ResizeDisk {
+                from_gib: 8,
+                to_gib: 16,
+            }),
+            cond: cond(
+                C::ContainerCreated,
+                false,
+                r::RESIZING_DISK,
+                &msg::resizing_disk(8, 16),
+            ),
+        },
+        Case {
+            reason: "a spec that grows the disk grows the rootfs",
+            desired: |d| d.disk_gib = 64,
+            observed: no_obs,
+            status: no_status,
+            want: mu(Mutation::ResizeDisk {
+                from_gib: 16,
+                to_gib: 64,
+            }),
+            cond: None,
+        },
+        Case {
+            reason: "a rootfs larger than the spec is never shrunk (Proxmox cannot)",
+            desired: |d| d.disk_gib = 4,
+            observed: no_obs,
+            status: no_status,
+            want: ctl(Control::Ready),
+            cond: cond(C::ContainerCreated, true, r::CREATED, "CT 5001"),
+        },
+        Case {
+            reason: "a rootfs whose size the config does not state is left alone",
+            desired: none,
+            observed: |o| {
+                o.container = Some(Ok(Some(ContainerObs {
+                    rootfs_gib: None,
+                    ..ours()
+                })))
+            },
+            status: no_status,
+            want: ctl(Control::Ready),
+            cond: cond(C::ContainerCreated, true, r::CREATED, "CT 5001"),
+        },
+        Case {
+            reason: "the config is applied before the disk: one change at a time",
+            desired: |d| {
+                d.memory_mib = 4096;
+                d.disk_gib = 64;
+            },
+            observed: no_obs,
+            status: no_status,
+            want: mu(Mutation::Configure(ConfigChange {
+                memory_mib: Some(4096),
+                ..Default::default()
+            })),
+            cond: None,
         },
         Case {
             reason: "resource drift or a spec change is applied",

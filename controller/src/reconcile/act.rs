@@ -48,6 +48,7 @@ pub(super) async fn act<S: Stack>(run: &mut Run<'_, S>, m: Mutation) -> Acted {
         Mutation::Clone => clone(run).await,
         Mutation::DestroyFailedClone => destroy_failed_clone(run).await,
         Mutation::Configure(change) => configure(run, &change).await,
+        Mutation::ResizeDisk { from_gib, to_gib } => resize_disk(run, from_gib, to_gib).await,
         Mutation::Start => start(run).await,
         Mutation::Shutdown => shutdown(run).await,
         Mutation::Reboot => reboot(run).await,
@@ -76,6 +77,7 @@ impl<S: Stack> Run<'_, S> {
     /// A Proxmox task was started: remember it and check it after `task_poll`
     /// (docs/reconcile-contract.md, rule 3).
     fn started(&mut self, upid: Upid, action: TaskKind) -> Acted {
+        self.ctx.task_listings.invalidate(&upid.node);
         self.status.in_flight_task = Some(InFlightTask {
             upid: upid.to_string(),
             action,
@@ -126,14 +128,7 @@ impl<S: Stack> Run<'_, S> {
 async fn clone<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     let (node, tpl) = run.desired.template.clone().unwrap_or_default();
     let vmid = run.vmid();
-    let req = proxmox_client::CloneRequest {
-        newid: vmid,
-        hostname: run.desired.hostname.clone(),
-        description: Some(marker_line(run.desired.id)),
-        full: None,
-        storage: None,
-        pool: None,
-    };
+    let req = clone_request(&run.desired, vmid, marker_line(run.desired.id));
     match run.ctx.backends.pve.clone_ct(&node, tpl, &req).await {
         Ok(upid) => {
             let msg = format!("cloning template {tpl} to {vmid} on {node}");
@@ -153,6 +148,46 @@ async fn clone<S: Stack>(run: &mut Run<'_, S>) -> Acted {
             run.release_template().await;
             run.pve_failed(Step::CloneContainer, &e)
         }
+    }
+}
+
+/// The clone call for the template's mode. `full` is always sent: unset, PVE picks linked
+/// for a template, which fails on storage without snapshots (docs/proxmox-api.md).
+pub(crate) fn clone_request(
+    d: &crate::decide::Desired,
+    vmid: u32,
+    description: String,
+) -> proxmox_client::CloneRequest {
+    let (full, storage) = match d.clone_mode {
+        model::CloneMode::Full => (true, d.clone_storage.clone()),
+        // PVE: `parameter 'storage' not allowed for linked clones` (config validation refuses
+        // the combination at start-up, so none is set here).
+        model::CloneMode::Linked => (false, None),
+    };
+    proxmox_client::CloneRequest {
+        newid: vmid,
+        hostname: d.hostname.clone(),
+        description: Some(description),
+        full: Some(full),
+        storage,
+        pool: None,
+    }
+}
+
+/// Grow the rootfs: a task, waited for like any other; the container is read again after it.
+async fn resize_disk<S: Stack>(run: &mut Run<'_, S>, from_gib: u32, to_gib: u32) -> Acted {
+    let (node, vmid) = (run.node(), run.vmid());
+    match run.ctx.backends.pve.resize_ct(&node, vmid, to_gib).await {
+        Ok(upid) => {
+            let what = msg::disk_resized(vmid, from_gib, to_gib);
+            run.event(EventType::Normal, r::EV_DISK_RESIZED, what);
+            run.started(upid, TaskKind::Resize)
+        }
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) if e.class == ErrorClass::Invalid => {
+            run.fail(Step::ConfigureContainer, format!("resize: {}", e.message))
+        }
+        Err(e) => run.pve_failed(Step::ConfigureContainer, &e),
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Context<S: Stack = Live> {
     pub snapshot: RwLock<Arc<Snapshot>>,
     /// Servers to wake (a clone slot was freed); drained by the engine after each reconcile.
     pub wake: Mutex<Vec<ServerId>>,
+    /// The latest active-task listing per node, shared by every wait on a task.
+    pub task_listings: crate::task_listing::TaskListings,
 }
 
 /// When to look at a server again, named as kube-rs names them.
@@ -118,6 +120,7 @@ impl<S: Stack> Context<S> {
             slots: TemplateSlots::new(t.slot_holder_ttl(), t.slot_waiter_ttl()),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             wake: Mutex::new(Vec::new()),
+            task_listings: crate::task_listing::TaskListings::new(t.task_listing_max_age()),
             cfg,
         }
     }
@@ -143,22 +146,23 @@ impl<S: Stack> Context<S> {
     pub fn desired(&self, s: &Server) -> Desired {
         let spec = &s.spec;
         let vmid = s.reserved_vmid;
-        let template = self
-            .catalog
-            .template_for(spec)
-            .map(|t| (t.node.clone(), t.vmid));
+        let offered = self.catalog.template_for(spec);
+        let template = offered.map(|t| (t.node.clone(), t.vmid));
         Desired {
             id: s.id,
             kind: spec.kind,
             generation: s.generation,
             vmid,
             template: template.clone(),
+            clone_mode: offered.map(|t| t.clone_mode).unwrap_or_default(),
+            clone_storage: offered.and_then(|t| t.storage.clone()),
             // An existing container stays managed on the node it was built on, even if the
             // catalog stops offering its spec.
             node: s.status.node.clone().or_else(|| template.map(|t| t.0)),
             hostname: vmid.map(|v| hostname(spec.kind, spec.variant, v)),
             cores: spec.resources.cores,
             memory_mib: spec.resources.memory_mib,
+            disk_gib: spec.resources.disk_gib,
             swap_mib: self.cfg.network.swap_mib,
             bridge: self.cfg.network.bridge(spec.kind).to_string(),
             power: spec.power,
@@ -208,6 +212,8 @@ impl<S: Stack> Context<S> {
     ) -> ObserveCtx<'a, S> {
         ObserveCtx {
             backends: &self.backends,
+            task_listings: &self.task_listings,
+            now: self.clock.now(),
             snapshot,
             source,
             upid: status.in_flight_task.as_ref().map(|t| t.upid.as_str()),

@@ -149,7 +149,9 @@ impl<S: Stack> Run<'_, S> {
         self.status.in_flight_task = None;
         self.status.attempts += 1;
         let step = match kind {
-            TaskKind::Clone | TaskKind::Destroy | TaskKind::Reboot => kind.step(),
+            TaskKind::Clone | TaskKind::Destroy | TaskKind::Reboot | TaskKind::Resize => {
+                kind.step()
+            }
             TaskKind::Start | TaskKind::Shutdown | TaskKind::Stop => {
                 self.status.current_step().unwrap_or(Step::PublishEdge)
             }

@@ -171,6 +171,14 @@ async fn a_lost_clone_answer_is_adopted_not_cloned_again() {
     });
     let tags = tags.expect("the adopted clone is configured");
     assert!(tags.contains(&marker_tag(id)) && tags.contains(&FLEET_TAG.to_string()));
+    // The template's 8 GiB rootfs is grown to the spec's size (a task) before the start.
+    let disk = server(&ctx, id).await.spec.resources.disk_gib;
+    assert!(calls.iter().any(
+        |c| matches!(c, PveCall::ResizeCt { vmid: v, size_gib, .. } if *v == vmid && *size_gib == disk)
+    ));
+    ctx.backends.pve.finish_running_tasks();
+    once(&ctx, id).await;
+    let calls = ctx.backends.pve.calls();
     assert!(
         calls
             .iter()
@@ -405,6 +413,7 @@ async fn ready_game(ctx: &Context<Fakes>) -> Server {
             memory_mib: Some(d.memory_mib),
             swap_mib: Some(d.swap_mib),
             bridge: Some(d.bridge.clone()),
+            rootfs_gib: Some(d.disk_gib),
             ..c
         }))),
         power: Some(Ok(PowerObs::Running)),
@@ -620,10 +629,276 @@ async fn a_teardown_task_past_its_deadline_degrades_and_is_still_waited_for() {
     );
 
     ctx.backends.pve.finish_running_tasks();
+    // The next poll (the node's task listing is renewed at most every poll).
+    clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
     once(&ctx, id).await;
     assert!(
         ctx.store.get_server(id).await.unwrap().is_none(),
         "archived once it ended"
     );
     assert!(ctx.backends.pve.container(vmid).is_none());
+}
+
+/// A context whose catalog clones every template in `mode` (to `storage`, for full clones).
+async fn context_cloning(mode: model::CloneMode, storage: Option<&str>) -> Context<Fakes> {
+    let mut ctx = context().await;
+    for t in &mut ctx.catalog.templates {
+        t.clone_mode = mode;
+        t.storage = storage.map(str::to_string);
+    }
+    ctx
+}
+
+/// The exact clone call per template mode: `full` always sent (unset, PVE would pick linked
+/// for a template), the target storage only with a full clone.
+#[tokio::test]
+async fn the_clone_call_follows_the_template_clone_mode() {
+    use model::CloneMode;
+    /// (reason, mode, configured storage, `full` sent, `storage` sent)
+    type Case = (
+        &'static str,
+        CloneMode,
+        Option<&'static str>,
+        Option<bool>,
+        Option<&'static str>,
+    );
+    let cases: &[Case] = &[
+        (
+            "full to a chosen storage, as the previous system cloned",
+            CloneMode::Full,
+            Some("local-lvm"),
+            Some(true),
+            Some("local-lvm"),
+        ),
+        (
+            "full on the template's own storage: no storage sent",
+            CloneMode::Full,
+            None,
+            Some(true),
+            None,
+        ),
+        (
+            "linked: full=0 and never a storage",
+            CloneMode::Linked,
+            None,
+            Some(false),
+            None,
+        ),
+    ];
+    for (why, mode, storage, want_full, want_storage) in cases {
+        let ctx = context_cloning(*mode, *storage).await;
+        let id = game(&ctx).await;
+        once(&ctx, id).await;
+        let vmid = server(&ctx, id).await.reserved_vmid.expect(why);
+        let req = ctx
+            .backends
+            .pve
+            .calls()
+            .into_iter()
+            .find_map(|c| match c {
+                PveCall::CloneCt {
+                    node,
+                    source_vmid,
+                    req,
+                } if node == "pve" && source_vmid == TEMPLATE => Some(req),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{why}: a clone call"));
+        assert_eq!(req.newid, vmid, "{why}");
+        assert_eq!(req.full, *want_full, "{why}");
+        assert_eq!(req.storage.as_deref(), *want_storage, "{why}");
+        assert_eq!(
+            req.hostname.as_deref(),
+            Some(format!("mc-paper-{vmid}").as_str()),
+            "{why}"
+        );
+    }
+}
+
+/// `spec.resources.diskGib` is applied: the template's 8 GiB rootfs is grown after the clone
+/// (a task, with a `DiskResized` event and a condition naming the pending resize), and grown
+/// again when the spec grows.
+#[tokio::test]
+async fn the_rootfs_is_grown_to_the_spec_after_the_clone_and_when_the_spec_grows() {
+    let ctx = context().await;
+    ctx.backends.pve.set_tasks_finish_immediately(true);
+    let id = game(&ctx).await;
+    let resizes = |pve: &FakeProxmox| -> Vec<u32> {
+        pve.calls()
+            .iter()
+            .filter_map(|c| match c {
+                PveCall::ResizeCt { size_gib, .. } => Some(*size_gib),
+                _ => None,
+            })
+            .collect()
+    };
+    // Clone, then configure and resize (the resize is a task: the reconcile ends there).
+    for _ in 0..3 {
+        once(&ctx, id).await;
+        if !resizes(&ctx.backends.pve).is_empty() {
+            break;
+        }
+    }
+    let s = server(&ctx, id).await;
+    let want = s.spec.resources.disk_gib;
+    assert_eq!(
+        resizes(&ctx.backends.pve),
+        vec![want],
+        "one resize to the spec"
+    );
+    assert_eq!(
+        condition(&s, ConditionType::ContainerCreated),
+        (
+            ConditionStatus::False,
+            r::RESIZING_DISK.as_str().into(),
+            r::msg::resizing_disk(8, want)
+        ),
+        "the pending resize shows"
+    );
+    assert_eq!(
+        s.status.in_flight_task.as_ref().map(|t| t.action),
+        Some(TaskKind::Resize)
+    );
+    assert!(
+        event_reasons(&ctx, id)
+            .await
+            .contains(&r::EV_DISK_RESIZED.as_str().to_string())
+    );
+    let vmid = s.reserved_vmid.unwrap();
+    let cfg = ctx.backends.pve.ct_config("pve", vmid).await.unwrap();
+    assert_eq!(cfg.rootfs_gib, Some(want));
+
+    // The task ended: the next reconcile reads the new size and does not resize again.
+    ctx.backends.pve.clear_calls();
+    once(&ctx, id).await;
+    assert!(resizes(&ctx.backends.pve).is_empty(), "grown once");
+    let s = server(&ctx, id).await;
+    assert_eq!(
+        condition(&s, ConditionType::ContainerCreated).0,
+        ConditionStatus::True
+    );
+
+    // The spec grows the disk: grown again, to the new size.
+    let mut spec = s.spec.clone();
+    spec.resources.disk_gib = want + 16;
+    ctx.store.update_spec(id, spec, None).await.unwrap();
+    ctx.backends.pve.clear_calls();
+    once(&ctx, id).await;
+    assert_eq!(resizes(&ctx.backends.pve), vec![want + 16]);
+}
+
+/// A container larger than the spec (a template with a bigger disk) is left as it is:
+/// Proxmox cannot shrink, and zlh never asks it to.
+#[tokio::test]
+async fn a_rootfs_larger_than_the_spec_is_never_shrunk() {
+    let ctx = context().await;
+    ctx.backends.pve.set_tasks_finish_immediately(true);
+    let id = game(&ctx).await;
+    let mut s = server(&ctx, id).await;
+    let mut spec = s.spec.clone();
+    spec.resources.disk_gib = 4;
+    ctx.store.update_spec(id, spec, None).await.unwrap();
+    for _ in 0..4 {
+        once(&ctx, id).await;
+        s = server(&ctx, id).await;
+    }
+    assert!(
+        !ctx.backends
+            .pve
+            .calls()
+            .iter()
+            .any(|c| c.method() == PveMethod::ResizeCt),
+        "no resize of the template's 8 GiB to 4"
+    );
+    assert_eq!(
+        condition(&s, ConditionType::ContainerCreated).0,
+        ConditionStatus::True
+    );
+}
+
+/// Fifty servers waiting on their clone tasks on one node cost one task listing per poll,
+/// not fifty status reads; a task that ends is read once, for its exit status.
+#[tokio::test]
+async fn fifty_waiting_clones_cost_one_task_listing_per_poll() {
+    const N: u32 = 50;
+    let clock = model::ManualClock::default();
+    let mut ctx = context_with(Arc::new(clock.clone())).await;
+    // One template per server, so every clone runs at once (clones of one template queue).
+    let template = ctx.catalog.templates[0].clone();
+    ctx.catalog.templates = (0..N)
+        .map(|i| model::Template {
+            versions: vec![format!("1.21.{}", 100 + i)],
+            vmid: 2000 + i,
+            ..template.clone()
+        })
+        .collect();
+    let pve = &ctx.backends.pve;
+    for i in 0..N {
+        pve.put_template("pve", 2000 + i, &format!("tpl-{i}"));
+    }
+    let mut ids = Vec::new();
+    for i in 0..N {
+        let new = NewServer {
+            customer_id: format!("u{i}"),
+            spec: ServerSpec::minecraft(Variant::Paper, &format!("1.21.{}", 100 + i)),
+            idempotency: None,
+            enforce_quota: false,
+        };
+        ids.push(ctx.store.create_server(new).await.unwrap().server.id);
+    }
+    for id in &ids {
+        once(&ctx, *id).await;
+    }
+    assert_eq!(
+        clones(&ctx.backends.pve),
+        N as usize,
+        "every server cloning"
+    );
+
+    let count =
+        |pve: &FakeProxmox, m: PveMethod| pve.calls().iter().filter(|c| c.method() == m).count();
+    for poll in 1..=3 {
+        clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
+        ctx.backends.pve.clear_calls();
+        for id in &ids {
+            assert_eq!(
+                once(&ctx, *id).await,
+                Requeue::After(ctx.timing().task_poll),
+                "poll {poll}: still waiting on the clone"
+            );
+        }
+        let pve = &ctx.backends.pve;
+        assert_eq!(
+            count(pve, PveMethod::NodeTasks),
+            1,
+            "poll {poll}: one listing"
+        );
+        assert_eq!(
+            count(pve, PveMethod::TaskStatus),
+            0,
+            "poll {poll}: no status reads"
+        );
+    }
+
+    // The clones end: each ended task is read once (its exit status), then forgotten.
+    ctx.backends.pve.finish_running_tasks();
+    clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
+    ctx.backends.pve.clear_calls();
+    for id in &ids {
+        once(&ctx, *id).await;
+    }
+    let pve = &ctx.backends.pve;
+    assert_eq!(
+        count(pve, PveMethod::TaskStatus),
+        N as usize,
+        "one exit-status read each"
+    );
+    for id in &ids {
+        let s = server(&ctx, *id).await;
+        assert_ne!(
+            s.status.in_flight_task.as_ref().map(|t| t.action),
+            Some(TaskKind::Clone),
+            "the clone is over"
+        );
+    }
 }

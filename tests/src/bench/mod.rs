@@ -50,6 +50,8 @@ pub fn catalog(templates: usize) -> Vec<Template> {
             versions: MC_VERSIONS.map(String::from).to_vec(),
             node: "pve".into(),
             vmid,
+            clone_mode: model::CloneMode::Full,
+            storage: None,
         })
         .collect()
 }
