@@ -104,6 +104,17 @@ pub struct Cli {
     )]
     pub output: Option<Output>,
 
+    /// When to colour: auto (a terminal, unless NO_COLOR is set or CLICOLOR_FORCE forces it),
+    /// always or never.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        help_heading = "Global options"
+    )]
+    pub color: ColorWhen,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -119,6 +130,15 @@ End of input closes the console. Exit codes by how the console closed:
   5  the token was revoked (4401) or the permissions lowered (4403)
   6  the server was deleted or stopped, zlh shut down (1001), its address changed
      (1012) or the session reached its maximum age (4001): open it again";
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set; CLICOLOR_FORCE colours a pipe too.
+    Auto,
+    Always,
+    Never,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -219,6 +239,9 @@ The file holds either {customerId, spec} or a bare spec:
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Wait until servers reach a phase (or are deleted), showing live progress.
+    #[command(after_help = WAIT_HELP)]
+    Wait(WaitForArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"
@@ -227,6 +250,35 @@ The file holds either {customerId, spec} or a bare spec:
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
+}
+
+const WAIT_HELP: &str = "\
+Examples:
+  zctl wait mc-paper-101                        # until Ready
+  zctl wait 3f9c2a1b 6088 --for=phase=ready --timeout 10m
+  zctl wait mc-paper-101 --for=phase=degraded
+  zctl wait 3f9c2a1b --for=delete
+
+--for is phase=PHASE (queued, provisioning, ready, degraded, failed, deleting) or delete.
+Exit 0 once every server is there; 1 if one failed (unless failed was asked for), was
+deleted before it got there, or the timeout passed.";
+
+/// `zctl wait`.
+#[derive(Debug, Args)]
+pub struct WaitForArgs {
+    /// Servers: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// What to wait for: phase=PHASE or delete.
+    #[arg(long = "for", value_name = "CONDITION", default_value = "phase=ready", value_parser = parse_goal)]
+    pub goal: crate::wait::Goal,
+    /// Give up after this long (e.g. 90s, 10m); exit 1.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_goal(s: &str) -> Result<crate::wait::Goal, String> {
+    s.parse()
 }
 
 const POWER_HELP_START: &str = "\

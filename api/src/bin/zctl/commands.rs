@@ -2,7 +2,7 @@
 
 use crate::cli::{
     Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, PowerArgs,
-    ReconcileArgs, WaitArgs,
+    ReconcileArgs, WaitArgs, WaitForArgs,
 };
 use crate::output::{self, Cell, Color, Table, age, data_format, print_data};
 use crate::wait::{self, Goal};
@@ -17,6 +17,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    output::init_color(cli.color);
     if let Command::Completions { shell } = &cli.command {
         let mut cmd = Cli::command();
         clap_complete::generate(*shell, &mut cmd, "zctl", &mut std::io::stdout());
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Exec { target, command } => {
             crate::console::exec(&client, &target.id, &command).await
         }
+        Command::Wait(args) => wait_servers(&client, args).await,
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }
@@ -451,6 +453,27 @@ async fn status(client: &ApiClient, out: Option<Output>) -> Result<(), CliError>
     }
     t.print();
     Ok(())
+}
+
+// --- wait --------------------------------------------------------------------------
+
+/// `zctl wait ID... --for=...`: the display of `--wait`, then the summary.
+async fn wait_servers(client: &ApiClient, args: WaitForArgs) -> Result<(), CliError> {
+    let targets = resolve_all(client, &args.ids).await?;
+    let outcomes = wait::wait(client, &targets, args.goal, args.timeout).await?;
+    wait::summarize(&outcomes)
+}
+
+/// Each name's server, once each, in the order named.
+async fn resolve_all(client: &ApiClient, names: &[String]) -> Result<Vec<Server>, CliError> {
+    let mut v: Vec<Server> = Vec::new();
+    for name in names {
+        let s = resolve::server(client, name).await?;
+        if !v.iter().any(|x| x.id == s.id) {
+            v.push(s);
+        }
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -157,12 +157,7 @@ fn report(e: &CliError) {
     if e.message.is_empty() {
         return;
     }
-    let color = output::stderr_color();
-    let label = if color {
-        "\x1b[1;31merror:\x1b[0m"
-    } else {
-        "error:"
-    };
+    let label = output::paint("error:", Some(output::Color::Red), output::stderr_color());
     eprintln!("{label} {}", e.message);
     for d in &e.details {
         eprintln!("  {d}");
