@@ -94,7 +94,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Output format. Default: a table (or text) for humans; json and yaml are stable for
-    /// scripts (servers carry the derived `phase`, `step` and `ready` besides the API's fields).
+    /// scripts (servers carry the derived `phase`, `step` and `ready` besides the API's fields);
+    /// name prints `server/ID` lines.
     #[arg(
         short = 'o',
         long,
@@ -146,6 +147,8 @@ pub enum Output {
     Wide,
     Json,
     Yaml,
+    /// `server/ID`, one a line (zctl takes these names back: `zctl wait $(zctl get servers -o name)`).
+    Name,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,7 +12,7 @@ use api::wire::{
 };
 use api::{ApiClient, PowerOutcome};
 use clap::CommandFactory;
-use model::{Server, ServerSpec};
+use model::{Server, ServerId, ServerSpec};
 use std::io::Read;
 use std::path::Path;
 
@@ -85,6 +85,12 @@ async fn get_servers(
     }
     if servers.is_empty() {
         eprintln!("No servers found.");
+        return Ok(());
+    }
+    if out == Some(Output::Name) {
+        for s in &servers {
+            println!("{}", output::name_line(s.id));
+        }
         return Ok(());
     }
     output::servers_table(&servers, out == Some(Output::Wide), chrono::Utc::now()).print();
@@ -278,6 +284,7 @@ async fn report_accepted(
             });
             print_data(&doc, f)?;
         }
+        None if out == Some(Output::Name) => println!("{}", output::name_line(accepted.server.id)),
         None => ok_line(&line),
     }
     wait_for(client, &accepted.server, goal, wait).await
@@ -458,22 +465,28 @@ async fn status(client: &ApiClient, out: Option<Output>) -> Result<(), CliError>
 // --- wait --------------------------------------------------------------------------
 
 /// `zctl wait ID... --for=...`: the display of `--wait`, then the summary.
+/// With `--for=delete`, a server already gone (named by its full id) is done.
 async fn wait_servers(client: &ApiClient, args: WaitForArgs) -> Result<(), CliError> {
-    let targets = resolve_all(client, &args.ids).await?;
-    let outcomes = wait::wait(client, &targets, args.goal, args.timeout).await?;
-    wait::summarize(&outcomes)
-}
-
-/// Each name's server, once each, in the order named.
-async fn resolve_all(client: &ApiClient, names: &[String]) -> Result<Vec<Server>, CliError> {
-    let mut v: Vec<Server> = Vec::new();
-    for name in names {
-        let s = resolve::server(client, name).await?;
-        if !v.iter().any(|x| x.id == s.id) {
-            v.push(s);
+    let mut targets: Vec<Server> = Vec::new();
+    let mut gone: Vec<(ServerId, wait::Outcome)> = Vec::new();
+    for name in &args.ids {
+        let full_id = name
+            .trim()
+            .trim_start_matches(output::SERVER_PREFIX)
+            .parse::<ServerId>();
+        match resolve::server(client, name).await {
+            Ok(s) if !targets.iter().any(|x| x.id == s.id) => targets.push(s),
+            Ok(_) => {}
+            Err(e) if e.code == crate::exit::NOT_FOUND && args.goal == Goal::Gone => match full_id {
+                Ok(id) => gone.push((id, wait::Outcome::Gone)),
+                Err(_) => return Err(e),
+            },
+            Err(e) => return Err(e),
         }
     }
-    Ok(v)
+    let mut outcomes = wait::wait(client, &targets, args.goal, args.timeout).await?;
+    outcomes.extend(gone);
+    wait::summarize(&outcomes)
 }
 
 #[cfg(test)]

@@ -476,6 +476,14 @@ pub fn print_data<T: Serialize>(value: &T, format: Output) -> Result<(), CliErro
     Ok(())
 }
 
+/// A server's name as `-o name` prints it (and every ID argument accepts).
+pub fn name_line(id: model::ServerId) -> String {
+    format!("{SERVER_PREFIX}{id}")
+}
+
+/// The kind prefix of `-o name`.
+pub const SERVER_PREFIX: &str = "server/";
+
 /// Whether `-o` asks for data (json or yaml) rather than a table.
 pub fn data_format(o: Option<Output>) -> Option<Output> {
     o.filter(|o| matches!(o, Output::Json | Output::Yaml))

@@ -528,6 +528,17 @@ pub async fn follow(
                 emit_doc(&ev, f)?;
                 continue;
             }
+            if format == Some(Output::Name) {
+                match &ev {
+                    WatchEvent::Upsert { server, .. } => {
+                        println!("{}", output::name_line(server.id))
+                    }
+                    WatchEvent::Delete { id, .. } => println!("{}", output::name_line(*id)),
+                    WatchEvent::Bookmark { .. } => {}
+                }
+                let _ = std::io::stdout().flush();
+                continue;
+            }
             match ev {
                 WatchEvent::Upsert { server, .. } => {
                     let changed = *server;
