@@ -245,6 +245,20 @@ The file holds either {customerId, spec} or a bare spec:
     /// Wait until servers reach a phase (or are deleted), showing live progress.
     #[command(after_help = WAIT_HELP)]
     Wait(WaitForArgs),
+    /// Create or update a server from a spec file (YAML or JSON); unchanged, nothing is sent.
+    #[command(after_help = APPLY_HELP)]
+    Apply(ApplyArgs),
+    /// Change fields of a server's spec (resources, version, power intent, ...).
+    #[command(after_help = PATCH_HELP)]
+    Patch(PatchArgs),
+    /// A customer's quota and standing.
+    #[command(
+        after_help = "Examples:\n  zctl customer get u000\n  zctl customer set u000 --max-servers 10 --max-cores 24\n  zctl customer set u000 --standing suspended"
+    )]
+    Customer {
+        #[command(subcommand)]
+        what: CustomerCommand,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"
@@ -282,6 +296,95 @@ pub struct WaitForArgs {
 
 fn parse_goal(s: &str) -> Result<crate::wait::Goal, String> {
     s.parse()
+}
+
+const APPLY_HELP: &str = "\
+Examples:
+  zctl apply -f spec.yaml --wait
+  zctl apply -f spec.yaml --id mc-paper-101     # update that server to the file's spec
+
+The file holds {id?, customerId?, spec} or a bare spec. With an id (in the file or --id)
+the server's spec becomes the file's (a field left out takes its default: power running);
+prints `server/ID configured`, or `unchanged` when it already is. Without one, it creates
+a server: applying the same file again returns the same server (`created` both times).";
+
+const PATCH_HELP: &str = "\
+Examples:
+  zctl patch mc-paper-101 --set resources.cores=4 --set resources.memoryMib=4096
+  zctl patch 101 --set power=stopped             # the container's power intent
+  zctl patch 101 --set process=stopped           # the game's
+  zctl patch 3f9c2a1b --merge '{\"version\": \"1.21.8\"}' --wait
+
+Paths use the spec's JSON names (zctl describe server ID -o json). A value is typed like
+the one it replaces. The merge patch (RFC 7386) is applied first, then each --set; the
+edited spec is sent only if it differs, at the version read (a concurrent change is
+re-read and the edit redone).";
+
+/// `zctl apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Spec file (YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Update this server (overrides `id` in the file).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// The customer of a new server (overrides customerId in the file).
+    #[arg(long, value_name = "CUSTOMER")]
+    pub customer: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `zctl patch`.
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// Server: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// PATH=VALUE, e.g. resources.cores=4 (repeatable).
+    #[arg(long, value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// A JSON (or YAML) merge patch of the spec.
+    #[arg(long, value_name = "JSON")]
+    pub merge: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Quota and standing (defaults if never set).
+    Get {
+        #[arg(value_name = "CUSTOMER")]
+        id: String,
+    },
+    /// Change quota fields and/or the standing (operators only); the rest keeps its value.
+    Set(CustomerSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerSetArgs {
+    #[arg(value_name = "CUSTOMER")]
+    pub id: String,
+    #[arg(long, value_name = "N")]
+    pub max_servers: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub max_cores: Option<u32>,
+    #[arg(long, value_name = "MIB")]
+    pub max_memory_mib: Option<u64>,
+    #[arg(long, value_name = "GIB")]
+    pub max_disk_gib: Option<u64>,
+    /// active, overdue (no new servers) or suspended (servers stopped).
+    #[arg(long, value_name = "STANDING")]
+    pub standing: Option<StandingArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StandingArg {
+    Active,
+    Overdue,
+    Suspended,
 }
 
 const POWER_HELP_START: &str = "\

@@ -1,8 +1,8 @@
 //! One function per command.
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, PowerArgs,
-    ReconcileArgs, WaitArgs, WaitForArgs,
+    Cli, Command, CreateArgs, CustomerCommand, DeleteArgs, DescribeWhat, FilterArgs, GetWhat,
+    Output, PowerArgs, ReconcileArgs, WaitArgs, WaitForArgs,
 };
 use crate::output::{self, Cell, Color, Table, age, data_format, print_data};
 use crate::wait::{self, Goal};
@@ -57,6 +57,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             crate::console::exec(&client, &target.id, &command).await
         }
         Command::Wait(args) => wait_servers(&client, args).await,
+        Command::Apply(args) => crate::apply::apply(&client, args, out).await,
+        Command::Patch(args) => crate::apply::patch(&client, args, out).await,
+        Command::Customer { what } => match what {
+            CustomerCommand::Get { id } => crate::customer::get(&client, &id, out).await,
+            CustomerCommand::Set(args) => crate::customer::set(&client, args, out).await,
+        },
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }
@@ -477,10 +483,12 @@ async fn wait_servers(client: &ApiClient, args: WaitForArgs) -> Result<(), CliEr
         match resolve::server(client, name).await {
             Ok(s) if !targets.iter().any(|x| x.id == s.id) => targets.push(s),
             Ok(_) => {}
-            Err(e) if e.code == crate::exit::NOT_FOUND && args.goal == Goal::Gone => match full_id {
-                Ok(id) => gone.push((id, wait::Outcome::Gone)),
-                Err(_) => return Err(e),
-            },
+            Err(e) if e.code == crate::exit::NOT_FOUND && args.goal == Goal::Gone => {
+                match full_id {
+                    Ok(id) => gone.push((id, wait::Outcome::Gone)),
+                    Err(_) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         }
     }

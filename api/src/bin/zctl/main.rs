@@ -4,10 +4,12 @@
 //! Exit codes are the constants in [`exit`]; every error is printed as one line (plus the
 //! problem's field errors and a hint) on stderr. The token is never printed.
 
+mod apply;
 mod cli;
 mod commands;
 mod config;
 mod console;
+mod customer;
 mod describe;
 mod output;
 mod resolve;
