@@ -105,6 +105,21 @@ pub struct Cli {
     )]
     pub output: Option<Output>,
 
+    /// Use this context of the config file (see `zctl config --help`).
+    #[arg(
+        long,
+        env = "ZCTL_CONTEXT",
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub context: Option<String>,
+
+    /// Which of the global options were given on the command line (not from the
+    /// environment): `config set-context` stores only those.
+    #[arg(skip)]
+    pub explicit: Explicit,
+
     /// When to colour: auto (a terminal, unless NO_COLOR is set or CLICOLOR_FORCE forces it),
     /// always or never.
     #[arg(
@@ -131,6 +146,14 @@ End of input closes the console. Exit codes by how the console closed:
   5  the token was revoked (4401) or the permissions lowered (4403)
   6  the server was deleted or stopped, zlh shut down (1001), its address changed
      (1012) or the session reached its maximum age (4001): open it again";
+
+/// Global options given on the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Explicit {
+    pub api_url: bool,
+    pub token: bool,
+    pub token_file: bool,
+}
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -259,6 +282,12 @@ The file holds either {customerId, spec} or a bare spec:
         #[command(subcommand)]
         what: CustomerCommand,
     },
+    /// zctl's config file: contexts for several installations, the way kubectl has them.
+    #[command(after_help = CONFIG_HELP)]
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"
@@ -319,6 +348,45 @@ Paths use the spec's JSON names (zctl describe server ID -o json). A value is ty
 the one it replaces. The merge patch (RFC 7386) is applied first, then each --set; the
 edited spec is sent only if it differs, at the version read (a concurrent change is
 re-read and the edit redone).";
+
+const CONFIG_HELP: &str = "\
+Examples:
+  zctl config set-context prod --api-url https://zlh.example.net --token-file ~/.config/zlh/prod.token
+  zctl config set-context dev --api-url http://127.0.0.1:8080 --token-file dev.token
+  zctl config use-context prod
+  zctl config get-contexts
+  zctl --context dev get servers                # one command in another context
+
+The file (~/.config/zlh/zctl.toml, or --config / ZCTL_CONFIG):
+  current_context = \"prod\"
+  [contexts.prod]
+  api_url = \"https://zlh.example.net\"
+  token_file = \"~/.config/zlh/prod.token\"    # relative paths: to the config file
+The context is --context / ZCTL_CONTEXT, else current_context. The flat keys api_url and
+token_file still work: they apply without a context, and fill what a context leaves out.
+Flags and environment (--api-url, ZLH_API_URL, ZLH_TOKEN, ...) win over the file.";
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List the contexts (the current one marked *).
+    GetContexts,
+    /// Print the name of the context in use.
+    CurrentContext,
+    /// Make NAME the current context.
+    UseContext {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Create or change context NAME from --api-url and --token-file (given on the command line).
+    SetContext(SetContextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetContextArgs {
+    /// Letters, digits, - and _.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
 
 /// `zctl apply`.
 #[derive(Debug, Args)]

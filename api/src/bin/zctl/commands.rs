@@ -23,6 +23,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         clap_complete::generate(*shell, &mut cmd, "zctl", &mut std::io::stdout());
         return Ok(());
     }
+    if let Command::Config { command } = &cli.command {
+        return config::run(&cli, command, cli.output);
+    }
     let client = config::client(&cli)?;
     let out = cli.output;
     match cli.command {
@@ -63,7 +66,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             CustomerCommand::Get { id } => crate::customer::get(&client, &id, out).await,
             CustomerCommand::Set(args) => crate::customer::set(&client, args, out).await,
         },
-        Command::Completions { .. } => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Config { .. } => unreachable!("handled above"),
     }
 }
 

@@ -16,7 +16,8 @@ mod resolve;
 mod wait;
 
 use api::ClientError;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 /// Exit codes a script can rely on (also listed in `zctl --help`).
@@ -167,8 +168,19 @@ fn report(e: &CliError) {
 }
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = cli::Cli::command()
+        .try_get_matches()
+        .and_then(|m| cli::Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let cli = match parsed {
+        Ok((mut c, m)) => {
+            let given = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+            c.explicit = cli::Explicit {
+                api_url: given("api_url"),
+                token: given("token"),
+                token_file: given("token_file"),
+            };
+            c
+        }
         Err(e) => {
             // Help and version go to stdout with 0; usage errors exit 2.
             let _ = e.print();
