@@ -81,7 +81,11 @@ impl std::str::FromStr for Goal {
         };
         match key.trim() {
             "phase" => {
-                let phase: Phase = value.trim().to_ascii_lowercase().parse()?;
+                let phase: Phase = value
+                    .trim()
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| format!("{e}; {FOR_EXPECTED}"))?;
                 Ok(match phase {
                     Phase::Ready => Goal::Ready,
                     p => Goal::Phase(p),
