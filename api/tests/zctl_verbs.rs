@@ -604,3 +604,16 @@ async fn contexts_pick_the_installation() {
     let r = run(zctl(&["--context", "nope", "get", "servers"])).await;
     assert_eq!(r.code, 2, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_verbs_have_examples() {
+    let api = Api::start().await;
+    for sub in ["wait", "apply", "patch", "customer", "config"] {
+        let r = api.run(&[sub, "--help"]).await;
+        assert_eq!(r.code, 0, "{sub}: {r}");
+        assert!(r.stdout.contains("Example"), "{sub} has an example: {r}");
+    }
+    let r = api.run(&["--help"]).await;
+    assert!(r.stdout.contains("--color <WHEN>"), "{r}");
+    assert!(r.stdout.contains("--context <NAME>"), "{r}");
+}

@@ -378,7 +378,12 @@ mod tests {
 
     #[test]
     fn assignments_parse() {
-        let cases: &[(&str, &str, Option<(&[&str], &str)>)] = &[
+        type Case = (
+            &'static str,
+            &'static str,
+            Option<(&'static [&'static str], &'static str)>,
+        );
+        let cases: &[Case] = &[
             (
                 "a nested path",
                 "resources.cores=4",
@@ -502,7 +507,8 @@ mod tests {
 
     #[test]
     fn apply_documents_parse() {
-        let cases: &[(&str, &str, Result<(Option<&str>, Option<&str>), &str>)] = &[
+        type Want = Result<(Option<&'static str>, Option<&'static str>), &'static str>;
+        let cases: &[(&str, &str, Want)] = &[
             (
                 "a bare spec",
                 "kind: dev\nruntime: node\nversion: \"22\"\n",

@@ -17,11 +17,14 @@ Configuration (first found wins):
 The config file is ~/.config/zlh/zctl.toml (or --config FILE / ZCTL_CONFIG):
   api_url = \"https://zlh.example.net\"
   token_file = \"~/.config/zlh/token\"     # a file holding only the token, mode 0600
+or names several installations as contexts (zctl config --help): the context's keys
+(--context / ZCTL_CONTEXT, else current_context) take the place of these.
 Prefer ZLH_TOKEN or a token file to --token: arguments are visible to every user of the
 machine (ps) and end up in shell history. The token is never printed.
 
-A server (ID) is named by its full id, a unique start or end of it (the ID column of
-`zctl get servers` shows its last 8 characters), its hostname or its VMID.";
+A server (ID) is named by its full id (or server/ID, as -o name prints it), a unique start
+or end of it (the ID column of `zctl get servers` shows its last 8 characters), its
+hostname or its VMID.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -83,7 +86,7 @@ pub struct Cli {
     )]
     pub token_file: Option<PathBuf>,
 
-    /// Config file with `api_url` and `token_file` [default: ~/.config/zlh/zctl.toml].
+    /// Config file with `api_url` and `token_file`, or contexts [default: ~/.config/zlh/zctl.toml].
     #[arg(
         long,
         env = "ZCTL_CONFIG",

@@ -411,7 +411,8 @@ mod tests {
     #[test]
     fn config_files_parse() {
         // (why, file, Ok(context names) or Err(part of the message))
-        let cases: &[(&str, &str, Result<&[&str], &str>)] = &[
+        type Want = Result<&'static [&'static str], &'static str>;
+        let cases: &[(&str, &str, Want)] = &[
             (
                 "flat keys as before",
                 "api_url = \"http://127.0.0.1:1\"\ntoken_file = \"t\"\n",
