@@ -568,6 +568,23 @@ async fn contexts_pick_the_installation() {
     .await;
     assert_eq!(r.code, 2, "{r}");
     assert!(!r.stderr.contains("zlh_secret"), "{r}");
+    // A relative token file is taken from where the command runs.
+    let sub = api.dir.join("elsewhere");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut c = zctl(&[
+        "config",
+        "set-context",
+        "rel",
+        "--api-url",
+        &api.base,
+        "--token-file",
+        "t.token",
+    ]);
+    c.current_dir(&sub);
+    assert_eq!(run(c).await.code, 0);
+    std::fs::write(sub.join("t.token"), &api.token).unwrap();
+    let r = run(zctl(&["--context", "rel", "get", "servers", "-o", "name"])).await;
+    assert_eq!(r.code, 0, "{r}");
     let text = std::fs::read_to_string(&cfg).unwrap();
     assert!(text.starts_with("# mine"), "comments are kept: {text}");
     assert!(!text.contains("zlh_"), "no token in the file: {text}");
@@ -595,12 +612,12 @@ async fn contexts_pick_the_installation() {
     assert_eq!(current.len(), 1, "{r}");
     assert!(current[0].contains("good"), "{r}");
     let r = run(zctl(&["config", "get-contexts", "-o", "json"])).await;
-    assert_eq!(r.json()["items"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 3, "{r}");
 
     // Unknown contexts: exit 2 with the names there are.
     let r = run(zctl(&["config", "use-context", "nope"])).await;
     assert_eq!(r.code, 2, "{r}");
-    assert!(r.stderr.contains("dead, good"), "{r}");
+    assert!(r.stderr.contains("dead, good, rel"), "{r}");
     let r = run(zctl(&["--context", "nope", "get", "servers"])).await;
     assert_eq!(r.code, 2, "{r}");
 }

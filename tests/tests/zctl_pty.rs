@@ -421,3 +421,69 @@ async fn colours_in_a_pipe_follow_the_environment() {
         assert_eq!(colored, *want, "{why}: {err:?}");
     }
 }
+
+/// The other half of the log rule: on a terminal zlhd's text logs are coloured (so the
+/// file check above is not empty), and `NO_COLOR` turns that off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zlhd_colours_its_logs_only_on_a_terminal() {
+    // (environment, colours expected in log lines, why)
+    type Case = (&'static [(&'static str, &'static str)], bool, &'static str);
+    let cases: &[Case] = &[
+        (&[], true, "a terminal"),
+        (&[("NO_COLOR", "1")], false, "a terminal with NO_COLOR"),
+    ];
+    for (env, want, why) in cases {
+        let dir = std::env::temp_dir().join(format!("zlh-pty-log-{}", ServerId::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmd = std::process::Command::new(zlh_tests::process::zlhd_path());
+        cmd.args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--time-scale",
+            "100",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env_remove("ZLH_CONFIG")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .env("TERM", "xterm-256color");
+        for (k, v) in *env {
+            cmd.env(k, v);
+        }
+        let mut session = expectrl::Session::spawn(cmd).expect("spawn zlhd in a pty");
+        let pid = session.get_process().pid();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = session.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        // Read until a log line that zlhd writes once it is up.
+        let mut raw = Vec::new();
+        let log_lines = |raw: &[u8]| -> Vec<String> {
+            String::from_utf8_lossy(raw)
+                .lines()
+                .filter(|l| l.contains("INFO"))
+                .map(str::to_string)
+                .collect()
+        };
+        while log_lines(&raw).len() < 2 {
+            match next_chunk(&mut rx).await {
+                Some(c) => raw.extend(c),
+                None => panic!("{why}: zlhd exited: {}", String::from_utf8_lossy(&raw)),
+            }
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let colored = log_lines(&raw).iter().any(|l| l.contains('\x1b'));
+        assert_eq!(colored, *want, "{why}: {:?}", log_lines(&raw));
+        while next_chunk(&mut rx).await.is_some() {}
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

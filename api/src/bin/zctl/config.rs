@@ -391,6 +391,13 @@ fn set_context(cli: &Cli, args: &SetContextArgs) -> Result<(), CliError> {
         entry["api_url"] = toml_edit::value(u);
     }
     if let Some(p) = token_file {
+        // Relative to where the command runs, as the user meant it (the file would read it
+        // relative to itself).
+        let p = if p.is_relative() && !p.starts_with("~") {
+            std::path::absolute(&p).unwrap_or(p)
+        } else {
+            p
+        };
         let text = p.to_str().ok_or_else(|| {
             CliError::usage(format!("the token file path {} is not UTF-8", p.display()))
         })?;
