@@ -227,6 +227,20 @@ fn sgr_params(raw: &[u8]) -> Vec<String> {
     out
 }
 
+/// The row of a server that ended Ready: `ID  HOSTNAME  ready`, cut to the width.
+fn final_row(s: &Server, cols: u16) -> String {
+    let line = format!(
+        "{}  {:<16}  ready",
+        short_id(s),
+        s.status.hostname.as_deref().unwrap_or("-")
+    );
+    line.chars()
+        .take(cols.into())
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+}
+
 fn short_id(s: &Server) -> String {
     let id = s.id.to_string();
     id[id.len() - 8..].to_string()
@@ -303,12 +317,11 @@ async fn wait_display_fits_the_terminal_and_leaves_no_ghost_lines() {
             "{why}: the rows never showed the paused state:\n{rows}"
         );
         assert_eq!(code, 0, "{why}: zctl wait exit code; screen:\n{rows}");
-        for i in 0..servers.len() {
+        // Each row is exactly the final line: nothing of a longer earlier state is left.
+        for (i, s) in servers.iter().enumerate() {
+            let s = dev.client.get(s.id).await.unwrap();
             let row = screen.row_of(i).unwrap_or_default();
-            assert!(
-                row.contains("ready"),
-                "{why}: final row {i}: {row:?}\n{rows}"
-            );
+            assert_eq!(row, final_row(&s, *cols), "{why}: final row {i}\n{rows}");
         }
         assert_eq!(screen.colored(), *want_color, "{why}: colours in {rows}");
     }
@@ -342,7 +355,7 @@ async fn wait_display_fits_the_terminal_and_leaves_no_ghost_lines() {
     let newest = created.iter().max_by_key(|s| s.created_at).unwrap().clone();
     let mut screen = Screen::new(40, std::slice::from_ref(&newest));
     screen.feed(&raw);
-    assert!(screen.row_of(0).unwrap_or_default().contains("ready"));
+    assert_eq!(screen.row_of(0).unwrap_or_default(), final_row(&newest, 40));
     assert!(screen.colored());
 
     // zlhd's text logs went to a file: no ANSI in them.
