@@ -26,11 +26,20 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(log_colors())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => b.try_init(),
         LogFormat::Json => b.json().try_init(),
     };
+}
+
+/// Colours in text logs only on a terminal: a journal, a file or a pipe gets plain text
+/// (tracing-subscriber colours by default wherever it writes). `NO_COLOR` turns them off
+/// on a terminal too.
+fn log_colors() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Open the store and apply the migrations (`zlhd migrate`, `zlhd dev`; see

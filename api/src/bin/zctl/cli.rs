@@ -17,11 +17,14 @@ Configuration (first found wins):
 The config file is ~/.config/zlh/zctl.toml (or --config FILE / ZCTL_CONFIG):
   api_url = \"https://zlh.example.net\"
   token_file = \"~/.config/zlh/token\"     # a file holding only the token, mode 0600
+or names several installations as contexts (zctl config --help): the context's keys
+(--context / ZCTL_CONTEXT, else current_context) take the place of these.
 Prefer ZLH_TOKEN or a token file to --token: arguments are visible to every user of the
 machine (ps) and end up in shell history. The token is never printed.
 
-A server (ID) is named by its full id, a unique start or end of it (the ID column of
-`zctl get servers` shows its last 8 characters), its hostname or its VMID.";
+A server (ID) is named by its full id (or server/ID, as -o name prints it), a unique start
+or end of it (the ID column of `zctl get servers` shows its last 8 characters), its
+hostname or its VMID.";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -83,7 +86,7 @@ pub struct Cli {
     )]
     pub token_file: Option<PathBuf>,
 
-    /// Config file with `api_url` and `token_file` [default: ~/.config/zlh/zctl.toml].
+    /// Config file with `api_url` and `token_file`, or contexts [default: ~/.config/zlh/zctl.toml].
     #[arg(
         long,
         env = "ZCTL_CONFIG",
@@ -94,7 +97,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Output format. Default: a table (or text) for humans; json and yaml are stable for
-    /// scripts (servers carry the derived `phase`, `step` and `ready` besides the API's fields).
+    /// scripts (servers carry the derived `phase`, `step` and `ready` besides the API's fields);
+    /// name prints `server/ID` lines.
     #[arg(
         short = 'o',
         long,
@@ -103,6 +107,32 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub output: Option<Output>,
+
+    /// Use this context of the config file (see `zctl config --help`).
+    #[arg(
+        long,
+        env = "ZCTL_CONTEXT",
+        global = true,
+        value_name = "NAME",
+        help_heading = "Global options"
+    )]
+    pub context: Option<String>,
+
+    /// Which of the global options were given on the command line (not from the
+    /// environment): `config set-context` stores only those.
+    #[arg(skip)]
+    pub explicit: Explicit,
+
+    /// When to colour: auto (a terminal, unless NO_COLOR is set or CLICOLOR_FORCE forces it),
+    /// always or never.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        help_heading = "Global options"
+    )]
+    pub color: ColorWhen,
 
     #[command(subcommand)]
     pub command: Command,
@@ -182,12 +212,31 @@ pub struct AuditArgs {
     pub limit: u32,
 }
 
+/// Global options given on the command line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Explicit {
+    pub api_url: bool,
+    pub token: bool,
+    pub token_file: bool,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorWhen {
+    /// On a terminal, unless NO_COLOR is set; CLICOLOR_FORCE colours a pipe too.
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
     /// More columns in tables.
     Wide,
     Json,
     Yaml,
+    /// `server/ID`, one a line (zctl takes these names back: `zctl wait $(zctl get servers -o name)`).
+    Name,
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +341,29 @@ The file holds either {customerId, spec} or a bare spec:
     #[command(after_help = AUDIT_HELP)]
     Audit(AuditArgs),
     // --- end of tokens and audit ------------------------------------------------------------
+    /// Wait until servers reach a phase (or are deleted), showing live progress.
+    #[command(after_help = WAIT_HELP)]
+    Wait(WaitForArgs),
+    /// Create or update a server from a spec file (YAML or JSON); unchanged, nothing is sent.
+    #[command(after_help = APPLY_HELP)]
+    Apply(ApplyArgs),
+    /// Change fields of a server's spec (resources, version, power intent, ...).
+    #[command(after_help = PATCH_HELP)]
+    Patch(PatchArgs),
+    /// A customer's quota and standing.
+    #[command(
+        after_help = "Examples:\n  zctl customer get u000\n  zctl customer set u000 --max-servers 10 --max-cores 24\n  zctl customer set u000 --standing suspended"
+    )]
+    Customer {
+        #[command(subcommand)]
+        what: CustomerCommand,
+    },
+    /// zctl's config file: contexts for several installations, the way kubectl has them.
+    #[command(after_help = CONFIG_HELP)]
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  zctl completions bash > ~/.local/share/bash-completion/completions/zctl\n  zctl completions zsh > ~/.zfunc/_zctl"
@@ -306,6 +378,163 @@ The file holds either {customerId, spec} or a bare spec:
         /// Where to write them (created if missing).
         dir: std::path::PathBuf,
     },
+}
+
+const WAIT_HELP: &str = "\
+Examples:
+  zctl wait mc-paper-101                        # until Ready
+  zctl wait 3f9c2a1b 6088 --for=phase=ready --timeout 10m
+  zctl wait mc-paper-101 --for=phase=degraded
+  zctl wait 3f9c2a1b --for=delete
+
+--for is phase=PHASE (queued, provisioning, ready, degraded, failed, deleting) or delete.
+Exit 0 once every server is there; 1 if one failed (unless failed was asked for), was
+deleted before it got there, or the timeout passed.";
+
+/// `zctl wait`.
+#[derive(Debug, Args)]
+pub struct WaitForArgs {
+    /// Servers: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// What to wait for: phase=PHASE or delete.
+    #[arg(long = "for", value_name = "CONDITION", default_value = "phase=ready", value_parser = parse_goal)]
+    pub goal: crate::wait::Goal,
+    /// Give up after this long (e.g. 90s, 10m); exit 1.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+fn parse_goal(s: &str) -> Result<crate::wait::Goal, String> {
+    s.parse()
+}
+
+const APPLY_HELP: &str = "\
+Examples:
+  zctl apply -f spec.yaml --wait
+  zctl apply -f spec.yaml --id mc-paper-101     # update that server to the file's spec
+
+The file holds {id?, customerId?, spec} or a bare spec. With an id (in the file or --id)
+the server's spec becomes the file's (a field left out takes its default: power running);
+prints `server/ID configured`, or `unchanged` when it already is. Without one, it creates
+a server: applying the same file again returns the same server (`created` both times).";
+
+const PATCH_HELP: &str = "\
+Examples:
+  zctl patch mc-paper-101 --set resources.cores=4 --set resources.memoryMib=4096
+  zctl patch 101 --set power=stopped             # the container's power intent
+  zctl patch 101 --set process=stopped           # the game's
+  zctl patch 3f9c2a1b --merge '{\"version\": \"1.21.8\"}' --wait
+
+Paths use the spec's JSON names (zctl describe server ID -o json). A value is typed like
+the one it replaces. The merge patch (RFC 7386) is applied first, then each --set; the
+edited spec is sent only if it differs, at the version read (a concurrent change is
+re-read and the edit redone).";
+
+const CONFIG_HELP: &str = "\
+Examples:
+  zctl config set-context prod --api-url https://zlh.example.net --token-file ~/.config/zlh/prod.token
+  zctl config set-context dev --api-url http://127.0.0.1:8080 --token-file dev.token
+  zctl config use-context prod
+  zctl config get-contexts
+  zctl --context dev get servers                # one command in another context
+
+The file (~/.config/zlh/zctl.toml, or --config / ZCTL_CONFIG):
+  current_context = \"prod\"
+  [contexts.prod]
+  api_url = \"https://zlh.example.net\"
+  token_file = \"~/.config/zlh/prod.token\"    # relative paths: to the config file
+The context is --context / ZCTL_CONTEXT, else current_context. The flat keys api_url and
+token_file still work: they apply without a context, and fill what a context leaves out.
+Flags and environment (--api-url, ZLH_API_URL, ZLH_TOKEN, ...) win over the file.";
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// List the contexts (the current one marked *).
+    GetContexts,
+    /// Print the name of the context in use.
+    CurrentContext,
+    /// Make NAME the current context.
+    UseContext {
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Create or change context NAME from --api-url and --token-file (given on the command line).
+    SetContext(SetContextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetContextArgs {
+    /// Letters, digits, - and _.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `zctl apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Spec file (YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: PathBuf,
+    /// Update this server (overrides `id` in the file).
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// The customer of a new server (overrides customerId in the file).
+    #[arg(long, value_name = "CUSTOMER")]
+    pub customer: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// `zctl patch`.
+#[derive(Debug, Args)]
+pub struct PatchArgs {
+    /// Server: full id, a unique start or end of it, hostname or VMID.
+    #[arg(value_name = "ID")]
+    pub id: String,
+    /// PATH=VALUE, e.g. resources.cores=4 (repeatable).
+    #[arg(long, value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+    /// A JSON (or YAML) merge patch of the spec.
+    #[arg(long, value_name = "JSON")]
+    pub merge: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Quota and standing (defaults if never set).
+    Get {
+        #[arg(value_name = "CUSTOMER")]
+        id: String,
+    },
+    /// Change quota fields and/or the standing (operators only); the rest keeps its value.
+    Set(CustomerSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerSetArgs {
+    #[arg(value_name = "CUSTOMER")]
+    pub id: String,
+    #[arg(long, value_name = "N")]
+    pub max_servers: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub max_cores: Option<u32>,
+    #[arg(long, value_name = "MIB")]
+    pub max_memory_mib: Option<u64>,
+    #[arg(long, value_name = "GIB")]
+    pub max_disk_gib: Option<u64>,
+    /// active, overdue (no new servers) or suspended (servers stopped).
+    #[arg(long, value_name = "STANDING")]
+    pub standing: Option<StandingArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StandingArg {
+    Active,
+    Overdue,
+    Suspended,
 }
 
 const POWER_HELP_START: &str = "\

@@ -1,8 +1,8 @@
 //! One function per command.
 
 use crate::cli::{
-    Cli, Command, CreateArgs, DeleteArgs, DescribeWhat, FilterArgs, GetWhat, Output, PowerArgs,
-    ReconcileArgs, WaitArgs,
+    Cli, Command, CreateArgs, CustomerCommand, DeleteArgs, DescribeWhat, FilterArgs, GetWhat,
+    Output, PowerArgs, ReconcileArgs, WaitArgs, WaitForArgs,
 };
 use crate::output::{self, Cell, Color, Table, age, data_format, print_data};
 use crate::wait::{self, Goal};
@@ -12,11 +12,12 @@ use api::wire::{
 };
 use api::{ApiClient, PowerOutcome};
 use clap::CommandFactory;
-use model::{Server, ServerSpec};
+use model::{Server, ServerId, ServerSpec};
 use std::io::Read;
 use std::path::Path;
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    output::init_color(cli.color);
     if let Command::Completions { shell } = &cli.command {
         let mut cmd = Cli::command();
         // Into a buffer: clap_complete panics on a write error (`| head` closing the pipe).
@@ -29,6 +30,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         api::manpage::write_all(Cli::command(), dir)
             .map_err(|e| CliError::failed(format!("cannot write the man pages to {}: {e}", dir.display())))?;
         return Ok(());
+    }
+    if let Command::Config { command } = &cli.command {
+        return config::run(&cli, command, cli.output);
     }
     let client = config::client(&cli)?;
     let out = cli.output;
@@ -65,8 +69,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Token { cmd } => crate::tokens::run(&client, cmd, out).await,
         Command::Audit(args) => crate::audit::run(&client, args, out).await,
+        Command::Wait(args) => wait_servers(&client, args).await,
+        Command::Apply(args) => crate::apply::apply(&client, args, out).await,
+        Command::Patch(args) => crate::apply::patch(&client, args, out).await,
+        Command::Customer { what } => match what {
+            CustomerCommand::Get { id } => crate::customer::get(&client, &id, out).await,
+            CustomerCommand::Set(args) => crate::customer::set(&client, args, out).await,
+        },
         // Answered above, before a client is made.
-        Command::Completions { .. } | Command::Manpages { .. } => Ok(()),
+        Command::Completions { .. } | Command::Manpages { .. } | Command::Config { .. } => Ok(()),
     }
 }
 
@@ -94,6 +105,12 @@ async fn get_servers(
     }
     if servers.is_empty() {
         eprintln!("No servers found.");
+        return Ok(());
+    }
+    if out == Some(Output::Name) {
+        for s in &servers {
+            println!("{}", output::name_line(s.id));
+        }
         return Ok(());
     }
     output::servers_table(&servers, out == Some(Output::Wide), chrono::Utc::now()).print();
@@ -323,6 +340,7 @@ async fn report_accepted(
             });
             print_data(&doc, f)?;
         }
+        None if out == Some(Output::Name) => println!("{}", output::name_line(accepted.server.id)),
         None => ok_line(&line),
     }
     wait_for(client, &accepted.server, goal, wait).await
@@ -498,6 +516,35 @@ async fn status(client: &ApiClient, out: Option<Output>) -> Result<(), CliError>
     }
     t.print();
     Ok(())
+}
+
+// --- wait --------------------------------------------------------------------------
+
+/// `zctl wait ID... --for=...`: the display of `--wait`, then the summary.
+/// With `--for=delete`, a server already gone (named by its full id) is done.
+async fn wait_servers(client: &ApiClient, args: WaitForArgs) -> Result<(), CliError> {
+    let mut targets: Vec<Server> = Vec::new();
+    let mut gone: Vec<(ServerId, wait::Outcome)> = Vec::new();
+    for name in &args.ids {
+        let full_id = name
+            .trim()
+            .trim_start_matches(output::SERVER_PREFIX)
+            .parse::<ServerId>();
+        match resolve::server(client, name).await {
+            Ok(s) if !targets.iter().any(|x| x.id == s.id) => targets.push(s),
+            Ok(_) => {}
+            Err(e) if e.code == crate::exit::NOT_FOUND && args.goal == Goal::Gone => {
+                match full_id {
+                    Ok(id) => gone.push((id, wait::Outcome::Gone)),
+                    Err(_) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut outcomes = wait::wait(client, &targets, args.goal, args.timeout).await?;
+    outcomes.extend(gone);
+    wait::summarize(&outcomes)
 }
 
 #[cfg(test)]

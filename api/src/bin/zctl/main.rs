@@ -4,11 +4,13 @@
 //! Exit codes are the constants in [`exit`]; every error is printed as one line (plus the
 //! problem's field errors and a hint) on stderr. The token is never printed.
 
+mod apply;
 mod audit;
 mod cli;
 mod commands;
 mod config;
 mod console;
+mod customer;
 mod describe;
 mod output;
 mod resolve;
@@ -16,7 +18,8 @@ mod tokens;
 mod wait;
 
 use api::ClientError;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
 /// Exit codes a script can rely on (also listed in `zctl --help`).
@@ -159,12 +162,7 @@ fn report(e: &CliError) {
     if e.message.is_empty() {
         return;
     }
-    let color = output::stderr_color();
-    let label = if color {
-        "\x1b[1;31merror:\x1b[0m"
-    } else {
-        "error:"
-    };
+    let label = output::paint("error:", Some(output::Color::Red), output::stderr_color());
     eprintln!("{label} {}", e.message);
     for d in &e.details {
         eprintln!("  {d}");
@@ -172,8 +170,19 @@ fn report(e: &CliError) {
 }
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(c) => c,
+    let parsed = cli::Cli::command()
+        .try_get_matches()
+        .and_then(|m| cli::Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let cli = match parsed {
+        Ok((mut c, m)) => {
+            let given = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+            c.explicit = cli::Explicit {
+                api_url: given("api_url"),
+                token: given("token"),
+                token_file: given("token_file"),
+            };
+            c
+        }
         Err(e) => {
             // Help and version go to stdout with 0; usage errors exit 2.
             let _ = e.print();

@@ -1,28 +1,36 @@
-//! Formatting: tables that fit the terminal, ages, colors (only on a terminal), JSON and YAML.
+//! Formatting: tables that fit the terminal, ages, colours (`--color`), JSON and YAML.
 
 use crate::CliError;
-use crate::cli::Output;
+use crate::cli::{ColorWhen, Output};
+use anstream::{AutoStream, ColorChoice};
+use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 use model::{ConditionStatus, ConditionType, Phase, Server};
 use serde::Serialize;
 use std::io::IsTerminal;
 
-fn color_allowed() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+/// Decide colours once, from `--color`: anstream then applies NO_COLOR, CLICOLOR_FORCE,
+/// CLICOLOR and TERM for `auto`, and an explicit `always` or `never` wins over them.
+pub fn init_color(when: ColorWhen) {
+    match when {
+        ColorWhen::Auto => ColorChoice::Auto,
+        ColorWhen::Always => ColorChoice::Always,
+        ColorWhen::Never => ColorChoice::Never,
+    }
+    .write_global();
 }
 
-/// Color on stdout: only on a terminal, and not with `NO_COLOR`.
+/// Colour on stdout (see [`init_color`]).
 pub fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && color_allowed()
+    AutoStream::choice(&std::io::stdout()) != ColorChoice::Never
 }
 
-/// Color on stderr: only on a terminal, and not with `NO_COLOR`.
+/// Colour on stderr (see [`init_color`]).
 pub fn stderr_color() -> bool {
-    std::io::stderr().is_terminal() && color_allowed()
+    AutoStream::choice(&std::io::stderr()) != ColorChoice::Never
 }
 
-/// ANSI colors for a few words.
+/// The few colours zctl uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Color {
     Green,
@@ -35,22 +43,26 @@ pub enum Color {
 }
 
 impl Color {
-    fn code(self) -> &'static str {
+    fn style(self) -> Style {
+        let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
         match self {
-            Color::Green => "32",
-            Color::Yellow => "33",
-            Color::Red => "31",
-            Color::Cyan => "36",
-            Color::Magenta => "35",
-            Color::Dim => "2",
-            Color::Bold => "1",
+            Color::Green => fg(AnsiColor::Green),
+            Color::Yellow => fg(AnsiColor::Yellow),
+            Color::Red => fg(AnsiColor::Red),
+            Color::Cyan => fg(AnsiColor::Cyan),
+            Color::Magenta => fg(AnsiColor::Magenta),
+            Color::Dim => Style::new().dimmed(),
+            Color::Bold => Style::new().bold(),
         }
     }
 }
 
 pub fn paint(s: &str, c: Option<Color>, enabled: bool) -> String {
     match c {
-        Some(c) if enabled && !s.is_empty() => format!("\x1b[{}m{s}\x1b[0m", c.code()),
+        Some(c) if enabled && !s.is_empty() => {
+            let st = c.style();
+            format!("{st}{s}{st:#}")
+        }
         _ => s.to_string(),
     }
 }
@@ -463,6 +475,14 @@ pub fn print_data<T: Serialize>(value: &T, format: Output) -> Result<(), CliErro
     }
     Ok(())
 }
+
+/// A server's name as `-o name` prints it (and every ID argument accepts).
+pub fn name_line(id: model::ServerId) -> String {
+    format!("{SERVER_PREFIX}{id}")
+}
+
+/// The kind prefix of `-o name`.
+pub const SERVER_PREFIX: &str = "server/";
 
 /// Whether `-o` asks for data (json or yaml) rather than a table.
 pub fn data_format(o: Option<Output>) -> Option<Output> {

@@ -16,6 +16,10 @@ fn is_id_fragment(s: &str) -> bool {
 /// The one server `name` refers to.
 pub async fn server(client: &ApiClient, name: &str) -> Result<Server, CliError> {
     let name = name.trim();
+    // `-o name` output names servers `server/ID`.
+    let name = name
+        .strip_prefix(crate::output::SERVER_PREFIX)
+        .unwrap_or(name);
     if name.is_empty() {
         return Err(CliError::usage("a server name is empty"));
     }

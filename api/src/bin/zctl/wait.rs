@@ -9,6 +9,7 @@ use api::ApiClient;
 use api::ClientError;
 use api::wire::{ListFilter, WatchEvent};
 use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use model::{Phase, Server, ServerId};
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
@@ -54,16 +55,53 @@ impl Reconnects {
 /// What a wait waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Goal {
-    /// Ready for the current generation (create, reconcile).
+    /// Ready for the current generation (create, reconcile, `--for=phase=ready`).
     Ready,
-    /// Deleted and archived: 404 on get (delete).
+    /// Deleted and archived: 404 on get (delete, `--for=delete`).
     Gone,
+    /// In this phase, other than Ready (`zctl wait --for=phase=PHASE`).
+    Phase(Phase),
+}
+
+/// `--for` expressions, as `zctl wait --help` lists them.
+const FOR_EXPECTED: &str =
+    "expected phase=PHASE (queued, provisioning, ready, degraded, failed, deleting) or delete";
+
+impl std::str::FromStr for Goal {
+    type Err = String;
+
+    /// `phase=ready`, `phase=failed`, ..., or `delete` (kubectl's spelling).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "delete" {
+            return Ok(Goal::Gone);
+        }
+        let Some((key, value)) = s.split_once('=') else {
+            return Err(format!("'{s}' is not a wait condition; {FOR_EXPECTED}"));
+        };
+        match key.trim() {
+            "phase" => {
+                let phase: Phase = value
+                    .trim()
+                    .to_ascii_lowercase()
+                    .parse()
+                    .map_err(|e| format!("{e}; {FOR_EXPECTED}"))?;
+                Ok(match phase {
+                    Phase::Ready => Goal::Ready,
+                    p => Goal::Phase(p),
+                })
+            }
+            other => Err(format!("unknown wait condition '{other}'; {FOR_EXPECTED}")),
+        }
+    }
 }
 
 /// How one server's wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Ready,
+    /// The phase a `--for=phase=PHASE` wait waited for.
+    Reached(Phase),
     Gone,
     /// A terminal failure: `step: message`.
     Failed(String),
@@ -75,15 +113,16 @@ pub enum Outcome {
 
 impl Outcome {
     pub fn success(&self) -> bool {
-        matches!(self, Outcome::Ready | Outcome::Gone)
+        matches!(self, Outcome::Ready | Outcome::Reached(_) | Outcome::Gone)
     }
 
     fn text(&self) -> String {
         match self {
             Outcome::Ready => "ready".into(),
+            Outcome::Reached(p) => p.to_string(),
             Outcome::Gone => "deleted".into(),
             Outcome::Failed(m) => format!("failed: {m}"),
-            Outcome::Deleted => "deleted before it was Ready".into(),
+            Outcome::Deleted => "deleted before it got there".into(),
             Outcome::TimedOut(last) => format!("timed out ({last})"),
         }
     }
@@ -133,46 +172,81 @@ fn evaluate(s: &Server, goal: Goal) -> Eval {
             Phase::Deleting => Eval::Done(Outcome::Deleted),
             _ => Eval::Progress(state_text(s)),
         },
+        Goal::Phase(want) if phase == want => Eval::Done(Outcome::Reached(want)),
+        // A failure stays until someone acts; a deletion never comes back.
+        Goal::Phase(_) => match phase {
+            Phase::Failed if retrying(s) => Eval::Progress("failed, retry requested".into()),
+            Phase::Failed => Eval::Done(Outcome::Failed(output::message(s))),
+            Phase::Deleting => Eval::Done(Outcome::Deleted),
+            _ => Eval::Progress(state_text(s)),
+        },
     }
 }
 
-/// Live progress on stderr: on a terminal one line per server, redrawn in place; otherwise a
-/// line per change.
+/// One server's line of the live display.
+struct Line {
+    label: String,
+    state: String,
+    outcome: Option<Outcome>,
+    /// Its row on a terminal.
+    bar: Option<ProgressBar>,
+}
+
+/// Live progress on stderr. On a terminal, indicatif keeps one row per server and redraws
+/// them in place; each row is cut to the terminal's width with its colours counted as
+/// zero-width (`{wide_msg}`), so no row wraps and the redraw leaves no ghost lines behind.
+/// Otherwise (a pipe, a file) a line per change.
 struct Progress {
-    tty: bool,
     color: bool,
     started: Instant,
-    order: Vec<ServerId>,
-    lines: HashMap<ServerId, (String, String, Option<Outcome>)>,
-    drawn: usize,
+    lines: HashMap<ServerId, Line>,
+    /// The display, on a terminal; kept until the wait ends.
+    _live: Option<MultiProgress>,
 }
 
 impl Progress {
     fn new(targets: &[(ServerId, String)]) -> Self {
-        let tty = std::io::stderr().is_terminal();
-        Progress {
-            tty,
+        let live = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let style = ProgressStyle::with_template("{wide_msg}").expect("a valid template");
+        let mut p = Progress {
             color: output::stderr_color(),
             started: Instant::now(),
-            order: targets.iter().map(|(id, _)| *id).collect(),
-            lines: targets
-                .iter()
-                .map(|(id, label)| (*id, (label.clone(), "waiting".to_string(), None)))
-                .collect(),
-            drawn: 0,
+            lines: HashMap::new(),
+            _live: None,
+        };
+        for (id, label) in targets {
+            let bar = live
+                .as_ref()
+                .map(|mp| mp.add(ProgressBar::new_spinner().with_style(style.clone())));
+            p.lines.insert(
+                *id,
+                Line {
+                    label: label.clone(),
+                    state: "waiting".into(),
+                    outcome: None,
+                    bar,
+                },
+            );
+            if live.is_some() {
+                p.show(*id);
+            }
         }
+        p._live = live;
+        p
     }
 
     fn label(&mut self, id: ServerId, s: &Server) {
         if let Some(l) = self.lines.get_mut(&id) {
-            l.0 = label_of(s);
+            l.label = label_of(s);
         }
     }
 
     fn set(&mut self, id: ServerId, state: String) {
         let changed = match self.lines.get_mut(&id) {
-            Some(l) if l.2.is_none() && l.1 != state => {
-                l.1 = state;
+            Some(l) if l.outcome.is_none() && l.state != state => {
+                l.state = state;
                 true
             }
             _ => false,
@@ -184,60 +258,51 @@ impl Progress {
 
     fn done(&mut self, id: ServerId, outcome: Outcome) {
         if let Some(l) = self.lines.get_mut(&id)
-            && l.2.is_none()
+            && l.outcome.is_none()
         {
-            l.2 = Some(outcome);
+            l.outcome = Some(outcome);
             self.show(id);
         }
     }
 
-    fn line(&self, id: ServerId) -> String {
-        let (label, state, outcome) = &self.lines[&id];
-        match outcome {
-            Some(o) => format!("{label}  {}", paint(&o.text(), Some(o.color()), self.color)),
+    fn text(&self, l: &Line) -> String {
+        match &l.outcome {
+            Some(o) => format!(
+                "{}  {}",
+                l.label,
+                paint(&o.text(), Some(o.color()), self.color)
+            ),
             None => {
                 let elapsed = output::duration_short(self.started.elapsed().as_secs());
                 format!(
-                    "{label}  {state}  {}",
+                    "{}  {}  {}",
+                    l.label,
+                    l.state,
                     paint(&elapsed, Some(Color::Dim), self.color)
                 )
             }
         }
     }
 
-    fn show(&mut self, id: ServerId) {
-        if self.tty {
-            self.redraw();
-        } else {
-            eprintln!("{}", self.line(id));
+    fn show(&self, id: ServerId) {
+        let Some(l) = self.lines.get(&id) else {
+            return;
+        };
+        let text = self.text(l);
+        match (&l.bar, &l.outcome) {
+            (Some(bar), Some(_)) => bar.finish_with_message(text),
+            (Some(bar), None) => bar.set_message(text),
+            (None, _) => eprintln!("{text}"),
         }
     }
 
-    fn redraw(&mut self) {
-        if !self.tty {
-            return;
+    /// Refresh the elapsed times on a terminal.
+    fn tick(&self) {
+        for l in self.lines.values() {
+            if let (Some(bar), None) = (&l.bar, &l.outcome) {
+                bar.set_message(self.text(l));
+            }
         }
-        let width = comfy_table::Table::new()
-            .use_stderr()
-            .width()
-            .map(usize::from)
-            .unwrap_or(200);
-        let mut err = std::io::stderr().lock();
-        if self.drawn > 0 {
-            let _ = write!(err, "\x1b[{}A", self.drawn);
-        }
-        for id in &self.order {
-            let l = self.line(*id);
-            // Keep each line on one terminal row so the cursor arithmetic holds.
-            let l = if l.contains('\x1b') {
-                l
-            } else {
-                output::truncate(&l, width.saturating_sub(1))
-            };
-            let _ = writeln!(err, "\r\x1b[2K{l}");
-        }
-        self.drawn = self.order.len();
-        let _ = err.flush();
     }
 }
 
@@ -265,7 +330,6 @@ pub async fn wait(
     let mut resume: Option<i64> = None;
     let mut failures = Reconnects::default();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    progress.redraw();
 
     let pending = |outcomes: &HashMap<ServerId, Outcome>| {
         targets
@@ -303,7 +367,7 @@ pub async fn wait(
                     break 'connect;
                 }
                 _ = tick.tick() => {
-                    progress.redraw();
+                    progress.tick();
                     continue;
                 }
                 item = stream.next() => item,
@@ -374,7 +438,7 @@ pub async fn wait(
             }
         }
     }
-    progress.redraw();
+    drop(progress);
     Ok(targets
         .iter()
         .map(|s| {
@@ -393,7 +457,7 @@ async fn gone(client: &ApiClient, id: ServerId, goal: Goal) -> Result<Outcome, C
     match client.get(id).await {
         Err(ClientError::NotFound(_)) => Ok(match goal {
             Goal::Gone => Outcome::Gone,
-            Goal::Ready => Outcome::Deleted,
+            Goal::Ready | Goal::Phase(_) => Outcome::Deleted,
         }),
         Err(e) => Err(e.into()),
         Ok(s) => Ok(match evaluate(&s, goal) {
@@ -466,6 +530,17 @@ pub async fn follow(
             }
             if let Some(f) = data {
                 emit_doc(&ev, f)?;
+                continue;
+            }
+            if format == Some(Output::Name) {
+                match &ev {
+                    WatchEvent::Upsert { server, .. } => {
+                        println!("{}", output::name_line(server.id))
+                    }
+                    WatchEvent::Delete { id, .. } => println!("{}", output::name_line(*id)),
+                    WatchEvent::Bookmark { .. } => {}
+                }
+                let _ = std::io::stdout().flush();
                 continue;
             }
             match ev {
@@ -587,5 +662,52 @@ fn min_width(header: &str) -> usize {
         "IP" => 15,
         "KIND" => 24,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_conditions_parse() {
+        let cases: &[(&str, &str, Result<Goal, &str>)] = &[
+            ("ready is the usual wait", "phase=ready", Ok(Goal::Ready)),
+            (
+                "any phase may be waited for",
+                "phase=failed",
+                Ok(Goal::Phase(Phase::Failed)),
+            ),
+            (
+                "case and spaces are forgiven",
+                " phase = Degraded ",
+                Ok(Goal::Phase(Phase::Degraded)),
+            ),
+            ("kubectl's spelling of gone", "delete", Ok(Goal::Gone)),
+            (
+                "an unknown phase names itself",
+                "phase=running",
+                Err("unknown phase 'running'"),
+            ),
+            (
+                "an unknown key lists the keys",
+                "condition=Ready",
+                Err("unknown wait condition 'condition'"),
+            ),
+            (
+                "no key at all",
+                "ready",
+                Err("'ready' is not a wait condition"),
+            ),
+            ("an empty phase", "phase=", Err("unknown phase ''")),
+        ];
+        for (reason, text, want) in cases {
+            let got = text.parse::<Goal>();
+            match (want, &got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{reason}"),
+                (Err(w), Err(g)) => assert!(g.contains(w), "{reason}: {g}"),
+                _ => panic!("{reason}: {text} gave {got:?}"),
+            }
+        }
     }
 }
