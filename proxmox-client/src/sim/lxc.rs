@@ -112,27 +112,21 @@ pub(crate) fn config_json(ct: &Ct) -> Value {
 }
 
 pub(crate) fn status_json(ct: &Ct, now: Instant) -> Value {
-    let uptime = ct
-        .started_at
-        .map(|s| now.saturating_duration_since(s).as_secs())
-        .unwrap_or(0);
     let mut m = json!({
         "vmid": ct.vmid,
         "type": "lxc",
         "status": if ct.running { "running" } else { "stopped" },
         "name": ct.hostname,
-        "uptime": uptime,
         "cpus": ct.cores,
-        "cpu": 0,
-        "mem": if ct.running { 64 * 1024 * 1024 } else { 0 },
         "maxmem": ct.memory * 1024 * 1024,
         "swap": 0,
         "maxswap": ct.swap * 1024 * 1024,
-        "disk": 0,
         "maxdisk": ct.rootfs.bytes,
-        "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
+        "diskread": 0, "diskwrite": 0,
         "ha": {"managed": 0},
     });
+    // The same usage as the listings report.
+    m.as_object_mut().expect("object").extend(usage(ct, now));
     if ct.running {
         m["pid"] = json!(10_000 + ct.vmid);
     }
