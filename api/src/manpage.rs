@@ -11,18 +11,28 @@ use std::path::{Path, PathBuf};
 pub fn write_all(cmd: clap::Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
-    write_tree(cmd.clone().bin_name(cmd.get_name().to_string()), dir, &mut written)?;
+    write_tree(
+        cmd.clone().bin_name(cmd.get_name().to_string()),
+        dir,
+        &mut written,
+    )?;
     Ok(written)
 }
 
 fn write_tree(cmd: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -> io::Result<()> {
-    let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).replace(' ', "-");
+    let name = cmd
+        .get_bin_name()
+        .unwrap_or(cmd.get_name())
+        .replace(' ', "-");
     let path = dir.join(format!("{name}.1"));
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd.clone().name(name.clone())).render(&mut page)?;
     std::fs::write(&path, page)?;
     written.push(path);
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let bin = format!("{name} {}", sub.get_name());
         write_tree(sub.clone().bin_name(bin), dir, written)?;
     }
@@ -49,7 +59,10 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["tool.1", "tool-get.1", "tool-token.1", "tool-token-list.1"]);
+        assert_eq!(
+            names,
+            ["tool.1", "tool-get.1", "tool-token.1", "tool-token-list.1"]
+        );
         let page = std::fs::read_to_string(dir.join("tool-token-list.1")).unwrap();
         assert!(page.contains(".TH tool-token-list 1"), "{page}");
         assert!(page.contains("List tokens"));

@@ -111,41 +111,41 @@ fn build(state: AppState, shutdown: CancellationToken) -> Router {
         .fallback(not_found)
         .with_state(ctx)
         .layer(
-        ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([
-                header::AUTHORIZATION,
-                header::COOKIE,
-            ]))
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request| {
-                        let request_id = req
-                            .headers()
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!(
-                            "http",
-                            method = %req.method(),
-                            path = %req.uri().path(),
-                            request_id,
-                            token = tracing::field::Empty,
-                            role = tracing::field::Empty,
-                        )
-                    })
-                    .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
-            )
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(middleware::from_fn(record_metrics))
-            .layer(CatchPanicLayer::custom(panic_problem))
-            .layer(middleware::from_fn(problemify))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::SERVICE_UNAVAILABLE,
-                cfg.request_timeout,
-            ))
-            .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes)),
-    );
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                ]))
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let request_id = req
+                                .headers()
+                                .get("x-request-id")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("");
+                            tracing::info_span!(
+                                "http",
+                                method = %req.method(),
+                                path = %req.uri().path(),
+                                request_id,
+                                token = tracing::field::Empty,
+                                role = tracing::field::Empty,
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn(record_metrics))
+                .layer(CatchPanicLayer::custom(panic_problem))
+                .layer(middleware::from_fn(problemify))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    cfg.request_timeout,
+                ))
+                .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes)),
+        );
     // Outermost: preflights are answered before anything else, and every answer, problems
     // included, carries the CORS headers a page needs to read it.
     match crate::cors::layer(&cfg.cors_origins) {

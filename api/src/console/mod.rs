@@ -290,4 +290,3 @@ impl Drop for Slot {
         metrics::gauge!(metric::ACTIVE).decrement(1.0);
     }
 }
-

@@ -137,13 +137,15 @@ async fn the_served_document_passes_an_openapi_validator() {
     let dir = tempfile_dir();
     let path = dir.join("openapi.json");
     std::fs::write(&path, &body).unwrap();
-    let validator = std::env::var("ZLH_OPENAPI_VALIDATOR")
-        .unwrap_or_else(|_| "openapi-spec-validator".into());
+    let validator =
+        std::env::var("ZLH_OPENAPI_VALIDATOR").unwrap_or_else(|_| "openapi-spec-validator".into());
     let out = std::process::Command::new(&validator)
         .arg(&path)
         .output()
         .unwrap_or_else(|e| {
-            panic!("{validator} is not runnable ({e}); install it: pip install openapi-spec-validator")
+            panic!(
+                "{validator} is not runnable ({e}); install it: pip install openapi-spec-validator"
+            )
         });
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
@@ -170,7 +172,10 @@ async fn the_docs_page_is_served_from_vendored_assets() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
-    assert!(!html.contains("https://"), "the page loads nothing remote: {html}");
+    assert!(
+        !html.contains("https://"),
+        "the page loads nothing remote: {html}"
+    );
     let init = get("/docs/swagger-initializer.js").await.unwrap();
     assert_eq!(init.status(), 200);
     assert!(init.text().await.unwrap().contains("/openapi.json"));

@@ -27,8 +27,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         return Ok(());
     }
     if let Command::Manpages { dir } = &cli.command {
-        api::manpage::write_all(Cli::command(), dir)
-            .map_err(|e| CliError::failed(format!("cannot write the man pages to {}: {e}", dir.display())))?;
+        api::manpage::write_all(Cli::command(), dir).map_err(|e| {
+            CliError::failed(format!(
+                "cannot write the man pages to {}: {e}",
+                dir.display()
+            ))
+        })?;
         return Ok(());
     }
     if let Command::Config { command } = &cli.command {

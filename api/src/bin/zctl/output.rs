@@ -109,7 +109,9 @@ pub fn terminal_width() -> Option<usize> {
     {
         return Some(c);
     }
-    comfy_table::Table::new().width().map(usize::from)
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_rows, cols)| usize::from(cols))
 }
 
 const GAP: &str = "   ";
