@@ -371,6 +371,25 @@ pub async fn reconcile_server(
     Ok((StatusCode::ACCEPTED, Json(redact::server(&p, server))).into_response())
 }
 
+/// A list filter as the audit log shows it: `customer=u1 phase=failed`, or `all`.
+fn filter_text(f: &crate::wire::ListFilter) -> String {
+    let parts: Vec<String> = [
+        f.customer.as_ref().map(|c| format!("customer={c}")),
+        f.phase.map(|p| format!("phase={p}")),
+        f.kind.map(|k| format!("kind={k}")),
+        f.hostname.as_ref().map(|h| format!("hostname={h}")),
+        f.vmid.map(|v| format!("vmid={v}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        "all".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Servers a bulk reconcile writes per transaction.
 const BULK_BATCH: usize = 100;
 
@@ -417,9 +436,9 @@ pub async fn reconcile_servers(
     }
     tracing::info!(queued = ids.len(), retry, "reconcile requested in bulk");
     let summary = format!(
-        "{detail} of {} server(s) matching {:?}",
+        "{detail} of {} server(s) matching {}",
         ids.len(),
-        q.filter()
+        filter_text(&q.filter())
     );
     audit::record(&ctx, &p, Action::ServersReconcile, None, &summary).await;
     let body = BulkReconciled {
