@@ -98,6 +98,11 @@ pub(crate) fn who(p: &Principal) -> String {
     }
 }
 
+/// The text of a request's event: `detail requested by …`.
+pub(crate) fn message(p: &Principal, detail: &str) -> String {
+    format!("{detail} requested by {}", who(p))
+}
+
 /// Record `action` by `p` (on `server`, if any): an audit entry, and the server's event.
 pub(crate) async fn record(
     ctx: &Ctx,
@@ -127,7 +132,7 @@ pub(crate) async fn event(ctx: &Ctx, p: &Principal, action: Action, id: ServerId
     let Some(reason) = action.event_reason() else {
         return;
     };
-    let message = format!("{detail} requested by {}", who(p));
+    let message = message(p, detail);
     if let Err(e) = ctx
         .app
         .store

@@ -202,7 +202,8 @@ pub mod msg {
 /// racing write once, see `Store::touch_token`): minute precision is what `token list` needs,
 /// and a write per request would double the store's load.
 pub const LAST_USE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-const LAST_USE_EVERY_CHRONO: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+const LAST_USE_EVERY_CHRONO: chrono::TimeDelta =
+    chrono::TimeDelta::seconds(LAST_USE_EVERY.as_secs() as i64);
 
 /// When this process last wrote each token's last use.
 #[derive(Default)]

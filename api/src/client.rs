@@ -282,16 +282,26 @@ impl ApiClient {
         }
     }
 
-    /// Send and turn non-2xx answers into errors; 429 and 503 are retried as the policy
-    /// says, waiting what `Retry-After` asks. Retrying is safe: a 429 is answered before the
-    /// handler runs, and a 503 (store unavailable, request timeout) leaves at most what an
-    /// idempotent retry of the same request finds again (docs/errors.md).
+    /// Send and turn non-2xx answers into errors; 429 (and 503 for idempotent methods) are
+    /// retried as the policy says, waiting what `Retry-After` asks. A 429 is answered before
+    /// any handler runs, so any request may repeat; a 503 may come after a write committed
+    /// (the request timed out), so a POST or PATCH (a restart would happen twice) is not
+    /// repeated on it (docs/errors.md).
     async fn send(&self, rb: RequestBuilder) -> Result<reqwest::Response> {
         use backon::{ExponentialBuilder, Retryable};
         // A streaming body cannot be sent twice; every body of this client is in memory.
         let Some(first) = rb.try_clone() else {
-            return self.send_once(rb).await.map_err(|f| f.error);
+            return self.send_once(rb, false).await.map_err(|f| f.error);
         };
+        let idempotent = rb
+            .try_clone()
+            .and_then(|r| r.build().ok())
+            .is_some_and(|r| {
+                matches!(
+                    *r.method(),
+                    Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+                )
+            });
         let policy = self.retry;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(policy.backoff)
@@ -303,7 +313,7 @@ impl ApiClient {
             let rb = next.take().or_else(|| rb.try_clone());
             async move {
                 match rb {
-                    Some(rb) => self.send_once(rb).await,
+                    Some(rb) => self.send_once(rb, idempotent).await,
                     None => Err(Failure {
                         error: ClientError::Protocol("the request cannot be repeated".into()),
                         later: Later::Never,
@@ -324,7 +334,11 @@ impl ApiClient {
             .map_err(|f| f.error)
     }
 
-    async fn send_once(&self, rb: RequestBuilder) -> Result<reqwest::Response, Failure> {
+    async fn send_once(
+        &self,
+        rb: RequestBuilder,
+        idempotent: bool,
+    ) -> Result<reqwest::Response, Failure> {
         let res = rb.send().await.map_err(|e| Failure {
             error: self.unreachable(e),
             later: Later::Never,
@@ -333,7 +347,8 @@ impl ApiClient {
             return Ok(res);
         }
         let later = match res.status().as_u16() {
-            429 | 503 => retry_after(res.headers()).map_or(Later::Backoff, Later::After),
+            429 => retry_after(res.headers()).map_or(Later::Backoff, Later::After),
+            503 if idempotent => retry_after(res.headers()).map_or(Later::Backoff, Later::After),
             _ => Later::Never,
         };
         Err(Failure {

@@ -680,6 +680,22 @@ async fn reconcile_all_touches_every_matching_server() {
     assert!(r.stdout.contains("requested for 1 server(s)"), "{r}");
 }
 
+/// `reconcile --all --wait` waits for exactly the servers the bulk call queued: all Ready
+/// (already) → exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_all_wait_follows_the_queued_servers() {
+    let api = Api::start().await;
+    let a = api.seed("u1", paper()).await;
+    let b = api.seed("u1", paper()).await;
+    api.make_ready(a.id, 141).await;
+    api.make_ready(b.id, 142).await;
+    let r = api
+        .run(&["reconcile", "--all", "--wait", "--timeout", "30s"])
+        .await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("requested for 2 server(s)"), "{r}");
+}
+
 // --- delete, pause, resume -----------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

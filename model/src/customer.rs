@@ -124,7 +124,7 @@ pub struct ApiToken {
     pub customer_id: Option<String>,
     pub created_at: DateTime<Utc>,
     /// The last request it made, as recorded: written at most once per
-    /// `api::config::ApiConfig::token_last_use_every`, not on every request.
+    /// `api::auth::LAST_USE_EVERY`, not on every request.
     pub last_used_at: Option<DateTime<Utc>>,
     /// Refused from this time on (`None`: never expires).
     pub expires_at: Option<DateTime<Utc>>,

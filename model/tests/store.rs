@@ -164,7 +164,40 @@ both!(
     stats_merge_by_part_outside_the_feed,
     token_lifecycle,
     audit_log,
+    reconcile_many,
 );
+
+/// A bulk reconcile: each server touched (feed, retry) with its event, a missing one skipped.
+async fn reconcile_many(s: &impl Store, _h: &Harness) {
+    let a = create(s, "alice", game()).await;
+    let b = create(s, "bob", game()).await;
+    let seq = s.latest_seq().await.unwrap();
+    let gone = ServerId::new();
+    let done = s
+        .request_reconcile_many(
+            &[a.id, gone, b.id],
+            true,
+            ("ReconcileRequested", "by oncall"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, vec![a.id, b.id], "the missing one skipped");
+    for x in [&a, &b] {
+        let now = s.get_server(x.id).await.unwrap().unwrap();
+        assert!(now.resource_version > x.resource_version, "touched");
+        assert!(now.retry_requested_at.is_some(), "retry set");
+        let ev = s.list_events(x.id, 10).await.unwrap();
+        assert!(
+            ev.iter()
+                .any(|e| e.reason == "ReconcileRequested" && e.message == "by oncall")
+        );
+    }
+    assert_eq!(
+        s.latest_seq().await.unwrap(),
+        seq + 2,
+        "one feed entry each"
+    );
+}
 
 /// Tokens carry an expiry, a throttled last use and a revocation; listing shows every token.
 async fn token_lifecycle(s: &impl Store, h: &Harness) {

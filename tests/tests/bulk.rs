@@ -46,6 +46,23 @@ async fn reconcile_all_queues_200_servers_within_the_default_rate_limit() {
     );
     let servers = list_all(&store, &ServerFilter::default()).await.unwrap();
     assert_eq!(servers.len(), 200);
+    // One audit entry for the call, naming what it matched.
+    let audit = store
+        .list_audit(
+            &model::AuditFilter {
+                action: Some("servers.reconcile".into()),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].actor, "oncall");
+    assert_eq!(
+        audit[0].detail,
+        "reconcile with retry of 200 server(s) matching all"
+    );
     let unqueued: Vec<_> = servers
         .iter()
         .filter(|s| s.retry_requested_at.is_none())

@@ -10,6 +10,7 @@ mod identity;
 mod openapi;
 mod portal;
 mod power;
+mod retry;
 mod routes;
 mod sd;
 mod watch;

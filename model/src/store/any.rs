@@ -276,6 +276,14 @@ impl Store for AnyStore {
     ) -> Result<Vec<crate::AuditEntry>> {
         dispatch!(self, s => s.list_audit(filter, limit).await)
     }
+    async fn request_reconcile_many(
+        &self,
+        ids: &[ServerId],
+        retry: bool,
+        event: (&str, &str),
+    ) -> Result<Vec<ServerId>> {
+        dispatch!(self, s => s.request_reconcile_many(ids, retry, event).await)
+    }
     async fn prune_audit(&self, older_than: DateTime<Utc>, max_rows: u32) -> Result<u64> {
         dispatch!(self, s => s.prune_audit(older_than, max_rows).await)
     }

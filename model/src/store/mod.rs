@@ -481,6 +481,15 @@ pub trait Store: Send + Sync + 'static {
         filter: &crate::AuditFilter,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<crate::AuditEntry>>> + Send;
+    /// [`Store::request_reconcile`] for each of `ids` in one transaction, each with the event
+    /// `(reason, message)` (Normal); servers gone meanwhile are skipped. Answers the ids done.
+    /// Callers bound `ids` (one transaction holds the write locks until it commits).
+    fn request_reconcile_many(
+        &self,
+        ids: &[ServerId],
+        retry: bool,
+        event: (&str, &str),
+    ) -> impl Future<Output = Result<Vec<ServerId>>> + Send;
     /// Delete at most `max_rows` entries recorded before `older_than`, oldest first (the
     /// retention loop calls it repeatedly); answers how many went.
     fn prune_audit(

@@ -1220,6 +1220,41 @@ where
             .collect()
     }
 
+    async fn request_reconcile_many(
+        &self,
+        ids: &[ServerId],
+        retry: bool,
+        (reason, message): (&str, &str),
+    ) -> Result<Vec<ServerId>> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let mut done = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let Some(mut server) = Self::lock(&mut tx, id).await? else {
+                continue;
+            };
+            if retry {
+                server.retry_requested_at = Some(now);
+            }
+            Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+            Self::save(&mut tx, UPDATE_SERVER, &server).await?;
+            sqlx::query::<DB>(UPSERT_EVENT)
+                .bind(id.0)
+                .bind(EventType::Normal.as_str())
+                .bind(truncate(reason, EVENT_REASON_MAX))
+                .bind(truncate(message, EVENT_MESSAGE_MAX))
+                .bind(DB::ts(now))
+                .execute(&mut *tx)
+                .await?;
+            done.push(id);
+        }
+        tx.commit().await?;
+        for &id in &done {
+            self.notify(id, Origin::User);
+        }
+        Ok(done)
+    }
+
     async fn prune_audit(&self, older_than: DateTime<Utc>, max_rows: u32) -> Result<u64> {
         let done = sqlx::query::<DB>(PRUNE_AUDIT)
             .bind(DB::ts(older_than))
