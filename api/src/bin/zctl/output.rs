@@ -444,16 +444,12 @@ pub fn server_row(s: &Server, wide: bool, now: DateTime<Utc>) -> Vec<Cell> {
 /// `-o wide` shows it whole.
 const MESSAGE_MAX: usize = 80;
 
-/// The API's server JSON plus the derived `phase`, `step` and `ready`.
+/// The API's server JSON (which carries `phase` and `step`) plus `ready`.
 pub fn server_json(s: &Server) -> serde_json::Value {
-    let (phase, step) = s.phase();
+    // The server's JSON carries `phase` and `step` itself; zctl adds only `ready`.
     let mut v = serde_json::to_value(s).unwrap_or(serde_json::Value::Null);
     if let Some(m) = v.as_object_mut() {
-        m.insert("phase".into(), phase.as_str().into());
-        if let Some(step) = step {
-            m.insert("step".into(), step.as_str().into());
-        }
-        m.insert("ready".into(), (phase == Phase::Ready).into());
+        m.insert("ready".into(), (s.phase().0 == Phase::Ready).into());
     }
     v
 }
