@@ -32,5 +32,6 @@ pub mod queue;
 pub mod reason;
 pub mod reconcile;
 pub mod resync;
+pub mod retention;
 pub mod slots;
 pub mod snapshot;
