@@ -83,6 +83,11 @@ pub(crate) async fn watch(
              or watch without one to start from the current list"
         )));
     }
+    // Behind the feed's retention: 410 with "re-list" (as Kubernetes answers a too-old
+    // resourceVersion), before the stream starts.
+    if let Some((n, _)) = resume {
+        ctx.app.store.changes_since(n, 1).await?;
+    }
     let resume = resume.map(|(n, _)| n);
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(64);
     let w = Watcher { ctx, p, filter, tx };

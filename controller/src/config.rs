@@ -38,6 +38,8 @@ pub struct Config {
     pub database: model::store::StoreOptions,
     pub api: ApiSection,
     pub controller: ControllerSection,
+    /// `[retention]`: how long history is kept (`controller/src/retention.rs`).
+    pub retention: RetentionSection,
     pub vmids: VmidSection,
     pub network: NetworkSection,
     pub edge: EdgeSection,
@@ -62,6 +64,7 @@ impl Default for Config {
             database: model::store::StoreOptions::default(),
             api: ApiSection::default(),
             controller: ControllerSection::default(),
+            retention: RetentionSection::default(),
             vmids: VmidSection::default(),
             network: NetworkSection::default(),
             edge: EdgeSection::default(),
@@ -365,6 +368,86 @@ impl ControllerSection {
     /// instead).
     pub fn probe_budget(&self) -> Duration {
         self.resync_interval / 4
+    }
+}
+
+/// `[retention]`: history the controller prunes (one replica at a time), in small batches so
+/// no prune holds a lock for long. Server rows are never pruned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Off: nothing is ever pruned (the tables grow without bound).
+    pub enabled: bool,
+    /// How often a prune round runs. Growth between rounds is a few minutes' writes.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Rows per batch (one short transaction each).
+    pub batch: u32,
+    /// Batches per table per round: bounds a round's work after a long pause; the rest
+    /// waits for the next round.
+    pub max_batches: u32,
+    /// Change feed. A mirror or watch offline longer than this re-lists (SSE: 410 Gone). A
+    /// week covers a long weekend of a stopped replica or a forgotten `zctl get -w`.
+    #[serde(with = "humantime_serde")]
+    pub change_feed: Duration,
+    /// Newest events kept per server (`zctl describe` shows the last few dozen).
+    pub events_per_server: u32,
+    /// Newest events kept across all servers (a ceiling for a fleet of many short-lived
+    /// servers: 200 events × 5,000 servers).
+    pub events_total: u64,
+    /// Finished operations (their server gone, or superseded). 30 days: far longer than an
+    /// Idempotency-Key replays (24 h, which needs the operation) or a Portal polls one.
+    #[serde(with = "humantime_serde")]
+    pub operations: Duration,
+    /// Archived (deleted) servers: what support asks about a server deleted last month.
+    #[serde(with = "humantime_serde")]
+    pub archive: Duration,
+    // The audit log's retention goes here (`audit`), with its table.
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        RetentionSection {
+            enabled: true,
+            interval: Duration::from_secs(5 * 60),
+            batch: 500,
+            max_batches: 20,
+            change_feed: Duration::from_secs(7 * 24 * 3600),
+            events_per_server: 200,
+            events_total: 1_000_000,
+            operations: Duration::from_secs(30 * 24 * 3600),
+            archive: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+impl RetentionSection {
+    /// The prune singleton outlives one round by a margin, so a live holder keeps it and a
+    /// dead one's is taken over after two intervals.
+    pub fn singleton_ttl(&self) -> Duration {
+        self.interval * 2
+    }
+
+    /// What one round prunes, in order.
+    pub fn targets(&self) -> [model::store::Prune; 5] {
+        use model::store::Prune;
+        [
+            Prune::ChangeFeed {
+                keep_for: self.change_feed,
+            },
+            Prune::EventsPerServer {
+                keep: self.events_per_server,
+            },
+            Prune::Events {
+                keep: self.events_total,
+            },
+            Prune::Operations {
+                keep_for: self.operations,
+            },
+            Prune::Archive {
+                keep_for: self.archive,
+            },
+        ]
     }
 }
 
@@ -684,6 +767,23 @@ impl Config {
         if self.controller.workers == 0 {
             return bad("controller.workers", "must be at least 1".into());
         }
+        let r = &self.retention;
+        for (key, bad_value) in [
+            ("retention.interval", r.interval.is_zero()),
+            ("retention.batch", r.batch == 0),
+            ("retention.max_batches", r.max_batches == 0),
+        ] {
+            if bad_value {
+                return bad(key, "must be more than zero".into());
+            }
+        }
+        // A keyed create's replay needs its operation for as long as the key replays.
+        if r.operations < model::store::DEFAULT_IDEMPOTENCY_RETENTION {
+            return bad(
+                "retention.operations",
+                "must be at least 24h (Idempotency-Key replays need the operation)".into(),
+            );
+        }
         for (key, [lo, hi]) in [
             ("vmids.game", self.vmids.game),
             ("vmids.dev", self.vmids.dev),
@@ -902,6 +1002,34 @@ mod tests {
         let r = Config::load_with_env(Some(&p), env);
         let _ = std::fs::remove_dir_all(&dir);
         r
+    }
+
+    #[test]
+    fn retention_refuses_what_would_never_run_or_break_replays() {
+        let cases = [
+            (
+                "operations must outlive an Idempotency-Key's replay",
+                "[retention]\noperations = \"1h\"\n",
+                "retention.operations",
+            ),
+            (
+                "a zero batch prunes nothing",
+                "[retention]\nbatch = 0\n",
+                "retention.batch",
+            ),
+            (
+                "a zero interval would spin",
+                "[retention]\ninterval = \"0s\"\n",
+                "retention.interval",
+            ),
+        ];
+        for (why, toml, key) in cases {
+            let e = match load_str(toml, &[]) {
+                Ok(c) => c.validate().expect_err(why),
+                Err(e) => e,
+            };
+            assert!(e.to_string().contains(key), "{why}: {e}");
+        }
     }
 
     #[test]

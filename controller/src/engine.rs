@@ -102,6 +102,29 @@ impl<S: Stack> Controller<S> {
                 .await;
             });
         }
+        // Retention: its own task, a round at a time (`retention.rs`).
+        {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let cfg = me.ctx.cfg.retention.clone();
+                let mut every = tokio::time::interval(cfg.interval);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // Stopping midway is harmless: each batch is one transaction.
+                stop.run_until_cancelled(async {
+                    loop {
+                        every.tick().await;
+                        let store = &me.ctx.store;
+                        if let Err(e) =
+                            crate::retention::prune_round(store, &cfg, &me.replica_id).await
+                        {
+                            warn!(error = %e, "retention round failed; retrying next round");
+                        }
+                    }
+                })
+                .await;
+            });
+        }
         let mut beat = tokio::time::interval(self.timing().heartbeat_interval());
         loop {
             tokio::select! {

@@ -33,6 +33,7 @@ pub mod queue;
 pub mod reason;
 pub mod reconcile;
 pub mod resync;
+pub mod retention;
 pub mod slots;
 pub mod snapshot;
 pub mod task_listing;

@@ -45,7 +45,15 @@ impl Mirror {
                 metrics::gauge!(MIRROR_FEED_LAG).set(0.0);
             }
             Some(after) => {
-                let (changed, oldest) = changed_since(store, after).await?;
+                let (changed, oldest) = match changed_since(store, after).await {
+                    Err(e @ StoreError::FeedGone { .. }) => {
+                        tracing::warn!(error = %e, "mirror behind the feed's retention; reading every server");
+                        self.read_all(store).await?;
+                        metrics::gauge!(MIRROR_FEED_LAG).set(0.0);
+                        return Ok(self.servers.values().cloned().collect());
+                    }
+                    r => r?,
+                };
                 metrics::gauge!(MIRROR_FEED_LAG).set(lag_seconds(oldest));
                 match changed {
                     Some((ids, seq)) => {

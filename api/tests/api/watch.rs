@@ -182,3 +182,48 @@ async fn a_customer_watch_sees_only_its_own_changes() {
     let (_, kind, id) = summary(&next(&mut w).await);
     assert_eq!((kind, id), ("upsert", dev.id));
 }
+
+/// A watch resuming from a position the change feed no longer reaches (retention) gets 410
+/// Gone with a problem saying to re-list (as Kubernetes answers a too-old resourceVersion);
+/// re-listing (a watch without a position) works and follows new changes.
+#[tokio::test]
+async fn a_watch_behind_the_feeds_retention_is_told_to_relist() {
+    use model::store::Prune;
+    let h = Harness::start().await;
+    let op = h.client(&h.token(Role::Operator, None).await);
+    let start = h.store.latest_seq().await.unwrap();
+    op.create(&create("u1", paper()), Some("a")).await.unwrap();
+    let everything = Prune::ChangeFeed {
+        keep_for: Duration::ZERO,
+    };
+    // Bounded: the feed holds one change per write above.
+    for _ in 0..10 {
+        if h.store.prune(everything, 100).await.unwrap() == 0 {
+            break;
+        }
+    }
+    let mut w = Box::pin(op.watch(&ListFilter::default(), Some(start)));
+    let e = w.next().await.expect("an answer").expect_err("410");
+    assert_eq!(e.status(), Some(410), "{e}");
+    let p = e.problem().unwrap();
+    assert_eq!(p.type_, api::problem::kind::GONE.uri);
+    assert!(
+        p.detail.as_deref().unwrap_or("").contains("re-list"),
+        "{p:?}"
+    );
+
+    // Re-list: the snapshot, its bookmark, then the next change.
+    let mut w = Box::pin(op.watch(&ListFilter::default(), None));
+    loop {
+        if let WatchEvent::Bookmark { .. } = next(&mut w).await {
+            break;
+        }
+    }
+    let b = op
+        .create(&create("u2", paper()), Some("b"))
+        .await
+        .unwrap()
+        .server;
+    let (_, kind, id) = summary(&next(&mut w).await);
+    assert_eq!((kind, id), ("upsert", b.id));
+}

@@ -195,6 +195,9 @@ impl Store for AnyStore {
     async fn latest_seq(&self) -> Result<i64> {
         dispatch!(self, s => s.latest_seq().await)
     }
+    async fn prune(&self, what: Prune, batch: u32) -> Result<u64> {
+        dispatch!(self, s => s.prune(what, batch).await)
+    }
     async fn get_customer(&self, id: &str) -> Result<Customer> {
         dispatch!(self, s => s.get_customer(id).await)
     }

@@ -42,6 +42,12 @@ pub trait Backend: Database {
     const LATEST_SEQ: &'static str;
     /// Queues a cross-process wake-up (`$1` channel, `$2` payload), delivered on commit.
     const NOTIFY: Option<&'static str>;
+    /// Up to `$4` free VMIDs of `$1..=$2` above `$3`, lowest first, held until commit; one
+    /// a concurrent reservation holds is skipped.
+    const FREE_VMIDS: &'static str;
+    /// [`FREE_VMIDS`](Self::FREE_VMIDS), waiting for one a concurrent reservation holds
+    /// (asked when nothing free was unheld: that one may yet come back).
+    const FREE_VMIDS_WAIT: &'static str;
     /// Deletes up to `$2` idempotency keys created before `$1`.
     const PURGE_IDEMPOTENCY_KEYS: &'static str;
 
@@ -67,6 +73,9 @@ impl Backend for Sqlite {
     const LATEST_SEQ: &'static str = "SELECT MAX(pruned_through, \
          COALESCE((SELECT MAX(seq) FROM server_changes), 0)), FALSE FROM feed_state WHERE id = 1";
     const NOTIFY: Option<&'static str> = None;
+    const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
+         WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4";
+    const FREE_VMIDS_WAIT: &'static str = Self::FREE_VMIDS;
     const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE rowid IN \
          (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
 
@@ -113,6 +122,11 @@ impl Backend for Postgres {
          (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + shift AS horizon \
           FROM feed_state WHERE id = 1) h WHERE f.id = 1";
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
+    const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
+         WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4 \
+         FOR UPDATE SKIP LOCKED";
+    const FREE_VMIDS_WAIT: &'static str = "SELECT vmid FROM vmid_free \
+         WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4 FOR UPDATE";
     /// Skips rows another purge holds: housekeeping never waits or deadlocks.
     const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE ctid IN \
          (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2 \

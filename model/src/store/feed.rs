@@ -26,9 +26,10 @@
 //!   row gets a larger id, and `resource_version` grows with every write of a row.
 //!
 //!   The cost: the horizon waits for the oldest transaction in the whole PostgreSQL cluster
-//!   (any database), so a long transaction delays (never loses) changes. A reader that finds
-//!   committed changes held back waits [`HELD_BACK_WAIT`] up to [`HELD_BACK_TRIES`] times
-//!   before answering with the final prefix (usually the holder is a write about to commit).
+//!   (any database: another database's migration, a long report), so a long transaction
+//!   delays (never loses) changes. A reader that finds committed changes held back reads
+//!   again after [`HELD_BACK_FIRST_WAIT`], doubling, up to [`HELD_BACK_TRIES`] times (about a
+//!   second in all), then answers with the final prefix; its next read continues from there.
 //!
 //! # Retention
 //!
@@ -40,8 +41,15 @@
 
 use std::time::Duration;
 
-/// Pause before reading again when committed changes are held back by an older transaction.
-pub(crate) const HELD_BACK_WAIT: Duration = Duration::from_millis(2);
-/// Reads (of [`HELD_BACK_WAIT`] apart) before answering with the final prefix only: 25 × 2 ms
-/// covers a write's commit; a transaction open longer than that only delays the reader.
-pub(crate) const HELD_BACK_TRIES: usize = 25;
+/// First pause before reading again when committed changes are held back by an older
+/// transaction; each further pause doubles.
+pub(crate) const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
+/// Reads before answering with the final prefix only: 1 + 2 + … + 512 ms ≈ 1 s covers a
+/// write's commit and a migration of another database on the same cluster; a transaction
+/// open longer only delays the reader.
+pub(crate) const HELD_BACK_TRIES: u32 = 11;
+
+/// The pause before read number `tries` + 1.
+pub(crate) fn held_back_wait(tries: u32) -> Duration {
+    HELD_BACK_FIRST_WAIT * 2u32.saturating_pow(tries.saturating_sub(1))
+}

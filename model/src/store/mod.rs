@@ -218,6 +218,23 @@ pub struct Orphan {
     pub last_seen: DateTime<Utc>,
 }
 
+/// One batch of retention pruning ([`Store::prune`]): what goes, oldest first. Ages are
+/// measured with the store's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    /// Changes older than this. Readers behind the new horizon get `FeedGone` (re-list).
+    ChangeFeed { keep_for: Duration },
+    /// Each server's events beyond its newest `keep` (by last seen).
+    EventsPerServer { keep: u32 },
+    /// Events beyond the newest `keep` of all servers.
+    Events { keep: u64 },
+    /// Finished operations older than this: their server is gone (archived), or a newer
+    /// generation superseded them.
+    Operations { keep_for: Duration },
+    /// Archived servers deleted longer ago than this.
+    Archive { keep_for: Duration },
+}
+
 /// An archived (deleted) server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Archived {
@@ -397,6 +414,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Change>>> + Send;
     fn latest_seq(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Remove up to `batch` rows of what `what` names, in one short transaction; the number
+    /// removed (fewer than `batch`: nothing more is due). Never touches a server row.
+    fn prune(&self, what: Prune, batch: u32) -> impl Future<Output = Result<u64>> + Send;
 
     // --- customers and tokens --------------------------------------------------------
     /// The customer, or the defaults (active, default quota) if never set.

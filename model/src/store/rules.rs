@@ -23,8 +23,9 @@ pub(crate) fn new_operation(
     }
 }
 
-/// Keys created before this are expired: they neither replay nor conflict.
-pub(crate) fn idempotency_cutoff(now: DateTime<Utc>, retention: Duration) -> DateTime<Utc> {
+/// Anything stamped before this is older than `retention` (an idempotency key expired: it
+/// neither replays nor conflicts; a row retention may prune).
+pub(crate) fn age_cutoff(now: DateTime<Utc>, retention: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(retention)
         .ok()
         .and_then(|r| now.checked_sub_signed(r))
@@ -115,10 +116,33 @@ pub(crate) fn vanished_orphans(stored: &[i64], found: &[Orphan]) -> Vec<i64> {
         .collect()
 }
 
-/// The lowest VMID in `range` that is in neither set.
-pub(crate) fn pick_vmid(range: VmidRange, skip: &BTreeSet<u32>, reserved: &[i64]) -> Option<u32> {
-    let reserved: BTreeSet<i64> = reserved.iter().copied().collect();
-    (range.min..=range.max).find(|v| !skip.contains(v) && !reserved.contains(&i64::from(*v)))
+/// Free VMIDs read per query while reserving: the ones skipped are those Proxmox shows taken
+/// although we never reserved them (intruders), so one page almost always answers.
+pub(crate) const VMID_PAGE: i64 = 16;
+
+/// What a page of free VMIDs (lowest first, at most [`VMID_PAGE`]) offers a reservation.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum VmidPick {
+    /// The lowest one not skipped.
+    Take(u32),
+    /// A full page, every one skipped: read on after this one.
+    ReadOn(i64),
+    /// Nothing free that is not skipped.
+    Nothing,
+}
+
+pub(crate) fn pick_vmid(free: &[i64], skip: &BTreeSet<u32>) -> VmidPick {
+    if let Some(v) = free
+        .iter()
+        .filter_map(|v| u32::try_from(*v).ok())
+        .find(|v| !skip.contains(v))
+    {
+        return VmidPick::Take(v);
+    }
+    match free.last() {
+        Some(last) if free.len() as i64 >= VMID_PAGE => VmidPick::ReadOn(*last),
+        _ => VmidPick::Nothing,
+    }
 }
 
 pub(crate) fn range_exhausted(kind: Kind, range: VmidRange) -> StoreError {
@@ -341,11 +365,39 @@ mod tests {
     }
 
     #[test]
-    fn pick_vmid_takes_the_lowest_free() {
-        let r = VmidRange { min: 100, max: 104 };
-        let skip: BTreeSet<u32> = [100].into();
-        assert_eq!(pick_vmid(r, &skip, &[101, 103]), Some(102));
-        assert_eq!(pick_vmid(r, &skip, &[101, 102, 103, 104]), None);
+    fn pick_vmid_takes_the_lowest_free_not_skipped() {
+        let full: Vec<i64> = (200..200 + VMID_PAGE).collect();
+        let all_of_it: BTreeSet<u32> = (200..200 + VMID_PAGE as u32).collect();
+        let cases: &[(&str, &[i64], BTreeSet<u32>, VmidPick)] = &[
+            (
+                "the lowest free",
+                &[101, 103],
+                [].into(),
+                VmidPick::Take(101),
+            ),
+            (
+                "a skipped one is passed",
+                &[101, 103],
+                [101].into(),
+                VmidPick::Take(103),
+            ),
+            (
+                "a short page, all skipped: none",
+                &[101],
+                [101].into(),
+                VmidPick::Nothing,
+            ),
+            ("nothing free", &[], [].into(), VmidPick::Nothing),
+            (
+                "a full page, all skipped: read on",
+                &full,
+                all_of_it,
+                VmidPick::ReadOn(200 + VMID_PAGE - 1),
+            ),
+        ];
+        for (why, free, skip, want) in cases {
+            assert_eq!(pick_vmid(free, skip), *want, "{why}");
+        }
     }
 
     #[test]

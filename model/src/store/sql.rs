@@ -68,6 +68,28 @@ pub(crate) const SELECT_ARCHIVE: &str =
 
 pub(crate) const INSERT_CHANGE: &str =
     "INSERT INTO server_changes (server_id, kind, at) VALUES ($1, $2, $3) RETURNING seq";
+// --- retention (`Store::prune`; `$1` the cutoff or the number kept, `$2` the batch) ------
+
+/// The oldest changes before the cutoff; their positions come back to raise the horizon.
+pub(crate) const PRUNE_CHANGES: &str = "DELETE FROM server_changes WHERE seq IN \
+     (SELECT seq FROM server_changes WHERE at < $1 ORDER BY seq LIMIT $2) RETURNING seq";
+pub(crate) const RAISE_PRUNED_THROUGH: &str =
+    "UPDATE feed_state SET pruned_through = $1 WHERE id = 1 AND pruned_through < $1";
+pub(crate) const PRUNE_EVENTS_PER_SERVER: &str = "DELETE FROM events WHERE id IN \
+     (SELECT id FROM (SELECT id, ROW_NUMBER() OVER \
+        (PARTITION BY server_id ORDER BY last_seen DESC, id DESC) AS n FROM events) r \
+      WHERE r.n > $1 LIMIT $2)";
+pub(crate) const PRUNE_EVENTS: &str = "DELETE FROM events WHERE id IN \
+     (SELECT id FROM events ORDER BY last_seen DESC, id DESC LIMIT $2 OFFSET $1)";
+/// Finished: the server is gone, or a newer generation superseded the operation. (An
+/// operation of the current generation may still be in progress: it stays.)
+pub(crate) const PRUNE_OPERATIONS: &str = "DELETE FROM operations WHERE id IN \
+     (SELECT o.id FROM operations o LEFT JOIN servers s ON s.id = o.server_id \
+      WHERE o.created_at < $1 AND (s.id IS NULL OR o.generation < s.generation) \
+      ORDER BY o.created_at LIMIT $2)";
+pub(crate) const PRUNE_ARCHIVE: &str = "DELETE FROM servers_archive WHERE id IN \
+     (SELECT id FROM servers_archive WHERE deleted_at < $1 ORDER BY deleted_at LIMIT $2)";
+
 /// Every change at or below this position was pruned.
 pub(crate) const FEED_PRUNED_THROUGH: &str = "SELECT pruned_through FROM feed_state WHERE id = 1";
 
@@ -110,13 +132,28 @@ pub(crate) const UPSERT_CUSTOMER: &str = "INSERT INTO customers \
 
 pub(crate) const SELECT_RESERVATION: &str =
     "SELECT vmid FROM vmid_reservations WHERE server_id = $1";
-pub(crate) const RESERVED_IN_RANGE: &str =
-    "SELECT vmid FROM vmid_reservations WHERE vmid BETWEEN $1 AND $2 ORDER BY vmid";
+/// Registers a range; a row back means it is new and its free VMIDs need filling.
+pub(crate) const REGISTER_VMID_RANGE: &str = "INSERT INTO vmid_ranges (min_vmid, max_vmid) \
+     VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING min_vmid";
+/// Every VMID of `$1..=$2` not reserved, into the free list (once per range; again when it
+/// looks exhausted).
+pub(crate) const FILL_FREE_VMIDS: &str = "WITH RECURSIVE r(v) AS \
+     (SELECT CAST($1 AS BIGINT) UNION ALL SELECT v + 1 FROM r WHERE v < $2) \
+     INSERT INTO vmid_free (vmid) SELECT v FROM r \
+     WHERE NOT EXISTS (SELECT 1 FROM vmid_reservations x WHERE x.vmid = r.v) \
+     ON CONFLICT DO NOTHING";
+pub(crate) const TAKE_FREE_VMID: &str = "DELETE FROM vmid_free WHERE vmid = $1";
+/// A released VMID goes back to the free list if a registered range holds it.
+pub(crate) const FREE_VMID: &str = "INSERT INTO vmid_free (vmid) SELECT CAST($1 AS BIGINT) \
+     WHERE EXISTS (SELECT 1 FROM vmid_ranges WHERE $1 BETWEEN min_vmid AND max_vmid) \
+     ON CONFLICT DO NOTHING";
+/// The server's reservation, removed; its VMID back.
+pub(crate) const RELEASE_RESERVATION: &str =
+    "DELETE FROM vmid_reservations WHERE server_id = $1 RETURNING vmid";
 /// Does nothing when the VMID was taken meanwhile (a concurrent reserver waits for the
 /// first to commit, then sees the conflict), so the caller just tries the next one.
 pub(crate) const INSERT_RESERVATION: &str = "INSERT INTO vmid_reservations \
      (vmid, server_id, reserved_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING vmid";
-pub(crate) const DELETE_RESERVATION: &str = "DELETE FROM vmid_reservations WHERE server_id = $1";
 pub(crate) const LIST_RESERVATIONS: &str =
     "SELECT vmid, server_id FROM vmid_reservations ORDER BY vmid";
 

@@ -489,7 +489,11 @@ pub fn summarize(outcomes: &[(ServerId, Outcome)]) -> Result<(), CliError> {
     Err(e.detail("see why with: zctl describe server ID"))
 }
 
-/// `get servers -w`: the table (or documents), then every change until interrupted.
+/// The API's answer to a watch position older than the change feed keeps.
+const GONE: u16 = 410;
+
+/// `get servers -w`: the table (or documents), then every change until interrupted; a
+/// position the feed no longer reaches (410) re-lists and resumes.
 pub async fn follow(
     client: &ApiClient,
     filter: &ListFilter,
@@ -519,6 +523,12 @@ pub async fn follow(
                     }
                     eprintln!("watch interrupted ({e}); reconnecting");
                     failures.pause().await;
+                    continue 'connect;
+                }
+                // Behind the feed's retention (410): list again and follow from there.
+                Err(e) if e.status() == Some(GONE) && resume.is_some() => {
+                    eprintln!("watch position too old ({e}); listing again");
+                    resume = None;
                     continue 'connect;
                 }
                 Err(e) => return Err(e.into()),
