@@ -402,7 +402,10 @@ pub struct RetentionSection {
     /// Archived (deleted) servers: what support asks about a server deleted last month.
     #[serde(with = "humantime_serde")]
     pub archive: Duration,
-    // The audit log's retention goes here (`audit`), with its table.
+    /// The audit log (who asked for which change): a year, for questions about last
+    /// season's incidents and for yearly reviews.
+    #[serde(with = "humantime_serde")]
+    pub audit: Duration,
 }
 
 impl Default for RetentionSection {
@@ -417,6 +420,7 @@ impl Default for RetentionSection {
             events_total: 1_000_000,
             operations: Duration::from_secs(30 * 24 * 3600),
             archive: Duration::from_secs(90 * 24 * 3600),
+            audit: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -429,7 +433,7 @@ impl RetentionSection {
     }
 
     /// What one round prunes, in order.
-    pub fn targets(&self) -> [model::store::Prune; 5] {
+    pub fn targets(&self) -> [model::store::Prune; 6] {
         use model::store::Prune;
         [
             Prune::ChangeFeed {
@@ -446,6 +450,9 @@ impl RetentionSection {
             },
             Prune::Archive {
                 keep_for: self.archive,
+            },
+            Prune::Audit {
+                keep_for: self.audit,
             },
         ]
     }

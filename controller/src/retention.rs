@@ -1,4 +1,4 @@
-//! Retention: prunes the change feed, events, finished operations and the archive as
+//! Retention: prunes the change feed, events, finished operations, the archive and the audit log as
 //! `[retention]` says, a small batch (one short transaction) at a time, so writers never wait
 //! long behind a prune. On PostgreSQL one replica at a time prunes (the `retention`
 //! singleton); the others skip the round. Server rows are never touched: a prune cannot
@@ -19,6 +19,7 @@ pub struct Pruned {
     pub events: u64,
     pub operations: u64,
     pub archive: u64,
+    pub audit: u64,
 }
 
 impl Pruned {
@@ -29,11 +30,17 @@ impl Pruned {
             Prune::Events { .. } => &mut self.events,
             Prune::Operations { .. } => &mut self.operations,
             Prune::Archive { .. } => &mut self.archive,
+            Prune::Audit { .. } => &mut self.audit,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.changes + self.events_per_server + self.events + self.operations + self.archive
+        self.changes
+            + self.events_per_server
+            + self.events
+            + self.operations
+            + self.archive
+            + self.audit
     }
 }
 
@@ -75,6 +82,7 @@ pub async fn prune_round(
             events = pruned.events + pruned.events_per_server,
             operations = pruned.operations,
             archive = pruned.archive,
+            audit = pruned.audit,
             "retention pruned"
         );
     }

@@ -1,5 +1,5 @@
 //! The audit log: who asked the API for which change, and when. Append-only; pruned only by
-//! the retention loop (`Store::prune_audit`).
+//! the retention loop (`Prune::Audit`).
 
 use crate::{Role, ServerId};
 use chrono::{DateTime, Utc};

@@ -357,16 +357,21 @@ async fn audit_log(s: &impl Store, h: &Harness) {
     }
     assert_eq!(seen, all.iter().map(|e| e.seq).collect::<Vec<_>>());
 
-    // Pruning: only entries older than the cut, at most max_rows per call, oldest first.
+    // Pruning: only entries older than the cut, at most a batch per call, oldest first.
+    // keep_for is measured from the store's clock.
+    let keep = |cut: DateTime<Utc>| model::store::Prune::Audit {
+        keep_for: (model::Clock::now(&h.clock) - cut).to_std().unwrap(),
+    };
     let cut = t0() + chrono::Duration::minutes(30);
     assert_eq!(
-        s.prune_audit(cut, 10).await.unwrap(),
+        s.prune(keep(cut), 10).await.unwrap(),
         1,
         "only the first is older"
     );
-    assert_eq!(s.prune_audit(cut, 10).await.unwrap(), 0);
+    assert_eq!(s.prune(keep(cut), 10).await.unwrap(), 0);
+    h.clock.advance(chrono::Duration::hours(2));
     let later = t0() + chrono::Duration::hours(2);
-    assert_eq!(s.prune_audit(later, 2).await.unwrap(), 2, "bounded");
+    assert_eq!(s.prune(keep(later), 2).await.unwrap(), 2, "bounded");
     let left = s.list_audit(&AuditFilter::default(), 100).await.unwrap();
     assert_eq!(left.len(), 4);
     assert_eq!(

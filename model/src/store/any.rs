@@ -287,7 +287,4 @@ impl Store for AnyStore {
     ) -> Result<Vec<ServerId>> {
         dispatch!(self, s => s.request_reconcile_many(ids, retry, event).await)
     }
-    async fn prune_audit(&self, older_than: DateTime<Utc>, max_rows: u32) -> Result<u64> {
-        dispatch!(self, s => s.prune_audit(older_than, max_rows).await)
-    }
 }

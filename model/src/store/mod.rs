@@ -233,6 +233,8 @@ pub enum Prune {
     Operations { keep_for: Duration },
     /// Archived servers deleted longer ago than this.
     Archive { keep_for: Duration },
+    /// Audit entries recorded longer ago than this (the log is append-only otherwise).
+    Audit { keep_for: Duration },
 }
 
 /// An archived (deleted) server.
@@ -511,11 +513,4 @@ pub trait Store: Send + Sync + 'static {
         retry: bool,
         event: (&str, &str),
     ) -> impl Future<Output = Result<Vec<ServerId>>> + Send;
-    /// Delete at most `max_rows` entries recorded before `older_than`, oldest first (the
-    /// retention loop calls it repeatedly); answers how many went.
-    fn prune_audit(
-        &self,
-        older_than: DateTime<Utc>,
-        max_rows: u32,
-    ) -> impl Future<Output = Result<u64>> + Send;
 }

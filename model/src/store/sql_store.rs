@@ -1052,6 +1052,14 @@ where
                     .await?;
                 DB::rows_affected(&done)
             }
+            Prune::Audit { keep_for } => {
+                let done = sqlx::query::<DB>(PRUNE_AUDIT)
+                    .bind(cutoff(keep_for))
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await?;
+                DB::rows_affected(&done)
+            }
         };
         tx.commit().await?;
         Ok(removed)
@@ -1376,14 +1384,5 @@ where
             self.notify(id, Origin::User);
         }
         Ok(done)
-    }
-
-    async fn prune_audit(&self, older_than: DateTime<Utc>, max_rows: u32) -> Result<u64> {
-        let done = sqlx::query::<DB>(PRUNE_AUDIT)
-            .bind(DB::ts(older_than))
-            .bind(i64::from(max_rows))
-            .execute(&mut *self.pool.acquire().await?)
-            .await?;
-        Ok(DB::rows_affected(&done))
     }
 }
