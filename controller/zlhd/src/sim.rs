@@ -51,6 +51,9 @@ pub struct SimOptions {
     /// One listening socket per simulated container (SLP on the Agent's port) instead of
     /// two: for fleets that would not fit in the open-file limit otherwise.
     pub share_agent_port: bool,
+    /// Anything else of the Proxmox simulator's settings (templates, storages, the linked
+    /// clone's time), applied last.
+    pub tune_pve: Option<fn(&mut SimConfig)>,
 }
 
 impl Default for SimOptions {
@@ -66,6 +69,7 @@ impl Default for SimOptions {
             install: Duration::from_secs(60),
             zone: "zlh.test".into(),
             share_agent_port: false,
+            tune_pve: None,
         }
     }
 }
@@ -109,6 +113,9 @@ impl SimStack {
             c.timings.ip_delay = options.ip_delay;
             // The sim multiplies its timings by this (ours: simulated seconds per second).
             c.time_scale = 1.0 / scale;
+            if let Some(tune) = options.tune_pve {
+                tune(&mut c);
+            }
             Some(PveSim::start(c).await?)
         } else {
             None
