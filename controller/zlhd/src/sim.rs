@@ -54,6 +54,9 @@ pub struct SimOptions {
     /// Anything else of the Proxmox simulator's settings (templates, storages, the linked
     /// clone's time), applied last.
     pub tune_pve: Option<fn(&mut SimConfig)>,
+    /// Pace Proxmox calls at `proxmox.rate_per_node` (scaled like every timing), as against
+    /// a real cluster; off, the client's limit is out of the way (tests measure the engine).
+    pub pace_proxmox: bool,
 }
 
 impl Default for SimOptions {
@@ -70,6 +73,7 @@ impl Default for SimOptions {
             zone: "zlh.test".into(),
             share_agent_port: false,
             tune_pve: None,
+            pace_proxmox: false,
         }
     }
 }
@@ -244,18 +248,22 @@ impl SimStack {
     /// Clients for the simulators, and for every backend not simulated, the real system the
     /// config names (e.g. a third-party Proxmox with simulated edges).
     pub fn backends(&self, cfg: &Config) -> Result<Backends, ConfigError> {
+        // Pacing follows the simulators' clock, like every other timing.
+        let scaled = |per_sec: u32| (f64::from(per_sec) * self.options.time_scale.max(1.0)) as u32;
         let pve = match &self.pve {
             Some(p) => proxmox_client::PveClient::new(proxmox_client::PveConfig {
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(10),
-                rate_per_node_per_sec: 10_000,
+                rate_per_node_per_sec: if self.options.pace_proxmox {
+                    scaled(cfg.proxmox.rate_per_node)
+                } else {
+                    10_000
+                },
                 ..p.client_config()
             })
             .map_err(|e| ConfigError::Invalid(format!("proxmox: {e}")))?,
             None => backends::pve_from_config(cfg)?,
         };
-        // Pacing follows the simulators' clock, like every other timing.
-        let scaled = |per_sec: u32| (f64::from(per_sec) * self.options.time_scale.max(1.0)) as u32;
         let agent = match &self.agent {
             Some(a) => backends::agent_client(cfg, a.token().map(SecretString::from))?
                 .with_rate_limit(scaled(cfg.agent.requests_per_sec)),
