@@ -4,7 +4,7 @@
 //! deadline; "not yet" states come from hour-long simulated durations.
 #![cfg(feature = "sim")]
 
-use proxmox_client::sim::{PveSim, PveSimHandle, SimConfig, SimStorage, StorageKind};
+use proxmox_client::sim::{PveSim, PveSimHandle, SimApiRate, SimConfig, SimStorage, StorageKind};
 use reqwest::Method;
 use serde_json::Value;
 use std::time::Duration;
@@ -229,7 +229,7 @@ async fn impossible_clones_fail_synchronously_with_pves_wording() {
     };
     let plain = |_: &mut SimConfig| {};
     // (setup, source, params, message, reason)
-    let rows: [Row; 6] = [
+    let rows: [Row; 7] = [
         (
             on_dir,
             900,
@@ -264,6 +264,13 @@ async fn impossible_clones_fail_synchronously_with_pves_wording() {
             &[("newid", "900")],
             "CT 900 already exists on node 'pve'",
             "the new id is checked before the mode",
+        ),
+        (
+            plain,
+            900,
+            &[("newid", "200"), ("snapname", "base")],
+            "snapshot 'base' does not exist",
+            "the simulator keeps no snapshots",
         ),
         (
             plain,
@@ -692,4 +699,47 @@ async fn pve_words_parameter_errors_exactly() {
             "{route}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_rate_model_answers_as_an_overloaded_pveproxy() {
+    // A simulated second lasts 1000 real ones, so the budget refills too slowly to matter
+    // here: exactly the burst of three passes.
+    let (sim, raw) = sim_with(|c| {
+        c.time_scale = 1000.0;
+        c.api_rate = Some(SimApiRate {
+            per_node_per_sec: 5.0,
+            burst: 3,
+        });
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let a = raw.get("/nodes/pve/lxc", &[]).await;
+        statuses.push((a.status, a.body.clone()));
+    }
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 596).collect();
+    assert_eq!(refused.len(), 7, "beyond the burst: {statuses:?}");
+    assert!(
+        refused.iter().all(|(_, b)| *b == Value::Null),
+        "an empty body, as the proxy hop's"
+    );
+    assert_eq!(sim.rate_refused(), refused.len() as u64);
+    assert_eq!(sim.requests_per_node("pve"), 10);
+    assert_eq!(
+        sim.peak_requests_per_sec("pve"),
+        10,
+        "all within one simulated second"
+    );
+
+    // Off by default: the same burst passes, and is measured.
+    let (sim, raw) = sim_with(|_| {}).await;
+    for _ in 0..10 {
+        assert_eq!(raw.get("/cluster/resources", &[]).await.status, 200);
+    }
+    assert_eq!(
+        (sim.rate_refused(), sim.requests_per_node("pve")),
+        (0, 10),
+        "cluster-wide routes count for the first node"
+    );
 }

@@ -2,8 +2,8 @@
 //! node's container list.
 
 use super::Shared;
-use super::lxc::*;
-use super::response::*;
+use super::lxc::{tags_str, usage};
+use super::response::{ok, one_param_error};
 use axum::response::Response;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

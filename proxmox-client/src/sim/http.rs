@@ -2,13 +2,17 @@
 
 use super::Shared;
 use super::SimEndpoint;
-use super::cluster::*;
+use super::cluster::{cluster_resources, ct_list, next_id, node_list, release};
 use super::faults::{FaultAction, FaultSpec, Outage};
-use super::lxc::*;
-use super::params::*;
-use super::response::*;
-use super::tasks::*;
-use super::wording::*;
+use super::lxc::{
+    clone, config_json, config_put, delete, interfaces, reboot, resize, start, status_json, stop,
+    with_ct,
+};
+use super::params::{parse_form, percent_decode, validate};
+use super::rate::{Admission, OVERLOADED_CODE, OVERLOADED_MESSAGE};
+use super::response::{ok, param_error, pve_error, reset};
+use super::tasks::{advance, task_list, task_log, task_status};
+use super::wording::E_AUTH_FAILED;
 use crate::request::Endpoint;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -80,6 +84,11 @@ pub(crate) async fn handle(
     let Some((endpoint, pp)) = routed else {
         return pve_error(501, &format!("Method '{method} {rest}' not implemented"));
     };
+
+    let node_for_rate = pp.node.clone().unwrap_or_else(|| sh.cfg.nodes[0].clone());
+    if admit(&sh, &node_for_rate) == Admission::Overloaded {
+        return pve_error(OVERLOADED_CODE, OVERLOADED_MESSAGE);
+    }
 
     let fired = sh.faults.lock().unwrap().evaluate(endpoint);
     if fired.latency_ms > 0 {
@@ -180,6 +189,27 @@ pub(crate) fn control(sh: &Shared, method: &Method, body: &Bytes) -> Response {
         }
         _ => pve_error(501, "use POST or DELETE"),
     }
+}
+
+/// Count the request against its node's rate and apply `SimConfig::api_rate`.
+fn admit(sh: &Shared, node: &str) -> Admission {
+    let scale = sh.cfg.time_scale.max(0.0);
+    // One simulated second, in real time (at least a millisecond, for a zero time scale).
+    let window = sh
+        .scaled(Duration::from_secs(1))
+        .max(Duration::from_millis(1));
+    let limit = sh.cfg.api_rate.map(|r| {
+        let per_real_sec = if scale > 0.0 {
+            r.per_node_per_sec / scale
+        } else {
+            f64::INFINITY
+        };
+        (per_real_sec, r.burst)
+    });
+    sh.rates
+        .lock()
+        .unwrap()
+        .admit(node, Instant::now(), window, limit)
 }
 
 pub(crate) fn authorized(sh: &Shared, headers: &HeaderMap) -> bool {

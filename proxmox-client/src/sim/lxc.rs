@@ -1,10 +1,14 @@
 //! LXC container handlers: clone, config, status, start/stop/reboot, delete, interfaces.
 
 use super::SimEndpoint;
-use super::response::*;
+use super::response::{ok, pve_error};
 use super::storage::{Rootfs, SizeArg, StorageKind};
-use super::tasks::*;
-use super::wording::*;
+use super::tasks::{NewTask, push_task};
+use super::wording::{
+    E_FULL_CLONE_RUNNING, E_MODIFIED, E_NO_OPTIONS, E_SAME_SIZE, E_SHRINK, E_STORAGE_LINKED,
+    E_TEMPLATE_START, e_config_missing, e_exists, e_locked, e_no_disk, e_no_linked_clone,
+    e_no_snapshot, e_no_storage,
+};
 use super::{CloneMode, Ct, Effect, Reboot, Shared};
 use crate::request::Endpoint;
 use axum::response::Response;
@@ -108,27 +112,21 @@ pub(crate) fn config_json(ct: &Ct) -> Value {
 }
 
 pub(crate) fn status_json(ct: &Ct, now: Instant) -> Value {
-    let uptime = ct
-        .started_at
-        .map(|s| now.saturating_duration_since(s).as_secs())
-        .unwrap_or(0);
     let mut m = json!({
         "vmid": ct.vmid,
         "type": "lxc",
         "status": if ct.running { "running" } else { "stopped" },
         "name": ct.hostname,
-        "uptime": uptime,
         "cpus": ct.cores,
-        "cpu": 0,
-        "mem": if ct.running { 64 * 1024 * 1024 } else { 0 },
         "maxmem": ct.memory * 1024 * 1024,
         "swap": 0,
         "maxswap": ct.swap * 1024 * 1024,
-        "disk": 0,
         "maxdisk": ct.rootfs.bytes,
-        "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
+        "diskread": 0, "diskwrite": 0,
         "ha": {"managed": 0},
     });
+    // The same usage as the listings report.
+    m.as_object_mut().expect("object").extend(usage(ct, now));
     if ct.running {
         m["pid"] = json!(10_000 + ct.vmid);
     }
@@ -185,6 +183,10 @@ pub(crate) fn clone(
     };
     if storage.is_some() && mode == CloneMode::Linked {
         return pve_error(500, E_STORAGE_LINKED);
+    }
+    // The simulator keeps no snapshots.
+    if let Some(snap) = params.get("snapname") {
+        return pve_error(500, &e_no_snapshot(snap));
     }
     let src_kind = sh.storage(src.rootfs.storage()).map(|s| s.kind);
     match mode {

@@ -16,12 +16,14 @@ mod faults;
 mod http;
 mod lxc;
 mod params;
+mod rate;
 mod response;
 mod storage;
 mod tasks;
 mod wording;
 
 pub use faults::{FaultAction, FaultRule, FaultSpec, Outage, TaskErrorSpec, Trigger};
+pub use rate::SimApiRate;
 pub use storage::{SimStorage, StorageKind};
 
 use crate::client::PveConfig;
@@ -99,6 +101,9 @@ pub struct SimConfig {
     pub template_storage: String,
     /// Size of a template's root volume (and so of a fresh clone's).
     pub template_disk_bytes: u64,
+    /// A per-node API budget beyond which requests answer `596 Connection timed out`, as an
+    /// overloaded pveproxy's proxy hop does; `None` = unlimited. Rates are always measured.
+    pub api_rate: Option<SimApiRate>,
 }
 
 impl Default for SimConfig {
@@ -148,6 +153,8 @@ impl Default for SimConfig {
             template_storage: "local-lvm".into(),
             // PVE's CT wizard default.
             template_disk_bytes: 8 << 30,
+            // Real PVE has no rate limit; a benchmark turns the model on.
+            api_rate: None,
         }
     }
 }
@@ -315,6 +322,7 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub faults: Mutex<faults::Faults>,
     pub counters: Mutex<Counters>,
+    pub rates: Mutex<rate::Rates>,
     pub events: broadcast::Sender<CtEvent>,
     pub start_unix: i64,
     pub epoch: Instant,
@@ -379,6 +387,7 @@ impl PveSim {
             state: Mutex::new(state),
             faults: Mutex::new(faults::Faults::default()),
             counters: Mutex::new(Counters::default()),
+            rates: Mutex::new(rate::Rates::default()),
             events,
             start_unix: chrono::Utc::now().timestamp(),
             epoch: now,
@@ -553,6 +562,19 @@ impl PveSimHandle {
     /// task exits), including injected ones.
     pub fn lock_errors(&self) -> u64 {
         self.shared.counters.lock().unwrap().lock_errors
+    }
+    /// Requests routed to `node` (cluster-wide ones count for the first node, the one the
+    /// client talks to), refused or not.
+    pub fn requests_per_node(&self, node: &str) -> u64 {
+        self.shared.rates.lock().unwrap().requests(node)
+    }
+    /// The most requests `node` received within one simulated second.
+    pub fn peak_requests_per_sec(&self, node: &str) -> usize {
+        self.shared.rates.lock().unwrap().peak(node)
+    }
+    /// Requests the rate model answered `596` (always 0 without `SimConfig::api_rate`).
+    pub fn rate_refused(&self) -> u64 {
+        self.shared.rates.lock().unwrap().refused()
     }
     /// Tasks dispatched and not finished yet.
     pub fn running_tasks(&self) -> usize {

@@ -2,9 +2,11 @@
 //! additionalProperties: 0 on every method used here), and form decoding.
 
 use super::SimEndpoint;
-use super::http::*;
+use super::http::PathParams;
 use super::storage::SizeArg;
-use super::wording::*;
+use super::wording::{
+    E_BAD_DNS_NAME, E_BAD_PATTERN, E_BAD_VMID, E_MISSING, E_NAME_MISSING, E_NOT_DEFINED, e_bad_tag,
+};
 use crate::request::Endpoint;
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! How the simulator answers: PVE's success envelope, its error shapes, a reset.
 
-use super::wording::*;
+use super::wording::E_PARAM_VERIFICATION;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -1,8 +1,8 @@
 //! The task engine: UPIDs, dispatch, completion with effects, task status and log.
 
-use super::lxc::*;
-use super::response::*;
-use super::wording::*;
+use super::lxc::{resize_refusal, touch};
+use super::response::{ok, ok_with, one_param_error};
+use super::wording::{E_NO_SUCH_TASK, E_UNPARSABLE_UPID, e_config_missing};
 use super::{CloneMode, CtEvent, Effect, Reboot, Shared, Task};
 use crate::upid::Upid;
 use axum::response::Response;

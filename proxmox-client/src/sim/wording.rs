@@ -33,7 +33,7 @@ pub(crate) fn e_exists(vmid: u32, node: &str) -> String {
     format!("CT {vmid} already exists on node '{node}'")
 }
 pub(crate) const E_FULL_CLONE_RUNNING: &str =
-    "Full clone of a running container is only possible from a snapshot";
+    "Cannot do full clones on a running container without snapshots";
 
 pub(crate) fn e_no_storage(sid: &str) -> String {
     format!("storage '{sid}' does not exist")
@@ -47,4 +47,7 @@ pub(crate) fn e_no_disk(disk: &str) -> String {
 }
 pub(crate) fn e_bad_tag(tag: &str) -> String {
     format!("invalid format - invalid characters in tag '{tag}'\n")
+}
+pub(crate) fn e_no_snapshot(name: &str) -> String {
+    format!("snapshot '{name}' does not exist")
 }
