@@ -314,7 +314,10 @@ impl<S: Stack> Controller<S> {
             }
         }
         metrics::counter!(m::RESYNC_TOTAL).increment(1);
-        let snap = Arc::new(resync::take_snapshot(&self.ctx.backends).await);
+        let listed_from = self.ctx.clock.now();
+        let mut snap = resync::take_snapshot(&self.ctx.backends).await;
+        snap.listed_from = Some(listed_from);
+        let snap = Arc::new(snap);
         *self.ctx.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
         let t = self.timing();
         let every = (t.health_interval.as_millis() / t.resync_interval.as_millis().max(1)).max(1);

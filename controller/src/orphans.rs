@@ -56,12 +56,39 @@ pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, sweep: &Sweep, 
             Err(e) => warn!(vmid = c.vmid, error = %e, "orphan check: config unreadable"),
         }
     }
+    // A server archived since the listing was asked for: its container was destroyed after
+    // the listing (a teardown completes before the archive), not left behind.
+    let mut kept = Vec::with_capacity(found.len());
+    for o in found {
+        if archived_since_listing(ctx, snap, &o.marker).await {
+            continue;
+        }
+        kept.push(o);
+    }
+    let found = kept;
     for o in &found {
         warn!(vmid = o.vmid, marker = %o.marker, "orphan container: carries our marker, no server owns it");
     }
     metrics::gauge!(m::ORPHANS).set(found.len() as f64);
     if let Err(e) = store.replace_orphans(&found).await {
         warn!(error = %e, "cannot record orphans");
+    }
+}
+
+/// Whether the server `marker` names was archived at or after the snapshot's listing was asked
+/// for. Without the listing's time, any archive counts (a report one resync late, never a false
+/// one); an unreadable archive does not.
+async fn archived_since_listing<S: Stack>(ctx: &Context<S>, snap: &Snapshot, marker: &str) -> bool {
+    let Ok(id) = marker.parse::<ServerId>() else {
+        return false;
+    };
+    match ctx.store.get_archived(id).await {
+        Ok(Some(a)) => snap.listed_from.is_none_or(|from| a.deleted_at >= from),
+        Ok(None) => false,
+        Err(e) => {
+            warn!(server = %id, error = %e, "orphan check: archive unreadable");
+            false
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub struct CtEntry {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub taken_at: Option<Instant>,
+    /// The store clock when the listing was asked for: a server archived at or after it may
+    /// still show its container (destroyed after the listing), so it is no orphan.
+    pub listed_from: Option<chrono::DateTime<chrono::Utc>>,
     pub containers: HashMap<u32, CtEntry>,
     /// Every VMID Proxmox listed, LXC and QEMU alike (a VM's VMID is as taken as a CT's);
     /// `None` when the listing failed.

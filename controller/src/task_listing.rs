@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use proxmox_client::{Proxmox, TaskFilter};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,16 @@ use std::time::Duration;
 #[derive(Debug)]
 struct Listing {
     taken_at: DateTime<Utc>,
+    /// The node's task starts counted when it was asked for: one started since makes it stale.
+    starts: u64,
     running: HashSet<String>,
+}
+
+/// One node: its latest listing, and how many tasks this process started there.
+#[derive(Debug, Default)]
+struct Node {
+    starts: AtomicU64,
+    listing: tokio::sync::Mutex<Option<Listing>>,
 }
 
 /// What the listing says about one task.
@@ -35,7 +45,7 @@ pub enum Listed {
 #[derive(Debug)]
 pub struct TaskListings {
     max_age: Duration,
-    nodes: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Listing>>>>>,
+    nodes: Mutex<HashMap<String, Arc<Node>>>,
 }
 
 impl TaskListings {
@@ -55,19 +65,20 @@ impl TaskListings {
         upid: &str,
         now: DateTime<Utc>,
     ) -> Listed {
-        let slot = {
-            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-            nodes.entry(node.to_string()).or_default().clone()
-        };
-        let mut listing = slot.lock().await;
+        let slot = self.node(node);
+        let mut listing = slot.listing.lock().await;
+        let starts = slot.starts.load(Ordering::Acquire);
         let fresh = listing.as_ref().is_some_and(|l| {
-            now >= l.taken_at && (now - l.taken_at).to_std().unwrap_or_default() < self.max_age
+            l.starts == starts
+                && now >= l.taken_at
+                && (now - l.taken_at).to_std().unwrap_or_default() < self.max_age
         });
         if !fresh {
             match pve.node_tasks(node, &TaskFilter::active()).await {
                 Ok(tasks) => {
                     *listing = Some(Listing {
                         taken_at: now,
+                        starts,
                         running: tasks
                             .into_iter()
                             .filter(|t| t.running())
@@ -89,17 +100,14 @@ impl TaskListings {
         }
     }
 
-    /// Forget `node`'s listing (a task was just started there: the next look lists again, so
-    /// the new task is seen running without its own status read).
-    pub fn invalidate(&self, node: &str) {
-        let slot = {
-            let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-            nodes.get(node).cloned()
-        };
-        if let Some(slot) = slot
-            && let Ok(mut l) = slot.try_lock()
-        {
-            *l = None;
-        }
+    /// A task was just started on `node`: its listing is stale, so the next look lists again
+    /// and sees the new task running without a status read of its own.
+    pub fn task_started(&self, node: &str) {
+        self.node(node).starts.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn node(&self, node: &str) -> Arc<Node> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.entry(node.to_string()).or_default().clone()
     }
 }

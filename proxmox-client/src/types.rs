@@ -611,7 +611,8 @@ pub struct TaskEntry {
     pub kind: String,
     /// The task's `id` (for LXC tasks the vmid; for a clone the SOURCE vmid).
     pub id: String,
-    /// Absent while the task runs; its exit status (`OK`, an error) once it ended.
+    /// Its exit status (`OK`, an error) once it ended; `None` while it runs (quirk: PVE lists an
+    /// active task with `status: "RUNNING"`, read here as no exit status).
     pub status: Option<String>,
     pub endtime: Option<u64>,
 }
@@ -622,7 +623,7 @@ impl TaskEntry {
             upid: v_str(v, "upid")?,
             kind: v_str(v, "type").unwrap_or_default(),
             id: v_str(v, "id").unwrap_or_default(),
-            status: v_str(v, "status").filter(|s| !s.is_empty()),
+            status: v_str(v, "status").filter(|s| !s.is_empty() && s != "RUNNING"),
             endtime: v_u64(v, "endtime"),
         })
     }
@@ -717,6 +718,32 @@ pub struct DeleteOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_listing_entries_tell_running_from_ended() {
+        let cases: &[(&str, &str, bool)] = &[
+            (
+                "an active task: PVE writes status RUNNING and no endtime",
+                r#"{"upid":"UPID:pve:1:2:3:vzclone:900:root@pam:","type":"vzclone","id":"900","status":"RUNNING"}"#,
+                true,
+            ),
+            (
+                "an active task without a status at all",
+                r#"{"upid":"UPID:pve:1:2:3:vzclone:900:root@pam:","type":"vzclone","id":"900"}"#,
+                true,
+            ),
+            (
+                "an archived task: its exit status and endtime",
+                r#"{"upid":"UPID:pve:1:2:3:vzclone:900:root@pam:","type":"vzclone","id":"900","status":"OK","endtime":1700000000}"#,
+                false,
+            ),
+        ];
+        for (why, json, running) in cases {
+            let v: Value = serde_json::from_str(json).unwrap();
+            let e = TaskEntry::from_value(&v).expect(why);
+            assert_eq!(e.running(), *running, "{why}");
+        }
+    }
 
     #[test]
     fn volume_sizes_read_in_gib() {

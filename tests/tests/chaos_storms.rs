@@ -12,7 +12,7 @@
 use zlh_tests::chaos;
 
 use chaos::{assert_fleet, converge, mixed, poke_all, soak};
-use model::{Kind, Phase, ServerId};
+use model::{CloneMode, Kind, Phase, ServerId};
 use proxmox_client::sim::Outage;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -336,13 +336,27 @@ async fn agent_restarts_get_config_again() {
 /// container is destroyed, and the invariants hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_during_a_storm_converges_after_it() {
+    provisioning_during_a_storm(CloneMode::Full).await;
+}
+
+/// The same with linked clones (seconds per clone, so the storm hits many more of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_during_a_storm_converges_after_it_linked_clones() {
+    provisioning_during_a_storm(CloneMode::Linked).await;
+}
+
+async fn provisioning_during_a_storm(mode: CloneMode) {
     let n = fleet_size();
     let w = World::new(WorldOptions {
         workers: 8,
         ..WorldOptions::default()
     })
     .await;
-    let ctl = w.start_controller();
+    let mut cfg = w.cfg.clone();
+    for t in &mut cfg.templates {
+        t.clone_mode = mode;
+    }
+    let ctl = w.start_controller_with(cfg);
     let pve = w.sims.pve.as_ref().unwrap();
     proxmox_storm(pve);
     for i in 0..n {
@@ -370,7 +384,7 @@ async fn provisioning_during_a_storm_converges_after_it() {
         assert_eq!(
             pve.clone_calls_for(vm),
             1,
-            "{}: VMID {vm} cloned twice",
+            "{} ({mode:?}): VMID {vm} cloned twice",
             s.id
         );
     }

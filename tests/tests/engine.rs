@@ -90,6 +90,9 @@ async fn crash_at_every_step_converges_without_leaks() {
                 .iter()
                 .any(|c| c.tags.iter().any(|t| t == "zlh"))
         }),
+        ("disk resized", |w| {
+            w.sims.pve.as_ref().unwrap().requests_for("resize") > 0
+        }),
         ("started", |w| {
             w.sims.pve.as_ref().unwrap().start_calls() > 0
         }),
@@ -109,22 +112,27 @@ async fn crash_at_every_step_converges_without_leaks() {
             !w.sims.velocity.as_ref().unwrap().registrations().is_empty()
         }),
     ];
-    for (name, reached) in points {
+    let modes = [model::CloneMode::Full, model::CloneMode::Linked];
+    for ((name, reached), mode) in points.iter().flat_map(|p| modes.map(|m| (p, m))) {
         let w = World::new(WorldOptions::default()).await;
-        let ctl = w.start_controller();
+        let mut cfg = w.cfg.clone();
+        for t in &mut cfg.templates {
+            t.clone_mode = mode;
+        }
+        let ctl = w.start_controller_with(cfg.clone());
         for i in 0..4 {
             let spec = ServerSpec::minecraft(Variant::ALL[i % 3], "1.21.7");
             w.create("u1", spec).await;
         }
         w.wait_for(name, T, async || reached(&w)).await;
         ctl.kill();
-        let ctl = w.start_controller();
+        let ctl = w.start_controller_with(cfg.clone());
         w.wait_all(Some(Phase::Ready), T).await;
         assert_clean(&w).await;
         assert_eq!(
             w.sims.pve.as_ref().unwrap().clone_calls(),
             4,
-            "{name}: one clone per server"
+            "{name} ({mode:?}): one clone per server"
         );
 
         // And the same during teardown.
@@ -142,7 +150,7 @@ async fn crash_at_every_step_converges_without_leaks() {
         let (tname, treached) = teardown[name.len() % teardown.len()];
         w.wait_for(tname, T, async || treached(&w)).await;
         ctl.kill();
-        let ctl = w.start_controller();
+        let ctl = w.start_controller_with(cfg);
         w.wait_all(None, T).await;
         assert_clean(&w).await;
         let left = w
@@ -154,7 +162,7 @@ async fn crash_at_every_step_converges_without_leaks() {
             .into_iter()
             .filter(|c| !c.template)
             .count();
-        assert_eq!(left, 0, "{name}/{tname}: no container left");
+        assert_eq!(left, 0, "{name}/{tname} ({mode:?}): no container left");
         ctl.stop().await;
     }
 }

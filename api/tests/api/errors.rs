@@ -136,6 +136,9 @@ async fn refusals_are_problems_and_write_nothing() {
     let unoffered_rt =
         json!({"customerId": "u3", "spec": {"kind": "dev", "runtime": "ruby", "version": "3"}});
     let s = s1.id;
+    // Proxmox cannot shrink a container volume: a smaller diskGib is refused.
+    let mut shrunk = spec_json();
+    shrunk["resources"]["diskGib"] = json!(8);
     let nil = uuid::Uuid::now_v7();
 
     let cases = vec![
@@ -192,6 +195,7 @@ async fn refusals_are_problems_and_write_nothing() {
         case("an overlong Idempotency-Key", "POST", "/api/servers", Tok::Operator, Body::Json(valid.clone()), 400).header("idempotency-key", "k".repeat(300)),
         case("a stale If-Match", "PATCH", &format!("/api/servers/{s}"), Tok::Operator, Body::Json(json!({"spec": spec_json()})), 409).header("if-match", "\"999999\""),
         case("a stale body resourceVersion", "PATCH", &format!("/api/servers/{s}"), Tok::Operator, Body::Json(json!({"spec": spec_json(), "resourceVersion": 999999})), 409),
+        case("the disk cannot shrink", "PATCH", &format!("/api/servers/{s}"), Tok::Operator, Body::Json(json!({"spec": shrunk})), 422).field("spec.resources.diskGib"),
         case("kind cannot change", "PATCH", &format!("/api/servers/{s}"), Tok::Operator, Body::Json(json!({"spec": {"kind": "dev", "runtime": "node", "version": "22"}})), 422).field("spec.kind"),
         case("the portal's ctype is checked", "POST", "/api/instances", Tok::Portal, Body::Json(json!({"customerId": "u3", "ctype": "vm", "version": "1"})), 422).field("ctype"),
         case("the portal's memory is checked", "POST", "/api/instances", Tok::Portal, Body::Json(json!({"customerId": "u3", "ctype": "game", "game": "minecraft", "variant": "paper", "version": "1.21.7", "memoryMiB": 100})), 422).field("memoryMiB"),

@@ -77,7 +77,7 @@ impl<S: Stack> Run<'_, S> {
     /// A Proxmox task was started: remember it and check it after `task_poll`
     /// (docs/reconcile-contract.md, rule 3).
     fn started(&mut self, upid: Upid, action: TaskKind) -> Acted {
-        self.ctx.task_listings.invalidate(&upid.node);
+        self.ctx.task_listings.task_started(&upid.node);
         self.status.in_flight_task = Some(InFlightTask {
             upid: upid.to_string(),
             action,

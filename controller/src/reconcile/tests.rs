@@ -902,3 +902,47 @@ async fn fifty_waiting_clones_cost_one_task_listing_per_poll() {
         );
     }
 }
+
+/// A container in a snapshot taken before its server's teardown finished is no orphan: the
+/// server was archived after the listing was asked for (the container was destroyed after it).
+/// The same container, listed after the archive, is one.
+#[tokio::test]
+async fn a_server_archived_after_the_snapshot_leaves_no_orphan() {
+    let ctx = context().await;
+    ctx.backends.pve.set_tasks_finish_immediately(true);
+    let s = ready_game(&ctx).await;
+    let (id, vmid) = (s.id, s.reserved_vmid.unwrap());
+    let mut snap = crate::resync::take_snapshot(&ctx.backends).await;
+    snap.listed_from = Some(ctx.clock.now());
+    assert!(
+        snap.containers.contains_key(&vmid),
+        "listed before the teardown"
+    );
+
+    ctx.store.request_deletion(id).await.unwrap();
+    for _ in 0..6 {
+        once(&ctx, id).await;
+    }
+    assert!(
+        ctx.store.get_archived(id).await.unwrap().is_some(),
+        "archived"
+    );
+    // The sweep after the teardown: the server is gone from the store.
+    let sweep = crate::resync::Sweep::default();
+    crate::orphans::report(&ctx, &snap, &sweep, 0).await;
+    assert!(
+        ctx.store.list_orphans().await.unwrap().is_empty(),
+        "archived after the listing: not an orphan"
+    );
+
+    // A listing asked for after the archive that still shows the container: an orphan.
+    let mut later = crate::resync::take_snapshot(&ctx.backends).await;
+    later.containers = snap.containers.clone();
+    later.listed_from = Some(ctx.clock.now() + chrono::Duration::seconds(1));
+    crate::orphans::report(&ctx, &later, &sweep, 1).await;
+    let orphans = ctx.store.list_orphans().await.unwrap();
+    assert_eq!(
+        orphans.iter().map(|o| o.vmid).collect::<Vec<_>>(),
+        vec![vmid]
+    );
+}

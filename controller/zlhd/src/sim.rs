@@ -51,6 +51,12 @@ pub struct SimOptions {
     /// One listening socket per simulated container (SLP on the Agent's port) instead of
     /// two: for fleets that would not fit in the open-file limit otherwise.
     pub share_agent_port: bool,
+    /// Anything else of the Proxmox simulator's settings (templates, storages, the linked
+    /// clone's time), applied last.
+    pub tune_pve: Option<fn(&mut SimConfig)>,
+    /// Pace Proxmox calls at `proxmox.rate_per_node` (scaled like every timing), as against
+    /// a real cluster; off, the client's limit is out of the way (tests measure the engine).
+    pub pace_proxmox: bool,
 }
 
 impl Default for SimOptions {
@@ -66,6 +72,8 @@ impl Default for SimOptions {
             install: Duration::from_secs(60),
             zone: "zlh.test".into(),
             share_agent_port: false,
+            tune_pve: None,
+            pace_proxmox: false,
         }
     }
 }
@@ -109,6 +117,9 @@ impl SimStack {
             c.timings.ip_delay = options.ip_delay;
             // The sim multiplies its timings by this (ours: simulated seconds per second).
             c.time_scale = 1.0 / scale;
+            if let Some(tune) = options.tune_pve {
+                tune(&mut c);
+            }
             Some(PveSim::start(c).await?)
         } else {
             None
@@ -237,18 +248,22 @@ impl SimStack {
     /// Clients for the simulators, and for every backend not simulated, the real system the
     /// config names (e.g. a third-party Proxmox with simulated edges).
     pub fn backends(&self, cfg: &Config) -> Result<Backends, ConfigError> {
+        // Pacing follows the simulators' clock, like every other timing.
+        let scaled = |per_sec: u32| (f64::from(per_sec) * self.options.time_scale.max(1.0)) as u32;
         let pve = match &self.pve {
             Some(p) => proxmox_client::PveClient::new(proxmox_client::PveConfig {
                 connect_timeout: Duration::from_secs(2),
                 request_timeout: Duration::from_secs(10),
-                rate_per_node_per_sec: 10_000,
+                rate_per_node_per_sec: if self.options.pace_proxmox {
+                    scaled(cfg.proxmox.rate_per_node)
+                } else {
+                    10_000
+                },
                 ..p.client_config()
             })
             .map_err(|e| ConfigError::Invalid(format!("proxmox: {e}")))?,
             None => backends::pve_from_config(cfg)?,
         };
-        // Pacing follows the simulators' clock, like every other timing.
-        let scaled = |per_sec: u32| (f64::from(per_sec) * self.options.time_scale.max(1.0)) as u32;
         let agent = match &self.agent {
             Some(a) => backends::agent_client(cfg, a.token().map(SecretString::from))?
                 .with_rate_limit(scaled(cfg.agent.requests_per_sec)),

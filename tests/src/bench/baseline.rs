@@ -20,6 +20,8 @@ pub struct BaselineResult {
     /// Simulated seconds per server, in order.
     pub per_server: Vec<f64>,
     pub pve_calls: u64,
+    /// Proxmox requests per endpoint, most first.
+    pub by_endpoint: Vec<(&'static str, u64)>,
     pub lock_errors: u64,
 }
 
@@ -29,8 +31,13 @@ impl BaselineResult {
     }
 }
 
-pub async fn run(n: usize, templates: usize, scale: f64) -> anyhow::Result<BaselineResult> {
-    let b = Bench::new(profile(scale), false).await?;
+pub async fn run(
+    n: usize,
+    templates: usize,
+    scale: f64,
+    mode: model::CloneMode,
+) -> anyhow::Result<BaselineResult> {
+    let b = Bench::new(profile(scale, mode), false).await?;
     b.set_edge_latency(EDGE_CALL);
     let backends = b.sims.backends(&b.cfg)?;
     let pve = b.sims.pve.clone().expect("proxmox sim");
@@ -42,13 +49,14 @@ pub async fn run(n: usize, templates: usize, scale: f64) -> anyhow::Result<Basel
         let (tpl, spec) = assignment(templates, i);
         let vmid = 5000 + i as u32;
         let t = Instant::now();
-        provision_one(&b, &backends, tpl, vmid, &spec, task_poll, wait_poll)
+        provision_one(&b, &backends, tpl, vmid, &spec, task_poll, wait_poll, mode)
             .await
             .with_context(|| format!("baseline server {i} (vmid {vmid})"))?;
         per_server.push(t.elapsed().as_secs_f64() * scale);
     }
     Ok(BaselineResult {
         per_server,
+        by_endpoint: super::converge::by_endpoint(&pve, None),
         pve_calls: pve.requests_total(),
         lock_errors: pve.lock_errors(),
     })
@@ -67,6 +75,7 @@ async fn wait_task(b: &Backends, upid: &Upid, poll: Duration) -> anyhow::Result<
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn provision_one(
     bench: &Bench,
     b: &Backends,
@@ -75,6 +84,7 @@ async fn provision_one(
     spec: &ServerSpec,
     task_poll: Duration,
     wait_poll: Duration,
+    mode: model::CloneMode,
 ) -> anyhow::Result<()> {
     let cfg = &bench.cfg;
     let node = "pve";
@@ -91,6 +101,9 @@ async fn provision_one(
                 newid: vmid,
                 hostname: Some(hostname.clone()),
                 description: Some(ownership::marker_line(id)),
+                // The previous system: `full: 1` (the same mode as zlh's run, for the linked
+                // profile).
+                full: Some(mode == model::CloneMode::Full),
                 ..Default::default()
             },
         )

@@ -40,7 +40,7 @@ pub fn template_groups(templates: usize) -> Vec<(u32, Vec<Variant>)> {
 }
 
 /// The catalog for `templates` game templates.
-pub fn catalog(templates: usize) -> Vec<Template> {
+pub fn catalog(templates: usize, clone_mode: model::CloneMode) -> Vec<Template> {
     template_groups(templates)
         .into_iter()
         .map(|(vmid, variants)| Template {
@@ -50,7 +50,7 @@ pub fn catalog(templates: usize) -> Vec<Template> {
             versions: MC_VERSIONS.map(String::from).to_vec(),
             node: "pve".into(),
             vmid,
-            clone_mode: model::CloneMode::Full,
+            clone_mode,
             storage: None,
         })
         .collect()

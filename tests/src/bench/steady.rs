@@ -103,7 +103,7 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         ..SimOptions::default()
     };
     let mut b = Bench::new(opts, true).await?;
-    b.cfg.templates = catalog(4);
+    b.cfg.templates = catalog(4, model::CloneMode::Full);
     b.cfg.controller.workers = a.workers;
     b.cfg.controller.resync_interval = RESYNC_INTERVAL;
     b.cfg.controller.health_interval = RESYNC_INTERVAL * health_rounds();

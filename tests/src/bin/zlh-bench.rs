@@ -1,7 +1,8 @@
 //! zlh-bench: convergence, steady-state and API benchmarks against the simulators.
 //!
 //! ```text
-//! zlh-bench converge [--n 200] [--templates 1|4] [--time-scale 100] [--quick] [--json]
+//! zlh-bench converge [--n 200] [--templates 1|4] [--clone full|linked] [--time-scale 100]
+//!                    [--quick] [--json]
 //! zlh-bench steady   [--n 10000] [--quick] [--json]
 //! zlh-bench api      [--n 10000] [--rate 200] [--quick] [--json]
 //! ```
@@ -47,6 +48,9 @@ enum Cmd {
         /// Controller workers.
         #[arg(long, default_value_t = 16)]
         workers: usize,
+        /// The templates' clone mode: full (20 s) or linked (2 s).
+        #[arg(long, default_value = "full", value_parser = parse_clone)]
+        clone: model::CloneMode,
     },
     /// N Ready servers; Proxmox/DNS calls, CPU and wall time per full resync; RSS.
     Steady {
@@ -123,6 +127,14 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_clone(s: &str) -> Result<model::CloneMode, String> {
+    match s {
+        "full" => Ok(model::CloneMode::Full),
+        "linked" => Ok(model::CloneMode::Linked),
+        other => Err(format!("'{other}' is not a clone mode (full or linked)")),
+    }
+}
+
 async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
     let q = cli.quick;
     match &cli.cmd {
@@ -132,6 +144,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
             time_scale,
             baseline_n,
             workers,
+            clone,
         } => {
             let n = n.unwrap_or(if q { 20 } else { 200 });
             let templates = match templates {
@@ -145,6 +158,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
                 time_scale: time_scale.unwrap_or(if q { 200.0 } else { 100.0 }),
                 baseline_n: baseline_n.unwrap_or(n.min(20)),
                 workers: *workers,
+                clone: *clone,
             })
             .await
         }
