@@ -426,8 +426,8 @@ pub async fn reconcile_servers(
             .collect();
         let message = audit::message(&p, detail);
         let event = (audit::reason::RECONCILE_REQUESTED, message.as_str());
-        // One transaction per batch: a server at a time costs a commit each (1,000 servers
-        // took 10 s on PostgreSQL), one transaction for all would hold the write locks long.
+        // In batches, so each store call stays short; within one, the store commits server
+        // by server (a transaction writes at most one change to the feed).
         for batch in matched.chunks(BULK_BATCH) {
             // Servers archived since the list was read are skipped: nothing to reconcile.
             let done = ctx

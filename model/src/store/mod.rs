@@ -504,9 +504,10 @@ pub trait Store: Send + Sync + 'static {
         filter: &crate::AuditFilter,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<crate::AuditEntry>>> + Send;
-    /// [`Store::request_reconcile`] for each of `ids` in one transaction, each with the event
-    /// `(reason, message)` (Normal); servers gone meanwhile are skipped. Answers the ids done.
-    /// Callers bound `ids` (one transaction holds the write locks until it commits).
+    /// [`Store::request_reconcile`] for each of `ids`, each with the event `(reason,
+    /// message)` (Normal), one short transaction per server (a transaction writes at most
+    /// one feed change); servers gone meanwhile are skipped. Answers the ids done, which a
+    /// failure part-way leaves as they are.
     fn request_reconcile_many(
         &self,
         ids: &[ServerId],

@@ -1358,9 +1358,11 @@ where
         (reason, message): (&str, &str),
     ) -> Result<Vec<ServerId>> {
         let now = self.clock.now();
-        let mut tx = self.write_tx().await?;
         let mut done = Vec::with_capacity(ids.len());
+        // One transaction per server: a feed position is its transaction's id, so a
+        // transaction writes at most one change (docs/store.md, "The change feed").
         for &id in ids {
+            let mut tx = self.write_tx().await?;
             let Some(mut server) = Self::lock(&mut tx, id).await? else {
                 continue;
             };
@@ -1377,11 +1379,9 @@ where
                 .bind(DB::ts(now))
                 .execute(&mut *tx)
                 .await?;
-            done.push(id);
-        }
-        tx.commit().await?;
-        for &id in &done {
+            tx.commit().await?;
             self.notify(id, Origin::User);
+            done.push(id);
         }
         Ok(done)
     }
