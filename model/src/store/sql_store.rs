@@ -961,7 +961,9 @@ where
                 .await?;
             let final_prefix = rows.iter().take_while(|r| r.is_final).count();
             tries += 1;
-            if final_prefix == rows.len() || tries >= HELD_BACK_TRIES {
+            // Something to hand out, or nothing held back: answer now (a reader under steady
+            // load is never delayed by the commit in flight below it).
+            if final_prefix > 0 || final_prefix == rows.len() || tries >= HELD_BACK_TRIES {
                 rows.truncate(final_prefix);
                 break rows;
             }
