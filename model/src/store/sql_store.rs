@@ -952,7 +952,9 @@ where
 
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         let mut conn = self.pool.acquire().await?;
-        let mut tries = 0;
+        // Committed changes held back by an older open transaction: wait (briefly) until
+        // those seen at the first read are final; later arrivals do not extend the wait.
+        let (mut tries, mut wanted) = (0, None);
         let rows = loop {
             let mut rows = sqlx::query_as::<DB, ChangeRow>(DB::CHANGES_SINCE)
                 .bind(after)
@@ -960,10 +962,11 @@ where
                 .fetch_all(&mut *conn)
                 .await?;
             let final_prefix = rows.iter().take_while(|r| r.is_final).count();
+            let newest = rows.last().map(ChangeRow::seq);
+            let wanted = *wanted.get_or_insert(newest);
+            let reached = rows[..final_prefix].last().map(ChangeRow::seq);
             tries += 1;
-            // Something to hand out, or nothing held back: answer now (a reader under steady
-            // load is never delayed by the commit in flight below it).
-            if final_prefix > 0 || final_prefix == rows.len() || tries >= HELD_BACK_TRIES {
+            if final_prefix == rows.len() || reached >= wanted || tries >= HELD_BACK_TRIES {
                 rows.truncate(final_prefix);
                 break rows;
             }
