@@ -27,9 +27,10 @@
 //!
 //!   The cost: the horizon waits for the oldest transaction in the whole PostgreSQL cluster
 //!   (any database: another database's migration, a long report), so a long transaction
-//!   delays (never loses) changes. A reader that finds committed changes held back reads
+//!   delays (never loses) changes. A read that finds committed changes held back reads
 //!   again after [`HELD_BACK_FIRST_WAIT`], doubling, up to [`HELD_BACK_TRIES`] times (about a
-//!   second in all), then answers with the final prefix; its next read continues from there.
+//!   second in all), until the changes it saw at first are final; changes committed later do
+//!   not extend the wait. Then it answers with the final prefix; the next read continues.
 //!
 //! # Retention
 //!

@@ -150,6 +150,12 @@ pub(crate) fn change_kind_str(k: ChangeKind) -> &'static str {
     }
 }
 
+impl ChangeRow {
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+}
+
 impl TryFrom<ChangeRow> for Change {
     type Error = StoreError;
     fn try_from(r: ChangeRow) -> Result<Change> {

@@ -956,7 +956,9 @@ where
 
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Vec<Change>> {
         let mut conn = self.pool.acquire().await?;
-        let mut tries = 0;
+        // Committed changes held back by an older open transaction: wait (briefly) until
+        // those seen at the first read are final; later arrivals do not extend the wait.
+        let (mut tries, mut wanted) = (0, None);
         let rows = loop {
             let mut rows = sqlx::query_as::<DB, ChangeRow>(DB::CHANGES_SINCE)
                 .bind(after)
@@ -964,8 +966,11 @@ where
                 .fetch_all(&mut *conn)
                 .await?;
             let final_prefix = rows.iter().take_while(|r| r.is_final).count();
+            let newest = rows.last().map(ChangeRow::seq);
+            let wanted = *wanted.get_or_insert(newest);
+            let reached = rows[..final_prefix].last().map(ChangeRow::seq);
             tries += 1;
-            if final_prefix == rows.len() || tries >= HELD_BACK_TRIES {
+            if final_prefix == rows.len() || reached >= wanted || tries >= HELD_BACK_TRIES {
                 rows.truncate(final_prefix);
                 break rows;
             }

@@ -1,5 +1,6 @@
 //! `zlh-bench`: convergence against the simulator's lower bound and the previous system's
-//! sequential algorithm, steady-state cost of full resyncs, and API latency. Benchmarks print
+//! sequential algorithm, steady-state cost of full resyncs, API latency, and the store's write
+//! path (concurrent writers, VMID reservation, retention). Benchmarks print
 //! figures; nothing here asserts timings.
 //!
 //! CPU is read per thread from `/proc/self/task/*/stat`: the simulators run on their own
@@ -13,6 +14,7 @@ pub mod harness;
 pub mod proc;
 pub mod report;
 pub mod steady;
+pub mod writes;
 
 use model::{ServerSpec, Template, Variant};
 

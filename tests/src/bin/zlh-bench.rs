@@ -5,12 +5,13 @@
 //!                    [--quick] [--json]
 //! zlh-bench steady   [--n 10000] [--quick] [--json]
 //! zlh-bench api      [--n 10000] [--rate 200] [--quick] [--json]
+//! zlh-bench writes   [--writers 1,4,16] [--duration 10] [--quick] [--json]
 //! ```
 //! Figures are printed, never asserted. See BENCHMARKS.md.
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
-use zlh_tests::bench::{api, converge, proc::CountingAlloc, report::Table, steady};
+use zlh_tests::bench::{api, converge, proc::CountingAlloc, report::Table, steady, writes};
 
 /// Counts live heap bytes (the controller's share of memory in `steady`).
 #[global_allocator]
@@ -75,6 +76,17 @@ enum Cmd {
         /// Longest fleet build, seconds (real); 10,000 servers took ~1,330 s here.
         #[arg(long, default_value_t = 1800)]
         build_timeout: u64,
+    },
+    /// The store's write path on PostgreSQL (`DATABASE_URL`): K concurrent status writers
+    /// with the feed read concurrently, VMID reservation at 10 and 900 reserved, a simulated
+    /// hour with retention on.
+    Writes {
+        /// Writer counts to run, side by side.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+        writers: Vec<usize>,
+        /// Seconds of writing per writer count (default 10; 3 with --quick).
+        #[arg(long)]
+        duration: Option<f64>,
     },
     /// POST / GET page / GET one latency and throughput at a fixed offered load.
     Api {
@@ -177,6 +189,13 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
                 batch: *batch,
                 idle_wait: Duration::from_secs(*idle_wait),
                 build_timeout: Duration::from_secs(*build_timeout),
+            })
+            .await
+        }
+        Cmd::Writes { writers, duration } => {
+            writes::run(&writes::Args {
+                writers: writers.clone(),
+                duration: duration.unwrap_or(if q { 3.0 } else { 10.0 }),
             })
             .await
         }
