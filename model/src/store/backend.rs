@@ -91,6 +91,30 @@ impl Backend for Sqlite {
 }
 
 /// Several writers: row locks, and advisory locks where a row lock cannot say it.
+
+/// The feed's horizon on PostgreSQL, as a derived table `h(horizon)`: the oldest transaction
+/// of *this* database still in progress at the statement's snapshot (a position below it is
+/// final). The snapshot's in-progress list (`xip`) holds every database's transactions;
+/// those `pg_stat_activity` shows running in another database can never write here, so they
+/// are left out, and a long transaction elsewhere on the cluster (another database's
+/// migration, a report, a parallel test) no longer holds our readers back. Leaving one out
+/// is safe only that way round: an id not shown there (finished meanwhile, or hidden from
+/// this role) stays in, which can delay a change, never skip one. With nothing left,
+/// `xmax` (every id below it has completed) is the horizon. `backend_xid` is 32 bits, so
+/// the in-progress ids are compared on their low 32 bits: ids in progress together are
+/// less than 2^31 apart, so those are unique.
+macro_rules! pg_feed_horizon {
+    () => {
+        "(SELECT COALESCE( \
+            (SELECT MIN(x::text::bigint) FROM pg_snapshot_xip(s.snap) AS x \
+             WHERE (x::text::bigint & 4294967295) NOT IN \
+               (SELECT a.backend_xid::text::bigint FROM pg_stat_activity a \
+                WHERE a.datname <> current_database() AND a.backend_xid IS NOT NULL)), \
+            pg_snapshot_xmax(s.snap)::text::bigint) + f2.shift AS horizon \
+          FROM feed_state f2, (SELECT pg_current_snapshot() AS snap) s WHERE f2.id = 1) h"
+    };
+}
+
 impl Backend for Postgres {
     type Time = DateTime<Utc>;
     const BACKEND: &'static str = "postgres";
@@ -109,18 +133,21 @@ impl Backend for Postgres {
     const LOCK_CUSTOMER: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(2053924963, hashtext($1))");
     /// Positions are transaction ids (the column default, migration 0006): final below the
-    /// oldest transaction still in progress (see [`super::feed`]).
-    const CHANGES_SINCE: &'static str = "SELECT c.seq, c.server_id, c.kind, c.at, \
-         c.seq < h.horizon AS final FROM server_changes c, \
-         (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + shift AS horizon \
-          FROM feed_state WHERE id = 1) h \
-         WHERE c.seq > $1 ORDER BY c.seq LIMIT $2";
-    const LATEST_SEQ: &'static str = "SELECT GREATEST(f.pruned_through, \
+    /// oldest transaction of this database still in progress (see [`super::feed`]).
+    const CHANGES_SINCE: &'static str = concat!(
+        "SELECT c.seq, c.server_id, c.kind, c.at, c.seq < h.horizon AS final \
+         FROM server_changes c, ",
+        pg_feed_horizon!(),
+        " WHERE c.seq > $1 ORDER BY c.seq LIMIT $2"
+    );
+    const LATEST_SEQ: &'static str = concat!(
+        "SELECT GREATEST(f.pruned_through, \
          COALESCE((SELECT MAX(seq) FROM server_changes WHERE seq < h.horizon), 0)), \
          EXISTS (SELECT 1 FROM server_changes WHERE seq >= h.horizon) \
-         FROM feed_state f, \
-         (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + shift AS horizon \
-          FROM feed_state WHERE id = 1) h WHERE f.id = 1";
+         FROM feed_state f, ",
+        pg_feed_horizon!(),
+        " WHERE f.id = 1"
+    );
     const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4 \

@@ -25,8 +25,10 @@
 //!   assigns the transaction id) before anything else writes, so a later writer of the same
 //!   row gets a larger id, and `resource_version` grows with every write of a row.
 //!
-//!   The cost: the horizon waits for the oldest transaction in the whole PostgreSQL cluster
-//!   (any database: another database's migration, a long report), so a long transaction
+//!   In-progress transactions of *other* databases on the same cluster (which can never
+//!   write here) are left out of that minimum, as far as `pg_stat_activity` shows them
+//!   running (`pg_feed_horizon!` in `backend.rs`): leaving out only what is known to be
+//!   elsewhere can delay a change, never skip one. So a long transaction of this database
 //!   delays (never loses) changes. A read that finds committed changes held back reads
 //!   again after [`HELD_BACK_FIRST_WAIT`], doubling, up to [`HELD_BACK_TRIES`] times (about a
 //!   second in all), until the changes it saw at first are final; changes committed later do
@@ -46,8 +48,7 @@ use std::time::Duration;
 /// transaction; each further pause doubles.
 pub(crate) const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
 /// Reads before answering with the final prefix only: 1 + 2 + … + 512 ms ≈ 1 s covers a
-/// write's commit and a migration of another database on the same cluster; a transaction
-/// open longer only delays the reader.
+/// write's commit; a transaction open longer only delays the reader.
 pub(crate) const HELD_BACK_TRIES: u32 = 11;
 
 /// The pause before read number `tries` + 1.
