@@ -90,8 +90,6 @@ impl Backend for Sqlite {
     }
 }
 
-/// Several writers: row locks, and advisory locks where a row lock cannot say it.
-
 /// The feed's horizon on PostgreSQL, as a derived table `h(horizon)`: the oldest transaction
 /// of *this* database still in progress at the statement's snapshot (a position below it is
 /// final). The snapshot's in-progress list (`xip`) holds every database's transactions;
@@ -115,6 +113,7 @@ macro_rules! pg_feed_horizon {
     };
 }
 
+/// Several writers: row locks, and advisory locks where a row lock cannot say it.
 impl Backend for Postgres {
     type Time = DateTime<Utc>;
     const BACKEND: &'static str = "postgres";
