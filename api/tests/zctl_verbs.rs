@@ -9,7 +9,7 @@ use model::status::Failure;
 use model::store::{Idempotency, NewServer, Store};
 use model::{ConditionStatus, ConditionType, Power, Role, Server, ServerId, ServerSpec, Variant};
 use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 
@@ -17,10 +17,12 @@ use tokio::process::Command;
 #[allow(dead_code)] // the API tests' harness; zctl uses part of it
 mod common;
 
-const ZCTL: &str = env!("CARGO_BIN_EXE_zctl");
+#[path = "api/zctl_run.rs"]
+#[allow(dead_code)] // each binary uses part of it
+mod zctl_run;
+use zctl_run::{Run, finish, run};
 
-/// A bound on any one zctl run: a hang fails the test (no test asserts on timing).
-const HANG: Duration = Duration::from_secs(60);
+const ZCTL: &str = env!("CARGO_BIN_EXE_zctl");
 
 struct Api {
     h: common::Harness,
@@ -145,53 +147,6 @@ impl Api {
         std::fs::write(&p, text).unwrap();
         p
     }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn of(o: Output) -> Self {
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-async fn run(mut c: Command) -> Run {
-    let out = tokio::time::timeout(HANG, c.output())
-        .await
-        .expect("zctl hung")
-        .expect("zctl runs");
-    Run::of(out)
-}
-
-async fn finish(child: tokio::process::Child) -> Run {
-    let out = tokio::time::timeout(HANG, child.wait_with_output())
-        .await
-        .expect("zctl hung")
-        .expect("zctl runs");
-    Run::of(out)
 }
 
 fn paper() -> ServerSpec {
