@@ -174,6 +174,10 @@ pub struct ControllerSection {
     /// Untagged containers in zlh's VMID ranges whose config (description marker) a resync
     /// reads to find half-made clones that no server owns.
     pub orphan_config_reads: usize,
+    /// Warm-pool members (docs/pools.md) older than this are replaced in the background,
+    /// unless their template sets its own `pool_max_age`.
+    #[serde(with = "humantime_serde")]
+    pub pool_max_age: Duration,
     /// Graceful shutdown: how long in-flight reconciles may take to finish.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -214,6 +218,10 @@ impl Default for ControllerSection {
             // A few calls per resync: a crash-left clone is found within a few minutes, and
             // a cluster full of foreign containers in our ranges does not cost much.
             orphan_config_reads: 16,
+            // A stopped member misses the package updates a running server gets; a week
+            // keeps the pool about as fresh as a weekly template rebuild, and replacing a
+            // member costs one clone.
+            pool_max_age: Duration::from_secs(7 * 24 * 3600),
             shutdown_grace: Duration::from_secs(20),
             // Proxmox's own default for a shutdown that may be forced; a Minecraft world
             // saves in seconds, a large modded one in well under a minute.
@@ -255,6 +263,7 @@ impl ControllerSection {
             agent_attempts,
             clone_attempts,
             orphan_config_reads,
+            pool_max_age,
             shutdown_grace,
             shutdown_timeout,
             metrics_listen,
@@ -277,6 +286,8 @@ impl ControllerSection {
             start_deadline: deadline(start_deadline),
             ip_deadline: deadline(ip_deadline),
             agent_deadline: deadline(agent_deadline),
+            // An age on the engine's clock, like every timing.
+            pool_max_age: s(pool_max_age),
             process_deadline: deadline(process_deadline),
             teardown_deadline: deadline(teardown_deadline),
             shutdown_grace: s(shutdown_grace),
@@ -361,6 +372,18 @@ impl ControllerSection {
     /// it across one late round, and a dead replica's claim passes on within two.
     pub fn resync_claim_ttl(&self) -> Duration {
         self.resync_interval * 2
+    }
+
+    /// How often the warm-pool loop makes a pass (docs/pools.md): a task poll, since a pass
+    /// mostly checks the clone tasks of refilling members, and a claim wakes it at once.
+    pub fn pool_poll(&self) -> Duration {
+        self.task_poll
+    }
+
+    /// How long a template's fingerprint (its config, read to find members made before it
+    /// changed) is trusted: a resync interval, one config read per template per interval.
+    pub fn template_fingerprint_max_age(&self) -> Duration {
+        self.resync_interval
     }
 
     /// The longest a resync spends on health probes: a quarter of the interval, so a fleet of
@@ -851,6 +874,23 @@ impl Config {
                 }
                 _ => {}
             }
+            let range = self.vmids.range(t.kind);
+            let room = u64::from(range.max - range.min) + 1;
+            if u64::from(t.pool) > room {
+                return bad(
+                    &format!("{name}.pool"),
+                    format!(
+                        "{} members cannot fit the {:?} VMID range ({room} VMIDs)",
+                        t.pool, t.kind
+                    ),
+                );
+            }
+            if t.pool_max_age.is_some_and(|a| a.is_zero()) {
+                return bad(
+                    &format!("{name}.pool_max_age"),
+                    "must be longer than 0 (every member would be replaced at once)".into(),
+                );
+            }
         }
         Ok(())
     }
@@ -1167,6 +1207,12 @@ mod tests {
                 |c| c.orphan_config_reads as u128,
                 false,
                 "a count",
+            ),
+            (
+                "pool_max_age",
+                |c| c.pool_max_age.as_nanos(),
+                true,
+                "an age on the engine's clock",
             ),
             (
                 "shutdown_grace",

@@ -34,6 +34,9 @@ pub struct Controller<S: Stack = Live> {
     pub reconciled: std::sync::atomic::AtomicU64,
     /// Resyncs this replica ran: picks which share of the fleet is health-probed.
     resync_round: std::sync::atomic::AtomicU64,
+    /// The warm-pool loop's last pass found members (it keeps passing until they are gone,
+    /// even with no pool declared: a removed pool drains).
+    pool_members_seen: std::sync::atomic::AtomicBool,
     /// The resync's copy of the fleet (only the resync touches it).
     pub mirror: tokio::sync::Mutex<Mirror>,
     /// The main loop's and the resync's progress (the listener's `/readyz`, the watchdog).
@@ -56,6 +59,9 @@ impl<S: Stack> Controller<S> {
             started_at,
             reconciled: std::sync::atomic::AtomicU64::new(0),
             resync_round: std::sync::atomic::AtomicU64::new(0),
+            // Until a pass says otherwise: members of a pool removed from the config may be
+            // left from before a restart.
+            pool_members_seen: std::sync::atomic::AtomicBool::new(true),
             mirror: Default::default(),
         }
     }
@@ -97,6 +103,27 @@ impl<S: Stack> Controller<S> {
                     loop {
                         every.tick().await;
                         me.resync().await;
+                    }
+                })
+                .await;
+            });
+        }
+        // Warm pools: their own loop (`pool.rs`), a pass per `pool_poll` or when a claim or
+        // a freed clone slot wakes it.
+        {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                // Stopping midway is harmless: every step records in the store before it
+                // relies on it and observes before it acts.
+                stop.run_until_cancelled(async {
+                    loop {
+                        me.pools().await;
+                        let poll = me.timing().pool_poll();
+                        tokio::select! {
+                            _ = tokio::time::sleep(poll) => {}
+                            _ = me.ctx.pools.woken() => {}
+                        }
                     }
                 })
                 .await;
@@ -293,6 +320,37 @@ impl<S: Stack> Controller<S> {
             None => self.queue.add_after(id, ttl),
         }
         debug!(elapsed, "reconciled");
+    }
+
+    /// One pass of the warm-pool loop, on one replica at a time (`pool.rs`). Nothing to do
+    /// (no template declares a pool, and the last pass found no member) costs nothing.
+    async fn pools(&self) {
+        use std::sync::atomic::Ordering;
+        let declared = self.ctx.catalog.templates.iter().any(|t| t.pool > 0);
+        if !declared && !self.pool_members_seen.load(Ordering::Relaxed) {
+            return;
+        }
+        let ttl = self.timing().lease_ttl;
+        match self
+            .ctx
+            .store
+            .try_singleton(crate::pool::SINGLETON_POOLS, &self.replica_id, ttl)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(error = %e, "pools: store unreachable; next pass");
+                return;
+            }
+        }
+        match crate::pool::pass(&self.ctx).await {
+            Ok(members) => self.pool_members_seen.store(members > 0, Ordering::Relaxed),
+            Err(e) => warn!(error = %e, "pools: pass failed; next pass"),
+        }
+        for w in self.ctx.take_woken() {
+            self.queue.add(w);
+        }
     }
 
     /// The periodic resync: on one replica at a time, take the fleet snapshot, report

@@ -7,6 +7,8 @@
 //! - `reconcile`: one reconcile of one server over the shared `Context` (the loop, `act`
 //!   for the calls that change the world, `record` for status and events);
 //! - `engine`: the work queue, workers, triggers, leases and shutdown;
+//! - `pool`: warm pools, containers cloned ahead of demand for new servers to claim
+//!   (docs/pools.md);
 //! - `queue`, `backoff`, `slots` (per-template clone serialization), `snapshot` + `resync`
 //!   (batched fleet observation), `task_listing` (one task listing per node per poll for
 //!   every task waited on), `mirror` (the resync's copy of the store, kept up to date
@@ -29,6 +31,7 @@ pub mod mirror;
 pub mod observe;
 pub mod orphans;
 pub mod ownership;
+pub mod pool;
 pub mod queue;
 pub mod reason;
 pub mod reconcile;

@@ -50,6 +50,16 @@ pub const TEMPLATE_SLOT_WAITS: &str = "zlh_template_slot_waits_total";
 pub const MIRROR_FEED_LAG: &str = "zlh_mirror_feed_lag_seconds";
 /// Unix time the engine's main loop last went round (its heartbeat).
 pub const CONTROLLER_LOOP: &str = "zlh_controller_loop_timestamp_seconds";
+/// Warm-pool members by `template` and `state` (cloning, free, retiring), as of the pool
+/// loop's last pass (docs/pools.md).
+pub const POOL_MEMBERS: &str = "zlh_pool_members";
+/// The size each pool is declared with (`[[templates]] pool`), by `template`.
+pub const POOL_DESIRED: &str = "zlh_pool_desired";
+/// Servers that asked a pool for a member, by `result` (`claimed`, `empty`).
+pub const POOL_CLAIMS: &str = "zlh_pool_claims_total";
+/// Time from a member's reservation to it being free (its clone, queued behind the
+/// template's other clones).
+pub const POOL_REFILL: &str = "zlh_pool_refill_seconds";
 /// 1, labelled with the `replica` id and the `version`: which replica a target is.
 pub const CONTROLLER_INFO: &str = "zlh_controller_info";
 
@@ -81,6 +91,26 @@ const TIME_TO_READY_BUCKETS: &[f64] = &[
 
 /// The engine's metrics.
 pub const DEFS: &[MetricDef] = &[
+    MetricDef {
+        name: POOL_MEMBERS,
+        kind: MetricKind::Gauge,
+        help: "Warm-pool members by template and state (cloning, free, retiring), as of the pool loop's last pass.",
+    },
+    MetricDef {
+        name: POOL_DESIRED,
+        kind: MetricKind::Gauge,
+        help: "The size each warm pool is declared with, by template.",
+    },
+    MetricDef {
+        name: POOL_CLAIMS,
+        kind: MetricKind::Counter,
+        help: "Servers that asked a warm pool for a member, by result (claimed, empty).",
+    },
+    MetricDef {
+        name: POOL_REFILL,
+        kind: MetricKind::Histogram(TIME_TO_READY_BUCKETS),
+        help: "Time from a warm-pool member's reservation to it being free to claim.",
+    },
     MetricDef {
         name: RECONCILE_TOTAL,
         kind: MetricKind::Counter,

@@ -11,6 +11,45 @@ pub const FLEET_TAG: &str = "zlh";
 const MARKER_TAG_PREFIX: &str = "zlh-";
 pub const MARKER_PREFIX: &str = "zlh-server-id: ";
 
+/// Tag on every warm-pool member (next to the fleet tag): a container kept for the pool of
+/// its template, owned by no server yet (docs/pools.md).
+pub const POOL_TAG: &str = "zlh-pool";
+/// The description line of a pool member, naming its template, from the clone call on.
+pub const POOL_MARKER_PREFIX: &str = "zlh-pool-template: ";
+
+/// The description line that marks a container as a member of `template`'s pool.
+pub fn pool_marker_line(template: u32) -> String {
+    format!("{POOL_MARKER_PREFIX}{template}")
+}
+
+/// A pool member's hostname until it is claimed (a claim renames it after its server).
+pub fn pool_hostname(vmid: u32) -> String {
+    format!("zlh-pool-{vmid}")
+}
+
+/// The template named by a pool marker: the description line, present from the clone call on
+/// (the tag alone does not name the template).
+pub fn pool_marker_in(description: &str) -> Option<u32> {
+    description
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(POOL_MARKER_PREFIX.trim_end()))
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Whether the container at `vmid` is a pool member of ours: the pool tag, or (before the
+/// first config write) the pool's description marker with the pool hostname of that VMID.
+pub fn is_pool_member(
+    tags: &[String],
+    description: &str,
+    hostname: Option<&str>,
+    vmid: u32,
+) -> bool {
+    if pool_marker_in(description).is_none() {
+        return false;
+    }
+    tags.iter().any(|t| t == POOL_TAG) || hostname == Some(pool_hostname(vmid).as_str())
+}
+
 /// The tag that marks a container as `id`'s.
 pub fn marker_tag(id: ServerId) -> String {
     format!("{MARKER_TAG_PREFIX}{}", id.0.hyphenated())
@@ -60,9 +99,21 @@ pub enum Ownership {
 
 impl ContainerObs {
     /// Ours if it carries our tag, or (before the first config write) our description marker
-    /// at our reserved VMID with the hostname we gave it.
+    /// at our reserved VMID with the hostname we gave it, or it is the pool member this
+    /// server claimed (the store moved its VMID to us) still carrying the pool's marker.
     pub fn ownership(&self, d: &Desired) -> Ownership {
         if has_marker_tag(&self.tags, d.id) {
+            return Ownership::Ours;
+        }
+        if let Some(vmid) = d.pool_claim
+            && d.vmid == Some(vmid)
+            && is_pool_member(
+                &self.tags,
+                &self.description,
+                self.hostname.as_deref(),
+                vmid,
+            )
+        {
             return Ownership::Ours;
         }
         let line = marker_line(d.id);
@@ -97,5 +148,52 @@ mod tests {
             Some(id().to_string())
         );
         assert_eq!(marker_in(&["zlh".into()], "hello"), None);
+        assert_eq!(
+            marker_in(&["zlh".into(), POOL_TAG.into()], &pool_marker_line(900)),
+            None,
+            "a pool member names no server"
+        );
+    }
+
+    #[test]
+    fn pool_membership_table() {
+        let line = pool_marker_line(900);
+        let host = pool_hostname(5000);
+        let tagged = vec![FLEET_TAG.to_string(), POOL_TAG.to_string()];
+        let cases: &[(&str, &[String], &str, Option<&str>, bool)] = &[
+            ("tagged and described", &tagged, &line, None, true),
+            (
+                "before the first config write: marker and hostname",
+                &[],
+                &line,
+                Some(&host),
+                true,
+            ),
+            (
+                "marker with another hostname is not proof",
+                &[],
+                &line,
+                Some("mc-5000"),
+                false,
+            ),
+            (
+                "the tag without the marker line is not proof",
+                &tagged,
+                "",
+                Some(&host),
+                false,
+            ),
+            (
+                "a server's marker is not a pool's",
+                &[],
+                "zlh-server-id: x",
+                Some(&host),
+                false,
+            ),
+        ];
+        for (why, tags, desc, hostname, want) in cases {
+            assert_eq!(is_pool_member(tags, desc, *hostname, 5000), *want, "{why}");
+        }
+        assert_eq!(pool_marker_in(&format!("x\n{line}\n")), Some(900));
     }
 }

@@ -53,6 +53,8 @@ pub const CREATED: Reason = Reason("Created");
 /// pending or running.
 pub const RESIZING_DISK: Reason = Reason("ResizingDisk");
 pub const LOCKED: Reason = Reason("Locked");
+/// `ContainerCreated` False while a claimed warm-pool member still carries the pool's marker.
+pub const CLAIMING_MEMBER: Reason = Reason("ClaimingPoolMember");
 pub const RUNNING: Reason = Reason("Running");
 pub const STOPPED: Reason = Reason("Stopped");
 pub const STARTING: Reason = Reason("Starting");
@@ -113,6 +115,16 @@ pub const EV_GAME_RESTARTED: EventReason = EventReason("GameRestarted");
 pub const EV_GAME_CRASHED: EventReason = EventReason("GameCrashed");
 pub const EV_CONTAINER_REBOOTED: EventReason = EventReason("ContainerRebooted");
 pub const EV_RECONCILE_PANICKED: EventReason = EventReason("ReconcilePanicked");
+/// On the server: it took a warm-pool member instead of cloning (docs/pools.md).
+pub const EV_POOL_MEMBER_CLAIMED: EventReason = EventReason("PoolMemberClaimed");
+/// On the pool: a member is cloned and ready to claim.
+pub const EV_POOL_REFILLED: EventReason = EventReason("PoolRefilled");
+/// On the pool: a member too old or made from a changed template is destroyed (and refilled).
+pub const EV_POOL_MEMBER_REPLACED: EventReason = EventReason("PoolMemberReplaced");
+/// On the pool: a surplus member is destroyed (the pool shrank or was drained).
+pub const EV_POOL_SHRUNK: EventReason = EventReason("PoolShrunk");
+/// On the pool: a member's clone failed; it is cleaned up and cloned again.
+pub const EV_POOL_CLONE_FAILED: EventReason = EventReason("PoolCloneFailed");
 
 /// Failure and wait messages the runbook quotes verbatim (those with a variable part are
 /// built by the functions next to them, so the fixed part stays greppable).

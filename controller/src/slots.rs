@@ -98,6 +98,12 @@ impl TemplateSlots {
             .any(|s| s.waiters.iter().any(|(w, _)| *w == id))
     }
 
+    /// How many wait for `template`'s slot (the warm pool refills only when none do).
+    pub fn queued(&self, template: u32) -> usize {
+        let map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&template).map_or(0, |s| s.waiters.len())
+    }
+
     /// Is any slot held by `id`?
     pub fn holds(&self, id: ServerId) -> bool {
         let map = self.slots.lock().unwrap_or_else(|e| e.into_inner());

@@ -28,6 +28,28 @@ pub struct Template {
     /// with a linked clone (`Config::validate` does too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// Warm pool (docs/pools.md): containers kept cloned from this template, stopped, for new
+    /// servers to claim at once. 0 (the default): every server clones on demand; lowering it
+    /// destroys surplus unclaimed members, removing it drains the pool.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pool: u32,
+    /// Members older than this are replaced in the background; absent: the controller's
+    /// `pool_max_age` (`[controller]`).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>)]
+    pub pool_max_age: Option<std::time::Duration>,
+    /// The template's image version as the operator names it: members made under another
+    /// version are replaced (as are members made before the template's config changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How a container is cloned from its template.
@@ -127,6 +149,9 @@ impl Catalog {
                     node: "pve".into(),
                     clone_mode: CloneMode::Full,
                     storage: None,
+                    pool: 0,
+                    pool_max_age: None,
+                    version: None,
                     vmid: 900,
                 },
                 Template {
@@ -137,6 +162,9 @@ impl Catalog {
                     node: "pve".into(),
                     clone_mode: CloneMode::Full,
                     storage: None,
+                    pool: 0,
+                    pool_max_age: None,
+                    version: None,
                     vmid: 901,
                 },
                 Template {
@@ -147,6 +175,9 @@ impl Catalog {
                     node: "pve".into(),
                     clone_mode: CloneMode::Full,
                     storage: None,
+                    pool: 0,
+                    pool_max_age: None,
+                    version: None,
                     vmid: 910,
                 },
                 Template {
@@ -157,6 +188,9 @@ impl Catalog {
                     node: "pve".into(),
                     clone_mode: CloneMode::Full,
                     storage: None,
+                    pool: 0,
+                    pool_max_age: None,
+                    version: None,
                     vmid: 911,
                 },
             ],

@@ -155,6 +155,11 @@ pub struct Progress {
     /// container of ours found at any other time is an adoption.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owned_vmid: Option<u32>,
+    /// A warm-pool member this server claimed (its VMID, now the reservation) whose pool
+    /// marker is not yet rewritten to the server's: written by the claim's own transaction,
+    /// cleared once the container carries the server's tag (docs/pools.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_claim: Option<u32>,
 }
 
 impl Progress {

@@ -48,6 +48,9 @@ pub struct Desired {
     /// Where the container lives: the template's node, or where it was built.
     pub node: Option<String>,
     pub hostname: Option<String>,
+    /// The warm-pool member this server claimed (its VMID) while its pool marker is not yet
+    /// rewritten (`status.progress.pool_claim`, written by the claim's transaction).
+    pub pool_claim: Option<u32>,
     pub cores: u32,
     pub memory_mib: u32,
     pub swap_mib: u32,
@@ -106,6 +109,9 @@ pub enum Control {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mutation {
     Clone,
+    /// A claimed warm-pool member still carries the pool's marker: rewrite it to this
+    /// server's (description, hostname, tags) before anything else touches the container.
+    ClaimMarker,
     /// A failed clone left a container of ours behind: destroy it before retrying.
     DestroyFailedClone,
     Configure(ConfigChange),

@@ -7,7 +7,7 @@ use super::{
     Observed, PowerObs, ProcessObs, TaskObs, asked, fail, mutate, stop, wait,
 };
 use crate::config::ControllerSection;
-use crate::ownership::Ownership;
+use crate::ownership::{Ownership, has_marker_tag};
 use crate::reason::{self as r, msg};
 use model::{ConditionType as C, ErrorClass, Power, Process, Step, TaskKind};
 use std::ops::ControlFlow::Continue;
@@ -200,6 +200,15 @@ fn container<'o>(
             reason,
             format!("container is locked ({lock})"),
         );
+    }
+    if d.pool_claim.is_some() && !has_marker_tag(&c.tags, d.id) {
+        b.set(
+            C::ContainerCreated,
+            false,
+            r::CLAIMING_MEMBER,
+            format!("claiming pool member CT {vmid}"),
+        );
+        return mutate(Mutation::ClaimMarker);
     }
     Continue(c)
 }

@@ -38,6 +38,7 @@ pub(crate) fn desired() -> Desired {
         clone_storage: None,
         node: Some("pve".into()),
         hostname: Some("mc-paper-5001".into()),
+        pool_claim: None,
         cores: 2,
         memory_mib: 2048,
         swap_mib: 512,

@@ -7,7 +7,7 @@ use super::{Requeue, Run};
 use crate::backends::Stack;
 use crate::decide::{AgentObs, ConfigChange, Mutation, ProcessObs, Unavailable};
 use crate::observe;
-use crate::ownership::marker_line;
+use crate::ownership::{FLEET_TAG, marker_line, marker_tag};
 use crate::reason::{self as r, msg};
 use edge_client::dns::DnsProvider;
 use edge_client::{Agent, Proxy};
@@ -46,6 +46,7 @@ impl Acted {
 pub(super) async fn act<S: Stack>(run: &mut Run<'_, S>, m: Mutation) -> Acted {
     match m {
         Mutation::Clone => clone(run).await,
+        Mutation::ClaimMarker => claim_marker(run).await,
         Mutation::DestroyFailedClone => destroy_failed_clone(run).await,
         Mutation::Configure(change) => configure(run, &change).await,
         Mutation::ResizeDisk { from_gib, to_gib } => resize_disk(run, from_gib, to_gib).await,
@@ -158,19 +159,59 @@ pub(crate) fn clone_request(
     vmid: u32,
     description: String,
 ) -> proxmox_client::CloneRequest {
-    let (full, storage) = match d.clone_mode {
-        model::CloneMode::Full => (true, d.clone_storage.clone()),
+    let (mode, storage) = (d.clone_mode, d.clone_storage.as_deref());
+    clone_request_for(mode, storage, vmid, d.hostname.clone(), description)
+}
+
+/// The clone call for `mode` (also a warm-pool member's, `pool.rs`).
+pub(crate) fn clone_request_for(
+    mode: model::CloneMode,
+    storage: Option<&str>,
+    vmid: u32,
+    hostname: Option<String>,
+    description: String,
+) -> proxmox_client::CloneRequest {
+    let (full, storage) = match mode {
+        model::CloneMode::Full => (true, storage.map(str::to_string)),
         // PVE: `parameter 'storage' not allowed for linked clones` (config validation refuses
         // the combination at start-up, so none is set here).
         model::CloneMode::Linked => (false, None),
     };
     proxmox_client::CloneRequest {
         newid: vmid,
-        hostname: d.hostname.clone(),
+        hostname,
         description: Some(description),
         full: Some(full),
         storage,
         pool: None,
+    }
+}
+
+/// A claimed warm-pool member becomes the server's: its description, hostname and tags
+/// rewritten in one config write (docs/pools.md), so from here on it is ours by tag like a
+/// container we cloned; the config layer then applies cores, memory and network.
+async fn claim_marker<S: Stack>(run: &mut Run<'_, S>) -> Acted {
+    let id = run.desired.id;
+    let req = proxmox_client::ConfigUpdate {
+        tags: Some(vec![FLEET_TAG.to_string(), marker_tag(id)]),
+        description: Some(marker_line(id)),
+        hostname: run.desired.hostname.clone(),
+        ..Default::default()
+    };
+    let (node, vmid) = (run.node(), run.vmid());
+    match run
+        .ctx
+        .backends
+        .pve
+        .update_ct_config(&node, vmid, &req)
+        .await
+    {
+        Ok(()) => {
+            run.status.progress.owned_vmid = Some(vmid);
+            Acted::Again
+        }
+        Err(e) if e.class == ErrorClass::Locked => Acted::Poll(run.ctx.timing().lock_retry),
+        Err(e) => run.pve_failed(Step::ConfigureContainer, &e),
     }
 }
 

@@ -33,6 +33,7 @@ mod vmid;
 mod tests;
 
 pub use act::Acted;
+pub(crate) use act::clone_request_for;
 pub use record::status_changed;
 
 /// Everything a reconcile needs, shared by all workers.
@@ -49,6 +50,8 @@ pub struct Context<S: Stack = Live> {
     pub wake: Mutex<Vec<ServerId>>,
     /// The latest active-task listing per node, shared by every wait on a task.
     pub task_listings: crate::task_listing::TaskListings,
+    /// The warm-pool loop's shared state (`pool.rs`).
+    pub pools: crate::pool::PoolState,
 }
 
 /// When to look at a server again, named as kube-rs names them.
@@ -121,6 +124,7 @@ impl<S: Stack> Context<S> {
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             wake: Mutex::new(Vec::new()),
             task_listings: crate::task_listing::TaskListings::new(t.task_listing_max_age()),
+            pools: crate::pool::PoolState::default(),
             cfg,
         }
     }
@@ -137,9 +141,23 @@ impl<S: Stack> Context<S> {
             .clone()
     }
 
-    /// The servers a freed clone slot woke since the last call.
+    /// The servers a freed clone slot woke since the last call. A warm-pool member woken
+    /// wakes the pool loop instead (it is no server).
     pub fn take_woken(&self) -> Vec<ServerId> {
-        std::mem::take(&mut *self.wake.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut woken = std::mem::take(&mut *self.wake.lock().unwrap_or_else(|e| e.into_inner()));
+        woken.retain(|id| {
+            let member = self.pools.is_member(*id);
+            if member {
+                self.pools.wake();
+            }
+            !member
+        });
+        woken
+    }
+
+    /// A pool lost a member to a claim (or should look again): wake the pool loop.
+    pub fn pool_changed(&self) {
+        self.pools.wake();
     }
 
     /// What `s`'s spec asks for, resolved against config, catalog and reservation.
@@ -160,6 +178,7 @@ impl<S: Stack> Context<S> {
             // catalog stops offering its spec.
             node: s.status.node.clone().or_else(|| template.map(|t| t.0)),
             hostname: vmid.map(|v| hostname(spec.kind, spec.variant, v)),
+            pool_claim: s.status.progress.pool_claim,
             cores: spec.resources.cores,
             memory_mib: spec.resources.memory_mib,
             disk_gib: spec.resources.disk_gib,
@@ -511,9 +530,14 @@ impl<'c, S: Stack> Run<'c, S> {
         let seen = self.obs.container().map(|c| {
             let ours = c.ownership(&self.desired) == Ownership::Ours;
             let locked_by_clone = c.lock.as_deref() == Some("create");
-            (ours, locked_by_clone)
+            let tagged = crate::ownership::has_marker_tag(&c.tags, id);
+            (ours, locked_by_clone, tagged)
         });
-        if let Some((ours, locked_by_clone)) = seen {
+        if let Some((ours, locked_by_clone, tagged)) = seen {
+            if tagged && self.status.progress.pool_claim.is_some() {
+                // The claimed member carries our marker now: the claim is complete.
+                self.status.progress.pool_claim = None;
+            }
             if ours && self.status.progress.owned_vmid != vmid {
                 self.status.progress.owned_vmid = vmid;
                 // Without a record of creating it, finding ours is an adoption; with one

@@ -14,7 +14,7 @@ fn slot_name(template: u32) -> String {
 impl<S: Stack> Context<S> {
     /// Take the clone slot of template `tpl`. Re-acquiring renews the fleet-wide hold while
     /// the clone runs.
-    pub(super) async fn acquire_slot(&self, tpl: u32, id: ServerId) -> bool {
+    pub(crate) async fn acquire_slot(&self, tpl: u32, id: ServerId) -> bool {
         let got = self.slots.try_acquire(tpl, id) && self.hold_template(tpl, id).await;
         if !got {
             metrics::counter!(crate::metrics::TEMPLATE_SLOT_WAITS).increment(1);
@@ -25,7 +25,7 @@ impl<S: Stack> Context<S> {
     /// Take or renew the fleet-wide hold on template `tpl`. The holder is the server, not the
     /// replica, so whichever replica reconciles it next renews and releases it; a holder lost
     /// without a release (its status wiped mid-clone) expires after the TTL.
-    pub(super) async fn hold_template(&self, tpl: u32, id: ServerId) -> bool {
+    pub(crate) async fn hold_template(&self, tpl: u32, id: ServerId) -> bool {
         let ttl = self.timing().template_hold_ttl();
         matches!(
             self.store

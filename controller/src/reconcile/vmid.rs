@@ -19,6 +19,9 @@ impl<S: Stack> Run<'_, S> {
         replace: bool,
     ) -> Result<ControlFlow<super::Requeue>, ReconcileError> {
         let ctx = self.ctx;
+        if !replace && self.server.reserved_vmid.is_none() && self.claim_member().await? {
+            return Ok(ControlFlow::Continue(()));
+        }
         // The DB only knows our own reservations. The fresh fleet snapshot says what Proxmox
         // has without a call: listing the cluster per reservation would make each declared
         // server cost O(fleet).
@@ -56,14 +59,53 @@ impl<S: Stack> Run<'_, S> {
                 format!("VMID {vmid}"),
             );
         }
-        // The reservation wrote the row: continue from the fresh version.
-        if let Some(fresh) = ctx.store.get_server(id).await? {
+        self.continue_reserved(vmid).await?;
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The reservation wrote the row: continue from the fresh version.
+    async fn continue_reserved(&mut self, vmid: u32) -> Result<(), ReconcileError> {
+        let ctx = self.ctx;
+        if let Some(fresh) = ctx.store.get_server(self.server.id).await? {
             self.server = fresh;
         }
         debug_assert_eq!(self.server.reserved_vmid, Some(vmid));
+        // A claim recorded itself in the row's status; the status this reconcile writes must
+        // keep it.
+        self.status.progress.pool_claim = self.server.status.progress.pool_claim;
         self.desired = ctx.desired(&self.server);
         ctx.identity(&mut self.status, &self.desired);
         self.obs = Observed::default();
-        Ok(ControlFlow::Continue(()))
+        Ok(())
+    }
+
+    /// Take a free member of the template's warm pool instead of reserving a VMID to clone
+    /// into (docs/pools.md): one store transaction moves the member's VMID to this server
+    /// and records the claim; the container's marker is rewritten next (`ClaimMarker`).
+    /// False when the template keeps no pool or none is free.
+    async fn claim_member(&mut self) -> Result<bool, ReconcileError> {
+        let ctx = self.ctx;
+        let Some(t) = ctx.catalog.template_for(&self.server.spec) else {
+            return Ok(false);
+        };
+        if t.pool == 0 {
+            return Ok(false);
+        }
+        let (tpl, id) = (t.vmid, self.server.id);
+        let Some(vmid) = ctx.store.claim_pool_member(id, tpl).await? else {
+            metrics::counter!(crate::metrics::POOL_CLAIMS, "result" => "empty").increment(1);
+            return Ok(false);
+        };
+        metrics::counter!(crate::metrics::POOL_CLAIMS, "result" => "claimed").increment(1);
+        ctx.pool_changed();
+        self.event(
+            EventType::Normal,
+            r::EV_POOL_MEMBER_CLAIMED,
+            format!("claimed CT {vmid} from the pool of template {tpl}"),
+        );
+        // Ours by the claim, not found: no adoption to announce.
+        self.may_adopt = false;
+        self.continue_reserved(vmid).await?;
+        Ok(true)
     }
 }

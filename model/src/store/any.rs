@@ -287,4 +287,36 @@ impl Store for AnyStore {
     ) -> Result<Vec<ServerId>> {
         dispatch!(self, s => s.request_reconcile_many(ids, retry, event).await)
     }
+    async fn reserve_pool_member(
+        &self,
+        new: &crate::NewPoolMember,
+        kind: Kind,
+        range: VmidRange,
+        taken: &[u32],
+    ) -> Result<crate::PoolMember> {
+        dispatch!(self, s => s.reserve_pool_member(new, kind, range, taken).await)
+    }
+    async fn list_pool_members(&self) -> Result<Vec<crate::PoolMember>> {
+        dispatch!(self, s => s.list_pool_members().await)
+    }
+    async fn set_member_task(
+        &self,
+        vmid: u32,
+        state: crate::MemberState,
+        upid: Option<&str>,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.set_member_task(vmid, state, upid).await)
+    }
+    async fn member_ready(&self, vmid: u32) -> Result<bool> {
+        dispatch!(self, s => s.member_ready(vmid).await)
+    }
+    async fn retire_member(&self, vmid: u32) -> Result<bool> {
+        dispatch!(self, s => s.retire_member(vmid).await)
+    }
+    async fn delete_pool_member(&self, vmid: u32) -> Result<bool> {
+        dispatch!(self, s => s.delete_pool_member(vmid).await)
+    }
+    async fn claim_pool_member(&self, id: ServerId, template: u32) -> Result<Option<u32>> {
+        dispatch!(self, s => s.claim_pool_member(id, template).await)
+    }
 }

@@ -50,6 +50,9 @@ pub trait Backend: Database {
     const FREE_VMIDS_WAIT: &'static str;
     /// Deletes up to `$2` idempotency keys created before `$1`.
     const PURGE_IDEMPOTENCY_KEYS: &'static str;
+    /// The oldest free member of template `$1`'s pool, held until commit; one a concurrent
+    /// claim holds is skipped (each claim takes a different member).
+    const FREE_POOL_MEMBER: &'static str;
 
     fn ts(t: DateTime<Utc>) -> Self::Time;
     /// Rows a statement changed (each driver's result type has its own method).
@@ -76,6 +79,8 @@ impl Backend for Sqlite {
     const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4";
     const FREE_VMIDS_WAIT: &'static str = Self::FREE_VMIDS;
+    const FREE_POOL_MEMBER: &'static str = "SELECT vmid FROM pool_members \
+         WHERE template_vmid = $1 AND state = 'free' ORDER BY created_at, vmid LIMIT 1";
     const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE rowid IN \
          (SELECT rowid FROM idempotency_keys WHERE created_at < $1 LIMIT $2)";
 
@@ -153,6 +158,9 @@ impl Backend for Postgres {
          FOR UPDATE SKIP LOCKED";
     const FREE_VMIDS_WAIT: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4 FOR UPDATE";
+    const FREE_POOL_MEMBER: &'static str = "SELECT vmid FROM pool_members \
+         WHERE template_vmid = $1 AND state = 'free' ORDER BY created_at, vmid LIMIT 1 \
+         FOR UPDATE SKIP LOCKED";
     /// Skips rows another purge holds: housekeeping never waits or deadlocks.
     const PURGE_IDEMPOTENCY_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE ctid IN \
          (SELECT ctid FROM idempotency_keys WHERE created_at < $1 LIMIT $2 \

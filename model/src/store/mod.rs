@@ -514,4 +514,41 @@ pub trait Store: Send + Sync + 'static {
         retry: bool,
         event: (&str, &str),
     ) -> impl Future<Output = Result<Vec<ServerId>>> + Send;
+
+    // --- Warm pools (docs/pools.md) --------------------------------------------------
+    /// Reserve a new pool member (`cloning`) at a VMID of `range` (of the template's `kind`)
+    /// not in `taken`, through the same free list as servers' reservations.
+    fn reserve_pool_member(
+        &self,
+        new: &crate::NewPoolMember,
+        kind: Kind,
+        range: VmidRange,
+        taken: &[u32],
+    ) -> impl Future<Output = Result<crate::PoolMember>> + Send;
+    /// Every member of every pool, by template, oldest first.
+    fn list_pool_members(&self) -> impl Future<Output = Result<Vec<crate::PoolMember>>> + Send;
+    /// Record the task in flight on a member in `state` (`None`: forget it). False when the
+    /// member is gone or in another state.
+    fn set_member_task(
+        &self,
+        vmid: u32,
+        state: crate::MemberState,
+        upid: Option<&str>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// A `cloning` member is cloned, stopped and tagged: `free`, claimable.
+    fn member_ready(&self, vmid: u32) -> impl Future<Output = Result<bool>> + Send;
+    /// Mark a member `retiring` (to be destroyed); false if it is gone (claimed) or already
+    /// retiring.
+    fn retire_member(&self, vmid: u32) -> impl Future<Output = Result<bool>> + Send;
+    /// Forget a member whose container is gone; its VMID goes back to the free list.
+    fn delete_pool_member(&self, vmid: u32) -> impl Future<Output = Result<bool>> + Send;
+    /// Claim the oldest free member of `template`'s pool for server `id`, which has no VMID
+    /// yet, in one transaction: the member row goes, its VMID becomes the server's
+    /// reservation, and `status.progress.pool_claim` records it until the marker is
+    /// rewritten. `None`: no free member (or the server already has a VMID, or is gone).
+    fn claim_pool_member(
+        &self,
+        id: ServerId,
+        template: u32,
+    ) -> impl Future<Output = Result<Option<u32>>> + Send;
 }

@@ -344,6 +344,40 @@ impl TryFrom<OrphanRow> for Orphan {
 }
 
 #[derive(sqlx::FromRow)]
+pub(crate) struct PoolMemberRow {
+    vmid: i64,
+    id: Uuid,
+    template_vmid: i64,
+    node: String,
+    state: String,
+    upid: Option<String>,
+    template_digest: String,
+    template_version: Option<String>,
+    created_at: DateTime<Utc>,
+    ready_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<PoolMemberRow> for crate::PoolMember {
+    type Error = StoreError;
+    fn try_from(r: PoolMemberRow) -> Result<crate::PoolMember> {
+        let state = crate::MemberState::parse(&r.state)
+            .ok_or_else(|| corrupt(format!("pool member state {:?}", r.state)))?;
+        Ok(crate::PoolMember {
+            vmid: vmid(r.vmid)?,
+            template: vmid(r.template_vmid)?,
+            node: r.node,
+            state,
+            id: r.id,
+            upid: r.upid,
+            template_digest: r.template_digest,
+            template_version: r.template_version,
+            created_at: r.created_at,
+            ready_at: r.ready_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
 pub(crate) struct StatsRow {
     server_id: Uuid,
     resources: Option<Json<crate::ResourceUsage>>,

@@ -141,6 +141,7 @@ pub(crate) const FILL_FREE_VMIDS: &str = "WITH RECURSIVE r(v) AS \
      (SELECT CAST($1 AS BIGINT) UNION ALL SELECT v + 1 FROM r WHERE v < $2) \
      INSERT INTO vmid_free (vmid) SELECT v FROM r \
      WHERE NOT EXISTS (SELECT 1 FROM vmid_reservations x WHERE x.vmid = r.v) \
+     AND NOT EXISTS (SELECT 1 FROM pool_members p WHERE p.vmid = r.v) \
      ON CONFLICT DO NOTHING";
 pub(crate) const TAKE_FREE_VMID: &str = "DELETE FROM vmid_free WHERE vmid = $1";
 /// A released VMID goes back to the free list if a registered range holds it.
@@ -152,8 +153,33 @@ pub(crate) const RELEASE_RESERVATION: &str =
     "DELETE FROM vmid_reservations WHERE server_id = $1 RETURNING vmid";
 /// Does nothing when the VMID was taken meanwhile (a concurrent reserver waits for the
 /// first to commit, then sees the conflict), so the caller just tries the next one.
+/// A pool member's VMID is never reserved for a server (a stale free entry loses).
 pub(crate) const INSERT_RESERVATION: &str = "INSERT INTO vmid_reservations \
-     (vmid, server_id, reserved_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING vmid";
+     (vmid, server_id, reserved_at) SELECT CAST($1 AS BIGINT), $2, $3 \
+     WHERE NOT EXISTS (SELECT 1 FROM pool_members p WHERE p.vmid = $1) \
+     ON CONFLICT DO NOTHING RETURNING vmid";
+
+// Warm pools (docs/pools.md).
+/// A new member, `cloning`; loses to a server's reservation of the VMID like a reservation
+/// loses to a member.
+pub(crate) const INSERT_POOL_MEMBER: &str = "INSERT INTO pool_members \
+     (vmid, id, template_vmid, node, state, upid, template_digest, template_version, \
+     created_at, ready_at) \
+     SELECT CAST($1 AS BIGINT), $2, $3, $4, 'cloning', NULL, $5, $6, $7, NULL \
+     WHERE NOT EXISTS (SELECT 1 FROM vmid_reservations x WHERE x.vmid = $1) \
+     ON CONFLICT DO NOTHING RETURNING vmid";
+pub(crate) const LIST_POOL_MEMBERS: &str = "SELECT vmid, id, template_vmid, node, state, \
+     upid, template_digest, template_version, created_at, ready_at \
+     FROM pool_members ORDER BY template_vmid, created_at, vmid";
+pub(crate) const SET_MEMBER_TASK: &str =
+    "UPDATE pool_members SET upid = $2 WHERE vmid = $1 AND state = $3";
+pub(crate) const MEMBER_READY: &str = "UPDATE pool_members SET state = 'free', upid = NULL, \
+     ready_at = $2 WHERE vmid = $1 AND state = 'cloning'";
+/// Only a member not yet claimed (a claim deletes the row, so it cannot race this).
+pub(crate) const RETIRE_MEMBER: &str = "UPDATE pool_members SET state = 'retiring', upid = NULL \
+     WHERE vmid = $1 AND state <> 'retiring'";
+pub(crate) const DELETE_POOL_MEMBER: &str =
+    "DELETE FROM pool_members WHERE vmid = $1 RETURNING vmid";
 pub(crate) const LIST_RESERVATIONS: &str =
     "SELECT vmid, server_id FROM vmid_reservations ORDER BY vmid";
 

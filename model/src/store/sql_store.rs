@@ -18,6 +18,14 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
+/// Who a VMID taken from the free list is for: a server's reservation, or a new pool member
+/// (its id and what it is cloned from).
+#[derive(Clone, Copy)]
+enum VmidHolder<'a> {
+    Server(ServerId),
+    Pool(Uuid, &'a crate::NewPoolMember),
+}
+
 /// A store on database `DB`: [`SqliteStore`] or [`PgStore`].
 pub struct SqlStore<DB: Backend> {
     pub(crate) pool: Pool<DB>,
@@ -120,6 +128,7 @@ where
     for<'r> TokenRow: FromRow<'r, DB::Row>,
     for<'r> ReplicaRow: FromRow<'r, DB::Row>,
     for<'r> OrphanRow: FromRow<'r, DB::Row>,
+    for<'r> PoolMemberRow: FromRow<'r, DB::Row>,
     for<'r> StatsRow: FromRow<'r, DB::Row>,
     for<'r> AuditRow: FromRow<'r, DB::Row>,
     for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
@@ -297,7 +306,7 @@ where
     /// release, which does not list it).
     async fn take_free_vmid(
         c: &mut DB::Connection,
-        id: ServerId,
+        holder: VmidHolder<'_>,
         range: VmidRange,
         skip: &mut BTreeSet<u32>,
         now: DateTime<Utc>,
@@ -332,12 +341,28 @@ where
                         .bind(i64::from(v))
                         .execute(&mut *c)
                         .await?;
-                    let won: Option<i64> = sqlx::query_scalar::<DB, i64>(INSERT_RESERVATION)
-                        .bind(i64::from(v))
-                        .bind(id.0)
-                        .bind(DB::ts(now))
-                        .fetch_optional(&mut *c)
-                        .await?;
+                    let won: Option<i64> = match holder {
+                        VmidHolder::Server(id) => {
+                            sqlx::query_scalar::<DB, i64>(INSERT_RESERVATION)
+                                .bind(i64::from(v))
+                                .bind(id.0)
+                                .bind(DB::ts(now))
+                                .fetch_optional(&mut *c)
+                                .await?
+                        }
+                        VmidHolder::Pool(id, m) => {
+                            sqlx::query_scalar::<DB, i64>(INSERT_POOL_MEMBER)
+                                .bind(i64::from(v))
+                                .bind(id)
+                                .bind(i64::from(m.template))
+                                .bind(m.node.as_str())
+                                .bind(m.template_digest.as_str())
+                                .bind(m.template_version.as_deref())
+                                .bind(DB::ts(now))
+                                .fetch_optional(&mut *c)
+                                .await?
+                        }
+                    };
                     if won.is_some() {
                         return Ok(Some(v));
                     }
@@ -537,6 +562,7 @@ where
     for<'r> TokenRow: FromRow<'r, DB::Row>,
     for<'r> ReplicaRow: FromRow<'r, DB::Row>,
     for<'r> OrphanRow: FromRow<'r, DB::Row>,
+    for<'r> PoolMemberRow: FromRow<'r, DB::Row>,
     for<'r> StatsRow: FromRow<'r, DB::Row>,
     for<'r> AuditRow: FromRow<'r, DB::Row>,
     for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
@@ -772,7 +798,9 @@ where
         }
         let vmid = match existing {
             Some(old) if !replace => old as u32,
-            _ => match Self::take_free_vmid(&mut tx, id, range, &mut skip, now).await? {
+            _ => match Self::take_free_vmid(&mut tx, VmidHolder::Server(id), range, &mut skip, now)
+                .await?
+            {
                 Some(v) => v,
                 None => return leave(tx, Err(range_exhausted(server.spec.kind, range))).await,
             },
@@ -1389,5 +1417,139 @@ where
             done.push(id);
         }
         Ok(done)
+    }
+
+    async fn reserve_pool_member(
+        &self,
+        new: &crate::NewPoolMember,
+        kind: Kind,
+        range: VmidRange,
+        taken: &[u32],
+    ) -> Result<crate::PoolMember> {
+        let now = self.clock.now();
+        let id = Uuid::now_v7();
+        let mut tx = self.write_tx().await?;
+        let mut skip: BTreeSet<u32> = taken.iter().copied().collect();
+        let holder = VmidHolder::Pool(id, new);
+        let Some(vmid) = Self::take_free_vmid(&mut tx, holder, range, &mut skip, now).await? else {
+            return leave(tx, Err(range_exhausted(kind, range))).await;
+        };
+        tx.commit().await?;
+        Ok(crate::PoolMember {
+            vmid,
+            template: new.template,
+            node: new.node.clone(),
+            state: crate::MemberState::Cloning,
+            id,
+            upid: None,
+            template_digest: new.template_digest.clone(),
+            template_version: new.template_version.clone(),
+            created_at: now,
+            ready_at: None,
+        })
+    }
+
+    async fn list_pool_members(&self) -> Result<Vec<crate::PoolMember>> {
+        sqlx::query_as::<DB, PoolMemberRow>(LIST_POOL_MEMBERS)
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .into_iter()
+            .map(crate::PoolMember::try_from)
+            .collect()
+    }
+
+    async fn set_member_task(
+        &self,
+        vmid: u32,
+        state: crate::MemberState,
+        upid: Option<&str>,
+    ) -> Result<bool> {
+        let r = sqlx::query::<DB>(SET_MEMBER_TASK)
+            .bind(i64::from(vmid))
+            .bind(upid)
+            .bind(state.as_str())
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    async fn member_ready(&self, vmid: u32) -> Result<bool> {
+        let r = sqlx::query::<DB>(MEMBER_READY)
+            .bind(i64::from(vmid))
+            .bind(DB::ts(self.clock.now()))
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    async fn retire_member(&self, vmid: u32) -> Result<bool> {
+        let r = sqlx::query::<DB>(RETIRE_MEMBER)
+            .bind(i64::from(vmid))
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(DB::rows_affected(&r) == 1)
+    }
+
+    async fn delete_pool_member(&self, vmid: u32) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let gone: Option<i64> = sqlx::query_scalar::<DB, i64>(DELETE_POOL_MEMBER)
+            .bind(i64::from(vmid))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(v) = gone {
+            sqlx::query::<DB>(FREE_VMID)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(gone.is_some())
+    }
+
+    async fn claim_pool_member(&self, id: ServerId, template: u32) -> Result<Option<u32>> {
+        let now = self.clock.now();
+        let mut tx = self.write_tx().await?;
+        let Some(mut server) = Self::lock(&mut tx, id).await? else {
+            return leave(tx, Ok(None)).await;
+        };
+        let existing: Option<i64> = sqlx::query_scalar::<DB, i64>(SELECT_RESERVATION)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if existing.is_some() || server.reserved_vmid.is_some() || server.is_deleting() {
+            return leave(tx, Ok(None)).await;
+        }
+        let Some(vmid) = sqlx::query_scalar::<DB, i64>(DB::FREE_POOL_MEMBER)
+            .bind(i64::from(template))
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return leave(tx, Ok(None)).await;
+        };
+        // The member row goes first, so the reservation's guard against members passes.
+        sqlx::query::<DB>(DELETE_POOL_MEMBER)
+            .bind(vmid)
+            .execute(&mut *tx)
+            .await?;
+        let won: Option<i64> = sqlx::query_scalar::<DB, i64>(INSERT_RESERVATION)
+            .bind(vmid)
+            .bind(id.0)
+            .bind(DB::ts(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+        if won.is_none() {
+            // Reserved for a server meanwhile (cannot happen while members and reservations
+            // exclude each other): leave the member as it was.
+            return leave(tx, Ok(None)).await;
+        }
+        let vmid = super::rows::vmid(vmid)?;
+        server.reserved_vmid = Some(vmid);
+        server.status.progress.pool_claim = Some(vmid);
+        let origin = Origin::Controller;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::save(&mut tx, UPDATE_SERVER, &server).await?;
+        tx.commit().await?;
+        self.notify(id, origin);
+        Ok(Some(vmid))
     }
 }

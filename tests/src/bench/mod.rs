@@ -54,6 +54,9 @@ pub fn catalog(templates: usize, clone_mode: model::CloneMode) -> Vec<Template> 
             vmid,
             clone_mode,
             storage: None,
+            pool: 0,
+            pool_max_age: None,
+            version: None,
         })
         .collect()
 }
