@@ -160,7 +160,9 @@ mod tests {
         let line = pool_marker_line(900);
         let host = pool_hostname(5000);
         let tagged = vec![FLEET_TAG.to_string(), POOL_TAG.to_string()];
-        let cases: &[(&str, &[String], &str, Option<&str>, bool)] = &[
+        /// (why, tags, description, hostname, a pool member?)
+        type Case<'a> = (&'a str, &'a [String], &'a str, Option<&'a str>, bool);
+        let cases: &[Case] = &[
             ("tagged and described", &tagged, &line, None, true),
             (
                 "before the first config write: marker and hostname",

@@ -120,6 +120,8 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
         }
     }
 
+    v.extend(check_pools(w, &servers, &cts).await);
+
     // Reservations: unique, only for live servers, and the one each server names.
     match w.store.list_reservations().await {
         Ok(res) => {
@@ -191,6 +193,97 @@ pub async fn check_invariants(w: &World) -> Vec<String> {
             if !live_hosts.contains(&host) {
                 v.push(format!("Cloudflare record {} belongs to no server", r.name));
             }
+        }
+    }
+    v
+}
+
+/// The warm pools (docs/pools.md): every member is in exactly one pool and no server's; no
+/// container is both a member and a server's; every container with a pool marker is a member
+/// or a claim in progress (else it leaked); every free member is there, stopped, marked.
+pub async fn check_pools(
+    w: &World,
+    servers: &[model::Server],
+    cts: &[proxmox_client::sim::CtSnapshot],
+) -> Vec<String> {
+    use controller::ownership::{POOL_TAG, is_pool_member, pool_marker_in};
+    let mut v = Vec::new();
+    let members = match w.store.list_pool_members().await {
+        Ok(m) => m,
+        Err(e) => return vec![format!("cannot list pool members: {e}")],
+    };
+    let mut seen = HashSet::new();
+    for m in &members {
+        if !seen.insert(m.vmid) {
+            v.push(format!("pool member {} listed twice", m.vmid));
+        }
+        if let Some(s) = servers
+            .iter()
+            .find(|s| s.reserved_vmid == Some(m.vmid) || s.status.vmid == Some(m.vmid))
+        {
+            v.push(format!(
+                "VMID {} is a pool member of {} and server {}'s (claimed twice)",
+                m.vmid, m.template, s.id
+            ));
+        }
+    }
+    let by_vmid: HashMap<u32, &model::PoolMember> = members.iter().map(|m| (m.vmid, m)).collect();
+    for c in cts.iter().filter(|c| !c.template) {
+        let desc = c.description.as_deref().unwrap_or("");
+        let pool_marked = c.tags.iter().any(|t| t == POOL_TAG) || pool_marker_in(desc).is_some();
+        let server_marked = marker_in(&c.tags, desc).is_some();
+        if pool_marked && server_marked {
+            v.push(format!(
+                "container {} carries both a pool and a server marker: {:?} / {desc:?}",
+                c.vmid, c.tags
+            ));
+        }
+        if !pool_marked {
+            continue;
+        }
+        let claimed = servers.iter().any(|s| {
+            s.reserved_vmid == Some(c.vmid) && s.status.progress.pool_claim == Some(c.vmid)
+        });
+        if !by_vmid.contains_key(&c.vmid) && !claimed {
+            v.push(format!(
+                "container {} carries a pool marker but is no member and no claim (leak)",
+                c.vmid
+            ));
+        }
+    }
+    for m in members
+        .iter()
+        .filter(|m| m.state == model::MemberState::Free)
+    {
+        let Some(c) = cts.iter().find(|c| c.vmid == m.vmid) else {
+            v.push(format!(
+                "free pool member {} has no container (lost)",
+                m.vmid
+            ));
+            continue;
+        };
+        let desc = c.description.as_deref().unwrap_or("");
+        if !is_pool_member(&c.tags, desc, Some(&c.hostname), m.vmid)
+            || !c.tags.iter().any(|t| t == POOL_TAG)
+        {
+            v.push(format!(
+                "free pool member {} is not marked: {:?}",
+                m.vmid, c.tags
+            ));
+        }
+        if c.status != proxmox_client::CtState::Stopped || c.lock.is_some() {
+            v.push(format!(
+                "free pool member {} is {:?} (lock {:?}), want stopped and unlocked",
+                m.vmid, c.status, c.lock
+            ));
+        }
+        if pool_marker_in(desc) != Some(m.template) {
+            v.push(format!(
+                "free pool member {} of template {} is marked for {:?}",
+                m.vmid,
+                m.template,
+                pool_marker_in(desc)
+            ));
         }
     }
     v
@@ -321,6 +414,10 @@ pub async fn check_clones(w: &World, deleted: &[ServerId], extra: u64) -> Vec<St
         {
             *holders.entry(vm).or_default() += 1;
         }
+    }
+    // A warm-pool member was cloned by its pool (claimed ones count as their server's).
+    for m in w.store.list_pool_members().await.unwrap_or_default() {
+        *holders.entry(m.vmid).or_default() += 1;
     }
     let [g0, g1] = w.cfg.vmids.game;
     let [d0, d1] = w.cfg.vmids.dev;
