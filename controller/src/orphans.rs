@@ -8,7 +8,7 @@
 
 use crate::backends::Stack;
 use crate::metrics as m;
-use crate::ownership::marker_in;
+use crate::ownership::{POOL_TAG, is_pool_member, marker_in, pool_marker_in};
 use crate::reconcile::Context;
 use crate::resync::Sweep;
 use crate::snapshot::{CtEntry, Snapshot};
@@ -56,6 +56,7 @@ pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, sweep: &Sweep, 
             Err(e) => warn!(vmid = c.vmid, error = %e, "orphan check: config unreadable"),
         }
     }
+    found.extend(pool_orphans(ctx, snap, now).await);
     // A server archived since the listing was asked for: its container was destroyed after
     // the listing (a teardown completes before the archive), not left behind.
     let mut kept = Vec::with_capacity(found.len());
@@ -73,6 +74,63 @@ pub async fn report<S: Stack>(ctx: &Context<S>, snap: &Snapshot, sweep: &Sweep, 
     if let Err(e) = store.replace_orphans(&found).await {
         warn!(error = %e, "cannot record orphans");
     }
+}
+
+/// The marker an orphaned warm-pool member is reported with (it names no server).
+pub const POOL_ORPHAN_MARKER: &str = "pool";
+
+/// Containers tagged as warm-pool members that are neither a member in the store nor a
+/// server's reservation (a claim in progress). The members are read before the reservations,
+/// so a claim in between (which moves the VMID from one to the other in one transaction) is
+/// seen in one of them; each candidate is read again (a member destroyed since the listing is
+/// gone, not an orphan). A member whose pool marker names no pool is reported, never destroyed.
+async fn pool_orphans<S: Stack>(
+    ctx: &Context<S>,
+    snap: &Snapshot,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<Orphan> {
+    let tagged: Vec<&CtEntry> = snap
+        .containers
+        .values()
+        .filter(|c| c.tags.iter().any(|t| t == POOL_TAG))
+        .collect();
+    if tagged.is_empty() {
+        return Vec::new();
+    }
+    let (Ok(members), Ok(reserved)) = (
+        ctx.store.list_pool_members().await,
+        ctx.store.list_reservations().await,
+    ) else {
+        return Vec::new();
+    };
+    let known: HashSet<u32> = members
+        .iter()
+        .map(|m| m.vmid)
+        .chain(reserved.iter().map(|(v, _)| *v))
+        .collect();
+    let mut out = Vec::new();
+    for c in tagged.into_iter().filter(|c| !known.contains(&c.vmid)) {
+        let Ok(cfg) = ctx.backends.pve.ct_config(&c.node, c.vmid).await else {
+            continue;
+        };
+        let description = cfg.description.unwrap_or_default();
+        if is_pool_member(&cfg.tags, &description, cfg.hostname.as_deref(), c.vmid) {
+            let template = pool_marker_in(&description).unwrap_or_default();
+            warn!(
+                vmid = c.vmid,
+                template, "orphan pool member: no pool holds it"
+            );
+            out.push(Orphan {
+                vmid: c.vmid,
+                node: c.node.clone(),
+                marker: POOL_ORPHAN_MARKER.to_string(),
+                name: c.name.clone(),
+                first_seen: now,
+                last_seen: now,
+            });
+        }
+    }
+    out
 }
 
 /// Whether the server `marker` names was archived at or after the snapshot's listing was asked
@@ -111,6 +169,8 @@ async fn description_candidates<'s, S: Stack>(
         .values()
         .filter(|c| ours(c.vmid) && !sweep.reserved.contains(&c.vmid))
         .filter(|c| marker_in(&c.tags, "").is_none())
+        // A warm-pool member (tagged from its first config write on) names no server.
+        .filter(|c| !c.tags.iter().any(|t| t == POOL_TAG))
         .collect();
     candidates.sort_by_key(|c| c.vmid);
     let known: HashSet<u32> = match ctx.store.list_orphans().await {
