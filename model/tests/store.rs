@@ -1625,3 +1625,169 @@ async fn idempotency_keys_outlive_their_server(s: &impl Store, h: &Harness) {
         .unwrap();
     assert_eq!((again.created, again.server.id), (false, fresh.server.id));
 }
+
+// --- warm pools (docs/pools.md) ------------------------------------------------------------
+
+both!(
+    pool_members_share_the_vmid_allocator,
+    concurrent_claims_take_distinct_members,
+    retired_members_are_never_claimed,
+);
+
+fn member_of(template: u32) -> model::NewPoolMember {
+    model::NewPoolMember {
+        template,
+        node: "pve".into(),
+        template_digest: "f1".into(),
+        template_version: None,
+    }
+}
+
+/// Members and servers draw from one free list: never the same VMID, and a member's VMID
+/// goes back to it when the member is forgotten.
+async fn pool_members_share_the_vmid_allocator(s: &impl Store, _h: &Harness) {
+    let range = VmidRange {
+        min: 3000,
+        max: 3002,
+    };
+    let m = s
+        .reserve_pool_member(&member_of(900), Kind::Game, range, &[])
+        .await
+        .unwrap();
+    assert_eq!((m.vmid, m.state), (3000, model::MemberState::Cloning));
+    let a = create(s, "alice", game()).await;
+    assert_eq!(
+        s.reserve_vmid(a.id, range, &[], false).await.unwrap(),
+        3001,
+        "a server skips the member's VMID"
+    );
+    let m2 = s
+        .reserve_pool_member(&member_of(900), Kind::Game, range, &[3002])
+        .await;
+    assert!(
+        matches!(m2, Err(StoreError::RangeExhausted { .. })),
+        "Proxmox's taken VMIDs are skipped for members too: {m2:?}"
+    );
+    assert!(s.delete_pool_member(3000).await.unwrap());
+    let b = create(s, "alice", game()).await;
+    assert_eq!(
+        s.reserve_vmid(b.id, range, &[], false).await.unwrap(),
+        3000,
+        "a forgotten member's VMID is free again"
+    );
+    assert!(s.list_pool_members().await.unwrap().is_empty());
+}
+
+/// Claims are atomic: many servers at once, each takes a different free member or none; the
+/// member's VMID becomes the claimant's reservation with the claim recorded, and a member
+/// not free (cloning) is never taken.
+async fn concurrent_claims_take_distinct_members(s: &impl Store, _h: &Harness) {
+    let range = VmidRange {
+        min: 4000,
+        max: 4099,
+    };
+    let mut free = BTreeSet::new();
+    for i in 0..6 {
+        let m = s
+            .reserve_pool_member(&member_of(900), Kind::Game, range, &[])
+            .await
+            .unwrap();
+        // One of them stays cloning.
+        if i < 5 {
+            assert!(s.member_ready(m.vmid).await.unwrap());
+            free.insert(m.vmid);
+        }
+    }
+    let other = s
+        .reserve_pool_member(&member_of(901), Kind::Game, range, &[])
+        .await
+        .unwrap();
+    s.member_ready(other.vmid).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        ids.push(create(s, "alice", game()).await.id);
+    }
+    let got = join_all(ids.iter().map(|id| s.claim_pool_member(*id, 900))).await;
+    let claimed: Vec<(ServerId, u32)> = ids
+        .iter()
+        .zip(got)
+        .filter_map(|(id, r)| r.expect("claim").map(|v| (*id, v)))
+        .collect();
+    let vmids: BTreeSet<u32> = claimed.iter().map(|(_, v)| *v).collect();
+    assert_eq!(vmids, free, "each free member claimed exactly once");
+    for (id, vmid) in &claimed {
+        let srv = s.get_server(*id).await.unwrap().unwrap();
+        assert_eq!(
+            srv.reserved_vmid,
+            Some(*vmid),
+            "{id}: the member's VMID is its own"
+        );
+        assert_eq!(
+            srv.status.progress.pool_claim,
+            Some(*vmid),
+            "{id}: claim recorded"
+        );
+        // A server with a VMID claims nothing more.
+        assert_eq!(s.claim_pool_member(*id, 900).await.unwrap(), None);
+    }
+    let left = s.list_pool_members().await.unwrap();
+    assert_eq!(
+        left.len(),
+        2,
+        "the cloning member and the other pool's stay"
+    );
+    assert!(left.iter().all(|m| !vmids.contains(&m.vmid)));
+    let reserved: BTreeSet<u32> = s
+        .list_reservations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    assert!(vmids.is_subset(&reserved), "claims are reservations");
+}
+
+/// A retiring member (about to be destroyed) is never claimed; a claimed one cannot be
+/// retired (it is no member any more).
+async fn retired_members_are_never_claimed(s: &impl Store, _h: &Harness) {
+    let range = VmidRange {
+        min: 4100,
+        max: 4199,
+    };
+    let a = s
+        .reserve_pool_member(&member_of(900), Kind::Game, range, &[])
+        .await
+        .unwrap();
+    let b = s
+        .reserve_pool_member(&member_of(900), Kind::Game, range, &[])
+        .await
+        .unwrap();
+    for m in [&a, &b] {
+        s.member_ready(m.vmid).await.unwrap();
+    }
+    assert!(s.retire_member(a.vmid).await.unwrap());
+    assert!(!s.retire_member(a.vmid).await.unwrap(), "already retiring");
+    let x = create(s, "alice", game()).await;
+    assert_eq!(
+        s.claim_pool_member(x.id, 900).await.unwrap(),
+        Some(b.vmid),
+        "the free one"
+    );
+    assert!(
+        !s.retire_member(b.vmid).await.unwrap(),
+        "claimed: no member"
+    );
+    let y = create(s, "alice", game()).await;
+    assert_eq!(s.claim_pool_member(y.id, 900).await.unwrap(), None);
+    assert!(
+        s.set_member_task(a.vmid, model::MemberState::Retiring, Some("UPID:x"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.set_member_task(a.vmid, model::MemberState::Cloning, None)
+            .await
+            .unwrap(),
+        "a task is recorded only in the state it belongs to"
+    );
+}

@@ -65,6 +65,18 @@ pub(crate) fn ours() -> ContainerObs {
     }
 }
 
+/// A free warm-pool member at VMID 5001, as the pool left it.
+pub(crate) fn pool_member() -> ContainerObs {
+    use crate::ownership::{POOL_TAG, pool_hostname, pool_marker_line};
+    ContainerObs {
+        hostname: Some(pool_hostname(5001)),
+        description: format!("{}\n", pool_marker_line(900)),
+        tags: vec![FLEET_TAG.into(), POOL_TAG.into()],
+        cores: Some(1),
+        ..ours()
+    }
+}
+
 pub(crate) fn down() -> Unavailable {
     Unavailable {
         backend: Backend::Proxmox,
@@ -244,6 +256,43 @@ fn provisioning_table() {
             status: no_status,
             want: ctl(Control::ReserveVmid { replace: false }),
             cond: cond(C::VmidAllocated, false, r::NOT_RESERVED, "reserving a VMID"),
+        },
+        Case {
+            reason: "a claimed pool member with the pool's marker: rewrite it to ours first",
+            desired: |d| d.pool_claim = Some(5001),
+            observed: |o| o.container = Some(Ok(Some(pool_member()))),
+            status: no_status,
+            want: mu(Mutation::ClaimMarker),
+            cond: cond(
+                C::ContainerCreated,
+                false,
+                r::CLAIMING_MEMBER,
+                "claiming pool member CT 5001",
+            ),
+        },
+        Case {
+            reason: "a pool member this server did not claim is foreign: never touched",
+            desired: none,
+            observed: |o| o.container = Some(Ok(Some(pool_member()))),
+            status: no_status,
+            want: ctl(Control::ReserveVmid { replace: true }),
+            cond: None,
+        },
+        Case {
+            reason: "a claim at another VMID proves nothing: the pool member there is foreign",
+            desired: |d| d.pool_claim = Some(5002),
+            observed: |o| o.container = Some(Ok(Some(pool_member()))),
+            status: no_status,
+            want: ctl(Control::ReserveVmid { replace: true }),
+            cond: None,
+        },
+        Case {
+            reason: "a claim whose marker is rewritten goes on like any container of ours",
+            desired: |d| d.pool_claim = Some(5001),
+            observed: no_obs,
+            status: no_status,
+            want: ctl(Control::Ready),
+            cond: None,
         },
         Case {
             reason: "the container is observed before anything is done to it",
