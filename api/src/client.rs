@@ -535,6 +535,12 @@ impl ApiClient {
         Ok(l.items)
     }
 
+    /// `GET /api/pools` (operators).
+    pub async fn pools(&self) -> Result<Vec<crate::wire::PoolStatus>> {
+        let l: crate::wire::PoolList = self.call(self.request(Method::GET, "/api/pools")).await?;
+        Ok(l.items)
+    }
+
     /// `GET /api/customers/{id}`.
     pub async fn customer(&self, id: &str) -> Result<Customer> {
         self.call(self.request(Method::GET, &format!("/api/customers/{id}")))

@@ -8,7 +8,7 @@
 use crate::limit::{AddressLimiter, RateLimiter};
 use crate::problem::{KEPT_HEADERS, PROBLEM_JSON, Problem};
 use crate::routes::{
-    audit, catalog, console, customers, operations, ops, power, sd, servers, tokens,
+    audit, catalog, console, customers, operations, ops, pools, power, sd, servers, tokens,
 };
 use crate::state::{AppState, Ctx};
 use crate::{compat, portal, problem::ApiError};
@@ -62,6 +62,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Arc<Ctx>> {
         .routes(routes!(operations::get_operation))
         .routes(routes!(ops::controller_status))
         .routes(routes!(ops::orphans))
+        .routes(routes!(pools::list_pools))
         .routes(routes!(sd::sd_targets))
         .routes(routes!(sd::sd_exporters))
         .routes(routes!(customers::get_customer, customers::put_customer))

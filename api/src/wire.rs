@@ -411,6 +411,33 @@ pub struct OrphanList {
     pub items: Vec<Orphan>,
 }
 
+/// One warm pool (docs/pools.md): a template's declared size and its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// The template's VMID (the pool's name).
+    pub template: u32,
+    pub node: String,
+    /// `[[templates]] pool` (0: not declared, or removed: the pool drains).
+    pub desired: u32,
+    pub free: u32,
+    pub cloning: u32,
+    pub retiring: u32,
+    /// The oldest free member's age in seconds (how stale the next claim is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_free_age_secs: Option<u64>,
+    pub members: Vec<model::PoolMember>,
+    /// The pool's latest events (`PoolRefilled`, `PoolMemberReplaced`, ...), newest first.
+    pub events: Vec<model::Event>,
+}
+
+/// `GET /api/pools`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolList {
+    pub items: Vec<PoolStatus>,
+}
+
 /// `PUT /api/customers/{id}`: fields left out keep their value.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -73,12 +73,7 @@ impl PoolState {
     }
 }
 
-/// The id events about `template`'s pool are recorded under (events belong to an id; a pool
-/// is no server, so it gets a fixed one of its own, never a uuid v7 a server could have).
-pub fn pool_event_id(template: u32) -> ServerId {
-    const POOL_EVENTS: u128 = 0x7a6c_6870_6f6f_4000_8000_0000_0000_0000;
-    ServerId(uuid::Uuid::from_u128(POOL_EVENTS | u128::from(template)))
-}
+pub use model::pool_event_id;
 
 /// A template's fingerprint: its config without `digest` and `lock`. PVE's own digest covers
 /// the whole file, and every clone writes and removes the template's `lock` line, so the
@@ -815,12 +810,5 @@ mod tests {
             Some(Staleness::VersionChanged),
             "a configured version the member was not made under"
         );
-    }
-
-    #[test]
-    fn pool_event_ids_are_distinct_and_not_v7() {
-        let a = pool_event_id(900);
-        assert_ne!(a, pool_event_id(901), "one id per pool");
-        assert_ne!(a.0.get_version_num(), 7, "never a server's kind of id");
     }
 }

@@ -28,7 +28,7 @@ pub use customer::{ApiToken, Customer, Quota, Role, Standing, TokenState};
 pub use event::{Event, EventType};
 pub use ids::{OperationId, ServerId};
 pub use operation::{Operation, OperationKind};
-pub use pool::{MemberState, NewPoolMember, PoolMember};
+pub use pool::{MemberState, NewPoolMember, PoolMember, pool_event_id};
 pub use server::Server;
 pub use spec::{FieldError, Kind, Power, Process, Resources, Restarts, ServerSpec, Variant};
 pub use stats::{AgentDetail, Players, ResourceUsage, ServerStats};

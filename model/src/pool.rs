@@ -67,6 +67,13 @@ pub struct PoolMember {
     pub ready_at: Option<DateTime<Utc>>,
 }
 
+/// The id events about `template`'s pool are recorded under (events belong to an id; a pool
+/// is no server, so it gets a fixed one of its own, never a uuid v7 a server could have).
+pub fn pool_event_id(template: u32) -> crate::ServerId {
+    const POOL_EVENTS: u128 = 0x7a6c_6870_6f6f_4000_8000_0000_0000_0000;
+    crate::ServerId(uuid::Uuid::from_u128(POOL_EVENTS | u128::from(template)))
+}
+
 /// A member to reserve: the VMID is picked by the store.
 #[derive(Debug, Clone)]
 pub struct NewPoolMember {
@@ -90,5 +97,12 @@ mod tests {
             assert_eq!(MemberState::parse(s.as_str()), Some(s), "{s:?}");
         }
         assert_eq!(MemberState::parse("claimed"), None, "no such state");
+    }
+
+    #[test]
+    fn pool_event_ids_are_distinct_and_not_v7() {
+        let a = pool_event_id(900);
+        assert_ne!(a, pool_event_id(901), "one id per pool");
+        assert_ne!(a.0.get_version_num(), 7, "never a server's kind of id");
     }
 }

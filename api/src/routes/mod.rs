@@ -6,6 +6,7 @@ pub mod console;
 pub mod customers;
 pub mod operations;
 pub mod ops;
+pub mod pools;
 pub mod power;
 pub mod sd;
 pub mod servers;

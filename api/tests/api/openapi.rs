@@ -22,6 +22,7 @@ fn every_route_is_documented() {
         ("/api/operations/{id}", &["get"]),
         ("/api/controller", &["get"]),
         ("/api/orphans", &["get"]),
+        ("/api/pools", &["get"]),
         ("/api/sd/targets", &["get"]),
         ("/sd/exporters", &["get"]),
         ("/api/customers/{id}", &["get", "put"]),

@@ -588,6 +588,18 @@ Examples:
 with -o json or yaml, one {type, seq, server} or {type, seq, id} document per change."
     )]
     Servers(GetServersArgs),
+    /// The warm pools (operators): TEMPLATE, NODE, DESIRED, FREE, CLONING, RETIRING, OLDEST.
+    #[command(
+        visible_alias = "pool",
+        after_help = "\
+Examples:
+  zctl get pools
+  zctl get pools -o json | jq '.items[] | {template, free, desired}'
+
+A pool that stays below DESIRED with CLONING 1 for long is a stuck refill: see the README's
+runbook (\"Warm pools\")."
+    )]
+    Pools,
 }
 
 #[derive(Debug, Args)]

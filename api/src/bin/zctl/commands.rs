@@ -51,6 +51,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 get_servers(&client, &filter, out).await
             }
         }
+        Command::Get {
+            what: GetWhat::Pools,
+        } => pools(&client, out).await,
         Command::Describe {
             what: DescribeWhat::Server(arg),
         } => describe_server(&client, &arg.id, out).await,
@@ -444,6 +447,34 @@ async fn set_paused(
             "resumed: the controller reconciles it now"
         }
     ));
+    Ok(())
+}
+
+async fn pools(client: &ApiClient, out: Option<Output>) -> Result<(), CliError> {
+    let items = client.pools().await?;
+    if let Some(f) = data_format(out) {
+        return print_data(&serde_json::json!({ "items": items }), f);
+    }
+    if items.is_empty() {
+        eprintln!("No warm pools (set `pool = N` on a [[templates]] entry).");
+        return Ok(());
+    }
+    let mut t = Table::new(vec![
+        "TEMPLATE", "NODE", "DESIRED", "FREE", "CLONING", "RETIRING", "OLDEST",
+    ]);
+    for p in &items {
+        let oldest = p.oldest_free_age_secs.map(output::duration_short);
+        t.row(vec![
+            p.template.to_string().into(),
+            p.node.clone().into(),
+            p.desired.to_string().into(),
+            p.free.to_string().into(),
+            p.cloning.to_string().into(),
+            p.retiring.to_string().into(),
+            output::dash(oldest.as_deref()).into(),
+        ]);
+    }
+    t.print();
     Ok(())
 }
 
