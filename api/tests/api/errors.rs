@@ -153,6 +153,7 @@ async fn refusals_are_problems_and_write_nothing() {
         case("resume is for operators", "POST", &format!("/api/servers/{s}/resume"), Tok::U1, Body::None, 403),
         case("customers do not see the controller", "GET", "/api/controller", Tok::U1, Body::None, 403),
         case("the portal does not see orphans", "GET", "/api/orphans", Tok::Portal, Body::None, 403),
+        case("warm pools are for operators", "GET", "/api/pools", Tok::Viewer, Body::None, 403),
         case("quotas are for operators", "PUT", "/api/customers/u1", Tok::Portal, Body::Json(json!({"standing": "active"})), 403),
         case("malformed JSON", "POST", "/api/servers", Tok::Operator, Body::Raw("{\"spec\": ".into()), 400),
         case("JSON that is not an object", "POST", "/api/servers", Tok::Operator, Body::Raw("[1,2]".into()), 422),

@@ -3,7 +3,7 @@
 use crate::common::{Harness, paper};
 use api::client::PageParams;
 use api::wire::{CreateServerRequest, CustomerUpdate, ListFilter, OperationState};
-use model::store::{Orphan, ReplicaInfo, Store};
+use model::store::{Orphan, ReplicaInfo, Store, VmidRange};
 use model::{EventType, Kind, OperationKind, Phase, Quota, Role, ServerSpec, Standing};
 use std::time::Duration;
 
@@ -481,4 +481,43 @@ async fn graceful_shutdown_ends_watch_streams() {
         .await
         .unwrap();
     assert!(!matches!(end, Some(Ok(_))), "the stream ended: {end:?}");
+}
+
+/// `GET /api/pools`: a pool no longer declared still shows while it has members (it drains),
+/// with its counts and members.
+#[tokio::test]
+async fn pools_show_members_until_drained() {
+    let h = Harness::start().await;
+    let op = h.client(&h.token(Role::Operator, None).await);
+    assert!(op.pools().await.unwrap().is_empty(), "no pool declared");
+    let new = model::NewPoolMember {
+        template: 900,
+        node: "pve".into(),
+        template_digest: "f1".into(),
+        template_version: None,
+    };
+    let range = VmidRange {
+        min: 5000,
+        max: 5999,
+    };
+    let free = h
+        .store
+        .reserve_pool_member(&new, model::Kind::Game, range, &[])
+        .await
+        .unwrap();
+    h.store.member_ready(free.vmid).await.unwrap();
+    h.store
+        .reserve_pool_member(&new, model::Kind::Game, range, &[])
+        .await
+        .unwrap();
+    let pools = op.pools().await.unwrap();
+    assert_eq!(pools.len(), 1);
+    let p = &pools[0];
+    assert_eq!(
+        (p.template, p.desired, p.free, p.cloning, p.retiring),
+        (900, 0, 1, 1, 0),
+        "{p:?}"
+    );
+    assert_eq!(p.members.len(), 2);
+    assert!(p.oldest_free_age_secs.is_some(), "a free member has an age");
 }
