@@ -11,6 +11,7 @@ pub mod api;
 pub mod baseline;
 pub mod converge;
 pub mod harness;
+pub mod pools;
 pub mod proc;
 pub mod report;
 pub mod steady;

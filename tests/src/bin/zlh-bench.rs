@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! zlh-bench converge [--n 200] [--templates 1|4] [--clone full|linked] [--time-scale 100]
-//!                    [--quick] [--json]
+//!                    [--pool P] [--quick] [--json]
 //! zlh-bench steady   [--n 10000] [--quick] [--json]
 //! zlh-bench api      [--n 10000] [--rate 200] [--quick] [--json]
 //! zlh-bench writes   [--writers 1,4,16] [--duration 10] [--quick] [--json]
@@ -11,7 +11,7 @@
 
 use clap::{Parser, Subcommand};
 use std::time::Duration;
-use zlh_tests::bench::{api, converge, proc::CountingAlloc, report::Table, steady, writes};
+use zlh_tests::bench::{api, converge, pools, proc::CountingAlloc, report::Table, steady, writes};
 
 /// Counts live heap bytes (the controller's share of memory in `steady`).
 #[global_allocator]
@@ -52,6 +52,10 @@ enum Cmd {
         /// The templates' clone mode: full (20 s) or linked (2 s).
         #[arg(long, default_value = "full", value_parser = parse_clone)]
         clone: model::CloneMode,
+        /// A warm pool of P members on one template, full before the burst; compared with
+        /// the same burst without a pool (docs/pools.md).
+        #[arg(long)]
+        pool: Option<u32>,
     },
     /// N Ready servers; Proxmox/DNS calls, CPU and wall time per full resync; RSS.
     Steady {
@@ -157,8 +161,19 @@ async fn run(cli: &Cli) -> anyhow::Result<Vec<Table>> {
             baseline_n,
             workers,
             clone,
+            pool,
         } => {
             let n = n.unwrap_or(if q { 20 } else { 200 });
+            if let Some(pool) = pool {
+                return pools::run(&pools::Args {
+                    n,
+                    pool: *pool,
+                    time_scale: time_scale.unwrap_or(if q { 200.0 } else { 100.0 }),
+                    workers: *workers,
+                    clone: *clone,
+                })
+                .await;
+            }
             let templates = match templates {
                 Some(t) if *t == 1 || *t == 4 => vec![*t],
                 Some(t) => anyhow::bail!("--templates must be 1 or 4, not {t}"),
