@@ -306,3 +306,90 @@ async fn a_changed_template_config_replaces_members() {
     assert_invariants(&w, "after a template change").await;
     ctl.stop().await;
 }
+
+/// A container tagged as a pool member that no pool holds (its store row lost, say) is an
+/// orphan to report, never destroyed; the pool's real members are not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_marked_container_no_pool_holds_is_reported_never_destroyed() {
+    use controller::ownership::{pool_hostname, pool_marker_line};
+    let w = World::new(WorldOptions::default()).await;
+    let pve = w.sims.pve.clone().unwrap();
+    let stray = 5990;
+    pve.add_described_ct("pve", stray, &pool_hostname(stray), &pool_marker_line(TPL));
+    let client = proxmox_client::client::PveClient::new(pve.client_config()).unwrap();
+    use proxmox_client::Proxmox;
+    let tags = proxmox_client::ConfigUpdate {
+        tags: Some(vec![FLEET_TAG.into(), POOL_TAG.into()]),
+        ..Default::default()
+    };
+    client.update_ct_config("pve", stray, &tags).await.unwrap();
+    let mut cfg = with_pool(&w, 2, |_| {});
+    cfg.controller.resync_interval = cfg.controller.task_poll * 4;
+    let ctl = w.start_controller_with(cfg);
+    let members: HashSet<u32> = wait_pool(&w, 2, |_| true)
+        .await
+        .iter()
+        .map(|m| m.vmid)
+        .collect();
+    w.wait_for("the stray member reported", WAIT, async || {
+        w.store
+            .list_orphans()
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.vmid == stray && o.marker == controller::orphans::POOL_ORPHAN_MARKER)
+    })
+    .await;
+    let orphans = w.store.list_orphans().await.unwrap();
+    assert!(
+        orphans.iter().all(|o| !members.contains(&o.vmid)),
+        "real members are no orphans: {orphans:?}"
+    );
+    assert!(pve.container(stray).is_some(), "never destroyed");
+    let v = check_invariants(&w).await;
+    assert!(
+        v.iter().any(|m| m.contains(&format!("container {stray}"))),
+        "the invariants flag the leak too: {v:?}"
+    );
+    ctl.stop().await;
+}
+
+/// The claim path on PostgreSQL (row locks, `SKIP LOCKED`): a burst larger than the pool
+/// claims every member exactly once and clones the rest on demand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_on_postgres_take_each_member_once() {
+    let db = zlh_tests::pg::fresh_database("zlh_pools").await;
+    {
+        let w = World::new(WorldOptions {
+            database_url: Some(db.url.clone()),
+            ..WorldOptions::default()
+        })
+        .await;
+        let pve = w.sims.pve.clone().unwrap();
+        let ctl = w.start_controller_with(with_pool(&w, 3, |_| {}));
+        let first: HashSet<u32> = wait_pool(&w, 3, |_| true)
+            .await
+            .iter()
+            .map(|m| m.vmid)
+            .collect();
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            ids.push(w.create(&format!("u{i:03}"), paper()).await);
+        }
+        w.wait_all(Some(Phase::Ready), WAIT).await;
+        let mut claimed = HashSet::new();
+        for id in &ids {
+            let s = w.store.get_server(*id).await.unwrap().unwrap();
+            let vmid = s.reserved_vmid.unwrap();
+            if first.contains(&vmid) {
+                assert!(claimed.insert(vmid), "{id}: VMID {vmid} claimed twice");
+            }
+            assert_eq!(pve.clone_calls_for(vmid), 1, "{id}: cloned once");
+        }
+        assert_eq!(claimed, first, "every member claimed once");
+        wait_pool(&w, 3, |_| true).await;
+        assert_invariants(&w, "after claims on PostgreSQL").await;
+        ctl.stop().await;
+    }
+    db.drop_db().await;
+}
