@@ -825,6 +825,41 @@ async fn orphans_and_controller_status() {
     assert_eq!(r.json()["replicas"][0]["id"], "ctl-a", "{r}");
 }
 
+// --- warm pools ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_pools_shows_counts_and_members() {
+    let api = Api::start().await;
+    let r = api.run(&["get", "pools"]).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.contains("No warm pools"), "{r}");
+    let new = model::NewPoolMember {
+        template: 900,
+        node: "pve".into(),
+        template_digest: "f1".into(),
+        template_version: None,
+    };
+    let range = model::store::VmidRange {
+        min: 5000,
+        max: 5999,
+    };
+    let m = api
+        .store
+        .reserve_pool_member(&new, model::Kind::Game, range, &[])
+        .await
+        .unwrap();
+    api.store.member_ready(m.vmid).await.unwrap();
+    let r = api.run(&["get", "pools"]).await;
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout.contains("TEMPLATE") && r.stdout.contains("900") && r.stdout.contains("FREE"),
+        "{r}"
+    );
+    let r = api.run(&["get", "pools", "-o", "json"]).await;
+    assert_eq!(r.json()["items"][0]["free"], 1, "{r}");
+    assert_eq!(r.json()["items"][0]["members"][0]["vmid"], 5000, "{r}");
+}
+
 // --- exit codes and errors -----------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1092,6 +1127,7 @@ async fn help_has_examples_and_never_shows_the_token() {
         &["stop"],
         &["restart"],
         &["orphans"],
+        &["get", "pools"],
         &["status"],
         &["completions"],
     ];
