@@ -10,7 +10,8 @@
 //!   claim cannot slip between the check and the write);
 //! - `lock_customer`: serialise a customer's creates and quota-checked updates (Postgres
 //!   advisory lock; SQLite: the write lock already does);
-//! - `stamp`: append to the change feed (and on Postgres queue the `NOTIFY`);
+//! - `stamp`: append to the change feed (the cross-process wake-up is sent after the commit,
+//!   see `super::notify`);
 //! - `leave`: roll back now and answer.
 
 use super::sql::{SELECT_LEASE, SELECT_SERVER, SELECT_SERVER_FOR_UPDATE};
@@ -40,8 +41,6 @@ pub trait Backend: Database {
     /// The newest final position (at least the pruned one) and whether committed changes
     /// above it are held back by an older transaction still in progress.
     const LATEST_SEQ: &'static str;
-    /// Queues a cross-process wake-up (`$1` channel, `$2` payload), delivered on commit.
-    const NOTIFY: Option<&'static str>;
     /// Up to `$4` free VMIDs of `$1..=$2` above `$3`, lowest first, held until commit; one
     /// a concurrent reservation holds is skipped.
     const FREE_VMIDS: &'static str;
@@ -72,7 +71,6 @@ impl Backend for Sqlite {
          FROM server_changes WHERE seq > $1 ORDER BY seq LIMIT $2";
     const LATEST_SEQ: &'static str = "SELECT MAX(pruned_through, \
          COALESCE((SELECT MAX(seq) FROM server_changes), 0)), FALSE FROM feed_state WHERE id = 1";
-    const NOTIFY: Option<&'static str> = None;
     const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4";
     const FREE_VMIDS_WAIT: &'static str = Self::FREE_VMIDS;
@@ -147,7 +145,6 @@ impl Backend for Postgres {
         pg_feed_horizon!(),
         " WHERE f.id = 1"
     );
-    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4 \
          FOR UPDATE SKIP LOCKED";

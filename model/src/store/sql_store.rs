@@ -5,7 +5,7 @@
 
 use super::backend::Backend;
 use super::feed::{HELD_BACK_TRIES, held_back_wait};
-use super::notify::{CAPACITY, Notice, Origin, PG_CHANNEL};
+use super::notify::{CAPACITY, Notice, Origin, Remote};
 use super::rows::*;
 use super::rules::*;
 use super::sql::*;
@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// A store on database `DB`: [`SqliteStore`] or [`PgStore`].
@@ -23,8 +23,8 @@ pub struct SqlStore<DB: Backend> {
     pub(crate) pool: Pool<DB>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) notices: broadcast::Sender<Notice>,
-    /// Postgres: dropped with the last clone of the store, which stops the `LISTEN` task.
-    pub(crate) listener: Option<Arc<oneshot::Sender<()>>>,
+    /// Postgres: the `LISTEN` and `NOTIFY` tasks, stopped with the last clone of the store.
+    pub(crate) remote: Option<Arc<Remote>>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
@@ -33,7 +33,7 @@ impl<DB: Backend> Clone for SqlStore<DB> {
             pool: self.pool.clone(),
             clock: self.clock.clone(),
             notices: self.notices.clone(),
-            listener: self.listener.clone(),
+            remote: self.remote.clone(),
         }
     }
 }
@@ -43,13 +43,13 @@ impl<DB: Backend> SqlStore<DB> {
         pool: Pool<DB>,
         clock: Arc<dyn Clock>,
         notices: Option<broadcast::Sender<Notice>>,
-        listener: Option<Arc<oneshot::Sender<()>>>,
+        remote: Option<Arc<Remote>>,
     ) -> Self {
         SqlStore {
             pool,
             clock,
             notices: notices.unwrap_or_else(|| broadcast::channel(CAPACITY).0),
-            listener,
+            remote,
         }
     }
 
@@ -69,9 +69,15 @@ impl<DB: Backend> SqlStore<DB> {
         DB::BACKEND
     }
 
+    /// After a commit: wake this process's receivers, and on Postgres the other processes'
+    /// (through the `NOTIFY` task, never inside the write: see [`Remote`]).
     fn notify(&self, server_id: ServerId, origin: Origin) {
+        let notice = Notice { server_id, origin };
         // No receiver is fine: notices are hints.
-        let _ = self.notices.send(Notice { server_id, origin });
+        let _ = self.notices.send(notice);
+        if let Some(remote) = &self.remote {
+            remote.publish(notice);
+        }
     }
 }
 
@@ -172,21 +178,8 @@ where
         c: &mut DB::Connection,
         s: &mut Server,
         kind: ChangeKind,
-        origin: Origin,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if let Some(sql) = DB::NOTIFY {
-            let payload = Notice {
-                server_id: s.id,
-                origin,
-            }
-            .to_payload();
-            sqlx::query::<DB>(sql)
-                .bind(PG_CHANNEL)
-                .bind(payload.as_str())
-                .execute(&mut *c)
-                .await?;
-        }
         let seq: i64 = sqlx::query_scalar::<DB, i64>(INSERT_CHANGE)
             .bind(s.id.0)
             .bind(change_kind_str(kind))
@@ -389,7 +382,7 @@ where
         if let Some(op) = &op {
             Self::insert_operation(&mut tx, op).await?;
         }
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, origin);
@@ -426,7 +419,7 @@ where
         server.generation += 1;
         let op = new_operation(id, server.generation, OperationKind::Update, now);
         Self::insert_operation(&mut tx, &op).await?;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, Origin::User);
@@ -585,7 +578,7 @@ where
             }
         }
         let mut server = new_server(id, &new.customer_id, new.spec, now);
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, INSERT_SERVER, &server).await?;
         Self::insert_operation(&mut tx, &op).await?;
         tx.commit().await?;
@@ -701,7 +694,7 @@ where
         server.deletion_requested_at.get_or_insert(now);
         let op = new_operation(id, server.generation, OperationKind::Delete, now);
         Self::insert_operation(&mut tx, &op).await?;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, Origin::User);
@@ -718,7 +711,7 @@ where
             return leave(tx, Err(e)).await;
         }
         let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Delete, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Delete, now).await?;
         sqlx::query::<DB>(INSERT_ARCHIVE)
             .bind(id.0)
             .bind(server.customer_id.as_str())
@@ -779,7 +772,7 @@ where
         };
         server.reserved_vmid = Some(vmid);
         let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, origin);
@@ -798,7 +791,7 @@ where
         };
         server.reserved_vmid = None;
         let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, origin);
@@ -1043,6 +1036,22 @@ where
             }
             Prune::Operations { keep_for } => {
                 let done = sqlx::query::<DB>(PRUNE_OPERATIONS)
+                    .bind(cutoff(keep_for))
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await?;
+                DB::rows_affected(&done)
+            }
+            Prune::EventsOfDeleted { keep_for } => {
+                let done = sqlx::query::<DB>(PRUNE_EVENTS_OF_DELETED)
+                    .bind(cutoff(keep_for))
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await?;
+                DB::rows_affected(&done)
+            }
+            Prune::OperationsOfDeleted { keep_for } => {
+                let done = sqlx::query::<DB>(PRUNE_OPERATIONS_OF_DELETED)
                     .bind(cutoff(keep_for))
                     .bind(batch)
                     .execute(&mut *tx)
@@ -1374,7 +1383,7 @@ where
             if retry {
                 server.retry_requested_at = Some(now);
             }
-            Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+            Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
             Self::save(&mut tx, UPDATE_SERVER, &server).await?;
             sqlx::query::<DB>(UPSERT_EVENT)
                 .bind(id.0)
