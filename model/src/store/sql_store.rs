@@ -4,7 +4,7 @@
 //! `Sqlite` and `Postgres` do.
 
 use super::backend::Backend;
-use super::feed::{HELD_BACK_TRIES, held_back_wait};
+use super::feed::{HELD_BACK_TRIES, QUICK_TRIES, held_back_wait};
 use super::notify::{CAPACITY, Notice, Origin, Remote};
 use super::rows::*;
 use super::rules::*;
@@ -953,7 +953,11 @@ where
         // those seen at the first read are final; later arrivals do not extend the wait.
         let (mut tries, mut wanted) = (0, None);
         let rows = loop {
-            let mut rows = sqlx::query_as::<DB, ChangeRow>(DB::CHANGES_SINCE)
+            let sql = match tries < QUICK_TRIES {
+                true => DB::CHANGES_SINCE_QUICK,
+                false => DB::CHANGES_SINCE,
+            };
+            let mut rows = sqlx::query_as::<DB, ChangeRow>(sql)
                 .bind(after)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
@@ -986,7 +990,11 @@ where
         let mut conn = self.pool.acquire().await?;
         let mut tries = 0;
         loop {
-            let (latest, held): (i64, bool) = sqlx::query_as::<DB, (i64, bool)>(DB::LATEST_SEQ)
+            let sql = match tries < QUICK_TRIES {
+                true => DB::LATEST_SEQ_QUICK,
+                false => DB::LATEST_SEQ,
+            };
+            let (latest, held): (i64, bool) = sqlx::query_as::<DB, (i64, bool)>(sql)
                 .fetch_one(&mut *conn)
                 .await?;
             tries += 1;

@@ -180,7 +180,11 @@ async fn writers(a: &Args, url: &str, store: &AnyStore) -> anyhow::Result<Table>
         let lags: Vec<f64> = reader
             .await?
             .into_iter()
-            .filter_map(|(seq, at)| committed.get(&seq).map(|c| at.saturating_duration_since(*c)))
+            .filter_map(|(seq, at)| {
+                committed
+                    .get(&seq)
+                    .map(|c| at.saturating_duration_since(*c))
+            })
             .map(|d| d.as_secs_f64())
             .collect();
         let rate = writes as f64 / elapsed;
