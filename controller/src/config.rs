@@ -1045,6 +1045,16 @@ mod tests {
                 "retention.operations",
             ),
             (
+                "a deleted server's operations must outlive its Idempotency-Key's replay",
+                "[retention]\ndeleted_servers = \"1h\"\n",
+                "retention.deleted_servers",
+            ),
+            (
+                "an archive shorter than a day takes the deleted servers' history with it",
+                "[retention]\narchive = \"1h\"\n",
+                "retention.deleted_servers",
+            ),
+            (
                 "a zero batch prunes nothing",
                 "[retention]\nbatch = 0\n",
                 "retention.batch",
