@@ -422,6 +422,12 @@ pub struct RetentionSection {
     /// Idempotency-Key replays (24 h, which needs the operation) or a Portal polls one.
     #[serde(with = "humantime_serde")]
     pub operations: Duration,
+    /// Events and operations of a deleted server, from its deletion (at most as long as
+    /// the archive: its row leads the prune to them). 30 days, as finished operations: a
+    /// month of questions about a deleted server's last days; without it they went only by
+    /// `events_total`. At least 24h, as long as an Idempotency-Key replays.
+    #[serde(with = "humantime_serde")]
+    pub deleted_servers: Duration,
     /// Archived (deleted) servers: what support asks about a server deleted last month.
     #[serde(with = "humantime_serde")]
     pub archive: Duration,
@@ -442,6 +448,7 @@ impl Default for RetentionSection {
             events_per_server: 200,
             events_total: 1_000_000,
             operations: Duration::from_secs(30 * 24 * 3600),
+            deleted_servers: Duration::from_secs(30 * 24 * 3600),
             archive: Duration::from_secs(90 * 24 * 3600),
             audit: Duration::from_secs(365 * 24 * 3600),
         }
@@ -455,8 +462,15 @@ impl RetentionSection {
         self.interval * 2
     }
 
-    /// What one round prunes, in order.
-    pub fn targets(&self) -> [model::store::Prune; 6] {
+    /// A deleted server's events and operations go no later than its archive row, which
+    /// leads the prune to them.
+    pub fn deleted_servers_kept(&self) -> Duration {
+        self.deleted_servers.min(self.archive)
+    }
+
+    /// What one round prunes, in order (a deleted server's events and operations before
+    /// its archive row, which goes only once they have).
+    pub fn targets(&self) -> [model::store::Prune; 8] {
         use model::store::Prune;
         [
             Prune::ChangeFeed {
@@ -470,6 +484,12 @@ impl RetentionSection {
             },
             Prune::Operations {
                 keep_for: self.operations,
+            },
+            Prune::EventsOfDeleted {
+                keep_for: self.deleted_servers_kept(),
+            },
+            Prune::OperationsOfDeleted {
+                keep_for: self.deleted_servers_kept(),
             },
             Prune::Archive {
                 keep_for: self.archive,
@@ -808,11 +828,16 @@ impl Config {
             }
         }
         // A keyed create's replay needs its operation for as long as the key replays.
-        if r.operations < model::store::DEFAULT_IDEMPOTENCY_RETENTION {
-            return bad(
-                "retention.operations",
-                "must be at least 24h (Idempotency-Key replays need the operation)".into(),
-            );
+        for (key, kept) in [
+            ("retention.operations", r.operations),
+            ("retention.deleted_servers", r.deleted_servers_kept()),
+        ] {
+            if kept < model::store::DEFAULT_IDEMPOTENCY_RETENTION {
+                return bad(
+                    key,
+                    "must be at least 24h (Idempotency-Key replays need the operation)".into(),
+                );
+            }
         }
         for (key, [lo, hi]) in [
             ("vmids.game", self.vmids.game),
@@ -1058,6 +1083,16 @@ mod tests {
                 "operations must outlive an Idempotency-Key's replay",
                 "[retention]\noperations = \"1h\"\n",
                 "retention.operations",
+            ),
+            (
+                "a deleted server's operations must outlive its Idempotency-Key's replay",
+                "[retention]\ndeleted_servers = \"1h\"\n",
+                "retention.deleted_servers",
+            ),
+            (
+                "an archive shorter than a day takes the deleted servers' history with it",
+                "[retention]\narchive = \"1h\"\n",
+                "retention.deleted_servers",
             ),
             (
                 "a zero batch prunes nothing",

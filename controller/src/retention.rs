@@ -1,6 +1,6 @@
-//! Retention: prunes the change feed, events, finished operations, the archive and the audit log as
-//! `[retention]` says, a small batch (one short transaction) at a time, so writers never wait
-//! long behind a prune. On PostgreSQL one replica at a time prunes (the `retention`
+//! Retention: prunes the change feed, events, finished operations (and both of deleted
+//! servers), the archive and the audit log as `[retention]` says, a small batch (one short
+//! transaction) at a time, so writers never wait long behind a prune. On PostgreSQL one replica at a time prunes (the `retention`
 //! singleton); the others skip the round. Server rows are never touched: a prune cannot
 //! disturb a server, only make a reader that fell behind the feed's horizon re-list
 //! (`StoreError::FeedGone`, see `docs/store.md`).
@@ -18,6 +18,8 @@ pub struct Pruned {
     pub events_per_server: u64,
     pub events: u64,
     pub operations: u64,
+    /// Events and operations of servers deleted longer ago than `deleted_servers`.
+    pub of_deleted: u64,
     pub archive: u64,
     pub audit: u64,
 }
@@ -29,6 +31,9 @@ impl Pruned {
             Prune::EventsPerServer { .. } => &mut self.events_per_server,
             Prune::Events { .. } => &mut self.events,
             Prune::Operations { .. } => &mut self.operations,
+            Prune::EventsOfDeleted { .. } | Prune::OperationsOfDeleted { .. } => {
+                &mut self.of_deleted
+            }
             Prune::Archive { .. } => &mut self.archive,
             Prune::Audit { .. } => &mut self.audit,
         }
@@ -39,6 +44,7 @@ impl Pruned {
             + self.events_per_server
             + self.events
             + self.operations
+            + self.of_deleted
             + self.archive
             + self.audit
     }
@@ -81,6 +87,7 @@ pub async fn prune_round(
             changes = pruned.changes,
             events = pruned.events + pruned.events_per_server,
             operations = pruned.operations,
+            of_deleted_servers = pruned.of_deleted,
             archive = pruned.archive,
             audit = pruned.audit,
             "retention pruned"

@@ -2,13 +2,15 @@
 //! prune round keeps what the configuration says (events per server and in total, finished
 //! operations, the archive, the change feed); a mirror behind the feed's new horizon reads
 //! everything again and equals the store; a reader behind it is told `FeedGone`, one at or
-//! after it is not; Ready servers are left exactly as they were.
+//! after it is not; Ready servers are left exactly as they were; a deleted server's events
+//! and operations go `deleted_servers` after its deletion, never after its archive row.
 
 use controller::config::RetentionSection;
 use controller::mirror::Mirror;
 use controller::retention::{Round, prune_round};
-use model::store::{Store, StoreError};
-use model::{EventType, Phase, ServerSpec, Variant};
+use model::store::{AnyStore, Store, StoreError};
+use model::{EventType, ManualClock, OperationId, Phase, ServerId, ServerSpec, Variant};
+use std::sync::Arc;
 use std::time::Duration;
 use zlh_tests::pg::fresh_database;
 use zlh_tests::{World, WorldOptions};
@@ -189,4 +191,197 @@ async fn postgres_one_replica_prunes_at_a_time() {
     assert_eq!(b, Round::Skipped, "the other replica skips the round");
     drop(w);
     db.drop_db().await;
+}
+
+/// A server's history as the test sees it: its events, whether its operations and its
+/// archive row are still there.
+#[derive(Debug, PartialEq, Eq)]
+struct History {
+    events: usize,
+    operations: usize,
+    archived: bool,
+}
+
+async fn history(store: &AnyStore, id: ServerId, ops: &[OperationId]) -> History {
+    let mut operations = 0;
+    for op in ops {
+        operations += usize::from(store.get_operation(*op).await.unwrap().is_some());
+    }
+    History {
+        events: store.list_events(id, 1000).await.unwrap().len(),
+        operations,
+        archived: store.get_archived(id).await.unwrap().is_some(),
+    }
+}
+
+/// A server with `events` events; its operations (the create, and the delete if deleted).
+async fn with_history(
+    store: &AnyStore,
+    customer: &str,
+    events: usize,
+) -> (ServerId, Vec<OperationId>) {
+    let created = store
+        .create_server(model::store::NewServer {
+            customer_id: customer.into(),
+            spec: paper(),
+            idempotency: None,
+            enforce_quota: false,
+        })
+        .await
+        .unwrap();
+    let id = created.server.id;
+    for k in 0..events {
+        store
+            .append_event(id, EventType::Normal, "Test", &format!("event {k}"))
+            .await
+            .unwrap();
+    }
+    (id, vec![created.operation.id])
+}
+
+async fn delete(store: &AnyStore, id: ServerId, ops: &mut Vec<OperationId>) {
+    let (_, op) = store.request_deletion(id).await.unwrap();
+    ops.push(op.id);
+    store.archive_and_delete(id, None).await.unwrap();
+}
+
+/// Only the deleted servers' history rules are short: the per-server and total event caps
+/// and the finished-operations age are out of reach, so what goes is theirs.
+fn deleted_rules(deleted_servers: Duration, archive: Duration) -> RetentionSection {
+    RetentionSection {
+        batch: 2,
+        max_batches: 1000,
+        events_per_server: 1000,
+        events_total: 1_000_000,
+        deleted_servers,
+        archive,
+        ..RetentionSection::default()
+    }
+}
+
+/// Events and operations of deleted servers go `deleted_servers` after the deletion, in
+/// batches, led by the archive (a server deleted more recently and a live one keep theirs);
+/// the archive row stays for `archive`. With `archive` the shorter, both go at `archive` and
+/// no event or operation outlives the archive row.
+async fn deleted_servers_history_goes_after_retention(postgres: bool) {
+    let day = chrono::Duration::days(1);
+    let db = match postgres {
+        true => Some(fresh_database("zlh_retention").await),
+        false => None,
+    };
+    let dir = std::env::temp_dir().join(format!("zlh-retention-{}", ServerId::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = match &db {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}/zlh.db", dir.display()),
+    };
+    let clock = ManualClock::new(chrono::Utc::now());
+    let store = AnyStore::connect(&url, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let (live, live_ops) = with_history(&store, "live", 5).await;
+    let (old, mut old_ops) = with_history(&store, "old", 5).await;
+    let (recent, mut recent_ops) = with_history(&store, "recent", 5).await;
+    delete(&store, old, &mut old_ops).await;
+    clock.advance(day * 3);
+    delete(&store, recent, &mut recent_ops).await;
+    clock.advance(chrono::Duration::hours(1));
+
+    // Deleted 3 days ago goes at 2 days; deleted an hour ago stays; the archive (90 days)
+    // keeps both rows.
+    let before = [
+        history(&store, live, &live_ops).await,
+        history(&store, old, &old_ops).await,
+        history(&store, recent, &recent_ops).await,
+    ];
+    assert!(
+        before.iter().all(|h| h.events >= 5 && h.operations >= 1),
+        "{before:?}"
+    );
+    let gone = |archived: bool| History {
+        events: 0,
+        operations: 0,
+        archived,
+    };
+    let two_days = Duration::from_secs(2 * 24 * 3600);
+    let cfg = deleted_rules(two_days, RetentionSection::default().archive);
+    let Round::Pruned(pruned) = prune_round(&store, &cfg, "replica-a").await.unwrap() else {
+        panic!("the only pruner gets the singleton")
+    };
+    assert_eq!(
+        pruned.of_deleted as usize,
+        before[1].events + before[1].operations,
+        "old's events and operations, nothing else"
+    );
+    let [live_before, _, recent_before] = before;
+    let cases = [
+        (
+            live,
+            &live_ops,
+            live_before,
+            "a live server keeps its history",
+        ),
+        (
+            old,
+            &old_ops,
+            gone(true),
+            "deleted 3 days ago: history gone, archive kept",
+        ),
+        (
+            recent,
+            &recent_ops,
+            recent_before,
+            "deleted an hour ago: all kept",
+        ),
+    ];
+    let mut recent_had = 0;
+    for (id, ops, want, why) in cases {
+        if id == recent {
+            recent_had = want.events + want.operations;
+        }
+        assert_eq!(history(&store, id, ops).await, want, "{why}");
+    }
+
+    // An archive shorter than `deleted_servers`: both go at the archive's age, the history
+    // first (no event outlives the row that leads the prune to it).
+    clock.advance(day * 2);
+    let live_before = history(&store, live, &live_ops).await;
+    let cfg = deleted_rules(RetentionSection::default().deleted_servers, two_days);
+    let Round::Pruned(pruned) = prune_round(&store, &cfg, "replica-a").await.unwrap() else {
+        panic!("the holder prunes again")
+    };
+    assert_eq!(
+        (pruned.of_deleted as usize, pruned.archive),
+        (recent_had, 2),
+        "recent's history, then both archive rows"
+    );
+    let cases = [
+        (
+            live,
+            &live_ops,
+            live_before,
+            "a live server still keeps its history",
+        ),
+        (old, &old_ops, gone(false), "old: the archive row gone too"),
+        (recent, &recent_ops, gone(false), "recent: all gone"),
+    ];
+    for (id, ops, want, why) in cases {
+        assert_eq!(history(&store, id, ops).await, want, "{why}");
+    }
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(db) = db {
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_deleted_servers_history_goes_after_retention() {
+    deleted_servers_history_goes_after_retention(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deleted_servers_history_goes_after_retention() {
+    deleted_servers_history_goes_after_retention(true).await;
 }

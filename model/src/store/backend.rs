@@ -10,7 +10,8 @@
 //!   claim cannot slip between the check and the write);
 //! - `lock_customer`: serialise a customer's creates and quota-checked updates (Postgres
 //!   advisory lock; SQLite: the write lock already does);
-//! - `stamp`: append to the change feed (and on Postgres queue the `NOTIFY`);
+//! - `stamp`: append to the change feed (the cross-process wake-up is sent after the commit,
+//!   see `super::notify`);
 //! - `leave`: roll back now and answer.
 
 use super::sql::{SELECT_LEASE, SELECT_SERVER, SELECT_SERVER_FOR_UPDATE};
@@ -37,11 +38,14 @@ pub trait Backend: Database {
     /// Changes after position `$1`, oldest first, at most `$2`, each with `final`: whether no
     /// change at a lower position can still commit (see [`super::feed`]).
     const CHANGES_SINCE: &'static str;
+    /// [`CHANGES_SINCE`](Self::CHANGES_SINCE) with a cheaper horizon that is never above
+    /// its own (so never calls a change final that is not): tried first.
+    const CHANGES_SINCE_QUICK: &'static str;
     /// The newest final position (at least the pruned one) and whether committed changes
     /// above it are held back by an older transaction still in progress.
     const LATEST_SEQ: &'static str;
-    /// Queues a cross-process wake-up (`$1` channel, `$2` payload), delivered on commit.
-    const NOTIFY: Option<&'static str>;
+    /// [`LATEST_SEQ`](Self::LATEST_SEQ) with the cheaper horizon, tried first.
+    const LATEST_SEQ_QUICK: &'static str;
     /// Up to `$4` free VMIDs of `$1..=$2` above `$3`, lowest first, held until commit; one
     /// a concurrent reservation holds is skipped.
     const FREE_VMIDS: &'static str;
@@ -73,9 +77,10 @@ impl Backend for Sqlite {
     /// One writer at a time: positions (AUTOINCREMENT) commit in order, every one is final.
     const CHANGES_SINCE: &'static str = "SELECT seq, server_id, kind, at, TRUE AS final \
          FROM server_changes WHERE seq > $1 ORDER BY seq LIMIT $2";
+    const CHANGES_SINCE_QUICK: &'static str = Self::CHANGES_SINCE;
     const LATEST_SEQ: &'static str = "SELECT MAX(pruned_through, \
          COALESCE((SELECT MAX(seq) FROM server_changes), 0)), FALSE FROM feed_state WHERE id = 1";
-    const NOTIFY: Option<&'static str> = None;
+    const LATEST_SEQ_QUICK: &'static str = Self::LATEST_SEQ;
     const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4";
     const FREE_VMIDS_WAIT: &'static str = Self::FREE_VMIDS;
@@ -118,6 +123,20 @@ macro_rules! pg_feed_horizon {
     };
 }
 
+/// [`pg_feed_horizon!`] without leaving other databases' transactions out: the snapshot's
+/// `xmin`, the oldest transaction in progress on the whole cluster. Never above the precise
+/// horizon (it is the minimum over a superset), so what it calls final is; it may hold back
+/// more. It skips `pg_stat_activity`, which costs several times the feed read itself
+/// (0.76 against 0.11 ms per read measured on this machine's PostgreSQL 15), so readers try
+/// it first and ask the precise one only when changes stay held back
+/// (`super::feed::QUICK_TRIES`).
+macro_rules! pg_feed_horizon_quick {
+    () => {
+        "(SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint + f2.shift AS horizon \
+          FROM feed_state f2 WHERE f2.id = 1) h"
+    };
+}
+
 /// Several writers: row locks, and advisory locks where a row lock cannot say it.
 impl Backend for Postgres {
     type Time = DateTime<Utc>;
@@ -144,6 +163,20 @@ impl Backend for Postgres {
         pg_feed_horizon!(),
         " WHERE c.seq > $1 ORDER BY c.seq LIMIT $2"
     );
+    const CHANGES_SINCE_QUICK: &'static str = concat!(
+        "SELECT c.seq, c.server_id, c.kind, c.at, c.seq < h.horizon AS final \
+         FROM server_changes c, ",
+        pg_feed_horizon_quick!(),
+        " WHERE c.seq > $1 ORDER BY c.seq LIMIT $2"
+    );
+    const LATEST_SEQ_QUICK: &'static str = concat!(
+        "SELECT GREATEST(f.pruned_through, \
+         COALESCE((SELECT MAX(seq) FROM server_changes WHERE seq < h.horizon), 0)), \
+         EXISTS (SELECT 1 FROM server_changes WHERE seq >= h.horizon) \
+         FROM feed_state f, ",
+        pg_feed_horizon_quick!(),
+        " WHERE f.id = 1"
+    );
     const LATEST_SEQ: &'static str = concat!(
         "SELECT GREATEST(f.pruned_through, \
          COALESCE((SELECT MAX(seq) FROM server_changes WHERE seq < h.horizon), 0)), \
@@ -152,7 +185,6 @@ impl Backend for Postgres {
         pg_feed_horizon!(),
         " WHERE f.id = 1"
     );
-    const NOTIFY: Option<&'static str> = Some("SELECT pg_notify($1, $2)");
     const FREE_VMIDS: &'static str = "SELECT vmid FROM vmid_free \
          WHERE vmid BETWEEN $1 AND $2 AND vmid > $3 ORDER BY vmid LIMIT $4 \
          FOR UPDATE SKIP LOCKED";

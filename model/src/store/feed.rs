@@ -51,6 +51,13 @@ pub(crate) const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(1);
 /// write's commit; a transaction open longer only delays the reader.
 pub(crate) const HELD_BACK_TRIES: u32 = 11;
 
+/// Reads that use the cheap horizon (the oldest transaction in progress on the whole
+/// cluster) before the precise one (of this database only, through `pg_stat_activity`):
+/// the first read and two retries 1 and 2 ms later, which cover a concurrent write's
+/// commit; held back longer, most likely by another database's transaction, the precise
+/// horizon looks past it.
+pub(crate) const QUICK_TRIES: u32 = 3;
+
 /// The pause before read number `tries` + 1.
 pub(crate) fn held_back_wait(tries: u32) -> Duration {
     HELD_BACK_FIRST_WAIT * 2u32.saturating_pow(tries.saturating_sub(1))

@@ -231,7 +231,14 @@ pub enum Prune {
     /// Finished operations older than this: their server is gone (archived), or a newer
     /// generation superseded them.
     Operations { keep_for: Duration },
-    /// Archived servers deleted longer ago than this.
+    /// Events of servers deleted (archived) longer ago than this. Driven by the archive, so
+    /// a batch reads only deleted servers' rows, never the whole events table.
+    EventsOfDeleted { keep_for: Duration },
+    /// Operations of servers deleted (archived) longer ago than this (all finished: the
+    /// server is gone).
+    OperationsOfDeleted { keep_for: Duration },
+    /// Archived servers deleted longer ago than this whose events and operations are gone
+    /// (so no event or operation outlives the archive row that leads a prune to it).
     Archive { keep_for: Duration },
     /// Audit entries recorded longer ago than this (the log is append-only otherwise).
     Audit { keep_for: Duration },

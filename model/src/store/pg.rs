@@ -2,11 +2,12 @@
 //! its [`Backend`](super::Backend) implementation: server writes lock their row
 //! (`SELECT ... FOR UPDATE`) and share-lock the lease row they check the fence against, so a
 //! lease claim cannot slip between the check and the write; creates serialise per customer
-//! (an advisory lock) for the launch guard and quota. Every server write `NOTIFY`s
-//! [`PG_CHANNEL`]; a `LISTEN` task (here) feeds the notices of other processes into
+//! (an advisory lock) for the launch guard and quota. Every server write is announced on
+//! [`PG_CHANNEL`] after its commit by a `NOTIFY` task (here, see [`Remote`] for why not
+//! inside the write); a `LISTEN` task (here) feeds the notices of other processes into
 //! [`subscribe`](SqlStore::subscribe).
 
-use super::notify::{CAPACITY, Notice, PG_CHANNEL};
+use super::notify::{CAPACITY, Notice, PG_CHANNEL, PUBLISH_CAPACITY, Remote};
 use super::options;
 use super::rules::connect_error;
 use super::*;
@@ -15,12 +16,21 @@ use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Pause between `LISTEN` reconnection attempts.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
 /// How long a constructor waits for `LISTEN` to be in place before returning anyway.
 const LISTEN_READY_WAIT: Duration = Duration::from_secs(5);
+/// Notices one `NOTIFY` transaction sends at most (each its own notification, so every
+/// release's listener reads them).
+const PUBLISH_BATCH: usize = 512;
+/// One transaction: the cluster-wide `NOTIFY` lock once for the whole batch. Its commit does
+/// not wait for the WAL flush (`synchronous_commit` off for this transaction only): it
+/// carries no data, so a crash can lose only hints, and the lock is not held across an
+/// fsync (`pg_notify` gives the transaction an id, so its commit would flush like a write's).
+const NOTIFY_ALL: &str = "SELECT pg_notify($1, p) \
+     FROM set_config('synchronous_commit', 'off', true) AS c, unnest($2::text[]) AS p";
 
 /// The store on PostgreSQL.
 pub type PgStore = SqlStore<Postgres>;
@@ -55,17 +65,20 @@ impl SqlStore<Postgres> {
             pool,
             self.clock.clone(),
             Some(self.notices.clone()),
-            self.listener.clone(),
+            self.remote.clone(),
         )
     }
 
     /// Wrap an existing pool (e.g. from `#[sqlx::test]`). Starts the `LISTEN` task, which
-    /// keeps one connection of the pool, and waits (briefly) until it listens.
+    /// keeps one connection of the pool, and waits (briefly) until it listens; and the
+    /// `NOTIFY` task, which takes a connection for each batch it sends.
     pub async fn from_pool(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
         let (notices, _) = broadcast::channel(CAPACITY);
         let (stop_tx, stop_rx) = oneshot::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
+        let (out, queued) = mpsc::channel(PUBLISH_CAPACITY);
         tokio::spawn(listen(pool.clone(), notices.clone(), stop_rx, ready_tx));
+        tokio::spawn(publish(pool.clone(), queued));
         if tokio::time::timeout(LISTEN_READY_WAIT, ready_rx)
             .await
             .is_err()
@@ -75,11 +88,39 @@ impl SqlStore<Postgres> {
                 "LISTEN not ready yet; continuing, it keeps retrying"
             );
         }
-        Self::with_parts(pool, clock, Some(notices), Some(Arc::new(stop_tx)))
+        let remote = Remote {
+            out,
+            _stop_listen: stop_tx,
+        };
+        Self::with_parts(pool, clock, Some(notices), Some(Arc::new(remote)))
     }
 
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         None
+    }
+}
+
+/// Send the notices of committed writes, each batch what queued up while the previous one
+/// was sent, until the store is dropped (its queue closes). A failed batch is dropped: the
+/// notices are hints (see [`super::notify`]).
+async fn publish(pool: PgPool, mut queued: mpsc::Receiver<Notice>) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queued.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let mut payloads: Vec<String> = batch.drain(..).map(|n| n.to_payload()).collect();
+        // The same server written twice in a batch wakes its receivers once.
+        payloads.sort_unstable();
+        payloads.dedup();
+        if let Err(e) = sqlx::query(NOTIFY_ALL)
+            .bind(PG_CHANNEL)
+            .bind(&payloads)
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, dropped = payloads.len(), "NOTIFY failed; notices dropped");
+        }
     }
 }
 

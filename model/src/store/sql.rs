@@ -87,8 +87,21 @@ pub(crate) const PRUNE_OPERATIONS: &str = "DELETE FROM operations WHERE id IN \
      (SELECT o.id FROM operations o LEFT JOIN servers s ON s.id = o.server_id \
       WHERE o.created_at < $1 AND (s.id IS NULL OR o.generation < s.generation) \
       ORDER BY o.created_at LIMIT $2)";
+/// Led by the archive (`servers_archive_deleted`, then `events_server_last_seen` per
+/// server): the cost is the deleted servers' rows, not the size of `events`.
+pub(crate) const PRUNE_EVENTS_OF_DELETED: &str = "DELETE FROM events WHERE id IN \
+     (SELECT e.id FROM servers_archive a JOIN events e ON e.server_id = a.id \
+      WHERE a.deleted_at < $1 LIMIT $2)";
+pub(crate) const PRUNE_OPERATIONS_OF_DELETED: &str = "DELETE FROM operations WHERE id IN \
+     (SELECT o.id FROM servers_archive a JOIN operations o ON o.server_id = a.id \
+      WHERE a.deleted_at < $1 LIMIT $2)";
+/// An archive row goes only once its events and operations have gone: it is what leads the
+/// two prunes above to them.
 pub(crate) const PRUNE_ARCHIVE: &str = "DELETE FROM servers_archive WHERE id IN \
-     (SELECT id FROM servers_archive WHERE deleted_at < $1 ORDER BY deleted_at LIMIT $2)";
+     (SELECT a.id FROM servers_archive a WHERE a.deleted_at < $1 \
+      AND NOT EXISTS (SELECT 1 FROM events e WHERE e.server_id = a.id) \
+      AND NOT EXISTS (SELECT 1 FROM operations o WHERE o.server_id = a.id) \
+      ORDER BY a.deleted_at LIMIT $2)";
 
 /// Every change at or below this position was pruned.
 pub(crate) const FEED_PRUNED_THROUGH: &str = "SELECT pruned_through FROM feed_state WHERE id = 1";

@@ -4,8 +4,8 @@
 //! `Sqlite` and `Postgres` do.
 
 use super::backend::Backend;
-use super::feed::{HELD_BACK_TRIES, held_back_wait};
-use super::notify::{CAPACITY, Notice, Origin, PG_CHANNEL};
+use super::feed::{HELD_BACK_TRIES, QUICK_TRIES, held_back_wait};
+use super::notify::{CAPACITY, Notice, Origin, Remote};
 use super::rows::*;
 use super::rules::*;
 use super::sql::*;
@@ -15,7 +15,7 @@ use sqlx::types::Json;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
 use uuid::Uuid;
 
 /// Who a VMID taken from the free list is for: a server's reservation, or a new pool member
@@ -31,8 +31,8 @@ pub struct SqlStore<DB: Backend> {
     pub(crate) pool: Pool<DB>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) notices: broadcast::Sender<Notice>,
-    /// Postgres: dropped with the last clone of the store, which stops the `LISTEN` task.
-    pub(crate) listener: Option<Arc<oneshot::Sender<()>>>,
+    /// Postgres: the `LISTEN` and `NOTIFY` tasks, stopped with the last clone of the store.
+    pub(crate) remote: Option<Arc<Remote>>,
 }
 
 impl<DB: Backend> Clone for SqlStore<DB> {
@@ -41,7 +41,7 @@ impl<DB: Backend> Clone for SqlStore<DB> {
             pool: self.pool.clone(),
             clock: self.clock.clone(),
             notices: self.notices.clone(),
-            listener: self.listener.clone(),
+            remote: self.remote.clone(),
         }
     }
 }
@@ -51,13 +51,13 @@ impl<DB: Backend> SqlStore<DB> {
         pool: Pool<DB>,
         clock: Arc<dyn Clock>,
         notices: Option<broadcast::Sender<Notice>>,
-        listener: Option<Arc<oneshot::Sender<()>>>,
+        remote: Option<Arc<Remote>>,
     ) -> Self {
         SqlStore {
             pool,
             clock,
             notices: notices.unwrap_or_else(|| broadcast::channel(CAPACITY).0),
-            listener,
+            remote,
         }
     }
 
@@ -77,9 +77,15 @@ impl<DB: Backend> SqlStore<DB> {
         DB::BACKEND
     }
 
+    /// After a commit: wake this process's receivers, and on Postgres the other processes'
+    /// (through the `NOTIFY` task, never inside the write: see [`Remote`]).
     fn notify(&self, server_id: ServerId, origin: Origin) {
+        let notice = Notice { server_id, origin };
         // No receiver is fine: notices are hints.
-        let _ = self.notices.send(Notice { server_id, origin });
+        let _ = self.notices.send(notice);
+        if let Some(remote) = &self.remote {
+            remote.publish(notice);
+        }
     }
 }
 
@@ -181,21 +187,8 @@ where
         c: &mut DB::Connection,
         s: &mut Server,
         kind: ChangeKind,
-        origin: Origin,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        if let Some(sql) = DB::NOTIFY {
-            let payload = Notice {
-                server_id: s.id,
-                origin,
-            }
-            .to_payload();
-            sqlx::query::<DB>(sql)
-                .bind(PG_CHANNEL)
-                .bind(payload.as_str())
-                .execute(&mut *c)
-                .await?;
-        }
         let seq: i64 = sqlx::query_scalar::<DB, i64>(INSERT_CHANGE)
             .bind(s.id.0)
             .bind(change_kind_str(kind))
@@ -414,7 +407,7 @@ where
         if let Some(op) = &op {
             Self::insert_operation(&mut tx, op).await?;
         }
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, origin);
@@ -451,7 +444,7 @@ where
         server.generation += 1;
         let op = new_operation(id, server.generation, OperationKind::Update, now);
         Self::insert_operation(&mut tx, &op).await?;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, Origin::User);
@@ -611,7 +604,7 @@ where
             }
         }
         let mut server = new_server(id, &new.customer_id, new.spec, now);
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, INSERT_SERVER, &server).await?;
         Self::insert_operation(&mut tx, &op).await?;
         tx.commit().await?;
@@ -727,7 +720,7 @@ where
         server.deletion_requested_at.get_or_insert(now);
         let op = new_operation(id, server.generation, OperationKind::Delete, now);
         Self::insert_operation(&mut tx, &op).await?;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, Origin::User);
@@ -744,7 +737,7 @@ where
             return leave(tx, Err(e)).await;
         }
         let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Delete, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Delete, now).await?;
         sqlx::query::<DB>(INSERT_ARCHIVE)
             .bind(id.0)
             .bind(server.customer_id.as_str())
@@ -807,7 +800,7 @@ where
         };
         server.reserved_vmid = Some(vmid);
         let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, origin);
@@ -826,7 +819,7 @@ where
         };
         server.reserved_vmid = None;
         let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
         self.notify(id, origin);
@@ -988,7 +981,11 @@ where
         // those seen at the first read are final; later arrivals do not extend the wait.
         let (mut tries, mut wanted) = (0, None);
         let rows = loop {
-            let mut rows = sqlx::query_as::<DB, ChangeRow>(DB::CHANGES_SINCE)
+            let sql = match tries < QUICK_TRIES {
+                true => DB::CHANGES_SINCE_QUICK,
+                false => DB::CHANGES_SINCE,
+            };
+            let mut rows = sqlx::query_as::<DB, ChangeRow>(sql)
                 .bind(after)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *conn)
@@ -1021,7 +1018,11 @@ where
         let mut conn = self.pool.acquire().await?;
         let mut tries = 0;
         loop {
-            let (latest, held): (i64, bool) = sqlx::query_as::<DB, (i64, bool)>(DB::LATEST_SEQ)
+            let sql = match tries < QUICK_TRIES {
+                true => DB::LATEST_SEQ_QUICK,
+                false => DB::LATEST_SEQ,
+            };
+            let (latest, held): (i64, bool) = sqlx::query_as::<DB, (i64, bool)>(sql)
                 .fetch_one(&mut *conn)
                 .await?;
             tries += 1;
@@ -1071,6 +1072,22 @@ where
             }
             Prune::Operations { keep_for } => {
                 let done = sqlx::query::<DB>(PRUNE_OPERATIONS)
+                    .bind(cutoff(keep_for))
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await?;
+                DB::rows_affected(&done)
+            }
+            Prune::EventsOfDeleted { keep_for } => {
+                let done = sqlx::query::<DB>(PRUNE_EVENTS_OF_DELETED)
+                    .bind(cutoff(keep_for))
+                    .bind(batch)
+                    .execute(&mut *tx)
+                    .await?;
+                DB::rows_affected(&done)
+            }
+            Prune::OperationsOfDeleted { keep_for } => {
+                let done = sqlx::query::<DB>(PRUNE_OPERATIONS_OF_DELETED)
                     .bind(cutoff(keep_for))
                     .bind(batch)
                     .execute(&mut *tx)
@@ -1402,7 +1419,7 @@ where
             if retry {
                 server.retry_requested_at = Some(now);
             }
-            Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, Origin::User, now).await?;
+            Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
             Self::save(&mut tx, UPDATE_SERVER, &server).await?;
             sqlx::query::<DB>(UPSERT_EVENT)
                 .bind(id.0)

@@ -328,7 +328,8 @@ async fn run_one(a: &Args, backend: &str, store: &AnyStore) -> anyhow::Result<Ta
             ms(p50),
         );
         match target {
-            Some(t) if backend == "sqlite" => tb.target(
+            // The same targets on both stores (issue 23: PostgreSQL too).
+            Some(t) => tb.target(
                 &format!("{key}_p99_s"),
                 &format!("{name} p99"),
                 p99,
@@ -336,7 +337,7 @@ async fn run_one(a: &Args, backend: &str, store: &AnyStore) -> anyhow::Result<Ta
                 &format!("<= {:.0} ms", t * 1000.0),
                 p99 <= t,
             ),
-            _ => tb.add(
+            None => tb.add(
                 &format!("{key}_p99_s"),
                 &format!("{name} p99"),
                 p99,
