@@ -118,6 +118,7 @@ pub(crate) fn all_good() -> Observed {
         slp: Some(Ok(true)),
         clone_slot: None,
         agent_detail: None,
+        ..Observed::default()
     }
 }
 

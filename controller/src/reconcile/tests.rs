@@ -430,6 +430,7 @@ async fn ready_game(ctx: &Context<Fakes>) -> Server {
         slp: Some(Ok(true)),
         clone_slot: None,
         agent_detail: None,
+        ..Observed::default()
     };
     let mut status = s.status.clone();
     ctx.identity(&mut status, &d);
