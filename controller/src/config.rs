@@ -157,10 +157,6 @@ pub struct ControllerSection {
     /// grows with the time since an address became plausible, up to this).
     #[serde(with = "humantime_serde")]
     pub ip_poll_max: Duration,
-    /// How far `status` in `cluster/resources` may lag behind the container (PVE's pvestatd
-    /// broadcasts it every 10 s); `lock` and `tags` there are read from the config, fresh.
-    #[serde(with = "humantime_serde")]
-    pub resources_status_lag: Duration,
     /// Deadlines that turn a wait into a visible failure.
     #[serde(with = "humantime_serde")]
     pub clone_deadline: Duration,
@@ -217,8 +213,6 @@ impl Default for ControllerSection {
             // An address later than that is rare: a slow poll is enough, and bounded by
             // `ip_deadline` anyway.
             ip_poll_max: Duration::from_secs(15),
-            // pvestatd broadcasts guest status every 10 s (docs/proxmox-api.md).
-            resources_status_lag: Duration::from_secs(10),
             // bpg allows 30 min for a full clone of a large template.
             clone_deadline: Duration::from_secs(30 * 60),
             start_deadline: Duration::from_secs(120),
@@ -268,7 +262,6 @@ impl ControllerSection {
             lock_retry,
             dhcp_expected,
             ip_poll_max,
-            resources_status_lag,
             clone_deadline,
             start_deadline,
             ip_deadline,
@@ -298,8 +291,6 @@ impl ControllerSection {
             lock_retry: s(lock_retry),
             dhcp_expected: s(dhcp_expected),
             ip_poll_max: s(ip_poll_max),
-            // The simulator scales its own lag alike.
-            resources_status_lag: s(resources_status_lag),
             clone_deadline: deadline(clone_deadline),
             start_deadline: deadline(start_deadline),
             ip_deadline: deadline(ip_deadline),
@@ -327,9 +318,9 @@ impl ControllerSection {
         self.template_hold_ttl().min(self.slot_holder_ttl()) / 3
     }
 
-    /// How long one `cluster/resources` listing answers for every server in flux (lock, tags,
-    /// presence, and power once past `resources_status_lag`): one wait poll, so a fleet of
-    /// waiting servers costs one listing per poll instead of two reads per server.
+    /// How long one node's container listing answers for every server in flux there
+    /// (presence, lock, tags, power): one wait poll, so a fleet of waiting servers costs one
+    /// listing per node per poll instead of two reads per server.
     pub fn fleet_listing_max_age(&self) -> Duration {
         self.wait_poll
     }
@@ -1165,12 +1156,6 @@ mod tests {
                 |c| c.ip_poll_max.as_nanos(),
                 true,
                 "simulated addresses come sooner",
-            ),
-            (
-                "resources_status_lag",
-                |c| c.resources_status_lag.as_nanos(),
-                true,
-                "the simulator scales its lag alike",
             ),
             (
                 "clone_deadline",

@@ -385,7 +385,7 @@ fn last_change(status: &model::ServerStatus) -> Option<chrono::DateTime<chrono::
 
 /// Fill `layer` of a server in flux without a read of its own, where a wait is all that can
 /// come of it: a task not due yet, the address before it is plausible, lock/tags/presence and
-/// power from the shared fleet listing. `false`: read it. What this fills is tentative
+/// power from the node's shared container listing. `false`: read it. What this fills is tentative
 /// (`Observed::tentative`): the reconcile confirms it with a read of its own before it acts on
 /// anything but a wait.
 async fn presume<S: Stack>(
@@ -433,8 +433,22 @@ async fn presume<S: Stack>(
             let Some(since) = last_change(cx.status) else {
                 return false;
             };
+            // The listing has no config: it stands in only once a read of its own found the
+            // container built as this generation of the spec asks (ContainerCreated True for
+            // it); a spec change is read, so it is applied.
+            let built = cx
+                .status
+                .condition(model::ConditionType::ContainerCreated)
+                .is_some_and(|c| {
+                    c.status == model::ConditionStatus::True
+                        && c.observed_generation == d.generation
+                });
+            if !built {
+                return false;
+            }
             let vmid = d.vmid.unwrap_or_default();
-            let Some(listing) = fleet.get(&cx.backends.pve, since, cx.now).await else {
+            let node = d.node().unwrap_or_default();
+            let Some(listing) = fleet.get(&cx.backends.pve, node, since, cx.now).await else {
                 return false;
             };
             // Only a container carrying our tag: an untagged or absent one is read on its own
@@ -450,21 +464,12 @@ async fn presume<S: Stack>(
                 o.container = Some(Ok(Some(listed_container(e, d))));
                 return true;
             }
-            // PVE quirk: `status` in cluster/resources lags the container by up to
-            // pvestatd's 10 s broadcast (`lock` and `tags` are read from the config, fresh).
-            // So it counts only in a listing taken that long after the server last changed;
-            // before, the power its status recorded (from a read or our start's end) stands.
-            let lag =
-                chrono::Duration::from_std(cx.timing.resources_status_lag).unwrap_or_default();
-            let power = if e.status_known && listing.taken_at >= since + lag {
-                Some(e.running)
-            } else {
-                cx.status
-                    .condition(model::ConditionType::ContainerRunning)
-                    .filter(|c| c.status != model::ConditionStatus::Unknown)
-                    .map(|c| c.status == model::ConditionStatus::True)
-            };
-            let Some(running) = power else { return false };
+            // The node's list reads the state live (not `cluster/resources`: its status
+            // lags, see `FleetListings`).
+            if !e.status_known {
+                return false;
+            }
+            let running = e.running;
             o.power = Some(Ok(if running {
                 PowerObs::Running
             } else {

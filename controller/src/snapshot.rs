@@ -77,44 +77,55 @@ impl CtEntry {
     }
 }
 
-/// One `cluster/resources` listing, as taken for the servers in flux.
+/// One node's container listing (`GET /nodes/{node}/lxc`), as taken for the servers in flux.
 #[derive(Debug)]
-pub struct FleetListing {
-    /// The store clock when it was asked for: it shows the cluster as it was at this time or
+pub struct NodeListing {
+    /// The store clock when it was asked for: it shows the node as it was at this time or
     /// later.
     pub taken_at: DateTime<Utc>,
     pub containers: HashMap<u32, CtEntry>,
 }
 
-/// The latest fleet listing taken for servers in flux, shared by all of them: while servers
-/// wait (for an address, the Agent, the game) one listing per `max_age` answers lock, tags and
-/// presence for all of them, instead of a config and a status read per server per poll.
+/// The latest container listing per node, shared by every server in flux there: while servers
+/// wait (for an address, the Agent, the game) one listing per node per `max_age` answers
+/// presence, lock, tags and power for all of them, instead of a config and a status read per
+/// server per poll. It is the node's list, not `cluster/resources`: PVE quirk, `status` (and
+/// `name`) in `cluster/resources` come from pvestatd's broadcast and lag the container by up
+/// to 10 s (a just-created CT shows `unknown`), while the node's list reads each container's
+/// state live; `lock` and `tags` come from the config in both.
+///
 /// A listing only ever makes a server wait: anything else is confirmed by a read of its own
-/// before it is acted on (`reconcile`, `Observed::confirm`).
+/// before it is acted on (`Observed::confirm`).
 #[derive(Debug)]
 pub struct FleetListings {
     max_age: std::time::Duration,
-    latest: tokio::sync::Mutex<Option<Arc<FleetListing>>>,
+    nodes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<NodeListing>>>>>>,
 }
 
 impl FleetListings {
     pub fn new(max_age: std::time::Duration) -> Self {
         FleetListings {
             max_age,
-            latest: tokio::sync::Mutex::new(None),
+            nodes: Default::default(),
         }
     }
 
-    /// A listing taken at or after `not_before` (when the server last changed, as far as its
-    /// status knows) and younger than `max_age` at `now`, taking one if needed; `None` when
-    /// Proxmox could not list (the server is then read on its own).
+    /// A listing of `node` taken at or after `not_before` (when the server last changed, as
+    /// far as its status knows) and younger than `max_age` at `now`, taking one if needed
+    /// (the others asking meanwhile wait for its answer); `None` when Proxmox could not list
+    /// (the server is then read on its own).
     pub async fn get<P: Proxmox>(
         &self,
         pve: &P,
+        node: &str,
         not_before: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Option<Arc<FleetListing>> {
-        let mut latest = self.latest.lock().await;
+    ) -> Option<Arc<NodeListing>> {
+        let slot = {
+            let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+            nodes.entry(node.to_string()).or_default().clone()
+        };
+        let mut latest = slot.lock().await;
         if let Some(l) = latest.as_ref()
             && l.taken_at >= not_before
             && now >= l.taken_at
@@ -122,9 +133,9 @@ impl FleetListings {
         {
             return Some(l.clone());
         }
-        match pve.cluster_resources().await {
+        match pve.node_cts(node).await {
             Ok(list) => {
-                let l = Arc::new(FleetListing {
+                let l = Arc::new(NodeListing {
                     taken_at: now,
                     containers: CtEntry::index(list),
                 });
@@ -132,7 +143,7 @@ impl FleetListings {
                 Some(l)
             }
             Err(e) => {
-                tracing::debug!(error = %e, "fleet listing failed; reading per server");
+                tracing::debug!(node, error = %e, "node listing failed; reading per server");
                 *latest = None;
                 None
             }

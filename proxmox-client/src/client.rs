@@ -360,6 +360,19 @@ impl Proxmox for PveClient {
             .collect())
     }
 
+    async fn node_cts(&self, node: &str) -> Result<Vec<ClusterResource>, PveError> {
+        let r = request::build_ct_list(node);
+        let list: Vec<MaybeResource> = self
+            .send_as(&r)
+            .await?
+            .ok_or_else(|| decode(r.endpoint, "expected an array"))?;
+        // Quirk: the node's list carries neither `node` nor always `type`: both are implied.
+        Ok(list
+            .into_iter()
+            .filter_map(|m| m.0?.into_node_ct(node))
+            .collect())
+    }
+
     async fn next_id(&self) -> Result<u32, PveError> {
         let r = request::build_next_id();
         let v = self.send(&r).await?;
