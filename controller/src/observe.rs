@@ -73,6 +73,9 @@ pub struct ObserveCtx<'a, S: Stack> {
     /// read on its own (a deletion, a confirmation before acting, right after a task ended
     /// or a change of ours).
     pub fleet: Option<&'a crate::snapshot::FleetListings>,
+    /// Whether anything may be presumed at all (`presume`): not while confirming what a
+    /// decision was made on, nor in a teardown.
+    pub presume: bool,
     pub status: &'a model::ServerStatus,
     pub timing: &'a crate::config::ControllerSection,
     pub now: chrono::DateTime<chrono::Utc>,
@@ -394,7 +397,9 @@ async fn presume<S: Stack>(
     o: &mut Observed,
     cx: &ObserveCtx<'_, S>,
 ) -> bool {
-    let Some(fleet) = cx.fleet else { return false };
+    if !cx.presume {
+        return false;
+    }
     match layer {
         Layer::Task => {
             // Not due yet: presumed running until about when one like it ended last time
@@ -430,6 +435,7 @@ async fn presume<S: Stack>(
             }
         }
         Layer::Container | Layer::Power => {
+            let Some(fleet) = cx.fleet else { return false };
             let Some(since) = last_change(cx.status) else {
                 return false;
             };

@@ -230,7 +230,7 @@ pub enum Layer {
 
 impl Layer {
     /// Every layer but the in-flight task and the clone slot: what a change to the container
-    /// may have changed.
+    /// may have changed (the container first: `WORLD[1..]` is what lies behind it).
     pub const WORLD: [Layer; 7] = [
         Layer::Container,
         Layer::Power,

@@ -100,11 +100,11 @@ pub(super) fn touched(m: &Mutation) -> &'static [Layer] {
         // The container observation is updated with what was written (`configure`); a new
         // bridge may bring a new address, and everything behind it.
         Mutation::Configure(c) if c.bridge.is_none() => &[],
+        Mutation::Configure(_) => &Layer::WORLD[1..],
         Mutation::PublishDns | Mutation::RemoveDns => &[Layer::Dns],
         Mutation::RegisterProxy | Mutation::Unregister => &[Layer::Proxy],
         Mutation::Clone
         | Mutation::DestroyFailedClone
-        | Mutation::Configure(_)
         | Mutation::ResizeDisk { .. }
         | Mutation::Start
         | Mutation::Shutdown
@@ -163,12 +163,27 @@ impl<S: Stack> Run<'_, S> {
     /// (docs/reconcile-contract.md, rule 3).
     fn started(&mut self, upid: Upid, action: TaskKind) -> Acted {
         self.ctx.task_listings.task_started(&upid.node);
+        let timing = self.ctx.timing();
+        let like = crate::task_listing::TaskKey {
+            node: &upid.node,
+            kind: action,
+            template: self.desired.template_vmid(),
+        };
+        // First looked at when due: about when one like it ended last time.
+        let first_look = self
+            .ctx
+            .durations
+            .expected(like)
+            .map_or(timing.task_poll, |d| {
+                d.saturating_sub(timing.task_poll / 2)
+                    .clamp(timing.task_poll, timing.task_recheck_max())
+            });
         self.status.in_flight_task = Some(InFlightTask {
             upid: upid.to_string(),
             action,
             started_at: self.now,
         });
-        Acted::Poll(self.ctx.timing().task_poll)
+        Acted::Poll(first_look)
     }
 
     /// One more failed attempt of `step`, recorded as the last error.

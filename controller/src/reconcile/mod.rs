@@ -215,13 +215,14 @@ impl<S: Stack> Context<S> {
         status: &'a ServerStatus,
         names: &'a (String, String),
         source: Source,
-        direct: bool,
+        (direct, confirming): (bool, bool),
     ) -> ObserveCtx<'a, S> {
         ObserveCtx {
             backends: &self.backends,
             task_listings: &self.task_listings,
             durations: &self.durations,
             fleet: (!direct).then_some(&self.fleet),
+            presume: !confirming,
             status,
             timing: self.timing(),
             now: self.clock.now(),
@@ -261,7 +262,14 @@ impl<S: Stack> Context<S> {
         self.identity(&mut status, &desired);
         let names = self.names(&desired);
         let source = Source::SnapshotAssumingHealthy;
-        let ocx = self.observe_ctx(snapshot, &desired, &server.status, &names, source, true);
+        let ocx = self.observe_ctx(
+            snapshot,
+            &desired,
+            &server.status,
+            &names,
+            source,
+            (true, true),
+        );
         let mut obs = Observed::default();
         // Everything the snapshot can tell, up front (in the order `decide` asks, as the proxy
         // check reads the IP). A layer it could not fill now, it cannot fill later either, so
@@ -336,6 +344,8 @@ pub(crate) struct Run<'c, S: Stack> {
     /// after a task ended or a Proxmox change of ours): no listing speaks for this server any
     /// more in this reconcile.
     direct: bool,
+    /// Nothing is presumed from here on (a deletion, a confirmation before acting).
+    confirming: bool,
 }
 
 /// Reconcile `id`. `fence` is the lease held for it (`None` on SQLite: one controller).
@@ -366,6 +376,7 @@ pub async fn reconcile<S: Stack>(
             // those layers on their own and decide again (docs/reconcile-contract.md, rule 4).
             run.obs.confirm();
             run.direct = true;
+            run.confirming = true;
             continue;
         }
         run.record_round(&conditions, &action).await;
@@ -432,6 +443,7 @@ impl<'c, S: Stack> Run<'c, S> {
             fence,
             archived: false,
             direct: deleting,
+            confirming: deleting,
         }
     }
 
@@ -597,7 +609,7 @@ impl<'c, S: Stack> Run<'c, S> {
                     &self.status,
                     &names,
                     source,
-                    self.direct,
+                    (self.direct, self.confirming),
                 );
                 observe::fill(layer, &self.desired, &mut self.obs, &ocx).await;
                 if let Some(agent) = self.obs.agent_detail.take() {
