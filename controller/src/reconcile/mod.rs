@@ -622,13 +622,14 @@ impl<'c, S: Stack> Run<'c, S> {
                 if ended.as_ref().is_some_and(|t| t.action == TaskKind::Clone) {
                     self.release_template().await;
                 }
-                // The task changed the container after any listing there is: read directly.
                 self.obs = Observed::default();
-                self.direct = true;
                 // Its own success says how the container's power is now (a status read
-                // moments ago), so that is not read again.
-                if let Some(power) = ended.and_then(|t| act::power_after(t.action)) {
-                    self.obs.power = Some(Ok(power));
+                // moments ago), so that is not read again. A task that changed anything else
+                // (its config, its disk, whether it exists) did so after any listing there
+                // is: that is read directly.
+                match ended.and_then(|t| act::power_after(t.action)) {
+                    Some(power) => self.obs.power = Some(Ok(power)),
+                    None => self.direct = true,
                 }
                 return Ok(ControlFlow::Continue(()));
             }

@@ -1022,15 +1022,19 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     let (next, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls,
-        [M::NodeTasks, M::TaskStatus, M::CtConfig],
-        "the start's end says it runs; no address is asked for yet"
+        [M::NodeTasks, M::TaskStatus, M::NodeCts],
+        "the start's end says it runs, the node's list the rest; no address asked for yet"
     );
     assert_eq!(next, Requeue::After(t.dhcp_expected), "the IP schedule");
 
     // A look meanwhile (a resync): the node's list answers, the address is not due.
     advance(t.dhcp_expected / 2);
     let (next, calls) = calls_of_once(&ctx, id).await;
-    assert_eq!(calls, [M::NodeCts], "a wait costs one shared listing");
+    assert_eq!(
+        calls,
+        [],
+        "the listing taken at the start's end still answers"
+    );
     assert_eq!(next, Requeue::After(t.dhcp_expected / 2));
 
     // Due, and late: read, then looked at again later the later it is.
