@@ -656,7 +656,9 @@ impl<'c, S: Stack> Run<'c, S> {
                     (&self.status.in_flight_task, self.desired.template_vmid())
                     && t.action == TaskKind::Clone
                 {
-                    // Keep the fleet-wide hold on the template while the clone runs.
+                    // Keep the holds on the template while the clone runs: this process's and
+                    // the fleet-wide one.
+                    self.ctx.slots.renew(tpl, id);
                     self.ctx.hold_template(tpl, id).await;
                 }
                 // Not before the task is due (what one like it took), else the next poll.
