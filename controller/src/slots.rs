@@ -182,7 +182,10 @@ mod tests {
         assert!(s.holds(a) && !s.holds(b));
         tokio::time::advance(Duration::from_secs(11)).await;
         s.renew(900, b);
-        assert!(s.try_acquire(900, b), "a stopped renewing: b, first in line, takes it");
+        assert!(
+            s.try_acquire(900, b),
+            "a stopped renewing: b, first in line, takes it"
+        );
     }
 
     #[tokio::test(start_paused = true)]

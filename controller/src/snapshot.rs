@@ -99,8 +99,11 @@ pub struct NodeListing {
 #[derive(Debug)]
 pub struct FleetListings {
     max_age: std::time::Duration,
-    nodes: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<NodeListing>>>>>>,
+    nodes: std::sync::Mutex<HashMap<String, Arc<NodeSlot>>>,
 }
+
+/// One node's latest listing; held while it is being replaced, so one call serves everyone.
+type NodeSlot = tokio::sync::Mutex<Option<Arc<NodeListing>>>;
 
 impl FleetListings {
     pub fn new(max_age: std::time::Duration) -> Self {

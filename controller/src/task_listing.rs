@@ -119,8 +119,11 @@ impl TaskListings {
 /// still counts from its start.
 #[derive(Debug, Default)]
 pub struct TaskDurations {
-    learned: Mutex<HashMap<(String, model::TaskKind, Option<u32>), Duration>>,
+    learned: Mutex<HashMap<LearnedKey, Duration>>,
 }
+
+/// (node, kind, template) of a [`TaskKey`], owned.
+type LearnedKey = (String, model::TaskKind, Option<u32>);
 
 /// Which tasks are alike: same node, same kind, same template.
 #[derive(Debug, Clone, Copy)]
