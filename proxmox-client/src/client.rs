@@ -30,7 +30,7 @@ pub struct PveConfig {
     pub connect_timeout: Duration,
     /// Whole-request timeout. pveproxy's own proxy hop gives up after 30 s (596).
     pub request_timeout: Duration,
-    /// Outgoing requests per second per node (burst of the same size).
+    /// Outgoing requests per second per node, spaced evenly (a burst of one).
     pub rate_per_node_per_sec: u32,
 }
 
@@ -145,7 +145,12 @@ impl PveClient {
                 http,
                 base,
                 auth,
-                limiter: RateLimiter::keyed(Quota::per_second(rate)),
+                // A burst of one: requests spaced 1/rate apart, so no one-second window sees
+                // more than the rate (a burst of `rate` would let twice the rate through in
+                // the second it is spent).
+                limiter: RateLimiter::keyed(
+                    Quota::per_second(rate).allow_burst(NonZeroU32::MIN),
+                ),
             }),
         })
     }

@@ -102,11 +102,14 @@ fn agent_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     }
 }
 
-/// During a recorded template wait the clone slot is asked for first, so a queue of waiters
-/// costs the cluster nothing. Only a shortcut: the container is still observed before any
-/// clone.
+/// During a recorded template wait, and before there is any record of the container (a new
+/// server), the clone slot is asked for first, so a queue of waiters costs the cluster nothing
+/// until its turn (a new server's container is read once, when it may clone). Only a shortcut:
+/// the container is still observed before any clone.
 fn template_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
-    if cx.status.progress.template_wait.is_none() || d.template.is_none() {
+    let s = cx.status;
+    let unrecorded = s.condition(C::ContainerCreated).is_none() && s.progress.owned_vmid.is_none();
+    if (s.progress.template_wait.is_none() && !unrecorded) || d.template.is_none() {
         return Continue(());
     }
     template(d, o, b)?;

@@ -77,16 +77,18 @@ pub(super) fn needs_confirmation(action: &Action) -> bool {
     match action {
         Action::Mutate(m) => touches_proxmox(m),
         Action::Control(c) => match c {
-            // A terminal failure (a deadline passed), a VMID given up, a task's failure.
+            // A terminal failure (a deadline passed), a VMID given up, a task's failure; and
+            // an outage, which a stale input may explain (an Agent asked at an address the
+            // container no longer has): each is taken only on reads of their own.
             Control::Fail { .. }
             | Control::ReserveVmid { replace: true }
-            | Control::TaskFailed { .. } => true,
+            | Control::TaskFailed { .. }
+            | Control::Degraded { .. } => true,
             Control::Observe(_)
             | Control::ReserveVmid { replace: false }
             | Control::AwaitTask
             | Control::ClearTask
             | Control::Wait { .. }
-            | Control::Degraded { .. }
             | Control::Ready
             | Control::Archive => false,
         },
