@@ -148,9 +148,7 @@ impl PveClient {
                 // A burst of one: requests spaced 1/rate apart, so no one-second window sees
                 // more than the rate (a burst of `rate` would let twice the rate through in
                 // the second it is spent).
-                limiter: RateLimiter::keyed(
-                    Quota::per_second(rate).allow_burst(NonZeroU32::MIN),
-                ),
+                limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
             }),
         })
     }

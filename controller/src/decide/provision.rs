@@ -108,7 +108,9 @@ fn agent_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
 /// the container is still observed before any clone.
 fn template_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     let s = cx.status;
-    let unrecorded = s.condition(C::ContainerCreated).is_none() && s.progress.owned_vmid.is_none();
+    // Nothing recorded but the reservation: a new server.
+    let unrecorded =
+        s.progress.owned_vmid.is_none() && s.conditions.iter().all(|c| c.type_ == C::VmidAllocated);
     if (s.progress.template_wait.is_none() && !unrecorded) || d.template.is_none() {
         return Continue(());
     }

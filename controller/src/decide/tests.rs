@@ -246,9 +246,32 @@ fn provisioning_table() {
             cond: cond(C::VmidAllocated, false, r::NOT_RESERVED, "reserving a VMID"),
         },
         Case {
+            reason: "a new server (no record of a container) asks for its clone slot before \
+                     reading anything: a queue of new servers costs Proxmox nothing",
+            desired: none,
+            observed: |o| {
+                o.container = None;
+                o.clone_slot = None;
+            },
+            status: no_status,
+            want: ctl(Control::Observe(Layer::CloneSlot)),
+            cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),
+        },
+        Case {
             reason: "the container is observed before anything is done to it",
             desired: none,
             observed: |o| o.container = None,
+            status: |s| s.progress.owned_vmid = Some(5001),
+            want: ctl(Control::Observe(Layer::Container)),
+            cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),
+        },
+        Case {
+            reason: "slot in hand, the new server's container is read before it is cloned",
+            desired: none,
+            observed: |o| {
+                o.container = None;
+                o.clone_slot = Some(true);
+            },
             status: no_status,
             want: ctl(Control::Observe(Layer::Container)),
             cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),

@@ -205,7 +205,23 @@ pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
             break s;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("only {ready} of {} servers Ready before the deadline", a.n);
+            // What the others wait for: the step and reason of their first False condition.
+            let mut waiting: std::collections::BTreeMap<String, usize> = Default::default();
+            for s in s.iter().filter(|s| s.phase().0 != Phase::Ready) {
+                let why = s
+                    .status
+                    .conditions
+                    .iter()
+                    .find(|c| c.status != model::ConditionStatus::True)
+                    .map_or("no condition".into(), |c| {
+                        format!("{:?} {}", c.type_, c.reason)
+                    });
+                *waiting.entry(why).or_default() += 1;
+            }
+            anyhow::bail!(
+                "only {ready} of {} servers Ready before the deadline; the others: {waiting:?}",
+                a.n
+            );
         }
     };
     let cpu = Cpu::now().since(&cpu0);
