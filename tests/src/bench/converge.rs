@@ -116,15 +116,19 @@ impl RateSampler {
         let task = tokio::spawn(async move {
             // One simulated second, but no finer than 20 ms real (a sleep's resolution).
             let window = Duration::from_secs_f64((1.0 / scale).max(0.02));
-            let per_window_sim = window.as_secs_f64() * scale;
             let mut last = pve.requests_total();
+            let mut last_at = Instant::now();
             loop {
                 tokio::select! {
                     _ = s.cancelled() => return,
                     _ = tokio::time::sleep(window) => {}
                 }
                 let now = pve.requests_total();
-                let rate = (now - last) as f64 / per_window_sim / nodes.max(1) as f64;
+                // Over the time that really passed: on a loaded machine a sleep overshoots,
+                // and dividing by the nominal window would inflate the rate.
+                let elapsed_sim = last_at.elapsed().as_secs_f64().max(window.as_secs_f64()) * scale;
+                last_at = Instant::now();
+                let rate = (now - last) as f64 / elapsed_sim / nodes.max(1) as f64;
                 last = now;
                 let mut p = p.lock().unwrap();
                 *p = p.max(rate);
