@@ -149,6 +149,14 @@ pub struct ControllerSection {
     /// A template locked by another clone is retried after this (when the slot is not ours).
     #[serde(with = "humantime_serde")]
     pub lock_retry: Duration,
+    /// How long after its start a container's DHCP client is expected to hold an address: the
+    /// first `interfaces` read is made then, not right after the start.
+    #[serde(with = "humantime_serde")]
+    pub dhcp_expected: Duration,
+    /// The longest pause between two `interfaces` reads while an address is late (the pause
+    /// grows with the time since an address became plausible, up to this).
+    #[serde(with = "humantime_serde")]
+    pub ip_poll_max: Duration,
     /// Deadlines that turn a wait into a visible failure.
     #[serde(with = "humantime_serde")]
     pub clone_deadline: Duration,
@@ -203,6 +211,12 @@ impl Default for ControllerSection {
             task_poll: Duration::from_secs(1),
             wait_poll: Duration::from_secs(3),
             lock_retry: Duration::from_secs(5),
+            // A LAN DHCP server answers in well under a second; the container's init needs a
+            // few seconds to bring eth0 up (the old system's first IP check came 3 s in).
+            dhcp_expected: Duration::from_secs(5),
+            // An address later than that is rare: a slow poll is enough, and bounded by
+            // `ip_deadline` anyway.
+            ip_poll_max: Duration::from_secs(15),
             // bpg allows 30 min for a full clone of a large template.
             clone_deadline: Duration::from_secs(30 * 60),
             start_deadline: Duration::from_secs(120),
@@ -254,6 +268,8 @@ impl ControllerSection {
             task_poll,
             wait_poll,
             lock_retry,
+            dhcp_expected,
+            ip_poll_max,
             clone_deadline,
             start_deadline,
             ip_deadline,
@@ -282,6 +298,8 @@ impl ControllerSection {
             task_poll: s(task_poll),
             wait_poll: s(wait_poll),
             lock_retry: s(lock_retry),
+            dhcp_expected: s(dhcp_expected),
+            ip_poll_max: s(ip_poll_max),
             clone_deadline: deadline(clone_deadline),
             start_deadline: deadline(start_deadline),
             ip_deadline: deadline(ip_deadline),
@@ -303,6 +321,19 @@ impl ControllerSection {
     /// read of its own would see it, for about two listings per poll per node.
     pub fn task_listing_max_age(&self) -> Duration {
         self.task_poll / 2
+    }
+
+    /// The longest a task presumed running (not due by what one like it took) goes without a
+    /// look: a third of the shortest hold on a template, so a long clone keeps renewing it.
+    pub fn task_recheck_max(&self) -> Duration {
+        self.template_hold_ttl().min(self.slot_holder_ttl()) / 3
+    }
+
+    /// How long one node's container listing answers for every server in flux there
+    /// (presence, lock, tags, power): one wait poll, so a fleet of waiting servers costs one
+    /// listing per node per poll instead of two reads per server.
+    pub fn fleet_listing_max_age(&self) -> Duration {
+        self.wait_poll
     }
 
     /// `/readyz` of the controller's listener fails once the last resync round (swept, or
@@ -1188,6 +1219,18 @@ mod tests {
                 |c| c.lock_retry.as_nanos(),
                 true,
                 "clones release sooner",
+            ),
+            (
+                "dhcp_expected",
+                |c| c.dhcp_expected.as_nanos(),
+                true,
+                "simulated addresses come sooner",
+            ),
+            (
+                "ip_poll_max",
+                |c| c.ip_poll_max.as_nanos(),
+                true,
+                "simulated addresses come sooner",
             ),
             (
                 "clone_deadline",

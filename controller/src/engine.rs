@@ -284,7 +284,13 @@ impl<S: Stack> Controller<S> {
             let _ = store.release_lease(id, &self.replica_id, f).await;
         }
         for w in self.ctx.take_woken() {
+            // The next in line for a freed template: ahead of the resync's sweep.
+            self.queue.prioritize(w);
             self.queue.add(w);
+        }
+        if self.ctx.slots.holds(id) {
+            // Its clone's end frees the template for the next waiter: looked at on time.
+            self.queue.prioritize(id);
         }
         let label = match &result {
             Some(Ok(Requeue::Backoff)) => "backoff",

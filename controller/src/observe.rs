@@ -68,6 +68,16 @@ impl Source {
 pub struct ObserveCtx<'a, S: Stack> {
     pub backends: &'a Backends<S>,
     pub task_listings: &'a crate::task_listing::TaskListings,
+    pub durations: &'a crate::task_listing::TaskDurations,
+    /// The shared listing a server in flux may wait on (`presume`); `None`: every layer is
+    /// read on its own (a deletion, a confirmation before acting, right after a task ended
+    /// or a change of ours).
+    pub fleet: Option<&'a crate::snapshot::FleetListings>,
+    /// Whether anything may be presumed at all (`presume`): not while confirming what a
+    /// decision was made on, nor in a teardown.
+    pub presume: bool,
+    pub status: &'a model::ServerStatus,
+    pub timing: &'a crate::config::ControllerSection,
     pub now: chrono::DateTime<chrono::Utc>,
     pub snapshot: &'a Snapshot,
     pub source: Source,
@@ -184,6 +194,10 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
     if from_snapshot(layer, d, o, cx) {
         return;
     }
+    if cx.source == Source::Backends && presume(layer, d, o, cx).await {
+        o.mark_tentative(layer);
+        return;
+    }
     let pve = &cx.backends.pve;
     let node = d.node().unwrap_or_default();
     let vmid = d.vmid.unwrap_or_default();
@@ -201,16 +215,26 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                 // Running in the node's listing: a wait, without a call of its own. Anything
                 // else is read from the task itself before it is acted on.
                 Ok(u)
-                    if cx.task_listings.lookup(pve, &u.node, upid, cx.now).await
-                        == crate::task_listing::Listed::Running =>
+                    if !near_expected_end(d, cx)
+                        && cx.task_listings.lookup(pve, &u.node, upid, cx.now).await
+                            == crate::task_listing::Listed::Running =>
                 {
                     Ok(TaskObs::Running)
                 }
-                Ok(u) => pve_seen(pve.task_status(&u).await).map(|t| match t.exit {
-                    None => TaskObs::Running,
-                    Some(proxmox_client::TaskExit::Ok)
-                    | Some(proxmox_client::TaskExit::Warnings(_)) => TaskObs::Succeeded,
-                    Some(proxmox_client::TaskExit::Error(msg)) => TaskObs::Failed(msg),
+                Ok(u) => pve_seen(pve.task_status(&u).await).map(|t| {
+                    if t.exit.is_some()
+                        && let Some(key) = task_key(d, cx)
+                        && let Some(t) = cx.status.in_flight_task.as_ref()
+                    {
+                        let took = (cx.now - t.started_at).to_std().unwrap_or_default();
+                        cx.durations.learn(key, took);
+                    }
+                    match t.exit {
+                        None => TaskObs::Running,
+                        Some(proxmox_client::TaskExit::Ok)
+                        | Some(proxmox_client::TaskExit::Warnings(_)) => TaskObs::Succeeded,
+                        Some(proxmox_client::TaskExit::Error(msg)) => TaskObs::Failed(msg),
+                    }
                 }),
             });
         }
@@ -233,6 +257,11 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
             }));
         }
         Layer::Ip => {
+            if let Some(since) = address_plausible_since(cx) {
+                // Not there yet: look again later the longer it is late (the IP schedule).
+                let late = (cx.now - since).to_std().unwrap_or_default();
+                o.ip_recheck = Some(late.clamp(cx.timing.wait_poll, cx.timing.ip_poll_max));
+            }
             o.ip = Some(pve_seen(pve.ct_interfaces(node, vmid).await).map(|ifs| {
                 // `null` while stopped; match the clone's MAC when we know it.
                 let mac = o
@@ -301,6 +330,182 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
         }
         // Clone slots are bookkeeping of this process, observed by the reconcile itself.
         Layer::CloneSlot => {}
+    }
+}
+
+/// Which tasks the in-flight one is like (for its expected duration).
+fn task_key<'a, S: Stack>(
+    d: &'a Desired,
+    cx: &ObserveCtx<'a, S>,
+) -> Option<crate::task_listing::TaskKey<'a>> {
+    let t = cx.status.in_flight_task.as_ref()?;
+    Some(crate::task_listing::TaskKey {
+        node: d.node()?,
+        kind: t.action,
+        template: d.template_vmid(),
+    })
+}
+
+/// The in-flight task's age, and how long one like it took last time.
+fn task_age_and_expected<S: Stack>(
+    d: &Desired,
+    cx: &ObserveCtx<'_, S>,
+) -> Option<(Duration, Duration)> {
+    let expected = cx.durations.expected(task_key(d, cx)?)?;
+    let t = cx.status.in_flight_task.as_ref()?;
+    let age = (cx.now - t.started_at).to_std().unwrap_or_default();
+    Some((age, expected))
+}
+
+/// Around the end a task like it took last time, its own status is read directly: a node's
+/// listing would cost the same call and then the status read besides.
+fn near_expected_end<S: Stack>(d: &Desired, cx: &ObserveCtx<'_, S>) -> bool {
+    task_age_and_expected(d, cx).is_some_and(|(age, expected)| age < expected + cx.timing.task_poll)
+}
+
+/// Since when an address is plausible: the container was seen running (our start ended, or
+/// drift found it running) `dhcp_expected` ago. `None` when it is not known to run.
+fn address_plausible_since<S: Stack>(
+    cx: &ObserveCtx<'_, S>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let running = cx
+        .status
+        .condition(model::ConditionType::ContainerRunning)
+        .filter(|c| c.status == model::ConditionStatus::True)?;
+    let dhcp = chrono::Duration::from_std(cx.timing.dhcp_expected).ok()?;
+    Some(running.last_transition_time + dhcp)
+}
+
+/// When the server last changed as far as its status knows (its latest condition
+/// transition): a listing older than that cannot speak for it.
+fn last_change(status: &model::ServerStatus) -> Option<chrono::DateTime<chrono::Utc>> {
+    status
+        .conditions
+        .iter()
+        .map(|c| c.last_transition_time)
+        .max()
+}
+
+/// Fill `layer` of a server in flux without a read of its own, where a wait is all that can
+/// come of it: a task not due yet, the address before it is plausible, lock/tags/presence and
+/// power from the node's shared container listing. `false`: read it. What this fills is tentative
+/// (`Observed::tentative`): the reconcile confirms it with a read of its own before it acts on
+/// anything but a wait.
+async fn presume<S: Stack>(
+    layer: Layer,
+    d: &Desired,
+    o: &mut Observed,
+    cx: &ObserveCtx<'_, S>,
+) -> bool {
+    if !cx.presume {
+        return false;
+    }
+    match layer {
+        Layer::Task => {
+            // Not due yet: presumed running until about when one like it ended last time
+            // (looked at half a poll before, so an early end is not missed by much), renewed
+            // at least every `task_recheck_max` (the template holds want renewing).
+            let Some((age, expected)) = task_age_and_expected(d, cx) else {
+                return false;
+            };
+            let due = expected.saturating_sub(cx.timing.task_poll / 2);
+            if age >= due {
+                return false;
+            }
+            o.task = Some(Ok(TaskObs::Running));
+            o.task_recheck = Some((due - age).min(cx.timing.task_recheck_max()));
+            true
+        }
+        Layer::Ip => {
+            // A recorded address, while the network is ready: the Agent is asked at it next,
+            // directly, which is what proves it.
+            if cx.status.is_true(model::ConditionType::NetworkReady)
+                && let Some(ip) = cx.known_ip
+            {
+                o.ip = Some(Ok(Some(ip.to_string())));
+                return true;
+            }
+            match address_plausible_since(cx) {
+                Some(since) if cx.now < since => {
+                    o.ip = Some(Ok(None));
+                    o.ip_recheck = Some((since - cx.now).to_std().unwrap_or_default());
+                    true
+                }
+                _ => false,
+            }
+        }
+        Layer::Container | Layer::Power => {
+            let Some(fleet) = cx.fleet else { return false };
+            let Some(since) = last_change(cx.status) else {
+                return false;
+            };
+            // The listing has no config: it stands in only once a read of its own found the
+            // container built as this generation of the spec asks (ContainerCreated True for
+            // it); a spec change is read, so it is applied.
+            let built = cx
+                .status
+                .condition(model::ConditionType::ContainerCreated)
+                .is_some_and(|c| {
+                    c.status == model::ConditionStatus::True
+                        && c.observed_generation == d.generation
+                });
+            if !built {
+                return false;
+            }
+            let vmid = d.vmid.unwrap_or_default();
+            let node = d.node().unwrap_or_default();
+            let Some(listing) = fleet.get(&cx.backends.pve, node, since, cx.now).await else {
+                return false;
+            };
+            // Only a container carrying our tag: an untagged or absent one is read on its own
+            // (ownership and absence are decided on a read, never on a listing).
+            let Some(e) = listing
+                .containers
+                .get(&vmid)
+                .filter(|e| has_marker_tag(&e.tags, d.id))
+            else {
+                return false;
+            };
+            if layer == Layer::Container {
+                o.container = Some(Ok(Some(listed_container(e, d))));
+                return true;
+            }
+            // The node's list reads the state live (not `cluster/resources`: its status
+            // lags, see `FleetListings`).
+            if !e.status_known {
+                return false;
+            }
+            let running = e.running;
+            o.power = Some(Ok(if running {
+                PowerObs::Running
+            } else {
+                PowerObs::Stopped
+            }));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The container as a listing shows it: lock, tags and the disk size as listed; the rest of
+/// the config is not in `cluster/resources` and taken as the spec has it (a change of ours
+/// is always made on a read of its own, which sees any drift).
+fn listed_container(e: &crate::snapshot::CtEntry, d: &Desired) -> ContainerObs {
+    const GIB: u64 = 1 << 30;
+    let listed_disk = (e.usage.maxdisk >= GIB)
+        .then(|| u32::try_from(e.usage.maxdisk / GIB).ok())
+        .flatten();
+    ContainerObs {
+        hostname: e.name.clone().or_else(|| d.hostname.clone()),
+        description: String::new(),
+        tags: e.tags.clone(),
+        lock: e.lock.clone(),
+        cores: Some(d.cores),
+        memory_mib: Some(d.memory_mib),
+        swap_mib: Some(d.swap_mib),
+        bridge: Some(d.bridge.clone()),
+        net0: None,
+        rootfs_gib: Some(listed_disk.unwrap_or(d.disk_gib)),
     }
 }
 

@@ -33,6 +33,8 @@ struct State<K> {
     timers: BinaryHeap<std::cmp::Reverse<(Instant, u64, K)>>,
     seq: u64,
     shut_down: bool,
+    /// Keys that go to the front of the line the next time they become ready.
+    urgent: HashSet<K>,
 }
 
 impl<K: Clone + Eq + Hash + Ord> Default for WorkQueue<K> {
@@ -53,6 +55,7 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
                 timers: BinaryHeap::new(),
                 seq: 0,
                 shut_down: false,
+                urgent: HashSet::new(),
             }),
             notify: Notify::new(),
         }
@@ -82,7 +85,25 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
         if s.running.contains(&key) {
             s.dirty.insert(key);
         } else if s.queued.insert(key.clone()) {
-            s.ready.push_back((key, since));
+            if s.urgent.remove(&key) {
+                s.ready.push_front((key, since));
+            } else {
+                s.ready.push_back((key, since));
+            }
+        }
+    }
+
+    /// `key` goes to the front of the line the next time it is ready (at once if it is
+    /// already waiting for a worker): work others wait on (a clone holding a template, the
+    /// next waiter for it) must not queue behind a resync's sweep of the fleet.
+    pub fn prioritize(&self, key: K) {
+        let mut s = self.lock();
+        if let Some(pos) = s.ready.iter().position(|(k, _)| *k == key) {
+            if let Some(entry) = s.ready.remove(pos) {
+                s.ready.push_front(entry);
+            }
+        } else {
+            s.urgent.insert(key);
         }
     }
 
@@ -182,7 +203,8 @@ impl<K: Clone + Eq + Hash + Ord> WorkQueue<K> {
     pub fn oldest_ready_age(&self) -> Duration {
         let s = self.lock();
         let now = Instant::now();
-        let ready = s.ready.front().map(|(_, since)| *since);
+        // The front is not always the oldest: prioritized keys jump the line.
+        let ready = s.ready.iter().map(|(_, since)| *since).min();
         let due = s.scheduled.values().filter(|at| **at <= now).min().copied();
         ready
             .into_iter()
@@ -212,6 +234,29 @@ mod tests {
         assert_eq!(q.depth(), 2);
         assert_eq!(q.get().await, Some(1));
         assert_eq!(q.get().await, Some(2));
+    }
+
+    /// A prioritized key jumps the line: at once when it is waiting, else when it is next
+    /// ready (its timer fires, or it is added); others keep their order.
+    #[tokio::test(start_paused = true)]
+    async fn a_prioritized_key_goes_first() {
+        let q = WorkQueue::new();
+        for k in [1, 2, 3] {
+            q.add(k);
+        }
+        q.prioritize(3);
+        q.prioritize(9);
+        q.add_after(9, Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(q.get().await, Some(9), "its timer fired: first in line");
+        assert_eq!(q.get().await, Some(3), "waiting, prioritized: next");
+        assert_eq!(q.get().await, Some(1), "the rest in order");
+        assert_eq!(q.get().await, Some(2));
+        q.add(4);
+        q.add(3);
+        q.done(&3);
+        q.add(3);
+        assert_eq!(q.get().await, Some(4), "a priority is used up once");
     }
 
     #[tokio::test(start_paused = true)]

@@ -52,23 +52,7 @@ pub async fn take_snapshot<S: Stack>(b: &Backends<S>) -> Snapshot {
     match containers {
         Ok(list) => {
             snap.guests = Some(list.iter().map(|r| r.vmid).collect());
-            for r in list
-                .into_iter()
-                .filter(|r| r.kind == proxmox_client::GuestType::Lxc)
-            {
-                snap.containers.insert(
-                    r.vmid,
-                    CtEntry {
-                        vmid: r.vmid,
-                        running: r.status == "running",
-                        node: r.node,
-                        name: r.name,
-                        tags: r.tags,
-                        lock: r.lock,
-                        usage: r.usage,
-                    },
-                );
-            }
+            snap.containers = CtEntry::index(list);
         }
         Err(e) => warn!(error = %e, "resync: cluster/resources failed"),
     }

@@ -69,6 +69,18 @@ impl TemplateSlots {
         }
     }
 
+    /// `id` still holds `template` (its clone runs): renew its hold, so a long clone whose
+    /// task is looked at only when due is not taken for gone. Nothing if it does not hold it.
+    pub fn renew(&self, template: u32, id: ServerId) {
+        let mut map = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = map.get_mut(&template)
+            && let Some((h, asked)) = slot.holder.as_mut()
+            && *h == id
+        {
+            *asked = Instant::now();
+        }
+    }
+
     /// Give up whatever slot `id` holds or waits for; returns the waiters to wake: the next in
     /// line when the holder leaves, and also when the head of a queue without a holder leaves
     /// (a paused or deleted server must not hold back the servers behind it).
@@ -158,6 +170,28 @@ mod tests {
         assert_eq!(s.release(a), vec![b], "the first waiter is woken");
         assert!(!s.try_acquire(900, c), "c does not jump the queue...");
         assert!(s.try_acquire(900, b), "...b, first in line, gets it");
+    }
+
+    /// A holder renewing (its clone task looked at) is not taken for gone; renewing what one
+    /// does not hold takes nothing.
+    #[tokio::test(start_paused = true)]
+    async fn a_renewing_holder_keeps_its_slot() {
+        let s = TemplateSlots::new(Duration::from_secs(10), Duration::from_secs(60));
+        let (a, b) = (ServerId::new(), ServerId::new());
+        assert!(s.try_acquire(900, a));
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(6)).await;
+            s.renew(900, a);
+            s.renew(900, b);
+            assert!(!s.try_acquire(900, b), "a renews: b waits");
+        }
+        assert!(s.holds(a) && !s.holds(b));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        s.renew(900, b);
+        assert!(
+            s.try_acquire(900, b),
+            "a stopped renewing: b, first in line, takes it"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -111,3 +111,40 @@ impl TaskListings {
         nodes.entry(node.to_string()).or_default().clone()
     }
 }
+
+/// What a kind of task took last time, per node, kind and template: a task of the same kind is
+/// not looked at before about then (a clone of one template, a resize to one size and a start
+/// take about as long each time). Only ever a reason to wait: a task presumed running is
+/// looked at before anything is decided from it (`Observed::confirm`), and its deadline
+/// still counts from its start.
+#[derive(Debug, Default)]
+pub struct TaskDurations {
+    learned: Mutex<HashMap<LearnedKey, Duration>>,
+}
+
+/// (node, kind, template) of a [`TaskKey`], owned.
+type LearnedKey = (String, model::TaskKind, Option<u32>);
+
+/// Which tasks are alike: same node, same kind, same template.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskKey<'a> {
+    pub node: &'a str,
+    pub kind: model::TaskKind,
+    pub template: Option<u32>,
+}
+
+impl TaskDurations {
+    /// How long the last task like `key` took, from its start to its end as seen here.
+    pub fn expected(&self, key: TaskKey<'_>) -> Option<Duration> {
+        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        learned
+            .get(&(key.node.to_string(), key.kind, key.template))
+            .copied()
+    }
+
+    /// A task like `key` was seen ended, `took` after its start.
+    pub fn learn(&self, key: TaskKey<'_>, took: Duration) {
+        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        learned.insert((key.node.to_string(), key.kind, key.template), took);
+    }
+}

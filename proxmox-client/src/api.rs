@@ -102,6 +102,12 @@ pub trait Proxmox: Send + Sync {
         vmid: u32,
         size_gib: u32,
     ) -> impl Future<Output = Result<Upid, PveError>> + Send;
+    /// `GET /nodes/{node}/lxc`: the node's containers (as `cluster/resources` entries, of
+    /// this node): `status` live, `lock` and `tags` from each config.
+    fn node_cts(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<Vec<ClusterResource>, PveError>> + Send;
     /// `GET /nodes/{node}/tasks`: the node's tasks, filtered (`TaskFilter::active()`: what
     /// runs now). One listing answers "still running?" for every task on the node.
     fn node_tasks(

@@ -30,7 +30,7 @@ pub struct PveConfig {
     pub connect_timeout: Duration,
     /// Whole-request timeout. pveproxy's own proxy hop gives up after 30 s (596).
     pub request_timeout: Duration,
-    /// Outgoing requests per second per node (burst of the same size).
+    /// Outgoing requests per second per node, spaced evenly (a burst of one).
     pub rate_per_node_per_sec: u32,
 }
 
@@ -145,7 +145,10 @@ impl PveClient {
                 http,
                 base,
                 auth,
-                limiter: RateLimiter::keyed(Quota::per_second(rate)),
+                // A burst of one: requests spaced 1/rate apart, so no one-second window sees
+                // more than the rate (a burst of `rate` would let twice the rate through in
+                // the second it is spent).
+                limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
             }),
         })
     }
@@ -357,6 +360,19 @@ impl Proxmox for PveClient {
         Ok(list
             .into_iter()
             .filter_map(|m| m.0?.into_resource())
+            .collect())
+    }
+
+    async fn node_cts(&self, node: &str) -> Result<Vec<ClusterResource>, PveError> {
+        let r = request::build_ct_list(node);
+        let list: Vec<MaybeResource> = self
+            .send_as(&r)
+            .await?
+            .ok_or_else(|| decode(r.endpoint, "expected an array"))?;
+        // Quirk: the node's list carries neither `node` nor always `type`: both are implied.
+        Ok(list
+            .into_iter()
+            .filter_map(|m| m.0?.into_node_ct(node))
             .collect())
     }
 

@@ -51,6 +51,7 @@ pub enum PveMethod {
     RebootCt,
     ResizeCt,
     NodeTasks,
+    NodeCts,
 }
 
 impl PveMethod {
@@ -74,6 +75,7 @@ impl PveMethod {
             PveMethod::RebootCt => Endpoint::REBOOT,
             PveMethod::ResizeCt => Endpoint::RESIZE,
             PveMethod::NodeTasks => Endpoint::TASKS,
+            PveMethod::NodeCts => Endpoint::CT_LIST,
         }
     }
 }
@@ -147,6 +149,9 @@ pub enum PveCall {
         node: String,
         filter: TaskFilter,
     },
+    NodeCts {
+        node: String,
+    },
 }
 
 impl PveCall {
@@ -169,6 +174,7 @@ impl PveCall {
             PveCall::RebootCt { .. } => PveMethod::RebootCt,
             PveCall::ResizeCt { .. } => PveMethod::ResizeCt,
             PveCall::NodeTasks { .. } => PveMethod::NodeTasks,
+            PveCall::NodeCts { .. } => PveMethod::NodeCts,
         }
     }
 }
@@ -816,6 +822,33 @@ impl Proxmox for FakeProxmox {
                         lock: c.lock,
                         template: c.template,
                         usage: Usage::default(),
+                    }
+                })
+                .collect())
+        })
+    }
+
+    async fn node_cts(&self, node: &str) -> Result<Vec<ClusterResource>, PveError> {
+        self.call(PveCall::NodeCts { node: node.into() }, |st| {
+            Ok(st
+                .cts
+                .iter()
+                .filter(|(_, ct)| ct.node == node)
+                .map(|(&vmid, ct)| {
+                    let c = ct.config();
+                    ClusterResource {
+                        vmid,
+                        node: ct.node.clone(),
+                        kind: GuestType::Lxc,
+                        status: if ct.running { "running" } else { "stopped" }.into(),
+                        name: c.hostname,
+                        tags: c.tags,
+                        lock: c.lock,
+                        template: c.template,
+                        usage: Usage {
+                            maxdisk: c.rootfs_gib.map_or(0, |g| u64::from(g) << 30),
+                            ..Usage::default()
+                        },
                     }
                 })
                 .collect())

@@ -26,7 +26,8 @@ impl Endpoint {
     pub const TASK_LOG: &'static str = "task_log";
     pub const RESIZE: &'static str = "resize";
     pub const TASKS: &'static str = "task_list";
-    pub const ALL: [&'static str; 17] = [
+    pub const CT_LIST: &'static str = "ct_list";
+    pub const ALL: [&'static str; 18] = [
         Self::VERSION,
         Self::CLUSTER_RESOURCES,
         Self::NEXT_ID,
@@ -44,6 +45,7 @@ impl Endpoint {
         Self::TASK_LOG,
         Self::RESIZE,
         Self::TASKS,
+        Self::CT_LIST,
     ];
 }
 
@@ -184,6 +186,19 @@ pub fn build_cluster_resources() -> PveRequest {
         "/cluster/resources",
         vec![],
         vec![("type".into(), "vm".into())],
+    )
+}
+
+/// `GET /nodes/{node}/lxc`: the node's containers, with `status` live (unlike
+/// `cluster/resources`, whose `status` lags by pvestatd's 10 s broadcast) and `lock` and
+/// `tags` from each config.
+pub fn build_ct_list(node: &str) -> PveRequest {
+    req(
+        Endpoint::CT_LIST,
+        Method::Get,
+        "/nodes/{node}/lxc",
+        vec![("node", node.to_string())],
+        vec![],
     )
 }
 

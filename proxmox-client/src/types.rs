@@ -266,6 +266,13 @@ impl<'de> Deserialize<'de> for MaybeResource {
 }
 
 impl WireResource {
+    /// A `GET /nodes/{node}/lxc` element: a container of `node`.
+    pub(crate) fn into_node_ct(mut self, node: &str) -> Option<ClusterResource> {
+        self.node = Scalar::Str(node.to_string());
+        self.kind = Scalar::Str("lxc".into());
+        self.into_resource()
+    }
+
     /// `None` for an entry without a usable vmid or node (skipped, as nothing can be said of it).
     pub(crate) fn into_resource(self) -> Option<ClusterResource> {
         let kind = match &self.kind {

@@ -277,6 +277,7 @@ fn every_request() -> Vec<(&'static str, PveRequest)> {
             build_cluster_resources(),
         ),
         ("next id", build_next_id()),
+        ("a node's containers", build_ct_list("pve")),
         (
             "full clone with every option",
             build_clone("pve", 900, &full_clone).unwrap(),

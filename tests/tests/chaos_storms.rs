@@ -38,12 +38,21 @@ fn fleet_size() -> usize {
 
 /// A Ready fleet of `n` servers (two game for each dev), invariants checked.
 async fn ready_fleet(n: usize) -> (World, Running, Vec<ServerId>) {
+    ready_fleet_cloned(n, CloneMode::Full).await
+}
+
+/// [`ready_fleet`], its templates cloned in `mode`.
+async fn ready_fleet_cloned(n: usize, mode: CloneMode) -> (World, Running, Vec<ServerId>) {
     let w = World::new(WorldOptions {
         workers: 8,
         ..WorldOptions::default()
     })
     .await;
-    let ctl = w.start_controller();
+    let mut cfg = w.cfg.clone();
+    for t in &mut cfg.templates {
+        t.clone_mode = mode;
+    }
+    let ctl = w.start_controller_with(cfg);
     let mut ids = Vec::new();
     for i in 0..n {
         ids.push(w.create("u000", mixed(i)).await);
@@ -165,17 +174,27 @@ fn proxmox_storm(pve: &proxmox_client::sim::PveSimHandle) {
 /// `Degraded`, nothing is destroyed or re-cloned, and the fleet is whole afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxmox_transient_500s_at_30_percent() {
+    transient_500s_at_30_percent(CloneMode::Full).await;
+}
+
+/// The same on a fleet built from linked clones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxmox_transient_500s_at_30_percent_linked_clones() {
+    transient_500s_at_30_percent(CloneMode::Linked).await;
+}
+
+async fn transient_500s_at_30_percent(mode: CloneMode) {
     let n = fleet_size();
-    let (w, ctl, _) = ready_fleet(n).await;
+    let (w, ctl, _) = ready_fleet_cloned(n, mode).await;
     let pve = w.sims.pve.as_ref().unwrap();
     proxmox_storm(pve);
     let seen = weather_until(&w, storm_len(), |s| !s.ids_in(Phase::Degraded).is_empty()).await;
     assert!(
         !seen.ids_in(Phase::Degraded).is_empty(),
-        "no server showed Degraded during 30 % Proxmox errors"
+        "{mode:?}: no server showed Degraded during 30 % Proxmox errors"
     );
     pve.clear_faults();
-    after_storm(&w, n, "after 30 % Proxmox errors").await;
+    after_storm(&w, n, &format!("{mode:?}: after 30 % Proxmox errors")).await;
     ctl.stop().await;
 }
 

@@ -33,6 +33,9 @@ impl Proxmox for PanickyPve {
     async fn cluster_resources(&self) -> Result<Vec<ClusterResource>, PveError> {
         self.inner.cluster_resources().await
     }
+    async fn node_cts(&self, node: &str) -> Result<Vec<ClusterResource>, PveError> {
+        self.inner.node_cts(node).await
+    }
     async fn next_id(&self) -> Result<u32, PveError> {
         self.inner.next_id().await
     }

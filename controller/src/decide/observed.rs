@@ -33,6 +33,32 @@ pub struct ContainerObs {
     pub rootfs_gib: Option<u32>,
 }
 
+impl ContainerObs {
+    /// The container after a config write of `change` (and `net0` and `description`, where
+    /// sent) answered OK.
+    pub fn apply(
+        &mut self,
+        change: &super::ConfigChange,
+        net0: Option<String>,
+        description: Option<String>,
+    ) {
+        if let Some(d) = description {
+            self.description = d;
+        }
+        let c = change.clone();
+        self.cores = c.cores.or(self.cores);
+        self.memory_mib = c.memory_mib.or(self.memory_mib);
+        self.swap_mib = c.swap_mib.or(self.swap_mib);
+        self.bridge = c.bridge.or(self.bridge.take());
+        if let Some(tags) = c.tags {
+            self.tags = tags;
+        }
+        if net0.is_some() {
+            self.net0 = net0;
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PowerObs {
     Running,
@@ -112,6 +138,14 @@ pub struct Observed {
     /// What the Agent's answer shows a server card (live detail, not decided on): taken by
     /// the reconcile into the stats table.
     pub agent_detail: Option<model::AgentDetail>,
+    /// Layers filled from a listing or the recorded status instead of a read of their own:
+    /// possibly stale, so a decision may only wait on them. Anything else is confirmed first
+    /// ([`Observed::confirm`]).
+    pub tentative: Vec<Layer>,
+    /// When a look at the in-flight task could tell more (its expected end).
+    pub task_recheck: Option<std::time::Duration>,
+    /// When a look at the address could tell more (the IP schedule).
+    pub ip_recheck: Option<std::time::Duration>,
 }
 
 impl Observed {
@@ -131,13 +165,52 @@ impl Observed {
         }
     }
 
-    /// After a synchronous change: everything is observed again, except the in-flight task
-    /// (the change did not touch it).
-    pub fn after_change(&mut self) {
-        *self = Observed {
-            task: self.task.take(),
-            ..Observed::default()
-        };
+    /// After a synchronous change: the layers it touched are observed again (the others
+    /// were observed in this reconcile and the change did not touch them).
+    pub fn after_change(&mut self, touched: &[Layer]) {
+        for l in touched {
+            self.forget(*l);
+        }
+    }
+
+    /// Some layer was filled without a read of its own.
+    pub fn has_tentative(&self) -> bool {
+        !self.tentative.is_empty()
+    }
+
+    /// Before acting on them: drop the tentative layers, so they are read directly.
+    pub fn confirm(&mut self) {
+        for l in std::mem::take(&mut self.tentative) {
+            self.forget(l);
+        }
+    }
+
+    /// Mark `layer` as filled without a read of its own.
+    pub fn mark_tentative(&mut self, layer: Layer) {
+        if !self.tentative.contains(&layer) {
+            self.tentative.push(layer);
+        }
+    }
+
+    fn forget(&mut self, layer: Layer) {
+        self.tentative.retain(|l| *l != layer);
+        match layer {
+            Layer::Task => {
+                self.task = None;
+                self.task_recheck = None;
+            }
+            Layer::Container => self.container = None,
+            Layer::Power => self.power = None,
+            Layer::Ip => {
+                self.ip = None;
+                self.ip_recheck = None;
+            }
+            Layer::Agent => self.agent = None,
+            Layer::Dns => self.dns = None,
+            Layer::Proxy => self.proxy = None,
+            Layer::Slp => self.slp = None,
+            Layer::CloneSlot => self.clone_slot = None,
+        }
     }
 }
 
@@ -156,6 +229,18 @@ pub enum Layer {
 }
 
 impl Layer {
+    /// Every layer but the in-flight task and the clone slot: what a change to the container
+    /// may have changed (the container first: `WORLD[1..]` is what lies behind it).
+    pub const WORLD: [Layer; 7] = [
+        Layer::Container,
+        Layer::Power,
+        Layer::Ip,
+        Layer::Agent,
+        Layer::Dns,
+        Layer::Proxy,
+        Layer::Slp,
+    ];
+
     /// The layers a fleet snapshot may confirm, in the order `decide` asks for them.
     pub const FROM_SNAPSHOT: [Layer; 8] = [
         Layer::Task,

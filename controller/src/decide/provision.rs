@@ -102,11 +102,18 @@ fn agent_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     }
 }
 
-/// During a recorded template wait the clone slot is asked for first, so a queue of waiters
-/// costs the cluster nothing. Only a shortcut: the container is still observed before any
-/// clone.
+/// During a recorded template wait, and before there is any record of the container (a new
+/// server), the clone slot is asked for first, so a queue of waiters costs the cluster nothing
+/// until its turn (a new server's container is read once, when it may clone). Only a shortcut:
+/// the container is still observed before any clone.
 fn template_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
-    if cx.status.progress.template_wait.is_none() || d.template.is_none() {
+    let s = cx.status;
+    // Nothing recorded but the reservation: a new server. A claimed pool member is already
+    // there: it needs no clone, so it never queues for the slot.
+    let unrecorded = s.progress.owned_vmid.is_none()
+        && d.pool_claim.is_none()
+        && s.conditions.iter().all(|c| c.type_ == C::VmidAllocated);
+    if (s.progress.template_wait.is_none() && !unrecorded) || d.template.is_none() {
         return Continue(());
     }
     template(d, o, b)?;

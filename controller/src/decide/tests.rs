@@ -131,6 +131,7 @@ pub(crate) fn all_good() -> Observed {
         slp: Some(Ok(true)),
         clone_slot: None,
         agent_detail: None,
+        ..Observed::default()
     }
 }
 
@@ -295,9 +296,44 @@ fn provisioning_table() {
             cond: None,
         },
         Case {
+            reason: "a new server (no record of a container) asks for its clone slot before \
+                     reading anything: a queue of new servers costs Proxmox nothing",
+            desired: none,
+            observed: |o| {
+                o.container = None;
+                o.clone_slot = None;
+            },
+            status: no_status,
+            want: ctl(Control::Observe(Layer::CloneSlot)),
+            cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),
+        },
+        Case {
+            reason: "a new server that claimed a pool member reads it at once: it needs no \
+                     clone, so it never queues for the clone slot",
+            desired: |d| d.pool_claim = Some(5001),
+            observed: |o| {
+                o.container = None;
+                o.clone_slot = None;
+            },
+            status: no_status,
+            want: ctl(Control::Observe(Layer::Container)),
+            cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),
+        },
+        Case {
             reason: "the container is observed before anything is done to it",
             desired: none,
             observed: |o| o.container = None,
+            status: |s| s.progress.owned_vmid = Some(5001),
+            want: ctl(Control::Observe(Layer::Container)),
+            cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),
+        },
+        Case {
+            reason: "slot in hand, the new server's container is read before it is cloned",
+            desired: none,
+            observed: |o| {
+                o.container = None;
+                o.clone_slot = Some(true);
+            },
             status: no_status,
             want: ctl(Control::Observe(Layer::Container)),
             cond: cond(C::VmidAllocated, true, r::RESERVED, "VMID 5001"),

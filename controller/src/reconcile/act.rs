@@ -5,7 +5,9 @@
 
 use super::{Requeue, Run};
 use crate::backends::Stack;
-use crate::decide::{AgentObs, ConfigChange, Mutation, ProcessObs, Unavailable};
+use crate::decide::{
+    Action, AgentObs, ConfigChange, Control, Layer, Mutation, PowerObs, ProcessObs, Unavailable,
+};
 use crate::observe;
 use crate::ownership::{FLEET_TAG, marker_line, marker_tag};
 use crate::reason::{self as r, msg};
@@ -39,6 +41,93 @@ impl Acted {
             Acted::Backoff => ControlFlow::Break(Requeue::Backoff),
             Acted::Failed => ControlFlow::Break(Requeue::AwaitChange),
         }
+    }
+}
+
+/// Whether `m` changes the container in Proxmox (so it is decided only on reads of its own,
+/// and no listing taken before it speaks for the container afterwards). The Agent and edge
+/// calls are decided on their own direct answers (the Agent's, the DNS providers', the
+/// proxy's); a listing may only have let the chain get that far.
+pub(super) fn touches_proxmox(m: &Mutation) -> bool {
+    match m {
+        Mutation::Clone
+        | Mutation::ClaimMarker
+        | Mutation::DestroyFailedClone
+        | Mutation::Configure(_)
+        | Mutation::ResizeDisk { .. }
+        | Mutation::Start
+        | Mutation::Shutdown
+        | Mutation::Reboot
+        | Mutation::Stop
+        | Mutation::Destroy => true,
+        Mutation::SendAgentConfig
+        | Mutation::StartGame
+        | Mutation::StopGame
+        | Mutation::RestartGame
+        | Mutation::PublishDns
+        | Mutation::RegisterProxy
+        | Mutation::Unregister
+        | Mutation::RemoveDns => false,
+    }
+}
+
+/// Whether `action`, decided on tentative layers (a listing, the recorded status), must be
+/// decided again on reads of their own first: anything but a wait, a look or a confirmation
+/// that all is well (docs/reconcile-contract.md, rule 4).
+pub(super) fn needs_confirmation(action: &Action) -> bool {
+    match action {
+        Action::Mutate(m) => touches_proxmox(m),
+        Action::Control(c) => match c {
+            // A terminal failure (a deadline passed), a VMID given up, a task's failure; and
+            // an outage, which a stale input may explain (an Agent asked at an address the
+            // container no longer has): each is taken only on reads of their own.
+            Control::Fail { .. }
+            | Control::ReserveVmid { replace: true }
+            | Control::TaskFailed { .. }
+            | Control::Degraded { .. } => true,
+            Control::Observe(_)
+            | Control::ReserveVmid { replace: false }
+            | Control::AwaitTask
+            | Control::ClearTask
+            | Control::Wait { .. }
+            | Control::Ready
+            | Control::Archive => false,
+        },
+    }
+}
+
+/// The layers a synchronous change (one that answers `Acted::Again`) may have changed: they
+/// are observed again; the rest was observed in this reconcile and stays.
+pub(super) fn touched(m: &Mutation) -> &'static [Layer] {
+    match m {
+        // The container observation is updated with what was written (`configure`); a new
+        // bridge may bring a new address, and everything behind it.
+        Mutation::Configure(c) if c.bridge.is_none() => &[],
+        Mutation::Configure(_) => &Layer::WORLD[1..],
+        Mutation::PublishDns | Mutation::RemoveDns => &[Layer::Dns],
+        Mutation::RegisterProxy | Mutation::Unregister => &[Layer::Proxy],
+        Mutation::Clone
+        | Mutation::ClaimMarker
+        | Mutation::DestroyFailedClone
+        | Mutation::ResizeDisk { .. }
+        | Mutation::Start
+        | Mutation::Shutdown
+        | Mutation::Reboot
+        | Mutation::Stop
+        | Mutation::Destroy
+        | Mutation::SendAgentConfig
+        | Mutation::StartGame
+        | Mutation::StopGame
+        | Mutation::RestartGame => &Layer::WORLD,
+    }
+}
+
+/// The container's power once a task of `kind` has ended well.
+pub(super) fn power_after(kind: TaskKind) -> Option<PowerObs> {
+    match kind {
+        TaskKind::Start | TaskKind::Reboot => Some(PowerObs::Running),
+        TaskKind::Shutdown | TaskKind::Stop => Some(PowerObs::Stopped),
+        TaskKind::Clone | TaskKind::Destroy | TaskKind::Resize => None,
     }
 }
 
@@ -79,12 +168,27 @@ impl<S: Stack> Run<'_, S> {
     /// (docs/reconcile-contract.md, rule 3).
     fn started(&mut self, upid: Upid, action: TaskKind) -> Acted {
         self.ctx.task_listings.task_started(&upid.node);
+        let timing = self.ctx.timing();
+        let like = crate::task_listing::TaskKey {
+            node: &upid.node,
+            kind: action,
+            template: self.desired.template_vmid(),
+        };
+        // First looked at when due: about when one like it ended last time.
+        let first_look = self
+            .ctx
+            .durations
+            .expected(like)
+            .map_or(timing.task_poll, |d| {
+                d.saturating_sub(timing.task_poll / 2)
+                    .clamp(timing.task_poll, timing.task_recheck_max())
+            });
         self.status.in_flight_task = Some(InFlightTask {
             upid: upid.to_string(),
             action,
             started_at: self.now,
         });
-        Acted::Poll(self.ctx.timing().task_poll)
+        Acted::Poll(first_look)
     }
 
     /// One more failed attempt of `step`, recorded as the last error.
@@ -285,6 +389,10 @@ async fn configure<S: Stack>(run: &mut Run<'_, S>, change: &ConfigChange) -> Act
         .await
     {
         Ok(()) => {
+            // Proxmox writes the config synchronously: it now holds what was sent.
+            if let Some(Ok(Some(c))) = &mut run.obs.container {
+                c.apply(change, req.net0.clone(), req.description.clone());
+            }
             let (reason, what) = if run.status.is_true(ConditionType::Ready) {
                 let what = format!("configuration of CT {vmid} re-applied");
                 (r::EV_DRIFT_REPAIRED, what)

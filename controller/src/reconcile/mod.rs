@@ -52,6 +52,10 @@ pub struct Context<S: Stack = Live> {
     pub task_listings: crate::task_listing::TaskListings,
     /// The warm-pool loop's shared state (`pool.rs`).
     pub pools: crate::pool::PoolState,
+    /// What each kind of task took last time (when a task like it is looked at).
+    pub durations: crate::task_listing::TaskDurations,
+    /// The latest `cluster/resources` listing, shared by every server in flux.
+    pub fleet: crate::snapshot::FleetListings,
 }
 
 /// When to look at a server again, named as kube-rs names them.
@@ -125,6 +129,8 @@ impl<S: Stack> Context<S> {
             wake: Mutex::new(Vec::new()),
             task_listings: crate::task_listing::TaskListings::new(t.task_listing_max_age()),
             pools: crate::pool::PoolState::default(),
+            durations: Default::default(),
+            fleet: crate::snapshot::FleetListings::new(t.fleet_listing_max_age()),
             cfg,
         }
     }
@@ -228,10 +234,16 @@ impl<S: Stack> Context<S> {
         status: &'a ServerStatus,
         names: &'a (String, String),
         source: Source,
+        (direct, confirming): (bool, bool),
     ) -> ObserveCtx<'a, S> {
         ObserveCtx {
             backends: &self.backends,
             task_listings: &self.task_listings,
+            durations: &self.durations,
+            fleet: (!direct).then_some(&self.fleet),
+            presume: !confirming,
+            status,
+            timing: self.timing(),
             now: self.clock.now(),
             snapshot,
             source,
@@ -269,7 +281,14 @@ impl<S: Stack> Context<S> {
         self.identity(&mut status, &desired);
         let names = self.names(&desired);
         let source = Source::SnapshotAssumingHealthy;
-        let ocx = self.observe_ctx(snapshot, &desired, &server.status, &names, source);
+        let ocx = self.observe_ctx(
+            snapshot,
+            &desired,
+            &server.status,
+            &names,
+            source,
+            (true, true),
+        );
         let mut obs = Observed::default();
         // Everything the snapshot can tell, up front (in the order `decide` asks, as the proxy
         // check reads the IP). A layer it could not fill now, it cannot fill later either, so
@@ -340,6 +359,12 @@ pub(crate) struct Run<'c, S: Stack> {
     fence: Option<Fence>,
     /// Teardown finished and the row is gone: nothing left to record.
     archived: bool,
+    /// Every layer is read on its own from here on (a deletion, a confirmation before acting,
+    /// after a task ended or a Proxmox change of ours): no listing speaks for this server any
+    /// more in this reconcile.
+    direct: bool,
+    /// Nothing is presumed from here on (a deletion, a confirmation before acting).
+    confirming: bool,
 }
 
 /// Reconcile `id`. `fence` is the lease held for it (`None` on SQLite: one controller).
@@ -365,13 +390,26 @@ pub async fn reconcile<S: Stack>(
     let mut next = Requeue::AwaitChange;
     for _ in 0..MAX_ROUNDS {
         let Decision { action, conditions } = run.decide();
+        if run.obs.has_tentative() && act::needs_confirmation(&action) {
+            // Decided on a listing or the recorded status: only a wait may come of that. Read
+            // those layers on their own and decide again (docs/reconcile-contract.md, rule 4).
+            run.obs.confirm();
+            run.direct = true;
+            run.confirming = true;
+            continue;
+        }
         run.record_round(&conditions, &action).await;
         let flow = match action {
             Action::Mutate(m) => {
+                let touched = act::touched(&m);
+                if act::touches_proxmox(&m) {
+                    // The container changed (or may have): no listing taken before speaks for it.
+                    run.direct = true;
+                }
                 let flow = act::act(&mut run, m).await.flow();
                 if flow.is_continue() {
-                    // A synchronous change: what was observed before it is stale.
-                    run.obs.after_change();
+                    // A synchronous change: what it touched is observed again.
+                    run.obs.after_change(touched);
                 }
                 flow
             }
@@ -423,6 +461,8 @@ impl<'c, S: Stack> Run<'c, S> {
             server,
             fence,
             archived: false,
+            direct: deleting,
+            confirming: deleting,
         }
     }
 
@@ -593,6 +633,7 @@ impl<'c, S: Stack> Run<'c, S> {
                     &self.status,
                     &names,
                     source,
+                    (self.direct, self.confirming),
                 );
                 observe::fill(layer, &self.desired, &mut self.obs, &ocx).await;
                 if let Some(agent) = self.obs.agent_detail.take() {
@@ -601,18 +642,28 @@ impl<'c, S: Stack> Run<'c, S> {
                 return Ok(ControlFlow::Continue(()));
             }
             Control::ClearTask => {
-                if let Some(t) = self.status.in_flight_task.take()
-                    && t.action == TaskKind::Clone
-                {
+                let ended = self.status.in_flight_task.take();
+                if ended.as_ref().is_some_and(|t| t.action == TaskKind::Clone) {
                     self.release_template().await;
                 }
                 self.obs = Observed::default();
+                // Its own success says how the container's power is now (a status read
+                // moments ago), so that is not read again. A task that changed anything else
+                // (its config, its disk, whether it exists) did so after any listing there
+                // is: that is read directly.
+                match ended.and_then(|t| act::power_after(t.action)) {
+                    Some(power) => self.obs.power = Some(Ok(power)),
+                    None => self.direct = true,
+                }
                 return Ok(ControlFlow::Continue(()));
             }
             Control::ReserveVmid { replace } => return self.reserve_vmid(replace).await,
             Control::TaskFailed { kind, message } => self.task_failed(kind, message).await,
             Control::Wait { reason, .. } => {
-                let poll = if reason != r::WAITING_FOR_TEMPLATE {
+                let poll = if reason == r::WAITING_FOR_IP {
+                    // The IP schedule: not before an address is plausible, then backing off.
+                    self.obs.ip_recheck.unwrap_or(timing.wait_poll)
+                } else if reason != r::WAITING_FOR_TEMPLATE {
                     timing.wait_poll
                 } else if self.ctx.slots.waits(id) {
                     // Queued behind a clone in this process: woken when it ends.
@@ -629,10 +680,13 @@ impl<'c, S: Stack> Run<'c, S> {
                     (&self.status.in_flight_task, self.desired.template_vmid())
                     && t.action == TaskKind::Clone
                 {
-                    // Keep the fleet-wide hold on the template while the clone runs.
+                    // Keep the holds on the template while the clone runs: this process's and
+                    // the fleet-wide one.
+                    self.ctx.slots.renew(tpl, id);
                     self.ctx.hold_template(tpl, id).await;
                 }
-                Acted::Poll(timing.task_poll)
+                // Not before the task is due (what one like it took), else the next poll.
+                Acted::Poll(self.obs.task_recheck.unwrap_or(timing.task_poll))
             }
             Control::Degraded { step, error } => self.degrade(step, &error),
             Control::Fail { step, message } => {

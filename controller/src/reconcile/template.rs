@@ -16,6 +16,7 @@ impl<S: Stack> Context<S> {
     /// the clone runs.
     pub(crate) async fn acquire_slot(&self, tpl: u32, id: ServerId) -> bool {
         let got = self.slots.try_acquire(tpl, id) && self.hold_template(tpl, id).await;
+        tracing::debug!(server = %id, tpl, got, "template slot asked for");
         if !got {
             metrics::counter!(crate::metrics::TEMPLATE_SLOT_WAITS).increment(1);
         }
@@ -46,6 +47,7 @@ impl<S: Stack> Context<S> {
                 .await;
         }
         let woken = self.slots.release(id);
+        tracing::debug!(server = %id, ?tpl, woken = woken.len(), "template slot released");
         if !woken.is_empty() {
             self.wake
                 .lock()

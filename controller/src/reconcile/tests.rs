@@ -430,6 +430,7 @@ async fn ready_game(ctx: &Context<Fakes>) -> Server {
         slp: Some(Ok(true)),
         clone_slot: None,
         agent_detail: None,
+        ..Observed::default()
     };
     let mut status = s.status.clone();
     ctx.identity(&mut status, &d);
@@ -944,5 +945,214 @@ async fn a_server_archived_after_the_snapshot_leaves_no_orphan() {
     assert_eq!(
         orphans.iter().map(|o| o.vmid).collect::<Vec<_>>(),
         vec![vmid]
+    );
+}
+
+/// The Proxmox calls of one reconcile, in order.
+async fn calls_of_once(ctx: &Context<Fakes>, id: ServerId) -> (Requeue, Vec<PveMethod>) {
+    ctx.backends.pve.clear_calls();
+    let next = once(ctx, id).await;
+    let calls = ctx
+        .backends
+        .pve
+        .calls()
+        .iter()
+        .map(|c| c.method())
+        .collect();
+    (next, calls)
+}
+
+/// From declaration to the Agent's install, a server in flux costs Proxmox only what its
+/// state needs: no config or status read per wait (the node's list answers while nothing is
+/// to be done), no `interfaces` read before an address is plausible, no re-read of what a
+/// config write or a task's own end already says, and a task not looked at before one like it
+/// ended last time.
+#[tokio::test]
+async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
+    use PveMethod as M;
+    let clock = model::ManualClock::default();
+    let ctx = context_with(Arc::new(clock.clone())).await;
+    let t = ctx.timing().clone();
+    let advance = |d: Duration| clock.advance(chrono::Duration::from_std(d).unwrap());
+    let pve = &ctx.backends.pve;
+    let id = game(&ctx).await;
+
+    // (what happens before the reconcile, the calls it makes, when it looks again, reason)
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [M::ClusterResources, M::CtConfig, M::CloneCt],
+        "no snapshot yet: the reservation lists; absence is read, then cloned"
+    );
+    assert_eq!(next, Requeue::After(t.task_poll));
+
+    pve.finish_running_tasks();
+    advance(t.task_poll);
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [
+            M::NodeTasks,
+            M::TaskStatus,
+            M::CtConfig,
+            M::UpdateCtConfig,
+            M::ResizeCt
+        ],
+        "the clone's end: one config read; the write is not read back"
+    );
+    assert_eq!(next, Requeue::After(t.task_poll));
+
+    pve.finish_running_tasks();
+    advance(t.task_poll);
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [
+            M::NodeTasks,
+            M::TaskStatus,
+            M::CtConfig,
+            M::CtStatus,
+            M::StartCt
+        ],
+        "the resize's end: what is started is read first"
+    );
+
+    pve.finish_running_tasks();
+    advance(t.task_poll);
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [M::NodeTasks, M::TaskStatus, M::NodeCts],
+        "the start's end says it runs, the node's list the rest; no address asked for yet"
+    );
+    assert_eq!(next, Requeue::After(t.dhcp_expected), "the IP schedule");
+
+    // A look meanwhile (a resync): the node's list answers, the address is not due.
+    advance(t.dhcp_expected / 2);
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [],
+        "the listing taken at the start's end still answers"
+    );
+    assert_eq!(next, Requeue::After(t.dhcp_expected / 2));
+
+    // Due, and late: read, then looked at again later the later it is.
+    advance(t.dhcp_expected);
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [M::NodeCts, M::CtInterfaces],
+        "a listing older than a poll is taken again"
+    );
+    assert_eq!(next, Requeue::After(t.wait_poll));
+
+    let vmid = server(&ctx, id).await.reserved_vmid.unwrap();
+    pve.set_ipv4(vmid, IP.parse().unwrap());
+    ctx.backends.agent.set_state(IP, AgentState::Idle);
+    advance(t.wait_poll * 2);
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [M::NodeCts, M::CtInterfaces],
+        "the address, then the Agent"
+    );
+    assert_eq!(
+        ctx.backends.agent.sent(IP).len(),
+        1,
+        "the Agent has its config"
+    );
+
+    // The install: the Agent is asked, Proxmox is not.
+    advance(t.wait_poll);
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(calls, [], "an install in progress costs Proxmox nothing");
+
+    // Installed: DNS and the proxy are written on their own answers; Proxmox is listed only.
+    ctx.backends.agent.set_state(IP, AgentState::Running);
+    advance(t.wait_poll * 2);
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [M::NodeCts],
+        "the edge costs Proxmox one shared listing"
+    );
+    let s = server(&ctx, id).await;
+    assert!(s.status.is_true(ConditionType::DnsPublished));
+    assert!(s.status.is_true(ConditionType::ProxyRegistered));
+}
+
+/// A second task like one already seen is not looked at before about when that one ended,
+/// and then its own status is read (no listing first); until then a reconcile (a resync, a
+/// wake-up) costs nothing.
+#[tokio::test]
+async fn a_task_is_not_looked_at_before_one_like_it_ended() {
+    use PveMethod as M;
+    let clock = model::ManualClock::default();
+    let ctx = context_with(Arc::new(clock.clone())).await;
+    let t = ctx.timing().clone();
+    let advance = |d: Duration| clock.advance(chrono::Duration::from_std(d).unwrap());
+    let pve = &ctx.backends.pve;
+    let took = t.task_poll * 20;
+    ctx.durations.learn(
+        crate::task_listing::TaskKey {
+            node: "pve",
+            kind: TaskKind::Clone,
+            template: Some(TEMPLATE),
+        },
+        took,
+    );
+    let id = game(&ctx).await;
+    let (next, _) = calls_of_once(&ctx, id).await;
+    let due = took - t.task_poll / 2;
+    assert_eq!(next, Requeue::After(due), "looked at when due");
+
+    advance(due / 2);
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(calls, [], "presumed running: no call");
+    assert_eq!(next, Requeue::After(due - due / 2));
+
+    advance(due - due / 2);
+    let (next, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(
+        calls,
+        [M::TaskStatus],
+        "due: its own status, no listing first"
+    );
+    assert_eq!(next, Requeue::After(t.task_poll), "still running: polled");
+
+    pve.finish_running_tasks();
+    advance(t.task_poll);
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(calls[..2], [M::TaskStatus, M::CtConfig], "ended: read once");
+}
+
+/// A clone presumed running past its deadline is looked at before the server fails: a
+/// presumption only ever makes a server wait.
+#[tokio::test]
+async fn a_presumed_task_is_read_before_anything_is_decided_from_it() {
+    use PveMethod as M;
+    let clock = model::ManualClock::default();
+    let ctx = context_with(Arc::new(clock.clone())).await;
+    let t = ctx.timing().clone();
+    let advance = |d: Duration| clock.advance(chrono::Duration::from_std(d).unwrap());
+    ctx.durations.learn(
+        crate::task_listing::TaskKey {
+            node: "pve",
+            kind: TaskKind::Clone,
+            template: Some(TEMPLATE),
+        },
+        t.clone_deadline * 2,
+    );
+    let id = game(&ctx).await;
+    once(&ctx, id).await;
+    advance(t.clone_deadline + t.task_poll);
+    ctx.backends.pve.finish_running_tasks();
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(calls[0], M::TaskStatus, "read before the deadline fails it");
+    let s = server(&ctx, id).await;
+    assert!(
+        s.status.failure.is_none(),
+        "the clone had ended: no failure"
     );
 }

@@ -1562,11 +1562,10 @@ where
         let vmid = super::rows::vmid(vmid)?;
         server.reserved_vmid = Some(vmid);
         server.status.progress.pool_claim = Some(vmid);
-        let origin = Origin::Controller;
-        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, origin, now).await?;
+        Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
         tx.commit().await?;
-        self.notify(id, origin);
+        self.notify(id, Origin::Controller);
         Ok(Some(vmid))
     }
 }

@@ -45,8 +45,8 @@ impl SimEndpoint {
     pub const RESIZE: &'static str = "resize";
     /// `GET /nodes`.
     pub const NODE_LIST: &'static str = "node_list";
-    /// `GET /nodes/{node}/lxc`.
-    pub const CT_LIST: &'static str = "ct_list";
+    /// `GET /nodes/{node}/lxc` (the client's `Endpoint::CT_LIST`).
+    pub const CT_LIST: &'static str = crate::request::Endpoint::CT_LIST;
 }
 
 /// A template container present at start.

@@ -116,15 +116,19 @@ impl RateSampler {
         let task = tokio::spawn(async move {
             // One simulated second, but no finer than 20 ms real (a sleep's resolution).
             let window = Duration::from_secs_f64((1.0 / scale).max(0.02));
-            let per_window_sim = window.as_secs_f64() * scale;
             let mut last = pve.requests_total();
+            let mut last_at = Instant::now();
             loop {
                 tokio::select! {
                     _ = s.cancelled() => return,
                     _ = tokio::time::sleep(window) => {}
                 }
                 let now = pve.requests_total();
-                let rate = (now - last) as f64 / per_window_sim / nodes.max(1) as f64;
+                // Over the time that really passed: on a loaded machine a sleep overshoots,
+                // and dividing by the nominal window would inflate the rate.
+                let elapsed_sim = last_at.elapsed().as_secs_f64().max(window.as_secs_f64()) * scale;
+                last_at = Instant::now();
+                let rate = (now - last) as f64 / elapsed_sim / nodes.max(1) as f64;
                 last = now;
                 let mut p = p.lock().unwrap();
                 *p = p.max(rate);
@@ -205,7 +209,23 @@ pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
             break s;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("only {ready} of {} servers Ready before the deadline", a.n);
+            // What the others wait for: the step and reason of their first False condition.
+            let mut waiting: std::collections::BTreeMap<String, usize> = Default::default();
+            for s in s.iter().filter(|s| s.phase().0 != Phase::Ready) {
+                let why = s
+                    .status
+                    .conditions
+                    .iter()
+                    .find(|c| c.status != model::ConditionStatus::True)
+                    .map_or("no condition".into(), |c| {
+                        format!("{:?} {}", c.type_, c.reason)
+                    });
+                *waiting.entry(why).or_default() += 1;
+            }
+            anyhow::bail!(
+                "only {ready} of {} servers Ready before the deadline; the others: {waiting:?}",
+                a.n
+            );
         }
     };
     let cpu = Cpu::now().since(&cpu0);
