@@ -718,9 +718,12 @@ async fn zctl_console_as_a_process() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0), "end of input is a normal close");
-    // zlh shutting down (1001) is exit 6: open the console again later.
+    // zlh shutting down (1001) is exit 6: open the console again later. Its stdin is held
+    // open here: `Child::wait` closes a stdin it still owns, and that end of input would race
+    // the server's 1001 (a normal close, exit 0).
     let mut child = spawn();
     let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let _stdin = child.stdin.take().unwrap();
     until_line(&mut out, "the backlog's Done line", |l| {
         l.starts_with("Done (")
     })
