@@ -203,7 +203,12 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match rt.block_on(commands::run(cli)) {
+    let result = rt.block_on(commands::run(cli));
+    // `zctl console`'s stdin read runs on a blocking thread that returns only with a line:
+    // dropping the runtime would wait for it, so a console zlh closed would hang until the
+    // user pressed Enter. Nothing else is left running once `run` has returned.
+    rt.shutdown_background();
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
             report(&e);
