@@ -369,6 +369,30 @@ enum Effect {
     Resize { vmid: u32, gib: u32 },
 }
 
+/// A container as a listing shows it: `cluster/resources` carries no `maxdisk` here, the
+/// node's list does (`with_disk`).
+fn listed(vmid: u32, ct: &Ct, with_disk: bool) -> ClusterResource {
+    let c = ct.config();
+    let maxdisk = match with_disk {
+        true => c.rootfs_gib.map_or(0, |g| u64::from(g) << 30),
+        false => 0,
+    };
+    ClusterResource {
+        vmid,
+        node: ct.node.clone(),
+        kind: GuestType::Lxc,
+        status: if ct.running { "running" } else { "stopped" }.into(),
+        name: c.hostname,
+        tags: c.tags,
+        lock: c.lock,
+        template: c.template,
+        usage: Usage {
+            maxdisk,
+            ..Usage::default()
+        },
+    }
+}
+
 #[derive(Debug)]
 struct Task {
     upid: Upid,
@@ -810,20 +834,7 @@ impl Proxmox for FakeProxmox {
             Ok(st
                 .cts
                 .iter()
-                .map(|(&vmid, ct)| {
-                    let c = ct.config();
-                    ClusterResource {
-                        vmid,
-                        node: ct.node.clone(),
-                        kind: GuestType::Lxc,
-                        status: if ct.running { "running" } else { "stopped" }.into(),
-                        name: c.hostname,
-                        tags: c.tags,
-                        lock: c.lock,
-                        template: c.template,
-                        usage: Usage::default(),
-                    }
-                })
+                .map(|(&vmid, ct)| listed(vmid, ct, false))
                 .collect())
         })
     }
@@ -834,23 +845,7 @@ impl Proxmox for FakeProxmox {
                 .cts
                 .iter()
                 .filter(|(_, ct)| ct.node == node)
-                .map(|(&vmid, ct)| {
-                    let c = ct.config();
-                    ClusterResource {
-                        vmid,
-                        node: ct.node.clone(),
-                        kind: GuestType::Lxc,
-                        status: if ct.running { "running" } else { "stopped" }.into(),
-                        name: c.hostname,
-                        tags: c.tags,
-                        lock: c.lock,
-                        template: c.template,
-                        usage: Usage {
-                            maxdisk: c.rootfs_gib.map_or(0, |g| u64::from(g) << 30),
-                            ..Usage::default()
-                        },
-                    }
-                })
+                .map(|(&vmid, ct)| listed(vmid, ct, true))
                 .collect())
         })
     }

@@ -233,12 +233,7 @@ pub async fn run_zlh(a: &Args, templates: usize) -> anyhow::Result<ZlhResult> {
     let real_done = real0.elapsed().as_secs_f64();
     let rate_peak = sampler.finish().await;
     running.stop().await;
-    let ttr: Vec<f64> = servers
-        .iter()
-        .filter_map(|s| s.status.ready_since)
-        .map(|r| (r - t0).num_microseconds().unwrap_or(0) as f64 / 1e6 * scale)
-        .collect();
-    let wall_sim = ttr.iter().cloned().fold(0.0, f64::max);
+    let (ttr, wall_sim) = times_to_ready(&servers, t0, scale);
     let e1 = b.edge_requests();
     let by_endpoint = by_endpoint(&pve, Some(&ep0));
     let pve_calls = pve.requests_total() - pve0;
@@ -493,4 +488,20 @@ pub async fn run(a: &Args) -> anyhow::Result<Vec<Table>> {
         tables.push(tb);
     }
     Ok(tables)
+}
+
+/// Each Ready server's time to Ready since `t0` and the latest of them (the wall time), in
+/// simulated seconds.
+pub fn times_to_ready(
+    servers: &[model::Server],
+    t0: chrono::DateTime<chrono::Utc>,
+    scale: f64,
+) -> (Vec<f64>, f64) {
+    let ttr: Vec<f64> = servers
+        .iter()
+        .filter_map(|s| s.status.ready_since)
+        .map(|r| (r - t0).num_microseconds().unwrap_or(0) as f64 / 1e6 * scale)
+        .collect();
+    let wall = ttr.iter().cloned().fold(0.0, f64::max);
+    (ttr, wall)
 }

@@ -3,7 +3,7 @@
 //! pool-aware lower bound: the first min(N, P) servers skip the clone (their tail only), the
 //! rest follow the template's clone queue: `max(tail, (N − P)·Tclone + tail)`.
 
-use super::converge::{EDGE_CALL, lower_bound, profile};
+use super::converge::{EDGE_CALL, lower_bound, profile, times_to_ready};
 use super::harness::Bench;
 use super::report::{Table, secs};
 use super::{assignment, catalog, percentile};
@@ -88,17 +88,15 @@ async fn burst(a: &Args, pool: u32) -> anyhow::Result<(Burst, f64, f64)> {
     let mut claims = 0;
     for id in &ids {
         let ev = b.store().list_events(*id, 50).await?;
-        if ev.iter().any(|e| e.reason == "PoolMemberClaimed") {
+        if ev
+            .iter()
+            .any(|e| e.reason == controller::reason::EV_POOL_MEMBER_CLAIMED.as_str())
+        {
             claims += 1;
         }
     }
     running.stop().await;
-    let ttr: Vec<f64> = servers
-        .iter()
-        .filter_map(|s| s.status.ready_since)
-        .map(|r| (r - t0).num_microseconds().unwrap_or(0) as f64 / 1e6 * scale)
-        .collect();
-    let wall_sim = ttr.iter().cloned().fold(0.0, f64::max);
+    let (ttr, wall_sim) = times_to_ready(&servers, t0, scale);
     let bound = (clone_bound + lb.tail).max(lb.tail);
     Ok((
         Burst {
