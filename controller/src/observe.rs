@@ -10,6 +10,7 @@ use crate::decide::{
 };
 use crate::ownership::has_marker_tag;
 use crate::snapshot::Snapshot;
+use crate::task_listing::Listed;
 use edge_client::dns::{DesiredRecords, DnsProvider, SrvRecord};
 use edge_client::{Agent, AgentState, Proxy};
 use model::{ErrorClass, Process};
@@ -212,49 +213,41 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                 // An unparsable UPID can never finish: forget it (the container is observed
                 // next anyway).
                 Err(_) => Ok(TaskObs::Succeeded),
-                // Running in the node's listing: a wait, without a call of its own. Anything
-                // else is read from the task itself before it is acted on.
-                Ok(u)
-                    if !near_expected_end(d, cx)
-                        && cx.task_listings.lookup(pve, &u.node, upid, cx.now).await
-                            == crate::task_listing::Listed::Running =>
-                {
-                    Ok(TaskObs::Running)
-                }
-                Ok(u) => pve_seen(pve.task_status(&u).await).map(|t| {
-                    if t.exit.is_some()
-                        && let Some(key) = task_key(d, cx)
-                        && let Some(t) = cx.status.in_flight_task.as_ref()
-                    {
-                        let took = (cx.now - t.started_at).to_std().unwrap_or_default();
-                        cx.durations.learn(key, took);
+                // The node's listing answers for every task waited on there: running (a
+                // wait) or ended, with its exit status. One it does not show is read.
+                Ok(u) => match cx.task_listings.lookup(pve, &u, cx.now).await {
+                    Listed::Running => Ok(TaskObs::Running),
+                    Listed::Ended(exit) => Ok(ended(exit, d, cx)),
+                    Listed::ReadStatus => {
+                        pve_seen(pve.task_status(&u).await).map(|t| match t.exit {
+                            Some(exit) => ended(exit, d, cx),
+                            None => TaskObs::Running,
+                        })
                     }
-                    match t.exit {
-                        None => TaskObs::Running,
-                        Some(proxmox_client::TaskExit::Ok)
-                        | Some(proxmox_client::TaskExit::Warnings(_)) => TaskObs::Succeeded,
-                        Some(proxmox_client::TaskExit::Error(msg)) => TaskObs::Failed(msg),
-                    }
-                }),
+                },
             });
+        }
+        Layer::Container if d.resize_decided(cx.status) => {
+            // After a resize decided on a config read of this generation, only the disk size
+            // and the lock are in question: `status/current` carries both (`maxdisk`, `lock`),
+            // with tags and the power, so one read stands in for `config` + `status/current`.
+            match pve.ct_status(node, vmid).await {
+                Ok(s) => match status_container(&s, d) {
+                    Some(c) => {
+                        o.container = Some(Ok(Some(c)));
+                        o.power = Some(Ok(power_of(&s)));
+                    }
+                    // No size in the answer: the config says it.
+                    None => o.container = Some(config_seen(pve.ct_config(node, vmid).await)),
+                },
+                Err(e) => o.container = Some(absent_or(e)),
+            }
         }
         Layer::Container => {
-            o.container = Some(match pve.ct_config(node, vmid).await {
-                Ok(c) => Ok(Some(container_obs(&c))),
-                // Only a confirmed "does not exist" means absent (docs/reconcile-contract.md,
-                // rule 4).
-                Err(e) if e.class == ErrorClass::NotFound => Ok(None),
-                Err(e) => Err(Unavailable::from(&e)),
-            });
+            o.container = Some(config_seen(pve.ct_config(node, vmid).await));
         }
         Layer::Power => {
-            o.power = Some(pve_seen(pve.ct_status(node, vmid).await).map(|s| {
-                if s.status == proxmox_client::CtState::Running {
-                    PowerObs::Running
-                } else {
-                    PowerObs::Stopped
-                }
-            }));
+            o.power = Some(pve_seen(pve.ct_status(node, vmid).await).map(|s| power_of(&s)));
         }
         Layer::Ip => {
             if let Some(since) = address_plausible_since(cx) {
@@ -333,6 +326,36 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
     }
 }
 
+/// The container as its config read shows it.
+fn config_seen(
+    r: Result<proxmox_client::LxcConfig, proxmox_client::PveError>,
+) -> Seen<Option<ContainerObs>> {
+    r.map(|c| Some(container_obs(&c))).or_else(absent_or)
+}
+
+/// Only a confirmed "does not exist" means absent (docs/reconcile-contract.md, rule 4).
+fn absent_or<T>(e: proxmox_client::PveError) -> Seen<Option<T>> {
+    if e.class == ErrorClass::NotFound {
+        Ok(None)
+    } else {
+        Err(Unavailable::from(&e))
+    }
+}
+
+/// A task seen ended: how long it took is learned (when the next one like it is looked at).
+fn ended<S: Stack>(exit: proxmox_client::TaskExit, d: &Desired, cx: &ObserveCtx<'_, S>) -> TaskObs {
+    if let Some(key) = task_key(d, cx)
+        && let Some(t) = cx.status.in_flight_task.as_ref()
+    {
+        let took = (cx.now - t.started_at).to_std().unwrap_or_default();
+        cx.durations.learn(key, took);
+    }
+    match exit {
+        proxmox_client::TaskExit::Ok | proxmox_client::TaskExit::Warnings(_) => TaskObs::Succeeded,
+        proxmox_client::TaskExit::Error(msg) => TaskObs::Failed(msg),
+    }
+}
+
 /// Which tasks the in-flight one is like (for its expected duration).
 fn task_key<'a, S: Stack>(
     d: &'a Desired,
@@ -355,12 +378,6 @@ fn task_age_and_expected<S: Stack>(
     let t = cx.status.in_flight_task.as_ref()?;
     let age = (cx.now - t.started_at).to_std().unwrap_or_default();
     Some((age, expected))
-}
-
-/// Around the end a task like it took last time, its own status is read directly: a node's
-/// listing would cost the same call and then the status read besides.
-fn near_expected_end<S: Stack>(d: &Desired, cx: &ObserveCtx<'_, S>) -> bool {
-    task_age_and_expected(d, cx).is_some_and(|(age, expected)| age < expected + cx.timing.task_poll)
 }
 
 /// Since when an address is plausible: the container was seen running (our start ended, or
@@ -434,6 +451,24 @@ async fn presume<S: Stack>(
                 _ => false,
             }
         }
+        Layer::Container if d.is_new(cx.status) && !clone_unanswered(cx.status) => {
+            // A new server has never sent a clone: its container is presumed absent, for the
+            // clone alone, which is its own check (Proxmox refuses a taken `newid` with
+            // `CT N already exists`, which is then read: `act::needs_confirmation`).
+            o.container = Some(Ok(None));
+            true
+        }
+        Layer::Container | Layer::Power if in_dhcp_wait(d, o, cx) => {
+            // Our start ended moments ago, on a container read built for this generation:
+            // nothing but the address is awaited until one is plausible (the IP schedule), so
+            // the container is presumed as the spec has it and running, only to wait.
+            if layer == Layer::Container {
+                o.container = Some(Ok(Some(presumed_container(d))));
+            } else {
+                o.power = Some(Ok(PowerObs::Running));
+            }
+            true
+        }
         Layer::Container | Layer::Power => {
             let Some(fleet) = cx.fleet else { return false };
             let Some(since) = last_change(cx.status) else {
@@ -442,14 +477,7 @@ async fn presume<S: Stack>(
             // The listing has no config: it stands in only once a read of its own found the
             // container built as this generation of the spec asks (ContainerCreated True for
             // it); a spec change is read, so it is applied.
-            let built = cx
-                .status
-                .condition(model::ConditionType::ContainerCreated)
-                .is_some_and(|c| {
-                    c.status == model::ConditionStatus::True
-                        && c.observed_generation == d.generation
-                });
-            if !built {
+            if !d.built(cx.status) {
                 return false;
             }
             let vmid = d.vmid.unwrap_or_default();
@@ -487,25 +515,89 @@ async fn presume<S: Stack>(
     }
 }
 
-/// The container as a listing shows it: lock, tags and the disk size as listed; the rest of
-/// the config is not in `cluster/resources` and taken as the spec has it (a change of ours
-/// is always made on a read of its own, which sees any drift).
-fn listed_container(e: &crate::snapshot::CtEntry, d: &Desired) -> ContainerObs {
-    const GIB: u64 = 1 << 30;
-    let listed_disk = (e.usage.maxdisk >= GIB)
-        .then(|| u32::try_from(e.usage.maxdisk / GIB).ok())
-        .flatten();
+/// A clone attempt ended in an error (a lost answer among them): the clone may run, and a
+/// second one would only be refused for the template's lock (PVE checks it before the
+/// `newid`), so the container is read.
+fn clone_unanswered(status: &model::ServerStatus) -> bool {
+    status
+        .last_error
+        .as_ref()
+        .is_some_and(|e| e.step == model::Step::CloneContainer.as_str())
+}
+
+/// Whether the server waits for its first address right after our start ended: built for
+/// this generation, seen running (by our start's end in this reconcile, or recorded less than
+/// `dhcp_expected` ago), no address recorded yet.
+fn in_dhcp_wait<S: Stack>(d: &Desired, o: &Observed, cx: &ObserveCtx<'_, S>) -> bool {
+    if !d.built(cx.status) || cx.status.is_true(model::ConditionType::NetworkReady) {
+        return false;
+    }
+    let started_now =
+        matches!(o.power, Some(Ok(PowerObs::Running))) && !o.is_tentative(Layer::Power);
+    started_now || address_plausible_since(cx).is_some_and(|since| cx.now < since)
+}
+
+/// The container as the spec has it, carrying our tags, unlocked: what a read of its own
+/// found for this generation (`in_dhcp_wait`).
+fn presumed_container(d: &Desired) -> ContainerObs {
     ContainerObs {
-        hostname: e.name.clone().or_else(|| d.hostname.clone()),
+        hostname: d.hostname.clone(),
         description: String::new(),
-        tags: e.tags.clone(),
-        lock: e.lock.clone(),
+        tags: vec![
+            crate::ownership::FLEET_TAG.to_string(),
+            crate::ownership::marker_tag(d.id),
+        ],
+        lock: None,
         cores: Some(d.cores),
         memory_mib: Some(d.memory_mib),
         swap_mib: Some(d.swap_mib),
         bridge: Some(d.bridge.clone()),
         net0: None,
-        rootfs_gib: Some(listed_disk.unwrap_or(d.disk_gib)),
+        rootfs_gib: Some(d.disk_gib),
+    }
+}
+
+/// A disk size in bytes (`maxdisk`) as whole GiB; `None` below one (not a size PVE reports
+/// for a real rootfs).
+fn disk_gib(maxdisk: u64) -> Option<u32> {
+    const GIB: u64 = 1 << 30;
+    (maxdisk >= GIB)
+        .then(|| u32::try_from(maxdisk / GIB).ok())
+        .flatten()
+}
+
+/// The container as a listing shows it: lock, tags and the disk size as listed; the rest of
+/// the config is not in `cluster/resources` and taken as the spec has it (a change of ours
+/// is always made on a read of its own, which sees any drift).
+fn listed_container(e: &crate::snapshot::CtEntry, d: &Desired) -> ContainerObs {
+    ContainerObs {
+        hostname: e.name.clone().or_else(|| d.hostname.clone()),
+        tags: e.tags.clone(),
+        lock: e.lock.clone(),
+        rootfs_gib: Some(disk_gib(e.usage.maxdisk).unwrap_or(d.disk_gib)),
+        ..presumed_container(d)
+    }
+}
+
+/// The container as `status/current` shows it after a resize (`Desired::resize_decided`):
+/// lock, tags, name and disk size read; cores, memory, swap and bridge as the config read
+/// that decided the resize found them, which is as the spec asks.
+/// `None` without a disk size in the answer.
+fn status_container(s: &proxmox_client::CtStatus, d: &Desired) -> Option<ContainerObs> {
+    Some(ContainerObs {
+        hostname: s.name.clone().or_else(|| d.hostname.clone()),
+        tags: s.tags.clone(),
+        lock: s.lock.clone(),
+        rootfs_gib: Some(disk_gib(s.maxdisk?)?),
+        ..presumed_container(d)
+    })
+}
+
+fn power_of(s: &proxmox_client::CtStatus) -> PowerObs {
+    if s.status == proxmox_client::CtState::Running {
+        PowerObs::Running
+    } else {
+        PowerObs::Stopped
     }
 }
 

@@ -521,7 +521,6 @@ impl<S: Stack> Pool<'_, S> {
         );
         match self.ctx.backends.pve.clone_ct(&t.node, t.vmid, &req).await {
             Ok(upid) => {
-                self.ctx.task_listings.task_started(&upid.node);
                 let upid = upid.to_string();
                 self.ctx
                     .store
@@ -593,7 +592,6 @@ impl<S: Stack> Pool<'_, S> {
         };
         match call {
             Ok(upid) => {
-                self.ctx.task_listings.task_started(&upid.node);
                 self.ctx
                     .store
                     .set_member_task(m.vmid, MemberState::Retiring, Some(&upid.to_string()))

@@ -1,47 +1,54 @@
-//! The task listing: one `GET /nodes/{node}/tasks?source=active` per node per poll answers
-//! "still running?" for every task zlh waits on there, so the cost of waiting does not grow
-//! with the number of waiting servers (docs/proxmox-api.md, the task listing).
+//! The task listing: one `GET /nodes/{node}/tasks?source=all&since=..` per node per poll
+//! answers, for every task zlh waits on there, whether it still runs and, once it ended, how
+//! (docs/proxmox-api.md, the task listing). The cost of waiting does not grow with the number
+//! of waiting servers, and an ended task costs no read of its own.
 //!
-//! A listing only ever says "wait": a UPID it shows running is waited for; one it does not show
-//! (ended, or not listed yet) is read directly with `task_status`, whose answer is what the
-//! reconcile acts on. A stale listing therefore never causes a mutation.
+//! A listing never causes a mutation on stale grounds: a task it shows running is only waited
+//! for, and one it shows ended has ended for good (an exit status never changes). One it does
+//! not show (not listed yet, or no listing could be had) is read directly with `task_status`.
 
 use chrono::{DateTime, Utc};
-use proxmox_client::{Proxmox, TaskFilter};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use proxmox_client::{Proxmox, TaskExit, TaskFilter, TaskSource, Upid};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One node's active tasks, as listed at `taken_at`.
+/// Most tasks one listing returns (PVE pages at 50 by default). The listing starts at the
+/// oldest task waited on, so this is far more than a node runs in that time.
+const LISTING_LIMIT: u32 = 10_000;
+
+/// One node's tasks since `since`, as listed at `taken_at`: `None` while running, else the
+/// exit status.
 #[derive(Debug)]
 struct Listing {
     taken_at: DateTime<Utc>,
-    /// The node's task starts counted when it was asked for: one started since makes it stale.
-    starts: u64,
-    running: HashSet<String>,
+    since: i64,
+    tasks: HashMap<String, Option<TaskExit>>,
 }
 
-/// One node: its latest listing, and how many tasks this process started there.
+/// One node: the tasks waited on there (UPID to its start, in PVE's clock), and its latest
+/// listing.
 #[derive(Debug, Default)]
 struct Node {
-    starts: AtomicU64,
+    waited: Mutex<HashMap<String, i64>>,
     listing: tokio::sync::Mutex<Option<Listing>>,
 }
 
 /// What the listing says about one task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listed {
-    /// In the node's active tasks: still running.
+    /// Running.
     Running,
-    /// Not among them (ended, or not listed yet), or no listing could be had: read the task's
-    /// own status.
+    /// Ended, with this exit status.
+    Ended(TaskExit),
+    /// Not listed (not yet, or no listing could be had): read the task's own status.
     ReadStatus,
 }
 
 /// The latest listing per node, shared by every reconcile of this process. A listing younger
-/// than `max_age` is reused; an older one is replaced by one call, made by the first reconcile
-/// that needs it while the others for that node wait for its answer.
+/// than `max_age` that reaches back to a task's start is reused; otherwise one call replaces
+/// it, made by the first reconcile that needs it while the others for that node wait for its
+/// answer.
 #[derive(Debug)]
 pub struct TaskListings {
     max_age: Duration,
@@ -56,60 +63,72 @@ impl TaskListings {
         }
     }
 
-    /// Whether `upid` on `node` is among its active tasks, from a listing no older than
-    /// `max_age` at `now` (taking one if needed).
-    pub async fn lookup<P: Proxmox>(
-        &self,
-        pve: &P,
-        node: &str,
-        upid: &str,
-        now: DateTime<Utc>,
-    ) -> Listed {
-        let slot = self.node(node);
+    /// What a listing no older than `max_age` at `now` says about `upid` (taking one if
+    /// needed).
+    pub async fn lookup<P: Proxmox>(&self, pve: &P, upid: &Upid, now: DateTime<Utc>) -> Listed {
+        let slot = self.node(&upid.node);
+        let key = upid.to_string();
+        lock(&slot.waited).insert(key.clone(), upid.starttime);
         let mut listing = slot.listing.lock().await;
-        let starts = slot.starts.load(Ordering::Acquire);
         let fresh = listing.as_ref().is_some_and(|l| {
-            l.starts == starts
+            l.since <= upid.starttime
                 && now >= l.taken_at
                 && (now - l.taken_at).to_std().unwrap_or_default() < self.max_age
         });
         if !fresh {
-            match pve.node_tasks(node, &TaskFilter::active()).await {
+            // From the oldest task waited on, so one listing answers for all of them.
+            let since = lock(&slot.waited).values().copied().min();
+            let filter = TaskFilter {
+                source: TaskSource::All,
+                since,
+                limit: Some(LISTING_LIMIT),
+                ..TaskFilter::default()
+            };
+            match pve.node_tasks(&upid.node, &filter).await {
                 Ok(tasks) => {
-                    *listing = Some(Listing {
+                    let l = Listing {
                         taken_at: now,
-                        starts,
-                        running: tasks
+                        since: since.unwrap_or(upid.starttime),
+                        tasks: tasks
                             .into_iter()
-                            .filter(|t| t.running())
-                            .map(|t| t.upid)
+                            .map(|t| {
+                                let exit = (!t.running())
+                                    .then(|| TaskExit::parse(t.status.as_deref().unwrap_or("")));
+                                (t.upid, exit)
+                            })
                             .collect(),
-                    });
+                    };
+                    // Only what still runs is waited on: an ended task is answered from here
+                    // until its waiter has looked (or is gone, as a deleted server's is).
+                    lock(&slot.waited).retain(|u, _| matches!(l.tasks.get(u), Some(None)));
+                    *listing = Some(l);
                 }
                 // No listing: each task is read on its own, as without one.
                 Err(e) => {
+                    let node = upid.node.as_str();
                     tracing::debug!(node, error = %e, "task listing failed; reading task status");
                     *listing = None;
                     return Listed::ReadStatus;
                 }
             }
         }
-        match listing.as_ref() {
-            Some(l) if l.running.contains(upid) => Listed::Running,
-            _ => Listed::ReadStatus,
+        match listing.as_ref().and_then(|l| l.tasks.get(&key)) {
+            Some(None) => Listed::Running,
+            Some(Some(exit)) => Listed::Ended(exit.clone()),
+            None => Listed::ReadStatus,
         }
     }
 
-    /// A task was just started on `node`: its listing is stale, so the next look lists again
-    /// and sees the new task running without a status read of its own.
-    pub fn task_started(&self, node: &str) {
-        self.node(node).starts.fetch_add(1, Ordering::AcqRel);
-    }
-
     fn node(&self, node: &str) -> Arc<Node> {
-        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
-        nodes.entry(node.to_string()).or_default().clone()
+        lock(&self.nodes)
+            .entry(node.to_string())
+            .or_default()
+            .clone()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a kind of task took last time, per node, kind and template: a task of the same kind is
@@ -136,15 +155,13 @@ pub struct TaskKey<'a> {
 impl TaskDurations {
     /// How long the last task like `key` took, from its start to its end as seen here.
     pub fn expected(&self, key: TaskKey<'_>) -> Option<Duration> {
-        let learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        learned
+        lock(&self.learned)
             .get(&(key.node.to_string(), key.kind, key.template))
             .copied()
     }
 
     /// A task like `key` was seen ended, `took` after its start.
     pub fn learn(&self, key: TaskKey<'_>, took: Duration) {
-        let mut learned = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        learned.insert((key.node.to_string(), key.kind, key.template), took);
+        lock(&self.learned).insert((key.node.to_string(), key.kind, key.template), took);
     }
 }

@@ -58,6 +58,8 @@ struct Inner {
     base: String,
     auth: HeaderValue,
     limiter: DefaultKeyedRateLimiter<String>,
+    /// The nodes requests were sent to so far (see `pace`).
+    nodes: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The Proxmox VE API client. Cheap to clone.
@@ -74,6 +76,7 @@ impl std::fmt::Debug for PveClient {
     }
 }
 
+/// The limiter key of cluster-wide calls made before any node was seen.
 const CLUSTER_KEY: &str = "_cluster";
 
 fn config_err(m: impl Into<String>) -> PveError {
@@ -149,8 +152,31 @@ impl PveClient {
                 // more than the rate (a burst of `rate` would let twice the rate through in
                 // the second it is spent).
                 limiter: RateLimiter::keyed(Quota::per_second(rate).allow_burst(NonZeroU32::MIN)),
+                nodes: Default::default(),
             }),
         })
+    }
+
+    /// Wait for `node`'s turn at `rate_per_node_per_sec`. A cluster-wide call (`cluster/...`)
+    /// is answered by whichever node's pveproxy the base URL reaches, which the client cannot
+    /// tell: it waits for the turn of every node seen so far, so no node ever sees more than
+    /// the rate whichever one serves it.
+    async fn pace(&self, node: Option<&str>) {
+        let limiter = &self.inner.limiter;
+        let seen = || self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(node) = node {
+            if !seen().contains(node) {
+                seen().insert(node.to_string());
+            }
+            return limiter.until_key_ready(&node.to_string()).await;
+        }
+        let nodes: Vec<String> = seen().iter().cloned().collect();
+        if nodes.is_empty() {
+            return limiter.until_key_ready(&CLUSTER_KEY.to_string()).await;
+        }
+        for n in &nodes {
+            limiter.until_key_ready(n).await;
+        }
     }
 
     /// Send a built request and return the `data` member of the answer.
@@ -160,8 +186,7 @@ impl PveClient {
 
     /// One request; the 2xx answer's `data` decoded as `T` (`None` when absent or null).
     async fn send_as<T: DeserializeOwned>(&self, r: &PveRequest) -> Result<Option<T>, PveError> {
-        let key = r.node.clone().unwrap_or_else(|| CLUSTER_KEY.to_string());
-        self.inner.limiter.until_key_ready(&key).await;
+        self.pace(r.node.as_deref()).await;
         let url = format!("{}/api2/json{}", self.inner.base, r.path);
         let http = &self.inner.http;
         let rb = match r.method {

@@ -997,6 +997,7 @@ impl Proxmox for FakeProxmox {
                 tags: c.tags,
                 uptime: 0,
                 template: c.template,
+                maxdisk: c.rootfs_gib.map(|g| u64::from(g) << 30),
             })
         })
     }
@@ -1201,6 +1202,7 @@ impl Proxmox for FakeProxmox {
                         .is_none_or(|ty| *ty == t.upid.task_type)
                 })
                 .filter(|t| filter.vmid.is_none_or(|v| t.upid.id == v.to_string()))
+                .filter(|t| filter.since.is_none_or(|s| t.upid.starttime >= s))
                 .map(|t| {
                     let status = match &t.state {
                         FakeTaskState::Running => None,

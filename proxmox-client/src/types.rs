@@ -443,6 +443,8 @@ pub struct CtStatus {
     pub tags: Vec<String>,
     pub uptime: u64,
     pub template: bool,
+    /// The rootfs size in bytes (the volume's, so a finished resize shows in it).
+    pub maxdisk: Option<u64>,
 }
 
 impl CtStatus {
@@ -459,6 +461,7 @@ impl CtStatus {
             tags: v_str(v, "tags").map(|t| split_tags(&t)).unwrap_or_default(),
             uptime: v_u64(v, "uptime").unwrap_or(0),
             template: v_bool(v, "template"),
+            maxdisk: v_u64(v, "maxdisk"),
         })
     }
 }

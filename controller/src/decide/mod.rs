@@ -74,6 +74,50 @@ impl Desired {
     pub fn template_vmid(&self) -> Option<u32> {
         self.template.as_ref().map(|t| t.1)
     }
+
+    /// A new server: no record of a container (a clone sent records `owned_vmid` with it),
+    /// nothing further than a clone ever decided (`ContainerCreated` absent, or False waiting
+    /// for the template or cloning). A claimed pool member is already there. Only a
+    /// shortcut's condition: a record lost in a crash makes a server look new, and what is
+    /// done for one (`template_first`, the presumed absence before the clone) stays correct
+    /// for a container that exists.
+    pub fn is_new(&self, s: &model::ServerStatus) -> bool {
+        use crate::reason as r;
+        let cloning_at_most = s
+            .condition(model::ConditionType::ContainerCreated)
+            .is_none_or(|c| {
+                c.status == model::ConditionStatus::False
+                    && [r::WAITING_FOR_TEMPLATE, r::CLONING]
+                        .iter()
+                        .any(|w| c.reason == w.as_str())
+            });
+        s.progress.owned_vmid.is_none()
+            && self.pool_claim.is_none()
+            && s.in_flight_task.is_none()
+            && cloning_at_most
+    }
+
+    /// The last decision on this generation, made on reads of its own, found the config as
+    /// the spec asks and grew the disk (`ContainerCreated` False `ResizingDisk` for it): only
+    /// the disk size and the lock are left to look at (`observe`, the read after a resize).
+    pub fn resize_decided(&self, s: &model::ServerStatus) -> bool {
+        s.in_flight_task.is_none()
+            && s.condition(model::ConditionType::ContainerCreated)
+                .is_some_and(|c| {
+                    c.status == model::ConditionStatus::False
+                        && c.reason == crate::reason::RESIZING_DISK.as_str()
+                        && c.observed_generation == self.generation
+                })
+    }
+
+    /// A read of its own found the container built as this generation asks
+    /// (`ContainerCreated` True for it).
+    pub fn built(&self, s: &model::ServerStatus) -> bool {
+        s.condition(model::ConditionType::ContainerCreated)
+            .is_some_and(|c| {
+                c.status == model::ConditionStatus::True && c.observed_generation == self.generation
+            })
+    }
 }
 
 /// What the reconcile does next without changing the world: look, wait, record.

@@ -185,6 +185,11 @@ impl Observed {
         }
     }
 
+    /// Whether `layer` was filled without a read of its own.
+    pub fn is_tentative(&self, layer: Layer) -> bool {
+        self.tentative.contains(&layer)
+    }
+
     /// Mark `layer` as filled without a read of its own.
     pub fn mark_tentative(&mut self, layer: Layer) {
         if !self.tentative.contains(&layer) {

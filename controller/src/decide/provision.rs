@@ -108,12 +108,8 @@ fn agent_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
 /// the container is still observed before any clone.
 fn template_first(d: &Desired, o: &Observed, cx: &Inputs, b: &mut Conds) -> Flow {
     let s = cx.status;
-    // Nothing recorded but the reservation: a new server. A claimed pool member is already
-    // there: it needs no clone, so it never queues for the slot.
-    let unrecorded = s.progress.owned_vmid.is_none()
-        && d.pool_claim.is_none()
-        && s.conditions.iter().all(|c| c.type_ == C::VmidAllocated);
-    if (s.progress.template_wait.is_none() && !unrecorded) || d.template.is_none() {
+    // A claimed pool member needs no clone, so it never queues for the slot (`is_new`).
+    if (s.progress.template_wait.is_none() && !d.is_new(s)) || d.template.is_none() {
         return Continue(());
     }
     template(d, o, b)?;

@@ -215,7 +215,11 @@ fn waiting_for_template(s: &mut ServerStatus) {
 
 /// Provisioned up to the Agent, which is installing the config it was sent.
 fn installing(s: &mut ServerStatus) {
-    for t in [ConditionType::ContainerRunning, ConditionType::NetworkReady] {
+    for t in [
+        ConditionType::ContainerCreated,
+        ConditionType::ContainerRunning,
+        ConditionType::NetworkReady,
+    ] {
         s.set_condition(t, ConditionStatus::True, "", "", 1, t0());
     }
     s.set_condition(

@@ -76,6 +76,11 @@ pub(super) fn touches_proxmox(m: &Mutation) -> bool {
 /// that all is well (docs/reconcile-contract.md, rule 4).
 pub(super) fn needs_confirmation(action: &Action) -> bool {
     match action {
+        // The clone is decided only on a container absent, and absence is presumed only for a
+        // new server (`observe::presume`); Proxmox checks it for us: a taken `newid` is
+        // refused `CT N already exists` before anything is changed, and that answer is read
+        // (`clone`'s conflict arm). A read first would cost every new server a call.
+        Action::Mutate(Mutation::Clone) => false,
         Action::Mutate(m) => touches_proxmox(m),
         Action::Control(c) => match c {
             // A terminal failure (a deadline passed), a VMID given up, a task's failure; and
@@ -167,7 +172,6 @@ impl<S: Stack> Run<'_, S> {
     /// A Proxmox task was started: remember it and check it after `task_poll`
     /// (docs/reconcile-contract.md, rule 3).
     fn started(&mut self, upid: Upid, action: TaskKind) -> Acted {
-        self.ctx.task_listings.task_started(&upid.node);
         let timing = self.ctx.timing();
         let like = crate::task_listing::TaskKey {
             node: &upid.node,
@@ -247,8 +251,12 @@ async fn clone<S: Stack>(run: &mut Run<'_, S>) -> Acted {
             run.release_template().await;
             Acted::Poll(run.ctx.timing().lock_retry)
         }
-        // `CT N already exists`: observe again (adopt, or a conflict).
-        Err(e) if e.class == ErrorClass::Conflict => Acted::Again,
+        // `CT N already exists`: read it (adopt, or a conflict); nothing is presumed about it
+        // any more in this reconcile.
+        Err(e) if e.class == ErrorClass::Conflict => {
+            run.confirming = true;
+            Acted::Again
+        }
         Err(e) => {
             run.release_template().await;
             run.pve_failed(Step::CloneContainer, &e)

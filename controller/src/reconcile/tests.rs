@@ -301,6 +301,9 @@ async fn a_backend_error_degrades_by_class() {
     for c in cases {
         let ctx = context().await;
         let id = game(&ctx).await;
+        // The clone's end reads the config (a new server's clone needs no read first).
+        assert!(matches!(once(&ctx, id).await, Requeue::After(_)), "cloned");
+        ctx.backends.pve.finish_running_tasks();
         assert_eq!(c.error.class, c.class, "{}: the fixture's class", c.reason);
         let message = format!("proxmox: {}", c.error.message);
         ctx.backends
@@ -327,8 +330,8 @@ async fn a_backend_error_degrades_by_class() {
         );
         assert_eq!(
             clones(&ctx.backends.pve),
-            0,
-            "{}: unknown is not absent",
+            1,
+            "{}: unknown is not absent (no second clone)",
             c.reason
         );
     }
@@ -881,7 +884,7 @@ async fn fifty_waiting_clones_cost_one_task_listing_per_poll() {
         );
     }
 
-    // The clones end: each ended task is read once (its exit status), then forgotten.
+    // The clones end: the same listing carries every exit status; no task is read on its own.
     ctx.backends.pve.finish_running_tasks();
     clock.advance(chrono::Duration::from_std(ctx.timing().task_poll).unwrap());
     ctx.backends.pve.clear_calls();
@@ -890,9 +893,12 @@ async fn fifty_waiting_clones_cost_one_task_listing_per_poll() {
     }
     let pve = &ctx.backends.pve;
     assert_eq!(
-        count(pve, PveMethod::TaskStatus),
-        N as usize,
-        "one exit-status read each"
+        (
+            count(pve, PveMethod::NodeTasks),
+            count(pve, PveMethod::TaskStatus)
+        ),
+        (1, 0),
+        "the ends: one listing, no status reads"
     );
     for id in &ids {
         let s = server(&ctx, *id).await;
@@ -981,8 +987,9 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     let (next, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls,
-        [M::ClusterResources, M::CtConfig, M::CloneCt],
-        "no snapshot yet: the reservation lists; absence is read, then cloned"
+        [M::ClusterResources, M::CloneCt],
+        "no snapshot yet: the reservation lists; a new server clones at once (the clone is \
+         refused on a taken VMID)"
     );
     assert_eq!(next, Requeue::After(t.task_poll));
 
@@ -991,14 +998,8 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     let (next, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls,
-        [
-            M::NodeTasks,
-            M::TaskStatus,
-            M::CtConfig,
-            M::UpdateCtConfig,
-            M::ResizeCt
-        ],
-        "the clone's end: one config read; the write is not read back"
+        [M::NodeTasks, M::CtConfig, M::UpdateCtConfig, M::ResizeCt],
+        "the clone's end (its exit in the listing): one config read; the write is not read back"
     );
     assert_eq!(next, Requeue::After(t.task_poll));
 
@@ -1007,14 +1008,8 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     let (_, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls,
-        [
-            M::NodeTasks,
-            M::TaskStatus,
-            M::CtConfig,
-            M::CtStatus,
-            M::StartCt
-        ],
-        "the resize's end: what is started is read first"
+        [M::NodeTasks, M::CtStatus, M::StartCt],
+        "the resize's end: one status read (disk size, lock, power) before the start"
     );
 
     pve.finish_running_tasks();
@@ -1022,19 +1017,15 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     let (next, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls,
-        [M::NodeTasks, M::TaskStatus, M::NodeCts],
-        "the start's end says it runs, the node's list the rest; no address asked for yet"
+        [M::NodeTasks],
+        "the start's end says it runs, the container was read built; no address asked for yet"
     );
     assert_eq!(next, Requeue::After(t.dhcp_expected), "the IP schedule");
 
-    // A look meanwhile (a resync): the node's list answers, the address is not due.
+    // A look meanwhile (a resync): the address is not due, so nothing is read.
     advance(t.dhcp_expected / 2);
     let (next, calls) = calls_of_once(&ctx, id).await;
-    assert_eq!(
-        calls,
-        [],
-        "the listing taken at the start's end still answers"
-    );
+    assert_eq!(calls, [], "the DHCP wait costs nothing");
     assert_eq!(next, Requeue::After(t.dhcp_expected / 2));
 
     // Due, and late: read, then looked at again later the later it is.
@@ -1043,7 +1034,7 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     assert_eq!(
         calls,
         [M::NodeCts, M::CtInterfaces],
-        "a listing older than a poll is taken again"
+        "due: the node's list (shared), then the address"
     );
     assert_eq!(next, Requeue::After(t.wait_poll));
 
@@ -1083,8 +1074,8 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
 }
 
 /// A second task like one already seen is not looked at before about when that one ended,
-/// and then its own status is read (no listing first); until then a reconcile (a resync, a
-/// wake-up) costs nothing.
+/// and then through the node's listing, which also carries its end; until then a reconcile
+/// (a resync, a wake-up) costs nothing.
 #[tokio::test]
 async fn a_task_is_not_looked_at_before_one_like_it_ended() {
     use PveMethod as M;
@@ -1116,15 +1107,19 @@ async fn a_task_is_not_looked_at_before_one_like_it_ended() {
     let (next, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls,
-        [M::TaskStatus],
-        "due: its own status, no listing first"
+        [M::NodeTasks],
+        "due: the node's listing (shared by every task due there)"
     );
     assert_eq!(next, Requeue::After(t.task_poll), "still running: polled");
 
     pve.finish_running_tasks();
     advance(t.task_poll);
     let (_, calls) = calls_of_once(&ctx, id).await;
-    assert_eq!(calls[..2], [M::TaskStatus, M::CtConfig], "ended: read once");
+    assert_eq!(
+        calls[..2],
+        [M::NodeTasks, M::CtConfig],
+        "ended: the listing carries its exit status"
+    );
 }
 
 /// A clone presumed running past its deadline is looked at before the server fails: a
@@ -1149,7 +1144,11 @@ async fn a_presumed_task_is_read_before_anything_is_decided_from_it() {
     advance(t.clone_deadline + t.task_poll);
     ctx.backends.pve.finish_running_tasks();
     let (_, calls) = calls_of_once(&ctx, id).await;
-    assert_eq!(calls[0], M::TaskStatus, "read before the deadline fails it");
+    assert_eq!(
+        calls[0],
+        M::NodeTasks,
+        "looked at before the deadline fails it"
+    );
     let s = server(&ctx, id).await;
     assert!(
         s.status.failure.is_none(),

@@ -67,6 +67,7 @@ pub(crate) async fn handle(
         .map(percent_decode)
         .collect();
     let routed = route(&method, &segs);
+    tracing::trace!(%method, %uri, "pve sim request");
     if let Some((endpoint, _)) = &routed {
         *sh.counters
             .lock()
