@@ -31,10 +31,10 @@ pub struct Args {
 }
 
 /// The fewest Proxmox calls one server can converge with: clone, one config read (ownership
-/// and the rootfs size), one config write, resize, start, one status read at the end of each
-/// of the three tasks, one `interfaces` read (the address); every other wait answered by a
-/// shared task listing and the fleet snapshot.
-pub const MIN_CALLS_PER_SERVER: u32 = 9;
+/// and the rootfs size), one config write, resize, one status read after it, start, one
+/// `interfaces` read (the address); every wait and every task's end answered by shared
+/// listings (the node's tasks and containers, the fleet snapshot).
+pub const MIN_CALLS_PER_SERVER: u32 = 7;
 
 /// The lower bound of a converge run, in simulated seconds.
 #[derive(Debug, Clone, Copy)]
