@@ -316,8 +316,8 @@ impl ControllerSection {
         }
     }
 
-    /// How long a node's active-task listing answers "still running?" for every task waited
-    /// on there: half a poll, so a task's end is seen at most half a poll later than a status
+    /// How long a node's task listing answers "still running, or how did it end?" for every
+    /// task waited on there: half a poll, so a task's end is seen at most half a poll later than a status
     /// read of its own would see it, for about two listings per poll per node.
     pub fn task_listing_max_age(&self) -> Duration {
         self.task_poll / 2

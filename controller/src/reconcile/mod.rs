@@ -48,7 +48,7 @@ pub struct Context<S: Stack = Live> {
     pub snapshot: RwLock<Arc<Snapshot>>,
     /// Servers to wake (a clone slot was freed); drained by the engine after each reconcile.
     pub wake: Mutex<Vec<ServerId>>,
-    /// The latest active-task listing per node, shared by every wait on a task.
+    /// The latest task listing per node, shared by every wait on a task.
     pub task_listings: crate::task_listing::TaskListings,
     /// The warm-pool loop's shared state (`pool.rs`).
     pub pools: crate::pool::PoolState,
