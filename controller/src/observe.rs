@@ -111,22 +111,13 @@ pub fn from_snapshot<S: Stack>(
             if e.lock.is_some() || !has_marker_tag(&e.tags, d.id) {
                 return false;
             }
+            // cluster/resources carries no config: the rest is as the spec has it. The snapshot
+            // is used only while the spec is unchanged; a spec change leaves steady mode, so
+            // drift and a grown disk are caught and applied by the next in-flux reconcile.
             o.container = Some(Ok(Some(ContainerObs {
                 hostname: e.name.clone().or_else(|| d.hostname.clone()),
-                description: String::new(),
                 tags: e.tags.clone(),
-                lock: None,
-                // cluster/resources carries no config; the snapshot is used only while the
-                // spec is unchanged, and a server in flux re-reads the config.
-                cores: Some(d.cores),
-                memory_mib: Some(d.memory_mib),
-                // Not in cluster/resources; a spec change leaves steady mode, so drift in
-                // these is caught on the next in-flux reconcile.
-                swap_mib: Some(d.swap_mib),
-                bridge: Some(d.bridge.clone()),
-                net0: None,
-                // Likewise: a disk the spec grew is applied while the server is in flux.
-                rootfs_gib: Some(d.disk_gib),
+                ..presumed_container(d)
             })));
             if e.running {
                 o.power = Some(Ok(PowerObs::Running));
@@ -538,7 +529,8 @@ fn in_dhcp_wait<S: Stack>(d: &Desired, o: &Observed, cx: &ObserveCtx<'_, S>) -> 
 }
 
 /// The container as the spec has it, carrying our tags, unlocked: what a read of its own
-/// found for this generation (`in_dhcp_wait`).
+/// found for this generation (`in_dhcp_wait`); the base the listings and the status read
+/// fill in.
 fn presumed_container(d: &Desired) -> ContainerObs {
     ContainerObs {
         hostname: d.hostname.clone(),
