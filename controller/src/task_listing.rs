@@ -8,14 +8,10 @@
 //! not show (not listed yet, or no listing could be had) is read directly with `task_status`.
 
 use chrono::{DateTime, Utc};
-use proxmox_client::{Proxmox, TaskExit, TaskFilter, TaskSource, Upid};
+use proxmox_client::{Proxmox, TaskExit, TaskFilter, Upid};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Most tasks one listing returns (PVE pages at 50 by default). The listing starts at the
-/// oldest task waited on, so this is far more than a node runs in that time.
-const LISTING_LIMIT: u32 = 10_000;
 
 /// One node's tasks since `since`, as listed at `taken_at`: `None` while running, else the
 /// exit status.
@@ -77,18 +73,16 @@ impl TaskListings {
         });
         if !fresh {
             // From the oldest task waited on, so one listing answers for all of them.
-            let since = lock(&slot.waited).values().copied().min();
-            let filter = TaskFilter {
-                source: TaskSource::All,
-                since,
-                limit: Some(LISTING_LIMIT),
-                ..TaskFilter::default()
-            };
-            match pve.node_tasks(&upid.node, &filter).await {
+            let since = lock(&slot.waited)
+                .values()
+                .copied()
+                .min()
+                .unwrap_or(upid.starttime);
+            match pve.node_tasks(&upid.node, &TaskFilter::since(since)).await {
                 Ok(tasks) => {
                     let l = Listing {
                         taken_at: now,
-                        since: since.unwrap_or(upid.starttime),
+                        since,
                         tasks: tasks
                             .into_iter()
                             .map(|t| {

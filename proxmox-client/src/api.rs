@@ -108,8 +108,9 @@ pub trait Proxmox: Send + Sync {
         &self,
         node: &str,
     ) -> impl Future<Output = Result<Vec<ClusterResource>, PveError>> + Send;
-    /// `GET /nodes/{node}/tasks`: the node's tasks, filtered (`TaskFilter::active()`: what
-    /// runs now). One listing answers "still running?" for every task on the node.
+    /// `GET /nodes/{node}/tasks`: the node's tasks, filtered (`TaskFilter::since`: what runs
+    /// and what ended since). One listing answers "still running, or how did it end?" for
+    /// every task on the node.
     fn node_tasks(
         &self,
         node: &str,

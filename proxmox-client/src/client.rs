@@ -165,10 +165,9 @@ impl PveClient {
         let limiter = &self.inner.limiter;
         let seen = || self.inner.nodes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(node) = node {
-            if !seen().contains(node) {
-                seen().insert(node.to_string());
-            }
-            return limiter.until_key_ready(&node.to_string()).await;
+            let key = node.to_string();
+            seen().insert(key.clone());
+            return limiter.until_key_ready(&key).await;
         }
         let nodes: Vec<String> = seen().iter().cloned().collect();
         if nodes.is_empty() {

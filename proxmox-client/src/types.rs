@@ -676,6 +676,16 @@ impl TaskFilter {
             ..TaskFilter::default()
         }
     }
+
+    /// Every task started at or after `starttime` (PVE's clock, Unix seconds), running or
+    /// ended (with its exit status), up to 10 000.
+    pub fn since(starttime: i64) -> Self {
+        TaskFilter {
+            source: TaskSource::All,
+            since: Some(starttime),
+            ..TaskFilter::active()
+        }
+    }
 }
 
 // ---------- requests ----------

@@ -332,6 +332,10 @@ fn every_request() -> Vec<(&'static str, PveRequest)> {
             build_tasks("pve", &TaskFilter::active()).unwrap(),
         ),
         (
+            "a node's tasks since the oldest one waited on",
+            build_tasks("pve", &TaskFilter::since(1_700_000_000)).unwrap(),
+        ),
+        (
             "tasks with every filter",
             build_tasks(
                 "pve",

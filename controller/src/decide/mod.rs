@@ -102,21 +102,23 @@ impl Desired {
     /// the disk size and the lock are left to look at (`observe`, the read after a resize).
     pub fn resize_decided(&self, s: &model::ServerStatus) -> bool {
         s.in_flight_task.is_none()
-            && s.condition(model::ConditionType::ContainerCreated)
-                .is_some_and(|c| {
-                    c.status == model::ConditionStatus::False
-                        && c.reason == crate::reason::RESIZING_DISK.as_str()
-                        && c.observed_generation == self.generation
-                })
+            && self.created_condition(s).is_some_and(|c| {
+                c.status == model::ConditionStatus::False
+                    && c.reason == crate::reason::RESIZING_DISK.as_str()
+            })
     }
 
     /// A read of its own found the container built as this generation asks
     /// (`ContainerCreated` True for it).
     pub fn built(&self, s: &model::ServerStatus) -> bool {
+        self.created_condition(s)
+            .is_some_and(|c| c.status == model::ConditionStatus::True)
+    }
+
+    /// `ContainerCreated`, as last decided for this generation.
+    fn created_condition<'s>(&self, s: &'s model::ServerStatus) -> Option<&'s model::Condition> {
         s.condition(model::ConditionType::ContainerCreated)
-            .is_some_and(|c| {
-                c.status == model::ConditionStatus::True && c.observed_generation == self.generation
-            })
+            .filter(|c| c.observed_generation == self.generation)
     }
 }
 
