@@ -323,6 +323,21 @@ impl ControllerSection {
         self.task_poll / 2
     }
 
+    /// How often a task is looked at once it is due (what one like it took has passed) and
+    /// still runs, and how fresh a listing must be to answer then: a quarter poll, so a clone
+    /// hands its template on within about that of its end (a full poll would add up to one
+    /// poll to every clone of a template's chain).
+    pub fn task_near_end_poll(&self) -> Duration {
+        self.task_poll / 4
+    }
+
+    /// How far past its expected duration a task's end may be seen and still count as "about
+    /// as expected" (`TaskDurations`): half the near-end poll, so an end seen one near-end
+    /// look later raises the expectation and one seen at the first look does not.
+    pub fn task_learning_slack(&self) -> Duration {
+        self.task_near_end_poll() / 2
+    }
+
     /// The longest a task presumed running (not due by what one like it took) goes without a
     /// look: a third of the shortest hold on a template, so a long clone keeps renewing it.
     pub fn task_recheck_max(&self) -> Duration {

@@ -205,9 +205,19 @@ pub async fn fill<S: Stack>(layer: Layer, d: &Desired, o: &mut Observed, cx: &Ob
                 // next anyway).
                 Err(_) => Ok(TaskObs::Succeeded),
                 // The node's listing answers for every task waited on there: running (a
-                // wait) or ended, with its exit status. One it does not show is read.
-                Ok(u) => match cx.task_listings.lookup(pve, &u, cx.now).await {
-                    Listed::Running => Ok(TaskObs::Running),
+                // wait) or ended, with its exit status. One it does not show is read. Past
+                // its expected end a task is looked at more often, through a fresher listing.
+                Ok(u) => match cx
+                    .task_listings
+                    .lookup(pve, &u, cx.now, listing_age(d, cx))
+                    .await
+                {
+                    Listed::Running => {
+                        if task_due(d, cx) {
+                            o.task_recheck = Some(cx.timing.task_near_end_poll());
+                        }
+                        Ok(TaskObs::Running)
+                    }
                     Listed::Ended(exit) => Ok(ended(exit, d, cx)),
                     Listed::ReadStatus => {
                         pve_seen(pve.task_status(&u).await).map(|t| match t.exit {
@@ -371,6 +381,20 @@ fn task_age_and_expected<S: Stack>(
     Some((age, expected))
 }
 
+/// Whether the in-flight task has run as long as one like it took.
+fn task_due<S: Stack>(d: &Desired, cx: &ObserveCtx<'_, S>) -> bool {
+    task_age_and_expected(d, cx).is_some_and(|(age, expected)| age >= expected)
+}
+
+/// How old a task listing may be to answer for the in-flight task.
+fn listing_age<S: Stack>(d: &Desired, cx: &ObserveCtx<'_, S>) -> Duration {
+    if task_due(d, cx) {
+        cx.timing.task_near_end_poll()
+    } else {
+        cx.timing.task_listing_max_age()
+    }
+}
+
 /// Since when an address is plausible: the container was seen running (our start ended, or
 /// drift found it running) `dhcp_expected` ago. `None` when it is not known to run.
 fn address_plausible_since<S: Stack>(
@@ -410,18 +434,16 @@ async fn presume<S: Stack>(
     }
     match layer {
         Layer::Task => {
-            // Not due yet: presumed running until about when one like it ended last time
-            // (looked at half a poll before, so an early end is not missed by much), renewed
-            // at least every `task_recheck_max` (the template holds want renewing).
+            // Not due yet: presumed running until one like it took (`TaskDurations`),
+            // renewed at least every `task_recheck_max` (the template holds want renewing).
             let Some((age, expected)) = task_age_and_expected(d, cx) else {
                 return false;
             };
-            let due = expected.saturating_sub(cx.timing.task_poll / 2);
-            if age >= due {
+            if age >= expected {
                 return false;
             }
             o.task = Some(Ok(TaskObs::Running));
-            o.task_recheck = Some((due - age).min(cx.timing.task_recheck_max()));
+            o.task_recheck = Some((expected - age).min(cx.timing.task_recheck_max()));
             true
         }
         Layer::Ip => {
@@ -441,6 +463,17 @@ async fn presume<S: Stack>(
                 }
                 _ => false,
             }
+        }
+        // Not published yet (or found missing): the write is its own look (each provider
+        // lists what is there and converges it to exactly the desired records), so a look
+        // first would only repeat it.
+        Layer::Dns if !cx.status.is_true(model::ConditionType::DnsPublished) => {
+            o.dns = Some(Ok(EdgeObs::ABSENT));
+            true
+        }
+        Layer::Proxy if !cx.status.is_true(model::ConditionType::ProxyRegistered) => {
+            o.proxy = Some(Ok(EdgeObs::ABSENT));
+            true
         }
         Layer::Container if d.is_new(cx.status) && !clone_unanswered(cx.status) => {
             // A new server has never sent a clone: its container is presumed absent, for the

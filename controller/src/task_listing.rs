@@ -42,26 +42,24 @@ pub enum Listed {
 }
 
 /// The latest listing per node, shared by every reconcile of this process. A listing younger
-/// than `max_age` that reaches back to a task's start is reused; otherwise one call replaces
-/// it, made by the first reconcile that needs it while the others for that node wait for its
-/// answer.
-#[derive(Debug)]
+/// than the asker's `max_age` that reaches back to a task's start is reused; otherwise one
+/// call replaces it, made by the first reconcile that needs it while the others for that node
+/// wait for its answer.
+#[derive(Debug, Default)]
 pub struct TaskListings {
-    max_age: Duration,
     nodes: Mutex<HashMap<String, Arc<Node>>>,
 }
 
 impl TaskListings {
-    pub fn new(max_age: Duration) -> Self {
-        TaskListings {
-            max_age,
-            nodes: Mutex::new(HashMap::new()),
-        }
-    }
-
     /// What a listing no older than `max_age` at `now` says about `upid` (taking one if
     /// needed).
-    pub async fn lookup<P: Proxmox>(&self, pve: &P, upid: &Upid, now: DateTime<Utc>) -> Listed {
+    pub async fn lookup<P: Proxmox>(
+        &self,
+        pve: &P,
+        upid: &Upid,
+        now: DateTime<Utc>,
+        max_age: Duration,
+    ) -> Listed {
         let slot = self.node(&upid.node);
         let key = upid.to_string();
         lock(&slot.waited).insert(key.clone(), upid.starttime);
@@ -69,7 +67,7 @@ impl TaskListings {
         let fresh = listing.as_ref().is_some_and(|l| {
             l.since <= upid.starttime
                 && now >= l.taken_at
-                && (now - l.taken_at).to_std().unwrap_or_default() < self.max_age
+                && (now - l.taken_at).to_std().unwrap_or_default() < max_age
         });
         if !fresh {
             // From the oldest task waited on, so one listing answers for all of them.
@@ -125,13 +123,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a kind of task took last time, per node, kind and template: a task of the same kind is
-/// not looked at before about then (a clone of one template, a resize to one size and a start
-/// take about as long each time). Only ever a reason to wait: a task presumed running is
-/// looked at before anything is decided from it (`Observed::confirm`), and its deadline
-/// still counts from its start.
-#[derive(Debug, Default)]
+/// What a kind of task takes, per node, kind and template: a task of the same kind is not
+/// looked at before then (a clone of one template, a resize to one size and a start take
+/// about as long each time). Only ever a reason to wait: a task presumed running is looked at
+/// before anything is decided from it (`Observed::confirm`), and its deadline still counts
+/// from its start.
+///
+/// An end is only seen at a look, so what a task took is measured up to that look: a
+/// little more than it took. Taken as is, the expectation would creep up by the look's delay
+/// with every task. So an end seen within `slack` of the expectation keeps the smaller of
+/// the two, and only a task still running well past it (seen at a later look) raises it.
+/// A clone's expectation is also lowered by `slack` each time its end was seen at the first
+/// look: the template's next clone waits for that end, so it is probed for (at the cost of
+/// a second look now and then) instead of kept as first overestimated.
+#[derive(Debug)]
 pub struct TaskDurations {
+    slack: Duration,
     learned: Mutex<HashMap<LearnedKey, Duration>>,
 }
 
@@ -147,7 +154,17 @@ pub struct TaskKey<'a> {
 }
 
 impl TaskDurations {
-    /// How long the last task like `key` took, from its start to its end as seen here.
+    /// `slack`: less than the interval of looks at a task past its expected end, so one seen
+    /// at such a later look raises the expectation.
+    pub fn new(slack: Duration) -> Self {
+        TaskDurations {
+            slack,
+            learned: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long a task like `key` is expected to take, from its start to its end as seen
+    /// here.
     pub fn expected(&self, key: TaskKey<'_>) -> Option<Duration> {
         lock(&self.learned)
             .get(&(key.node.to_string(), key.kind, key.template))
@@ -156,6 +173,90 @@ impl TaskDurations {
 
     /// A task like `key` was seen ended, `took` after its start.
     pub fn learn(&self, key: TaskKey<'_>, took: Duration) {
-        lock(&self.learned).insert((key.node.to_string(), key.kind, key.template), took);
+        let mut learned = lock(&self.learned);
+        let expected = learned
+            .entry((key.node.to_string(), key.kind, key.template))
+            .or_insert(took);
+        *expected = if took <= *expected + self.slack {
+            let seen = took.min(*expected);
+            if key.kind == model::TaskKind::Clone {
+                seen.saturating_sub(self.slack)
+            } else {
+                seen
+            }
+        } else {
+            took
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::TaskKind;
+
+    /// What is expected after a task seen ended `took` after its start, with `before`
+    /// expected (slack 100 ms).
+    #[test]
+    fn learning_a_duration() {
+        let ms = Duration::from_millis;
+        let cases: &[(Option<u64>, u64, TaskKind, u64, &str)] = &[
+            (
+                None,
+                2_000,
+                TaskKind::Start,
+                2_000,
+                "the first end seen is the expectation",
+            ),
+            (
+                Some(2_000),
+                2_050,
+                TaskKind::Start,
+                2_000,
+                "seen at the first look: no creep by the look's delay",
+            ),
+            (
+                Some(2_000),
+                1_500,
+                TaskKind::Start,
+                1_500,
+                "ended earlier: expected earlier",
+            ),
+            (
+                Some(2_000),
+                2_300,
+                TaskKind::Start,
+                2_300,
+                "still running past the expectation: raised",
+            ),
+            (
+                Some(2_000),
+                2_050,
+                TaskKind::Clone,
+                1_900,
+                "a clone's end is probed for: a little earlier each time",
+            ),
+            (
+                Some(2_000),
+                2_300,
+                TaskKind::Clone,
+                2_300,
+                "a clone still running past it: raised",
+            ),
+        ];
+        for &(before, took, kind, after, why) in cases {
+            let d = TaskDurations::new(ms(100));
+            let key = TaskKey {
+                node: "pve",
+                kind,
+                template: Some(9000),
+            };
+            if let Some(b) = before {
+                // Seeded directly: `learn` would already probe a clone's first end.
+                lock(&d.learned).insert(("pve".into(), kind, Some(9000)), ms(b));
+            }
+            d.learn(key, ms(took));
+            assert_eq!(d.expected(key), Some(ms(after)), "{why}");
+        }
     }
 }

@@ -20,6 +20,14 @@ impl EventType {
     }
 }
 
+/// An event to record; the store stamps and folds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub type_: EventType,
+    pub reason: &'static str,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {

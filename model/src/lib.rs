@@ -25,7 +25,7 @@ pub use catalog::{Catalog, CloneMode, Template};
 pub use class::ErrorClass;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use customer::{ApiToken, Customer, Quota, Role, Standing, TokenState};
-pub use event::{Event, EventType};
+pub use event::{Event, EventType, NewEvent};
 pub use ids::{OperationId, ServerId};
 pub use operation::{Operation, OperationKind};
 pub use pool::{MemberState, NewPoolMember, PoolMember, pool_event_id};

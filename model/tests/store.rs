@@ -153,6 +153,7 @@ both!(
     launch_guard,
     quota_and_standing,
     events_fold,
+    status_and_events_are_one_write,
     change_feed,
     customers_and_tokens,
     replicas_and_orphans,
@@ -1141,6 +1142,55 @@ async fn events_fold(s: &impl Store, h: &Harness) {
     s.append_event(a.id, EventType::Warning, "Huge", &"x".repeat(10_000))
         .await
         .unwrap();
+}
+
+/// A status write with events keeps both or neither: a refused write (stale, fenced) leaves
+/// no event behind, so an event never tells of a step the status does not record.
+async fn status_and_events_are_one_write(s: &impl Store, h: &Harness) {
+    let a = create(s, "alice", game()).await;
+    let restarted = |message: &str| model::NewEvent {
+        type_: EventType::Normal,
+        reason: "GameRestarted",
+        message: message.into(),
+    };
+    let mut st = ServerStatus::default();
+    st.observed_restarts.game = 1;
+    let a2 = s
+        .write_status_with_events(a.id, &st, a.resource_version, None, &[restarted("one")])
+        .await
+        .unwrap();
+    assert_eq!(a2.status.observed_restarts.game, 1);
+    let stale = s
+        .write_status_with_events(a.id, &st, a.resource_version, None, &[restarted("stale")])
+        .await;
+    assert!(matches!(stale, Err(StoreError::Stale)), "{stale:?}");
+    let old = s.claim_lease(a.id, "a", TTL).await.unwrap().expect("free");
+    h.advance(TTL + Duration::from_secs(1));
+    let newer = s
+        .claim_lease(a.id, "b", TTL)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert!(newer.token > old.token);
+    let fence = Some(Fence { token: old.token });
+    let fenced = s
+        .write_status_with_events(
+            a.id,
+            &st,
+            a2.resource_version,
+            fence,
+            &[restarted("fenced")],
+        )
+        .await;
+    assert!(matches!(fenced, Err(StoreError::Fenced)), "{fenced:?}");
+    let messages: Vec<String> = s
+        .list_events(a.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(messages, ["one"], "only the written status's event");
 }
 
 async fn change_feed(s: &impl Store, _h: &Harness) {

@@ -118,6 +118,16 @@ impl EdgeObs {
         desired_present: true,
         any_ours_present: false,
     };
+    /// Exactly what the server needs, and nothing else of its, is published.
+    pub const PUBLISHED: EdgeObs = EdgeObs {
+        desired_present: true,
+        any_ours_present: true,
+    };
+    /// Nothing of the server's is published.
+    pub const ABSENT: EdgeObs = EdgeObs {
+        desired_present: false,
+        any_ours_present: false,
+    };
 }
 
 /// What has been observed so far in this reconcile; `None` = not asked yet.
@@ -171,6 +181,19 @@ impl Observed {
         for l in touched {
             self.forget(*l);
         }
+    }
+
+    /// Every DNS provider answered its write OK: the records are as written, without a
+    /// look back (each provider's write converges to exactly the desired records itself).
+    pub fn dns_published(&mut self) {
+        self.tentative.retain(|l| *l != Layer::Dns);
+        self.dns = Some(Ok(EdgeObs::PUBLISHED));
+    }
+
+    /// The proxy answered its registration OK: registered as written.
+    pub fn proxy_registered(&mut self) {
+        self.tentative.retain(|l| *l != Layer::Proxy);
+        self.proxy = Some(Ok(EdgeObs::PUBLISHED));
     }
 
     /// Some layer was filled without a read of its own.

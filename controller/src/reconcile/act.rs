@@ -109,8 +109,10 @@ pub(super) fn touched(m: &Mutation) -> &'static [Layer] {
         // bridge may bring a new address, and everything behind it.
         Mutation::Configure(c) if c.bridge.is_none() => &[],
         Mutation::Configure(_) => &Layer::WORLD[1..],
-        Mutation::PublishDns | Mutation::RemoveDns => &[Layer::Dns],
-        Mutation::RegisterProxy | Mutation::Unregister => &[Layer::Proxy],
+        // Written as desired and answered OK: taken as written (`Observed::dns_published`).
+        Mutation::PublishDns | Mutation::RegisterProxy => &[],
+        Mutation::RemoveDns => &[Layer::Dns],
+        Mutation::Unregister => &[Layer::Proxy],
         Mutation::Clone
         | Mutation::ClaimMarker
         | Mutation::DestroyFailedClone
@@ -178,14 +180,13 @@ impl<S: Stack> Run<'_, S> {
             kind: action,
             template: self.desired.template_vmid(),
         };
-        // First looked at when due: about when one like it ended last time.
+        // First looked at when due: when one like it is expected to have ended.
         let first_look = self
             .ctx
             .durations
             .expected(like)
             .map_or(timing.task_poll, |d| {
-                d.saturating_sub(timing.task_poll / 2)
-                    .clamp(timing.task_poll, timing.task_recheck_max())
+                d.clamp(timing.task_poll, timing.task_recheck_max())
             });
         self.status.in_flight_task = Some(InFlightTask {
             upid: upid.to_string(),
@@ -580,6 +581,7 @@ async fn publish_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     }
     let what = format!("A and SRV records for {fqdn}");
     run.event(EventType::Normal, r::EV_DNS_PUBLISHED, what);
+    run.obs.dns_published();
     Acted::Again
 }
 
@@ -594,6 +596,7 @@ async fn register_proxy<S: Stack>(run: &mut Run<'_, S>) -> Acted {
         Ok(_) => {
             let what = format!("{hostname} → {ip}:{port}");
             run.event(EventType::Normal, r::EV_PROXY_REGISTERED, what);
+            run.obs.proxy_registered();
             Acted::Again
         }
         Err(e) => run.degrade(Step::PublishEdge, &Unavailable::from(&e)),

@@ -127,9 +127,9 @@ impl<S: Stack> Context<S> {
             slots: TemplateSlots::new(t.slot_holder_ttl(), t.slot_waiter_ttl()),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             wake: Mutex::new(Vec::new()),
-            task_listings: crate::task_listing::TaskListings::new(t.task_listing_max_age()),
+            task_listings: Default::default(),
             pools: crate::pool::PoolState::default(),
-            durations: Default::default(),
+            durations: crate::task_listing::TaskDurations::new(t.task_learning_slack()),
             fleet: crate::snapshot::FleetListings::new(t.fleet_listing_max_age()),
             cfg,
         }
@@ -343,7 +343,7 @@ pub(crate) struct Run<'c, S: Stack> {
     ctx: &'c Context<S>,
     server: Server,
     status: ServerStatus,
-    events: Vec<(EventType, r::EventReason, String)>,
+    events: Vec<model::NewEvent>,
     now: DateTime<Utc>,
     desired: Desired,
     obs: Observed,
@@ -467,7 +467,11 @@ impl<'c, S: Stack> Run<'c, S> {
     }
 
     fn event(&mut self, t: EventType, reason: r::EventReason, msg: impl Into<String>) {
-        self.events.push((t, reason, msg.into()));
+        self.events.push(model::NewEvent {
+            type_: t,
+            reason: reason.as_str(),
+            message: msg.into(),
+        });
     }
 
     fn deleting(&self) -> bool {

@@ -201,8 +201,11 @@ impl<S: Stack> Run<'_, S> {
                 Requeue::After(d) => chrono::Duration::from_std(d).ok().map(|d| now + d),
                 Requeue::AwaitChange | Requeue::Now | Requeue::Backoff => None,
             };
+            let rv = self.server.resource_version;
+            // One transaction: a crash keeps both or neither, so a step recorded as done
+            // always has its event.
             match store
-                .write_status(id, &self.status, self.server.resource_version, self.fence)
+                .write_status_with_events(id, &self.status, rv, self.fence, &self.events)
                 .await
             {
                 Ok(_) => {}
@@ -211,9 +214,12 @@ impl<S: Stack> Run<'_, S> {
                 Err(StoreError::NotFound) => return Ok(Requeue::AwaitChange),
                 Err(e) => return Err(e.into()),
             }
-        }
-        for (t, reason, msg) in self.events {
-            store.append_event(id, t, reason.as_str(), &msg).await?;
+        } else {
+            for e in &self.events {
+                store
+                    .append_event(id, e.type_, e.reason, &e.message)
+                    .await?;
+            }
         }
         Ok(next)
     }
@@ -253,13 +259,15 @@ pub(super) async fn panicked<S: Stack>(
             message: text.clone(),
             at: now,
         });
+        let event = model::NewEvent {
+            type_: EventType::Warning,
+            reason: r::EV_RECONCILE_PANICKED.as_str(),
+            message: text.clone(),
+        };
         store
-            .write_status(id, &status, s.resource_version, fence)
-            .await?;
-        let reason = r::EV_RECONCILE_PANICKED.as_str();
-        store
-            .append_event(id, EventType::Warning, reason, &text)
+            .write_status_with_events(id, &status, s.resource_version, fence, &[event])
             .await
+            .map(drop)
     };
     let result: Result<(), StoreError> = written.await;
     if let Err(e) = result {

@@ -1060,7 +1060,16 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     assert_eq!(calls, [], "an install in progress costs Proxmox nothing");
 
     // Installed: DNS and the proxy are written on their own answers; Proxmox is listed only.
-    ctx.backends.agent.set_state(IP, AgentState::Running);
+    let b = &ctx.backends;
+    let (technitium, cloudflare) = (
+        b.technitium.as_ref().unwrap(),
+        b.cloudflare.as_ref().unwrap(),
+    );
+    let velocity = b.velocity.as_ref().unwrap();
+    technitium.clear_calls();
+    cloudflare.clear_calls();
+    velocity.clear_calls();
+    b.agent.set_state(IP, AgentState::Running);
     advance(t.wait_poll * 2);
     let (_, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
@@ -1071,6 +1080,19 @@ async fn a_server_in_flux_costs_only_the_calls_its_state_needs() {
     let s = server(&ctx, id).await;
     assert!(s.status.is_true(ConditionType::DnsPublished));
     assert!(s.status.is_true(ConditionType::ProxyRegistered));
+    for dns in [technitium, cloudflare] {
+        let calls = dns.calls();
+        assert!(
+            matches!(calls[..], [edge_client::fake::DnsCall::Ensure { .. }]),
+            "never published, so written at once (the write lists for itself) and not \
+             looked at again: {calls:?}"
+        );
+    }
+    let calls = velocity.calls();
+    assert!(
+        matches!(calls[..], [edge_client::fake::ProxyCall::Ensure { .. }]),
+        "the proxy likewise: {calls:?}"
+    );
 }
 
 /// A second task like one already seen is not looked at before about when that one ended,
@@ -1084,18 +1106,15 @@ async fn a_task_is_not_looked_at_before_one_like_it_ended() {
     let t = ctx.timing().clone();
     let advance = |d: Duration| clock.advance(chrono::Duration::from_std(d).unwrap());
     let pve = &ctx.backends.pve;
-    let took = t.task_poll * 20;
-    ctx.durations.learn(
-        crate::task_listing::TaskKey {
-            node: "pve",
-            kind: TaskKind::Clone,
-            template: Some(TEMPLATE),
-        },
-        took,
-    );
+    let like = crate::task_listing::TaskKey {
+        node: "pve",
+        kind: TaskKind::Clone,
+        template: Some(TEMPLATE),
+    };
+    ctx.durations.learn(like, t.task_poll * 20);
+    let due = ctx.durations.expected(like).expect("learned");
     let id = game(&ctx).await;
     let (next, _) = calls_of_once(&ctx, id).await;
-    let due = took - t.task_poll / 2;
     assert_eq!(next, Requeue::After(due), "looked at when due");
 
     advance(due / 2);
@@ -1110,10 +1129,17 @@ async fn a_task_is_not_looked_at_before_one_like_it_ended() {
         [M::NodeTasks],
         "due: the node's listing (shared by every task due there)"
     );
-    assert_eq!(next, Requeue::After(t.task_poll), "still running: polled");
+    assert_eq!(
+        next,
+        Requeue::After(t.task_near_end_poll()),
+        "due and still running: looked at again soon"
+    );
 
+    advance(t.task_near_end_poll() / 2);
+    let (_, calls) = calls_of_once(&ctx, id).await;
+    assert_eq!(calls, [], "the listing, fresh enough, answers again");
     pve.finish_running_tasks();
-    advance(t.task_poll);
+    advance(t.task_near_end_poll());
     let (_, calls) = calls_of_once(&ctx, id).await;
     assert_eq!(
         calls[..2],

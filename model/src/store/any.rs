@@ -114,6 +114,16 @@ impl Store for AnyStore {
     ) -> Result<Server> {
         dispatch!(self, s => s.write_status(id, status, expected_rv, fence).await)
     }
+    async fn write_status_with_events(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+        events: &[NewEvent],
+    ) -> Result<Server> {
+        dispatch!(self, s => s.write_status_with_events(id, status, expected_rv, fence, events).await)
+    }
     async fn set_paused(&self, id: ServerId, paused: bool) -> Result<Server> {
         dispatch!(self, s => s.set_paused(id, paused).await)
     }

@@ -7,8 +7,8 @@
 //! ([`feed`] says why no reader ever skips a change).
 
 use crate::{
-    ApiToken, Customer, Event, EventType, Kind, Operation, OperationId, Phase, Quota, Role, Server,
-    ServerId, ServerSpec, ServerStatus, Standing,
+    ApiToken, Customer, Event, EventType, Kind, NewEvent, Operation, OperationId, Phase, Quota,
+    Role, Server, ServerId, ServerSpec, ServerStatus, Standing,
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -311,6 +311,17 @@ pub trait Store: Send + Sync + 'static {
         status: &ServerStatus,
         expected_rv: i64,
         fence: Option<Fence>,
+    ) -> impl Future<Output = Result<Server>> + Send;
+    /// `write_status` that appends `events` in the same transaction: a crash never keeps
+    /// the status without the events that explain it (a restart recorded as done, say,
+    /// without its `GameRestarted`).
+    fn write_status_with_events(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+        events: &[NewEvent],
     ) -> impl Future<Output = Result<Server>> + Send;
     fn set_paused(&self, id: ServerId, paused: bool)
     -> impl Future<Output = Result<Server>> + Send;

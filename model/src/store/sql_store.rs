@@ -225,6 +225,26 @@ where
         Ok(())
     }
 
+    /// Append an event, folded into its repeats.
+    async fn insert_event(
+        c: &mut DB::Connection,
+        id: ServerId,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query::<DB>(UPSERT_EVENT)
+            .bind(id.0)
+            .bind(type_.as_str())
+            .bind(truncate(reason, EVENT_REASON_MAX))
+            .bind(truncate(message, EVENT_MESSAGE_MAX))
+            .bind(DB::ts(now))
+            .execute(c)
+            .await?;
+        Ok(())
+    }
+
     /// `INSERT_SERVER` or `UPDATE_SERVER` (same parameters).
     async fn save(c: &mut DB::Connection, sql: &'static str, s: &Server) -> Result<()> {
         let d = Denorm::of(s);
@@ -390,6 +410,7 @@ where
         expected_rv: Option<i64>,
         fence: Option<Fence>,
         origin: Origin,
+        events: &[NewEvent],
         change: impl FnOnce(&mut Server, DateTime<Utc>) -> Option<Operation>,
     ) -> Result<(Server, Option<Operation>)> {
         let now = self.clock.now();
@@ -409,6 +430,9 @@ where
         }
         Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
         Self::save(&mut tx, UPDATE_SERVER, &server).await?;
+        for e in events {
+            Self::insert_event(&mut tx, id, e.type_, e.reason, &e.message, now).await?;
+        }
         tx.commit().await?;
         self.notify(id, origin);
         Ok((server, op))
@@ -670,18 +694,38 @@ where
         expected_rv: i64,
         fence: Option<Fence>,
     ) -> Result<Server> {
+        self.write_status_with_events(id, status, expected_rv, fence, &[])
+            .await
+    }
+
+    async fn write_status_with_events(
+        &self,
+        id: ServerId,
+        status: &ServerStatus,
+        expected_rv: i64,
+        fence: Option<Fence>,
+        events: &[NewEvent],
+    ) -> Result<Server> {
+        let change = |s: &mut Server, _| {
+            s.status = status.clone();
+            None
+        };
         let (server, _) = self
-            .modify(id, Some(expected_rv), fence, Origin::Controller, |s, _| {
-                s.status = status.clone();
-                None
-            })
+            .modify(
+                id,
+                Some(expected_rv),
+                fence,
+                Origin::Controller,
+                events,
+                change,
+            )
             .await?;
         Ok(server)
     }
 
     async fn set_paused(&self, id: ServerId, paused: bool) -> Result<Server> {
         let (server, _) = self
-            .modify(id, None, None, Origin::User, |s, _| {
+            .modify(id, None, None, Origin::User, &[], |s, _| {
                 s.paused = paused;
                 None
             })
@@ -691,7 +735,7 @@ where
 
     async fn request_reconcile(&self, id: ServerId, retry: bool) -> Result<Server> {
         let (server, _) = self
-            .modify(id, None, None, Origin::User, |s, now| {
+            .modify(id, None, None, Origin::User, &[], |s, now| {
                 if retry {
                     s.retry_requested_at = Some(now);
                 }
@@ -841,15 +885,8 @@ where
         reason: &str,
         message: &str,
     ) -> Result<()> {
-        sqlx::query::<DB>(UPSERT_EVENT)
-            .bind(id.0)
-            .bind(type_.as_str())
-            .bind(truncate(reason, EVENT_REASON_MAX))
-            .bind(truncate(message, EVENT_MESSAGE_MAX))
-            .bind(DB::ts(self.clock.now()))
-            .execute(&mut *self.pool.acquire().await?)
-            .await?;
-        Ok(())
+        let mut c = self.pool.acquire().await?;
+        Self::insert_event(&mut c, id, type_, reason, message, self.clock.now()).await
     }
 
     async fn list_events(&self, id: ServerId, limit: u32) -> Result<Vec<Event>> {
@@ -1421,14 +1458,7 @@ where
             }
             Self::stamp(&mut tx, &mut server, ChangeKind::Upsert, now).await?;
             Self::save(&mut tx, UPDATE_SERVER, &server).await?;
-            sqlx::query::<DB>(UPSERT_EVENT)
-                .bind(id.0)
-                .bind(EventType::Normal.as_str())
-                .bind(truncate(reason, EVENT_REASON_MAX))
-                .bind(truncate(message, EVENT_MESSAGE_MAX))
-                .bind(DB::ts(now))
-                .execute(&mut *tx)
-                .await?;
+            Self::insert_event(&mut tx, id, EventType::Normal, reason, message, now).await?;
             tx.commit().await?;
             self.notify(id, Origin::User);
             done.push(id);
