@@ -279,6 +279,8 @@ pub fn cloudflare_client(
     let mut c = edge_client::CloudflareConfig::new(zone_id, &cfg.edge.zone, token);
     c.base_url = url.into();
     c.requests_per_5min = requests_per_5min;
+    // A reconcile waits for the budget no longer than for anything else it polls.
+    c.max_budget_wait = cfg.controller.wait_poll;
     c.timeout = timeout;
     CloudflareClient::new(c).map_err(|e| edge_err("cloudflare", e))
 }

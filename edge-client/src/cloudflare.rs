@@ -12,13 +12,17 @@
 //! - 429: the API blocks the token for the rest of the window; we return `Transient` with
 //!   `retry_after` from `retry-after`, and send nothing until that time has passed.
 //! - Outgoing requests go through a governor limiter at `requests_per_5min` (default 900,
-//!   well below Cloudflare's 1200 per 5 minutes per token).
+//!   well below Cloudflare's 1200 per 5 minutes per token). A write reserves its calls up
+//!   front and waits at most `max_budget_wait` for them; past that it is answered at once
+//!   with `budget_wait` (nothing sent), so a burst of new servers does not hold every
+//!   reconcile worker in the limiter's queue.
 
 use crate::dns::{
     self, DesiredRecords, DnsProvider, ObservedRecords, RECORD_TTL, SrvRecord, normalize, srv_name,
 };
 use crate::error::{Backend, EdgeError, classify_status, record, snippet};
 use crate::http;
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use model::ErrorClass;
 use secrecy::{ExposeSecret, SecretString};
@@ -27,6 +31,7 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +74,30 @@ pub mod code {
     pub const MISSING_AUTH: u32 = 9106;
 }
 
+/// A write's wait for the budget, unless configured: a few seconds, about one of the
+/// engine's wait polls.
+pub const DEFAULT_MAX_BUDGET_WAIT: Duration = Duration::from_secs(3);
+
+/// The calls a write of one name takes when nothing is there yet (a listing and a create,
+/// or a listing and a delete): what `ensure` and `remove` reserve per name up front.
+const CALLS_PER_NAME: u32 = 2;
+
+/// Calls paid for by a reservation (`CloudflareClient::reserve`): they skip the limiter.
+struct Prepaid(AtomicU32);
+
+impl Prepaid {
+    const fn none() -> Self {
+        Prepaid(AtomicU32::new(0))
+    }
+
+    /// Use one prepaid call, if any is left.
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
 pub const MSG_LOCALLY_BLOCKED: &str =
     "rate limited by Cloudflare earlier; not sending until retry-after has passed";
 
@@ -83,6 +112,10 @@ pub struct CloudflareConfig {
     pub timeout: Duration,
     /// Outgoing budget, default 900 (Cloudflare allows 1200 per 5 minutes per token).
     pub requests_per_5min: u32,
+    /// The longest a write (`ensure`, `remove`) waits for room in the budget; past that it
+    /// is answered at once with `budget_wait` and nothing is sent, so its caller is not held
+    /// (a reconcile worker under a burst of new servers).
+    pub max_budget_wait: Duration,
 }
 
 impl CloudflareConfig {
@@ -94,6 +127,7 @@ impl CloudflareConfig {
             token,
             timeout: Duration::from_secs(10),
             requests_per_5min: DEFAULT_REQUESTS_PER_5MIN,
+            max_budget_wait: DEFAULT_MAX_BUDGET_WAIT,
         }
     }
 }
@@ -106,6 +140,7 @@ pub struct CloudflareClient {
     zone_name: String,
     token: SecretString,
     limiter: Arc<DefaultDirectRateLimiter>,
+    max_budget_wait: Duration,
     blocked_until: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -305,6 +340,7 @@ impl CloudflareClient {
             zone_name: normalize(&cfg.zone_name),
             token: cfg.token,
             limiter: Arc::new(RateLimiter::direct(quota)),
+            max_budget_wait: cfg.max_budget_wait,
             blocked_until: Arc::new(Mutex::new(None)),
         })
     }
@@ -340,6 +376,7 @@ impl CloudflareClient {
         query: &[(&str, String)],
         body: Option<&Body>,
         what: &str,
+        paid: &Prepaid,
     ) -> Result<Envelope, Fail> {
         if let Some(left) = self.blocked_for() {
             let mut e = EdgeError::new(
@@ -352,7 +389,9 @@ impl CloudflareClient {
             record::<()>(BACKEND, what, &Err(e.clone()));
             return Err(e.into());
         }
-        self.limiter.until_ready().await;
+        if !paid.take() {
+            self.limiter.until_ready().await;
+        }
         let mut req = self
             .http
             .request(method, url)
@@ -426,8 +465,40 @@ impl CloudflareClient {
         }
     }
 
+    /// Take `n` calls' worth of the budget at once, waiting for it at most
+    /// `max_budget_wait`: a write either has room for its calls soon or is told when it will
+    /// (`EdgeError::budget_wait`, nothing sent), so it never holds its caller for long, and
+    /// it never spends part of the budget on listings only to find no room for the write.
+    /// Calls beyond the `n` (an update, extra records) wait for the budget as reads do; a
+    /// reservation left unused (the records were in place) is spent.
+    async fn reserve(&self, n: u32) -> Result<Prepaid, EdgeError> {
+        let Some(want) = NonZeroU32::new(n) else {
+            return Ok(Prepaid::none());
+        };
+        loop {
+            match self.limiter.check_n(want) {
+                Ok(Ok(())) => return Ok(Prepaid(AtomicU32::new(n))),
+                Ok(Err(not_until)) => {
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    if wait > self.max_budget_wait {
+                        return Err(EdgeError::over_budget(BACKEND, wait));
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                // More than the burst (a budget under 40 per 5 minutes): no reservation, each
+                // call waits for the budget on its own.
+                Err(_) => return Ok(Prepaid::none()),
+            }
+        }
+    }
+
     /// List records by type and (optionally) exact name, following `result_info.total_pages`.
-    async fn list(&self, rtype: &str, name: Option<&str>) -> Result<Vec<CfRecord>, EdgeError> {
+    async fn list(
+        &self,
+        rtype: &str,
+        name: Option<&str>,
+        paid: &Prepaid,
+    ) -> Result<Vec<CfRecord>, EdgeError> {
         let per_page = if name.is_some() {
             PER_PAGE
         } else {
@@ -451,6 +522,7 @@ impl CloudflareClient {
                     &q,
                     None,
                     "GET dns_records",
+                    paid,
                 )
                 .await
                 .map_err(|f| f.err)?;
@@ -476,19 +548,20 @@ impl CloudflareClient {
         Ok(out)
     }
 
-    async fn create(&self, body: &Body) -> Result<(), Fail> {
+    async fn create(&self, body: &Body, paid: &Prepaid) -> Result<(), Fail> {
         self.call(
             reqwest::Method::POST,
             self.records_url(),
             &[],
             Some(body),
             "POST dns_records",
+            paid,
         )
         .await
         .map(|_| ())
     }
 
-    async fn update(&self, id: &str, body: &Body) -> Result<(), EdgeError> {
+    async fn update(&self, id: &str, body: &Body, paid: &Prepaid) -> Result<(), EdgeError> {
         let url = format!("{}/{id}", self.records_url());
         self.call(
             reqwest::Method::PUT,
@@ -496,6 +569,7 @@ impl CloudflareClient {
             &[],
             Some(body),
             "PUT dns_records/{id}",
+            paid,
         )
         .await
         .map(|_| ())
@@ -503,7 +577,7 @@ impl CloudflareClient {
     }
 
     /// Delete by id; 404 / 81044 = already gone (false); 7003 stays an error.
-    async fn delete(&self, id: &str) -> Result<bool, EdgeError> {
+    async fn delete(&self, id: &str, paid: &Prepaid) -> Result<bool, EdgeError> {
         let url = format!("{}/{id}", self.records_url());
         match self
             .call(
@@ -512,6 +586,7 @@ impl CloudflareClient {
                 &[],
                 None,
                 "DELETE dns_records/{id}",
+                paid,
             )
             .await
         {
@@ -530,24 +605,25 @@ impl CloudflareClient {
         rtype: &str,
         name: &str,
         want: Option<Body>,
+        paid: &Prepaid,
     ) -> Result<bool, EdgeError> {
-        let mut existing = self.list(rtype, Some(name)).await?;
+        let mut existing = self.list(rtype, Some(name), paid).await?;
         let mut changed = false;
         let Some(body) = want else {
             for r in existing {
-                changed |= self.delete(&r.id).await?;
+                changed |= self.delete(&r.id, paid).await?;
             }
             return Ok(changed);
         };
         if existing.is_empty() {
-            match self.create(&body).await {
+            match self.create(&body, paid).await {
                 Ok(()) => return Ok(true),
                 Err(f)
                     if f.codes.contains(&code::RECORD_EXISTS)
                         || f.codes.contains(&code::IDENTICAL_EXISTS) =>
                 {
                     // Someone created it between our list and create: re-list and converge.
-                    existing = self.list(rtype, Some(name)).await?;
+                    existing = self.list(rtype, Some(name), paid).await?;
                     if existing.is_empty() {
                         return Err(f.err);
                     }
@@ -558,11 +634,11 @@ impl CloudflareClient {
         let keep_idx = existing.iter().position(|r| body.equals(r)).unwrap_or(0);
         let keep = existing.remove(keep_idx);
         if !body.equals(&keep) {
-            self.update(&keep.id, &body).await?;
+            self.update(&keep.id, &body, paid).await?;
             changed = true;
         }
         for extra in existing {
-            changed |= self.delete(&extra.id).await?;
+            changed |= self.delete(&extra.id, paid).await?;
         }
         Ok(changed)
     }
@@ -591,8 +667,9 @@ impl DnsProvider for CloudflareClient {
 
     async fn observe(&self, host_fqdn: &str) -> Result<ObservedRecords, EdgeError> {
         let host = normalize(host_fqdn);
-        let a = self.list("A", Some(&host)).await?;
-        let srv = self.list("SRV", Some(&srv_name(&host))).await?;
+        let none = Prepaid::none();
+        let a = self.list("A", Some(&host), &none).await?;
+        let srv = self.list("SRV", Some(&srv_name(&host)), &none).await?;
         Ok(ObservedRecords {
             a: a.iter().filter_map(a_of).collect(),
             srv: srv
@@ -604,10 +681,11 @@ impl DnsProvider for CloudflareClient {
 
     async fn list_zone(&self) -> Result<HashMap<String, ObservedRecords>, EdgeError> {
         let mut out = HashMap::new();
-        for r in self.list("A", None).await? {
+        let none = Prepaid::none();
+        for r in self.list("A", None, &none).await? {
             dns::add_to_listing(&mut out, &r.name, a_of(&r), None);
         }
-        for r in self.list("SRV", None).await? {
+        for r in self.list("SRV", None, &none).await? {
             dns::add_to_listing(&mut out, &r.name, None, r.data.as_ref().map(srv_of));
         }
         Ok(out)
@@ -615,19 +693,22 @@ impl DnsProvider for CloudflareClient {
 
     async fn ensure(&self, host_fqdn: &str, desired: &DesiredRecords) -> Result<bool, EdgeError> {
         let host = normalize(host_fqdn);
-        let mut changed = self
-            .ensure_one("A", &host, Some(Body::a(&host, desired.a)))
-            .await?;
+        let paid = self.reserve(2 * CALLS_PER_NAME).await?;
+        let a = Some(Body::a(&host, desired.a));
+        let mut changed = self.ensure_one("A", &host, a, &paid).await?;
         let srv = srv_name(&host);
         let want = desired.srv.as_ref().map(|s| Body::srv(&srv, s));
-        changed |= self.ensure_one("SRV", &srv, want).await?;
+        changed |= self.ensure_one("SRV", &srv, want, &paid).await?;
         Ok(changed)
     }
 
     async fn remove(&self, host_fqdn: &str) -> Result<bool, EdgeError> {
         let host = normalize(host_fqdn);
-        let mut changed = self.ensure_one("A", &host, None).await?;
-        changed |= self.ensure_one("SRV", &srv_name(&host), None).await?;
+        let paid = self.reserve(2 * CALLS_PER_NAME).await?;
+        let mut changed = self.ensure_one("A", &host, None, &paid).await?;
+        changed |= self
+            .ensure_one("SRV", &srv_name(&host), None, &paid)
+            .await?;
         Ok(changed)
     }
 }

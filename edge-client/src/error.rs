@@ -47,6 +47,9 @@ pub struct EdgeError {
     pub message: String,
     /// Cloudflare 429: how long the API asked us to wait (`retry-after`, seconds).
     pub retry_after: Option<Duration>,
+    /// Our own outgoing budget has no room for the call for this long, so nothing was sent:
+    /// not an outage, a time to come back at.
+    pub budget_wait: Option<Duration>,
 }
 
 impl fmt::Display for EdgeError {
@@ -68,6 +71,7 @@ impl std::error::Error for EdgeError {}
 /// Longest part of a response body echoed into an error message.
 const BODY_SNIPPET_MAX: usize = 300;
 pub(crate) const MSG_TIMEOUT: &str = "request timed out";
+pub const MSG_OVER_BUDGET: &str = "the outgoing request budget has no room now; nothing was sent";
 pub(crate) const MSG_CONNECT: &str = "connection failed";
 pub(crate) const REDACTED: &str = "[redacted]";
 
@@ -84,6 +88,15 @@ impl EdgeError {
             status,
             message: message.into(),
             retry_after: None,
+            budget_wait: None,
+        }
+    }
+
+    /// Nothing sent: the outgoing budget has room again in `wait` (`budget_wait`).
+    pub fn over_budget(backend: Backend, wait: Duration) -> Self {
+        EdgeError {
+            budget_wait: Some(wait),
+            ..EdgeError::new(backend, ErrorClass::Transient, None, MSG_OVER_BUDGET)
         }
     }
 

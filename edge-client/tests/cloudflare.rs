@@ -178,6 +178,36 @@ async fn rate_limit_budget_429_sets_retry_after_and_blocks_locally() {
     );
 }
 
+/// A write the outgoing budget has no room for is answered at once with when there will be
+/// room, and sends nothing (no listing spent on a write that cannot follow); one with room
+/// soon enough waits for it.
+#[tokio::test]
+async fn a_write_over_the_budget_sends_nothing_and_says_when() {
+    let sim = CloudflareSim::start(CloudflareSimConfig::default())
+        .await
+        .unwrap();
+    // 60 per 5 minutes: a burst of 6 (a tenth), then one every 5 s.
+    let c = client_with(&sim, |cfg| {
+        cfg.requests_per_5min = 60;
+        cfg.max_budget_wait = Duration::from_millis(50);
+    });
+    assert!(
+        c.ensure(HOST, &desired()).await.unwrap(),
+        "within the burst"
+    );
+    let sent = sim.requests().len();
+    assert_eq!(sent, 4, "a listing and a create per name");
+    let e = c.remove(HOST).await.unwrap_err();
+    let wait = e.budget_wait.expect("told when there is room");
+    assert!(wait > Duration::from_millis(50), "{wait:?}");
+    assert_eq!((e.class, e.status), (ErrorClass::Transient, None), "{e}");
+    assert_eq!(sim.requests().len(), sent, "nothing sent");
+    assert!(
+        !sim.observed(HOST).is_empty(),
+        "the records are untouched until there is room"
+    );
+}
+
 enum Case {
     WrongToken,
     WrongZoneId,

@@ -196,6 +196,16 @@ impl<S: Stack> Run<'_, S> {
         Acted::Poll(first_look)
     }
 
+    /// A DNS write that failed: Degraded, unless our own outgoing budget had no room for it
+    /// (nothing was sent): then it is tried again when the budget has room, and the worker
+    /// goes on to other servers meanwhile (docs/reconcile-contract.md, rule 3).
+    fn edge_failed(&mut self, step: Step, e: &edge_client::EdgeError) -> Acted {
+        match e.budget_wait {
+            Some(wait) => Acted::Poll(wait),
+            None => self.degrade(step, &Unavailable::from(e)),
+        }
+    }
+
     /// One more failed attempt of `step`, recorded as the last error.
     fn count_attempt(&mut self, step: Step, message: &str) {
         self.status.attempts += 1;
@@ -572,12 +582,12 @@ async fn publish_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     if let Some(t) = &ctx.backends.technitium
         && let Err(e) = t.ensure(&fqdn, &edge.records(false)).await
     {
-        return run.degrade(Step::PublishEdge, &Unavailable::from(&e));
+        return run.edge_failed(Step::PublishEdge, &e);
     }
     if let Some(c) = &ctx.backends.cloudflare
         && let Err(e) = c.ensure(&fqdn, &edge.records(true)).await
     {
-        return run.degrade(Step::PublishEdge, &Unavailable::from(&e));
+        return run.edge_failed(Step::PublishEdge, &e);
     }
     let what = format!("A and SRV records for {fqdn}");
     run.event(EventType::Normal, r::EV_DNS_PUBLISHED, what);
@@ -625,12 +635,12 @@ async fn remove_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     if let Some(t) = &ctx.backends.technitium
         && let Err(e) = t.remove(&fqdn).await
     {
-        return run.degrade(Step::Teardown, &Unavailable::from(&e));
+        return run.edge_failed(Step::Teardown, &e);
     }
     if let Some(c) = &ctx.backends.cloudflare
         && let Err(e) = c.remove(&fqdn).await
     {
-        return run.degrade(Step::Teardown, &Unavailable::from(&e));
+        return run.edge_failed(Step::Teardown, &e);
     }
     let what = format!("DNS records of {fqdn} deleted");
     run.event(EventType::Normal, r::EV_TEARDOWN_STEP, what);

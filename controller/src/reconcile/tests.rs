@@ -337,6 +337,42 @@ async fn a_backend_error_degrades_by_class() {
     }
 }
 
+/// A DNS write our own Cloudflare budget has no room for (nothing sent) is a wait for that
+/// long, not an outage: no Degraded, no backoff, and the write goes through once there is room.
+#[tokio::test]
+async fn a_dns_write_over_the_budget_waits_for_room() {
+    let ctx = context().await;
+    let s = ready_game(&ctx).await;
+    let (_, fqdn) = ctx.names(&ctx.desired(&s));
+    let cloudflare = ctx.backends.cloudflare.as_ref().unwrap();
+    cloudflare.set_records(&fqdn, Default::default());
+    let wait = Duration::from_secs(7);
+    let over = edge_client::EdgeError::over_budget(cloudflare.backend(), wait);
+    cloudflare.fail_next(edge_client::fake::DnsMethod::Ensure, over);
+    cloudflare.clear_calls();
+    // (The fixture's rootfs is grown first: a resize task to wait out.)
+    let mut next = Requeue::Now;
+    for _ in 0..5 {
+        next = once(&ctx, s.id).await;
+        if !cloudflare.calls().is_empty() {
+            break;
+        }
+        ctx.backends.pve.finish_running_tasks();
+    }
+    assert_eq!(next, Requeue::After(wait), "back when there is room");
+    let after = server(&ctx, s.id).await;
+    assert!(
+        !after.status.is_true(ConditionType::Degraded),
+        "our own budget is not an outage"
+    );
+    assert!(after.status.last_error.is_none(), "nor an error");
+    once(&ctx, s.id).await;
+    assert!(
+        !cloudflare.records(&fqdn).is_empty(),
+        "published once there is room"
+    );
+}
+
 /// A forced retry clears a terminal failure and acts again at once; without it, a failed
 /// server is left alone.
 #[tokio::test]
