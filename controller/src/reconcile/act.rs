@@ -579,13 +579,15 @@ async fn publish_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     let ctx = run.ctx;
     let (hostname, fqdn) = ctx.names(&run.desired);
     let edge = ctx.edge_target(&hostname, &fqdn);
-    if let Some(t) = &ctx.backends.technitium
-        && let Err(e) = t.ensure(&fqdn, &edge.records(false)).await
+    // Cloudflare first: a write its budget has no room for costs nothing else then (the
+    // internal zone is written on the attempt that goes through).
+    if let Some(c) = &ctx.backends.cloudflare
+        && let Err(e) = c.ensure(&fqdn, &edge.records(true)).await
     {
         return run.edge_failed(Step::PublishEdge, &e);
     }
-    if let Some(c) = &ctx.backends.cloudflare
-        && let Err(e) = c.ensure(&fqdn, &edge.records(true)).await
+    if let Some(t) = &ctx.backends.technitium
+        && let Err(e) = t.ensure(&fqdn, &edge.records(false)).await
     {
         return run.edge_failed(Step::PublishEdge, &e);
     }
@@ -632,13 +634,14 @@ async fn unregister<S: Stack>(run: &mut Run<'_, S>) -> Acted {
 async fn remove_dns<S: Stack>(run: &mut Run<'_, S>) -> Acted {
     let ctx = run.ctx;
     let (_, fqdn) = ctx.names(&run.desired);
-    if let Some(t) = &ctx.backends.technitium
-        && let Err(e) = t.remove(&fqdn).await
+    // Cloudflare first, as in `publish_dns`.
+    if let Some(c) = &ctx.backends.cloudflare
+        && let Err(e) = c.remove(&fqdn).await
     {
         return run.edge_failed(Step::Teardown, &e);
     }
-    if let Some(c) = &ctx.backends.cloudflare
-        && let Err(e) = c.remove(&fqdn).await
+    if let Some(t) = &ctx.backends.technitium
+        && let Err(e) = t.remove(&fqdn).await
     {
         return run.edge_failed(Step::Teardown, &e);
     }

@@ -349,7 +349,9 @@ async fn a_dns_write_over_the_budget_waits_for_room() {
     let wait = Duration::from_secs(7);
     let over = edge_client::EdgeError::over_budget(cloudflare.backend(), wait);
     cloudflare.fail_next(edge_client::fake::DnsMethod::Ensure, over);
+    let technitium = ctx.backends.technitium.as_ref().unwrap();
     cloudflare.clear_calls();
+    technitium.clear_calls();
     // (The fixture's rootfs is grown first: a resize task to wait out.)
     let mut next = Requeue::Now;
     for _ in 0..5 {
@@ -366,6 +368,13 @@ async fn a_dns_write_over_the_budget_waits_for_room() {
         "our own budget is not an outage"
     );
     assert!(after.status.last_error.is_none(), "nor an error");
+    assert!(
+        !technitium
+            .calls()
+            .iter()
+            .any(|c| matches!(c, edge_client::fake::DnsCall::Ensure { .. })),
+        "Cloudflare is written first: the attempt it refused cost nothing else"
+    );
     once(&ctx, s.id).await;
     assert!(
         !cloudflare.records(&fqdn).is_empty(),
