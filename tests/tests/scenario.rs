@@ -212,18 +212,50 @@ async fn run_case(case_seed: u64, steps: usize) {
         phases(&w).await
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let agent = w.sims.agent.as_ref().unwrap();
+    // The game process as the spec asks. An Agent restarted while its server was Ready says
+    // nothing to anyone: the status stays Ready until the resync's health probe finds the
+    // game silent, so "all Ready" alone can be seen before that repair has started.
+    let process_as_asked = |s: &model::Server| {
+        let running_game = s.spec.kind == Kind::Game && s.spec.power == Power::Running;
+        !running_game
+            || s.status
+                .ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok())
+                .is_some_and(|ip| {
+                    let want = match s.spec.process() {
+                        Process::Running => edge_client::AgentState::Running,
+                        Process::Stopped => edge_client::AgentState::Stopped,
+                    };
+                    agent.state(ip) == Some(want)
+                })
+    };
     loop {
         let servers = w.servers().await;
         // Ready, and the world as the invariants say: a Ready server whose Agent is being
         // reinstalled (an Agent restart) repairs the rest of its edge only afterwards.
-        if servers.iter().all(|s| s.phase().0 == Phase::Ready)
+        if servers
+            .iter()
+            .all(|s| s.phase().0 == Phase::Ready && process_as_asked(s))
             && zlh_tests::check_invariants(&w).await.is_empty()
         {
             break;
         }
         if tokio::time::Instant::now() > deadline {
             eprintln!("operations (seed={case_seed}):\n{}", log.join("\n"));
+            // Names the servers not Ready, if any; else the rest did not converge.
             w.wait_all(Some(Phase::Ready), Duration::ZERO).await;
+            let off: Vec<_> = servers
+                .iter()
+                .filter(|s| !process_as_asked(s))
+                .map(|s| s.id)
+                .collect();
+            panic!(
+                "seed={case_seed}: not converged in 60 s: game process not as asked on {off:?}, \
+                 invariants {:?}",
+                zlh_tests::check_invariants(&w).await
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
