@@ -105,15 +105,6 @@ impl Store for AnyStore {
     ) -> Result<(Server, Operation)> {
         dispatch!(self, s => s.update_spec_within_quota(id, spec, expected_rv).await)
     }
-    async fn write_status(
-        &self,
-        id: ServerId,
-        status: &ServerStatus,
-        expected_rv: i64,
-        fence: Option<Fence>,
-    ) -> Result<Server> {
-        dispatch!(self, s => s.write_status(id, status, expected_rv, fence).await)
-    }
     async fn write_status_with_events(
         &self,
         id: ServerId,

@@ -311,7 +311,9 @@ pub trait Store: Send + Sync + 'static {
         status: &ServerStatus,
         expected_rv: i64,
         fence: Option<Fence>,
-    ) -> impl Future<Output = Result<Server>> + Send;
+    ) -> impl Future<Output = Result<Server>> + Send {
+        self.write_status_with_events(id, status, expected_rv, fence, &[])
+    }
     /// `write_status` that appends `events` in the same transaction: a crash never keeps
     /// the status without the events that explain it (a restart recorded as done, say,
     /// without its `GameRestarted`).

@@ -687,17 +687,6 @@ where
         self.replace_spec(id, spec, expected_rv, true).await
     }
 
-    async fn write_status(
-        &self,
-        id: ServerId,
-        status: &ServerStatus,
-        expected_rv: i64,
-        fence: Option<Fence>,
-    ) -> Result<Server> {
-        self.write_status_with_events(id, status, expected_rv, fence, &[])
-            .await
-    }
-
     async fn write_status_with_events(
         &self,
         id: ServerId,
